@@ -1,0 +1,20 @@
+//! Errors for bad network descriptions and analysis requests.
+
+use thiserror::Error;
+
+/// A network description or analysis request that cannot be honoured. `field` names the
+/// option (as the command line spells it) so that the user knows what to change.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SpecError {
+    #[error("--{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+impl SpecError {
+    /// The option at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            SpecError::Invalid { field, .. } => field,
+        }
+    }
+}

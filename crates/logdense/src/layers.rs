@@ -1,0 +1,180 @@
+//! The building blocks every network node is made of, in pre-activation order (BN-ReLU-conv,
+//! as DenseNet and the paper use). Each maps to one [`logdense_graph::Op`].
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+
+/// He (fan-in) normal initialisation, as DenseNet's reference code uses for convolutions.
+fn he_normal() -> Initializer {
+    Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: false }
+}
+
+fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, bias: bool, device: &Device) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(kernel / 2, kernel / 2, kernel / 2, kernel / 2))
+        .with_bias(bias)
+        .with_initializer(he_normal())
+        .init(device)
+}
+
+fn bn(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels).init(device)
+}
+
+fn bn_relu(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    relu(bn.forward(x))
+}
+
+/// `x_0`: a k x k convolution, and for the ImageNet stem BN-ReLU and a 3x3 stride-2 max pool.
+#[derive(Module, Debug)]
+pub struct StemConv {
+    pub conv: Conv2d,
+    pub bn: Option<BatchNorm>,
+}
+
+impl StemConv {
+    pub fn new(cin: usize, width: usize, kernel: usize, stride: usize, max_pool: bool, device: &Device) -> Self {
+        StemConv { conv: conv(cin, width, kernel, stride, false, device), bn: max_pool.then(|| bn(width, device)) }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.conv.forward(x);
+        match &self.bn {
+            Some(bn) => max_pool2d(bn_relu(bn, y), MaxPoolOptions::new([3, 3]).with_stride([2, 2]).with_padding([1, 1])),
+            None => y,
+        }
+    }
+}
+
+/// The optional 1x1 bottleneck of a feature layer: 1x1conv(width)-BN(-ReLU follows).
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+/// A feature layer `f_i`: BN-ReLU-[1x1conv-BN-ReLU]-3x3conv-dropout over its concatenated inputs.
+#[derive(Module, Debug)]
+pub struct DenseLayer {
+    pub bn: BatchNorm,
+    pub bottleneck: Option<Bottleneck>,
+    pub conv: Conv2d,
+    pub dropout: Dropout,
+}
+
+impl DenseLayer {
+    pub fn new(cin: usize, growth: usize, bottleneck: Option<usize>, dropout: f64, device: &Device) -> Self {
+        let (bottleneck, conv_in) = match bottleneck {
+            Some(w) => (Some(Bottleneck { conv: conv(cin, w, 1, 1, false, device), bn: bn(w, device) }), w),
+            None => (None, cin),
+        };
+        DenseLayer { bn: bn(cin, device), bottleneck, conv: conv(conv_in, growth, 3, 1, false, device), dropout: DropoutConfig::new(dropout).init() }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut y = bn_relu(&self.bn, x);
+        if let Some(b) = &self.bottleneck {
+            y = bn_relu(&b.bn, b.conv.forward(y));
+        }
+        self.dropout.forward(self.conv.forward(y))
+    }
+}
+
+/// BN-ReLU-1x1conv-[dropout]-2x2 pool: a transition down (per layer, compression, or whole stack).
+#[derive(Module, Debug)]
+pub struct DownTransition {
+    pub bn: BatchNorm,
+    pub conv: Conv2d,
+    pub dropout: Dropout,
+    pub max_pool: bool,
+}
+
+impl DownTransition {
+    pub fn new(cin: usize, cout: usize, max_pool: bool, dropout: f64, device: &Device) -> Self {
+        DownTransition { bn: bn(cin, device), conv: conv(cin, cout, 1, 1, false, device), dropout: DropoutConfig::new(dropout).init(), max_pool }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.dropout.forward(self.conv.forward(bn_relu(&self.bn, x)));
+        if self.max_pool {
+            max_pool2d(y, MaxPoolOptions::new([2, 2]))
+        } else {
+            avg_pool2d(y, AvgPoolOptions::new([2, 2]))
+        }
+    }
+}
+
+/// [BN-ReLU-]3x3 stride-2 transposed convolution: doubles the resolution (FC up path).
+#[derive(Module, Debug)]
+pub struct UpTransition {
+    pub bn: Option<BatchNorm>,
+    pub deconv: ConvTranspose2d,
+}
+
+impl UpTransition {
+    pub fn new(cin: usize, cout: usize, pre_activation: bool, device: &Device) -> Self {
+        let deconv = ConvTranspose2dConfig::new([cin, cout], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .with_padding_out([1, 1])
+            .with_bias(false)
+            .with_initializer(he_normal())
+            .init(device);
+        UpTransition { bn: pre_activation.then(|| bn(cin, device)), deconv }
+    }
+
+    /// Upsamples to exactly `size` (cropping the extra row/column an odd size leaves).
+    pub fn forward(&self, x: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
+        let y = match &self.bn {
+            Some(bn) => bn_relu(bn, x),
+            None => x,
+        };
+        let y = self.deconv.forward(y);
+        let [_, _, h, w] = y.dims();
+        if (h, w) == size {
+            y
+        } else {
+            crate::network::fit_spatial(y, size)
+        }
+    }
+}
+
+/// A prediction head: BN-ReLU then global-average-pool + Linear (classification) or a 1x1
+/// convolution at full resolution (segmentation). Output `[N, classes, H, W]` (H = W = 1 for
+/// classification).
+#[derive(Module, Debug)]
+pub struct Head {
+    pub bn: BatchNorm,
+    pub linear: Option<Linear>,
+    pub conv: Option<Conv2d>,
+}
+
+impl Head {
+    pub fn new(cin: usize, classes: usize, segment: bool, device: &Device) -> Self {
+        Head {
+            bn: bn(cin, device),
+            linear: (!segment).then(|| LinearConfig::new(cin, classes).init(device)),
+            conv: segment.then(|| conv(cin, classes, 1, 1, true, device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = bn_relu(&self.bn, x);
+        match (&self.linear, &self.conv) {
+            (Some(linear), _) => {
+                let [n, c, _, _] = y.dims();
+                let pooled = adaptive_avg_pool2d(y, [1, 1]).reshape([n, c]);
+                let logits = linear.forward(pooled);
+                let classes = logits.dims()[1];
+                logits.reshape([n, classes, 1, 1])
+            }
+            (None, Some(conv)) => conv.forward(y),
+            (None, None) => unreachable!("a head is either a classifier or a segmenter"),
+        }
+    }
+}

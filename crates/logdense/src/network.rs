@@ -1,0 +1,162 @@
+//! One network type for every architecture: [`SparseDenseNet`] executes a
+//! [`logdense_graph::NetGraph`] node by node, so Log-DenseNet V1/V2, DenseNet-BC,
+//! LogLog-DenseNet, FC-Log-DenseNet and FC-DenseNet differ only in their graph.
+
+use crate::layers::{DenseLayer, DownTransition, Head, StemConv, UpTransition};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use logdense_graph::{NetGraph, NetSpec, Op, Pool};
+
+/// The module computing one graph node (the image input has none).
+#[derive(Module, Debug)]
+pub enum NodeModule {
+    Stem(StemConv),
+    Layer(DenseLayer),
+    Down(DownTransition),
+    Up(UpTransition),
+    Head(Head),
+}
+
+/// A sparse-dense convolutional network built from a graph.
+#[derive(Module, Debug)]
+pub struct SparseDenseNet {
+    /// `modules[k]` computes graph node `k + 1` (node 0 is the image).
+    pub modules: Vec<NodeModule>,
+    #[module(skip)]
+    pub graph: NetGraph,
+}
+
+/// Crops or zero-pads the spatial dimensions to `size` (keeps the top-left corner).
+pub fn fit_spatial(x: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let x = if h > size.0 || w > size.1 { x.slice([0..n, 0..c, 0..h.min(size.0), 0..w.min(size.1)]) } else { x };
+    let [_, _, h, w] = x.dims();
+    if h < size.0 || w < size.1 {
+        x.pad((0, size.1 - w, 0, size.0 - h), 0.0)
+    } else {
+        x
+    }
+}
+
+impl SparseDenseNet {
+    /// Builds the modules of `spec` on `device`; `dropout` applies after every feature-layer
+    /// convolution and transition convolution.
+    pub fn new(spec: &NetSpec, dropout: f64, device: &Device) -> Result<Self, logdense_graph::SpecError> {
+        let graph = spec.build()?;
+        let segment = graph.task == logdense_graph::Task::Segment;
+        let modules = graph
+            .nodes
+            .iter()
+            .skip(1)
+            .map(|node| match node.op {
+                Op::Input => unreachable!("only node 0 is the input"),
+                Op::Stem { kernel, stride, max_pool } => NodeModule::Stem(StemConv::new(node.in_channels, node.channels, kernel, stride, max_pool, device)),
+                Op::Layer { bottleneck, .. } => NodeModule::Layer(DenseLayer::new(node.in_channels, node.channels, bottleneck, dropout, device)),
+                Op::Down { pool } => NodeModule::Down(DownTransition::new(node.in_channels, node.channels, pool == Pool::Max, dropout, device)),
+                Op::Up { pre_activation } => NodeModule::Up(UpTransition::new(node.in_channels, node.channels, pre_activation, device)),
+                Op::Head { .. } => NodeModule::Head(Head::new(node.in_channels, node.channels, segment, device)),
+            })
+            .collect();
+        Ok(SparseDenseNet { modules, graph })
+    }
+
+    /// Runs the network; returns every head's output `[N, classes, H, W]` in graph order
+    /// (auxiliary heads first, the final prediction last).
+    pub fn forward_heads(&self, image: Tensor<4>) -> Vec<Tensor<4>> {
+        self.forward_inspect(image, |_, _| {})
+    }
+
+    /// Like [`Self::forward_heads`], calling `inspect(node, output)` on every node's output.
+    pub fn forward_inspect(&self, image: Tensor<4>, mut inspect: impl FnMut(usize, &Tensor<4>)) -> Vec<Tensor<4>> {
+        let last_use = self.graph.last_use();
+        let mut values: Vec<Option<Tensor<4>>> = vec![None; self.graph.nodes.len()];
+        values[0] = Some(image);
+        let mut heads = Vec::new();
+        for (k, module) in self.modules.iter().enumerate() {
+            let id = k + 1;
+            let node = &self.graph.nodes[id];
+            let mut parts: Vec<Tensor<4>> = node.inputs.iter().map(|&i| values[i].clone().expect("inputs are computed before use")).collect();
+            let x = if parts.len() == 1 { parts.pop().expect("one input") } else { Tensor::cat(parts, 1) };
+            for &i in &node.inputs {
+                if last_use[i] == id {
+                    values[i] = None;
+                }
+            }
+            let y = match module {
+                NodeModule::Stem(m) => m.forward(x),
+                NodeModule::Layer(m) => m.forward(x),
+                NodeModule::Down(m) => m.forward(x),
+                NodeModule::Up(m) => m.forward(x, node.size),
+                NodeModule::Head(m) => m.forward(x),
+            };
+            inspect(id, &y);
+            if matches!(node.op, Op::Head { .. }) {
+                heads.push(y);
+            } else {
+                values[id] = Some(y);
+            }
+        }
+        heads
+    }
+
+    /// The final prediction only.
+    pub fn forward(&self, image: Tensor<4>) -> Tensor<4> {
+        self.forward_heads(image).pop().expect("every network has a final head")
+    }
+
+    /// Trainable parameters (batch-norm running statistics are buffers and not counted).
+    pub fn trainable_params(&self) -> usize {
+        struct Count(usize);
+        impl ModuleVisitor for Count {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if param.is_require_grad() {
+                    self.0 += param.lazy_shape().num_elements();
+                }
+            }
+        }
+        let mut c = Count(0);
+        self.visit(&mut c);
+        c.0
+    }
+
+    /// FLOPs (2 x multiply-accumulates) counted from the built modules' weight shapes and the
+    /// output shapes of a real forward pass of one image: an independent check of the cost model.
+    pub fn measured_flops(&self, device: &Device) -> u64 {
+        let [c, h, w] = self.graph.spec.input;
+        let image = Tensor::<4>::zeros([1, c, h, w], device);
+        let mut out_hw = vec![(0usize, 0usize); self.graph.nodes.len()];
+        out_hw[0] = (h, w);
+        self.forward_inspect(image, |id, y| {
+            let [_, _, h, w] = y.dims();
+            out_hw[id] = (h, w);
+        });
+        let conv_flops = |weight: [usize; 4], positions: usize| 2 * (weight.iter().product::<usize>() * positions) as u64;
+        let mut total = 0;
+        for (k, module) in self.modules.iter().enumerate() {
+            let id = k + 1;
+            let node = &self.graph.nodes[id];
+            let input_hw = out_hw[node.inputs[0]];
+            let area = |s: (usize, usize)| s.0 * s.1;
+            total += match module {
+                NodeModule::Stem(m) => {
+                    let weight = m.conv.weight.dims();
+                    let (ih, iw) = input_hw;
+                    let out = |x: usize| (x + 2 * (weight[2] / 2) - weight[2]) / m.conv.stride[0] + 1;
+                    conv_flops(weight, out(ih) * out(iw))
+                }
+                NodeModule::Layer(m) => {
+                    let b = m.bottleneck.as_ref().map(|b| conv_flops(b.conv.weight.dims(), area(input_hw))).unwrap_or(0);
+                    b + conv_flops(m.conv.weight.dims(), area(out_hw[id]))
+                }
+                NodeModule::Down(m) => conv_flops(m.conv.weight.dims(), area(input_hw)),
+                NodeModule::Up(m) => conv_flops(m.deconv.weight.dims(), area(input_hw)),
+                NodeModule::Head(m) => match (&m.linear, &m.conv) {
+                    (Some(l), _) => 2 * l.weight.dims().iter().product::<usize>() as u64,
+                    (_, Some(cv)) => conv_flops(cv.weight.dims(), area(out_hw[id])),
+                    _ => 0,
+                },
+            };
+        }
+        total
+    }
+}
