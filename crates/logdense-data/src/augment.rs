@@ -429,7 +429,9 @@ mod tests {
         }
         // A constant image stays constant under bilinear resampling.
         let c = vec![9u8; s.len()];
-        assert!(random_resized_crop(&c, s, 13, &mut rng).iter().all(|&v| v == 9));
+        assert!(random_resized_crop(&c, s, 13, &mut rng)
+            .iter()
+            .all(|&v| v == 9));
         // Centre crop picks the middle.
         let t = Chw::new(1, 3, 3);
         assert_eq!(center_crop(&(1..=9).collect::<Vec<u8>>(), t, 1, 1), vec![5]);
@@ -461,7 +463,8 @@ mod tests {
     fn augment_serde_defaults() {
         let a: Augment = serde_json::from_str(r#"{"flip": true, "pad_crop": 4}"#).unwrap();
         assert_eq!(a, Augment::cifar());
-        let b: Augment = serde_json::from_str(&serde_json::to_string(&Augment::imagenet()).unwrap()).unwrap();
+        let b: Augment =
+            serde_json::from_str(&serde_json::to_string(&Augment::imagenet()).unwrap()).unwrap();
         assert_eq!(b, Augment::imagenet());
         assert!(serde_json::from_str::<Augment>(r#"{"flipp": true}"#).is_err());
     }

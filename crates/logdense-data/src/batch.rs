@@ -73,7 +73,8 @@ impl ClassBatcher {
     pub fn prepare(&self, item: &ImageItem) -> (Vec<u8>, Chw) {
         if self.train {
             let mut rng = item_rng(self.seed, self.epoch, item.index);
-            self.augment.apply_train(&item.pixels, item.shape(), &mut rng)
+            self.augment
+                .apply_train(&item.pixels, item.shape(), &mut rng)
         } else {
             self.augment.apply_eval(&item.pixels, item.shape())
         }
@@ -83,7 +84,10 @@ impl ClassBatcher {
         match v {
             [x] => *x,
             _ => *v.get(c).unwrap_or_else(|| {
-                panic!("ClassBatcher: {what} has {} values but images have more channels", v.len())
+                panic!(
+                    "ClassBatcher: {what} has {} values but images have more channels",
+                    v.len()
+                )
             }),
         }
     }
@@ -127,7 +131,10 @@ impl Batcher<ImageItem, ClassBatch> for ClassBatcher {
         let s = shape.unwrap_or(Chw::new(0, 0, 0));
         let n = items.len();
         ClassBatch {
-            images: Tensor::from_data(TensorData::new(data, [n, s.channels, s.height, s.width]), device),
+            images: Tensor::from_data(
+                TensorData::new(data, [n, s.channels, s.height, s.width]),
+                device,
+            ),
             targets: Tensor::from_data(TensorData::new(targets, [n]), device),
         }
     }
@@ -144,7 +151,14 @@ pub fn loader<D>(
 where
     D: Dataset<ImageItem> + 'static,
 {
-    loader_on(set, batcher, batch_size, shuffle_seed, workers, &Device::default())
+    loader_on(
+        set,
+        batcher,
+        batch_size,
+        shuffle_seed,
+        workers,
+        &Device::default(),
+    )
 }
 
 /// A burn data loader over `set` whose batches are created on `device`.
@@ -197,7 +211,11 @@ mod tests {
     }
 
     fn targets(b: &ClassBatch) -> Vec<i64> {
-        b.targets.to_data().convert::<i64>().to_vec::<i64>().unwrap()
+        b.targets
+            .to_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap()
     }
 
     #[test]
@@ -209,7 +227,12 @@ mod tests {
         let batch = b.batch(items.clone(), &Device::default());
         assert_eq!(batch.images.dims(), [5, 3, 4, 4]);
         assert_eq!(targets(&batch), vec![0, 1, 2, 3, 4]);
-        let v = batch.images.to_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let v = batch
+            .images
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
         // Item 4, channel 1, any pixel: (4/255 - 0.5) / 0.5.
         let x = v[4 * 48 + 16 + 5];
         assert!((x - (4.0 / 255.0 - 0.5) / 0.5).abs() < 1e-6, "{x}");
@@ -225,8 +248,8 @@ mod tests {
         let b1 = t.batch(items.clone(), &Device::default());
         assert_eq!(b1.images.dims(), [5, 3, 3, 3]);
         let again = t.batch(items.iter().rev().cloned().collect(), &Device::default());
-        let a = b1.images.to_data().to_vec::<f32>().unwrap();
-        let r = again.images.to_data().to_vec::<f32>().unwrap();
+        let a = b1.images.to_data().try_to_vec::<f32>().unwrap();
+        let r = again.images.to_data().try_to_vec::<f32>().unwrap();
         // Same items in reverse order: the same per-item tensors, reversed.
         assert_eq!(&a[..27], &r[4 * 27..]);
         assert_eq!(t.prepare(&items[2]), t.prepare(&items[2]));

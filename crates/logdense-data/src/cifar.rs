@@ -24,18 +24,106 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
 
 /// CIFAR-100 fine class names (used when `fine_label_names.txt` is absent).
 pub const CIFAR100_CLASSES: [&str; 100] = [
-    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
-    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
-    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
-    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
-    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
-    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
-    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
-    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
-    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
-    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
-    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
-    "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+    "apple",
+    "aquarium_fish",
+    "baby",
+    "bear",
+    "beaver",
+    "bed",
+    "bee",
+    "beetle",
+    "bicycle",
+    "bottle",
+    "bowl",
+    "boy",
+    "bridge",
+    "bus",
+    "butterfly",
+    "camel",
+    "can",
+    "castle",
+    "caterpillar",
+    "cattle",
+    "chair",
+    "chimpanzee",
+    "clock",
+    "cloud",
+    "cockroach",
+    "couch",
+    "crab",
+    "crocodile",
+    "cup",
+    "dinosaur",
+    "dolphin",
+    "elephant",
+    "flatfish",
+    "forest",
+    "fox",
+    "girl",
+    "hamster",
+    "house",
+    "kangaroo",
+    "keyboard",
+    "lamp",
+    "lawn_mower",
+    "leopard",
+    "lion",
+    "lizard",
+    "lobster",
+    "man",
+    "maple_tree",
+    "motorcycle",
+    "mountain",
+    "mouse",
+    "mushroom",
+    "oak_tree",
+    "orange",
+    "orchid",
+    "otter",
+    "palm_tree",
+    "pear",
+    "pickup_truck",
+    "pine_tree",
+    "plain",
+    "plate",
+    "poppy",
+    "porcupine",
+    "possum",
+    "rabbit",
+    "raccoon",
+    "ray",
+    "road",
+    "rocket",
+    "rose",
+    "sea",
+    "seal",
+    "shark",
+    "shrew",
+    "skunk",
+    "skyscraper",
+    "snail",
+    "snake",
+    "spider",
+    "squirrel",
+    "streetcar",
+    "sunflower",
+    "sweet_pepper",
+    "table",
+    "tank",
+    "telephone",
+    "television",
+    "tiger",
+    "tractor",
+    "train",
+    "trout",
+    "tulip",
+    "turtle",
+    "wardrobe",
+    "whale",
+    "willow_tree",
+    "wolf",
+    "woman",
+    "worm",
 ];
 
 const CIFAR10_HINT: &str = "CIFAR-10 cannot be downloaded here: get the binary version \
@@ -145,7 +233,15 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<ImageSet, DataError> {
     };
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for f in files {
-        read_records(&dir.join(f), 1, 0, 10, CIFAR10_HINT, &mut pixels, &mut labels)?;
+        read_records(
+            &dir.join(f),
+            1,
+            0,
+            10,
+            CIFAR10_HINT,
+            &mut pixels,
+            &mut labels,
+        )?;
     }
     let class_names = names_file(&dir.join("batches.meta.txt"), &CIFAR10_CLASSES)?;
     finish(
@@ -171,7 +267,15 @@ pub fn load_cifar100(dir: &Path, split: Split) -> Result<ImageSet, DataError> {
         Split::Test => "test.bin",
     };
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    read_records(&dir.join(file), 2, 1, 100, CIFAR100_HINT, &mut pixels, &mut labels)?;
+    read_records(
+        &dir.join(file),
+        2,
+        1,
+        100,
+        CIFAR100_HINT,
+        &mut pixels,
+        &mut labels,
+    )?;
     let class_names = names_file(&dir.join("fine_label_names.txt"), &CIFAR100_CLASSES)?;
     finish(
         &dir,
@@ -193,7 +297,9 @@ mod tests {
     use crate::testutil::TempDir;
 
     fn image(seed: u8) -> Vec<u8> {
-        (0..PIXELS).map(|i| (i as u8).wrapping_mul(3).wrapping_add(seed)).collect()
+        (0..PIXELS)
+            .map(|i| (i as u8).wrapping_mul(3).wrapping_add(seed))
+            .collect()
     }
 
     fn records(labels: &[&[u8]]) -> Vec<u8> {
@@ -221,7 +327,10 @@ mod tests {
         assert_eq!(train.image(3), image(1).as_slice());
         assert_eq!(train.class_names[0], "airplane");
         let meta: String = (0..10).map(|i| format!("name{i}\n")).collect();
-        dir.write("cifar-10-batches-bin/batches.meta.txt", format!("{meta}\n").as_bytes());
+        dir.write(
+            "cifar-10-batches-bin/batches.meta.txt",
+            format!("{meta}\n").as_bytes(),
+        );
         let test = load_cifar10(&dir.path().join("cifar-10-batches-bin"), Split::Test).unwrap();
         assert_eq!((test.len(), test.label(0)), (1, 3));
         assert_eq!(test.class_names[7], "name7");
@@ -252,18 +361,34 @@ mod tests {
 
         dir.write("test_batch.bin", &records(&[&[1], &[10]]));
         let e = load_cifar10(dir.path(), Split::Test).unwrap_err();
-        assert!(matches!(e, DataError::LabelOutOfRange { item: 1, label: 10, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DataError::LabelOutOfRange {
+                    item: 1,
+                    label: 10,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("test_batch.bin"), "{e}");
 
         dir.write("test.bin", &records(&[&[20, 1]]));
         let e = load_cifar100(dir.path(), Split::Test).unwrap_err();
-        assert!(e.to_string().contains("test.bin") && e.to_string().contains("coarse"), "{e}");
+        assert!(
+            e.to_string().contains("test.bin") && e.to_string().contains("coarse"),
+            "{e}"
+        );
 
         let e = load_cifar10(dir.path(), Split::Train).unwrap_err();
         assert!(matches!(e, DataError::Missing { .. }), "{e}");
         assert!(e.to_string().contains("data_batch_1.bin"), "{e}");
 
         let e = load_cifar100(Path::new("/nonexistent/c100"), Split::Train).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/c100") && e.to_string().contains("--data"), "{e}");
+        assert!(
+            e.to_string().contains("/nonexistent/c100") && e.to_string().contains("--data"),
+            "{e}"
+        );
     }
 }

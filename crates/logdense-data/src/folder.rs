@@ -35,9 +35,12 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(v)
 }
 
+/// Class names and (image path, label) pairs of a class-folder tree.
+pub type FolderListing = (Vec<String>, Vec<(PathBuf, usize)>);
+
 /// Lists `root`'s class folders (sorted names) and their image files (sorted paths, label =
 /// class position). Non-image files are ignored; a class folder may be empty.
-pub fn scan_image_folder(root: &Path) -> Result<(Vec<String>, Vec<(PathBuf, usize)>), DataError> {
+pub fn scan_image_folder(root: &Path) -> Result<FolderListing, DataError> {
     if !root.is_dir() {
         return Err(DataError::missing(root, FOLDER_HINT));
     }
@@ -45,7 +48,12 @@ pub fn scan_image_folder(root: &Path) -> Result<(Vec<String>, Vec<(PathBuf, usiz
     let mut items = Vec::new();
     for class_dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
         let label = names.len();
-        names.push(class_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        names.push(
+            class_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         for f in sorted_entries(&class_dir)? {
             if f.is_file() && is_image(&f) {
                 items.push((f, label));
@@ -53,10 +61,16 @@ pub fn scan_image_folder(root: &Path) -> Result<(Vec<String>, Vec<(PathBuf, usiz
         }
     }
     if names.is_empty() {
-        return Err(DataError::format(root, format!("no class subfolders. {FOLDER_HINT}")));
+        return Err(DataError::format(
+            root,
+            format!("no class subfolders. {FOLDER_HINT}"),
+        ));
     }
     if names.len() > usize::from(u16::MAX) {
-        return Err(DataError::unsupported(root, format!("{} classes (max {})", names.len(), u16::MAX)));
+        return Err(DataError::unsupported(
+            root,
+            format!("{} classes (max {})", names.len(), u16::MAX),
+        ));
     }
     Ok((names, items))
 }
@@ -239,7 +253,10 @@ mod tests {
         let blue: f64 = x[96..].iter().map(|&v| f64::from(v)).sum::<f64>() / 48.0;
         assert!((blue - 150.0).abs() < 25.0, "{blue}");
         let resized = load_image_folder(dir.path(), Some((4, 4))).unwrap();
-        assert_eq!((resized.height, resized.width, resized.pixels.len()), (4, 4, 4 * 48));
+        assert_eq!(
+            (resized.height, resized.width, resized.pixels.len()),
+            (4, 4, 4 * 48)
+        );
     }
 
     #[test]
@@ -255,7 +272,10 @@ mod tests {
         }
         let t = ImageFolder::new(dir.path(), Some(4), Some(3)).unwrap();
         let it = t.get(2).unwrap();
-        assert_eq!((it.channels, it.height, it.width, it.pixels.len()), (3, 3, 3, 27));
+        assert_eq!(
+            (it.channels, it.height, it.width, it.pixels.len()),
+            (3, 3, 3, 27)
+        );
     }
 
     #[test]
@@ -265,14 +285,24 @@ mod tests {
         let e = load_image_folder(dir.path(), None).unwrap_err();
         assert!(e.to_string().contains("c.jpg"), "{e}");
         let lazy = ImageFolder::new(dir.path(), None, None).unwrap();
-        let i = lazy.items.iter().position(|(p, _)| p.ends_with("c.jpg")).unwrap();
+        let i = lazy
+            .items
+            .iter()
+            .position(|(p, _)| p.ends_with("c.jpg"))
+            .unwrap();
         let e = lazy.get(i).unwrap_err();
         assert!(e.to_string().contains("c.jpg"), "{e}");
         let e = load_image_folder(&dir.path().join("nope"), None).unwrap_err();
-        assert!(matches!(e, DataError::Missing { .. }) && e.to_string().contains("nope"), "{e}");
+        assert!(
+            matches!(e, DataError::Missing { .. }) && e.to_string().contains("nope"),
+            "{e}"
+        );
         write_img(&dir, "cat/d.png", 5, 5, ImageFormat::Png, [1, 2, 3]);
         std::fs::remove_file(dir.path().join("cat/c.jpg")).unwrap();
         let e = load_image_folder(dir.path(), None).unwrap_err();
-        assert!(e.to_string().contains("d.png") && e.to_string().contains("5x5"), "{e}");
+        assert!(
+            e.to_string().contains("d.png") && e.to_string().contains("5x5"),
+            "{e}"
+        );
     }
 }

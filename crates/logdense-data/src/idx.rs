@@ -39,7 +39,7 @@ t10k-labels-idx1-ubyte(.gz).";
 
 /// Reads a file and gunzips it when it starts with the gzip magic 0x1f 0x8b.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = read_file(path, "")?;
+    let raw = read_file(path, "No such file.")?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(raw.as_slice())
@@ -63,7 +63,12 @@ fn be_u32(path: &Path, bytes: &[u8], at: usize) -> Result<u32, DataError> {
         })
 }
 
-fn check_magic(path: &Path, bytes: &[u8], expected: u32, what: &'static str) -> Result<(), DataError> {
+fn check_magic(
+    path: &Path,
+    bytes: &[u8],
+    expected: u32,
+    what: &'static str,
+) -> Result<(), DataError> {
     let found = be_u32(path, bytes, 0)?;
     if found != expected {
         return Err(DataError::BadMagic {
@@ -76,7 +81,12 @@ fn check_magic(path: &Path, bytes: &[u8], expected: u32, what: &'static str) -> 
     Ok(())
 }
 
-fn body<'a>(path: &Path, bytes: &'a [u8], header: usize, dims: &[u32]) -> Result<&'a [u8], DataError> {
+fn body<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    header: usize,
+    dims: &[u32],
+) -> Result<&'a [u8], DataError> {
     let need = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
@@ -91,15 +101,26 @@ fn body<'a>(path: &Path, bytes: &'a [u8], header: usize, dims: &[u32]) -> Result
     if have > need {
         return Err(DataError::format(
             path,
-            format!("{} trailing bytes after the {need} data bytes of {dims:?}", have - need),
+            format!(
+                "{} trailing bytes after the {need} data bytes of {dims:?}",
+                have - need
+            ),
         ));
     }
     Ok(&bytes[header..])
 }
 
 /// Parses an IDX images file (magic 2051): returns (count, rows, cols, pixels).
-pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
-    check_magic(path, bytes, IMAGES_MAGIC, "IDX unsigned-byte images, 3 dimensions")?;
+pub fn parse_idx_images(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
+    check_magic(
+        path,
+        bytes,
+        IMAGES_MAGIC,
+        "IDX unsigned-byte images, 3 dimensions",
+    )?;
     let n = be_u32(path, bytes, 4)?;
     let rows = be_u32(path, bytes, 8)?;
     let cols = be_u32(path, bytes, 12)?;
@@ -109,14 +130,23 @@ pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usiz
 
 /// Parses an IDX labels file (magic 2049): returns the labels, one byte each.
 pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
-    check_magic(path, bytes, LABELS_MAGIC, "IDX unsigned-byte labels, 1 dimension")?;
+    check_magic(
+        path,
+        bytes,
+        LABELS_MAGIC,
+        "IDX unsigned-byte labels, 1 dimension",
+    )?;
     let n = be_u32(path, bytes, 4)?;
     Ok(body(path, bytes, 8, &[n])?.to_vec())
 }
 
 /// Loads an IDX images/labels pair (each raw or gzipped) as a 1-channel set with `classes`
 /// classes named "0", "1", ...; every label must be below `classes`.
-pub fn load_idx_pair(images_path: &Path, labels_path: &Path, classes: usize) -> Result<ImageSet, DataError> {
+pub fn load_idx_pair(
+    images_path: &Path,
+    labels_path: &Path,
+    classes: usize,
+) -> Result<ImageSet, DataError> {
     let (n, rows, cols, pixels) = parse_idx_images(images_path, &read_maybe_gz(images_path)?)?;
     let labels = parse_idx_labels(labels_path, &read_maybe_gz(labels_path)?)?;
     if labels.len() != n {
@@ -127,7 +157,11 @@ pub fn load_idx_pair(images_path: &Path, labels_path: &Path, classes: usize) -> 
             labels: labels.len(),
         });
     }
-    if let Some((item, &l)) = labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= classes) {
+    if let Some((item, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| usize::from(l) >= classes)
+    {
         return Err(DataError::LabelOutOfRange {
             path: labels_path.to_path_buf(),
             item,
@@ -158,7 +192,10 @@ fn find_idx(dir: &Path, stem: &str, hint: &str) -> Result<PathBuf, DataError> {
     if raw.is_file() {
         return Ok(raw);
     }
-    Err(DataError::missing(&gz, format!("(nor {}). {hint}", raw.display())))
+    Err(DataError::missing(
+        &gz,
+        format!("(nor {}). {hint}", raw.display()),
+    ))
 }
 
 fn load_idx_dir(dir: &Path, split: Split, hint: &str) -> Result<ImageSet, DataError> {
@@ -178,7 +215,10 @@ fn load_idx_dir(dir: &Path, split: Split, hint: &str) -> Result<ImageSet, DataEr
 /// [`FASHION_MNIST_DIR`]; errors say how to install the data when it is missing.
 pub fn load_fashion_mnist(dir: &Path, split: Split) -> Result<ImageSet, DataError> {
     let mut set = load_idx_dir(dir, split, FASHION_HINT)?;
-    set.class_names = FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect();
+    set.class_names = FASHION_MNIST_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     Ok(set)
 }
 
@@ -235,7 +275,10 @@ pub(crate) mod tests {
             let ip = dir.write(&format!("im{gzip}"), &im);
             let lp = dir.write(&format!("lb{gzip}"), &lb);
             let set = load_idx_pair(&ip, &lp, 10).unwrap();
-            assert_eq!((set.len(), set.channels, set.height, set.width), (5, 1, 3, 4));
+            assert_eq!(
+                (set.len(), set.channels, set.height, set.width),
+                (5, 1, 3, 4)
+            );
             assert_eq!(set.pixels, px);
             assert_eq!(set.labels, vec![0, 9, 3, 3, 1]);
             assert_eq!(set.image(1), &px[12..24]);
@@ -251,17 +294,26 @@ pub(crate) mod tests {
         let set = load_fashion_mnist(dir.path(), Split::Test).unwrap();
         assert_eq!(set.class_names[9], "Ankle boot");
         assert_eq!(set.len(), 5);
-        let err = load_fashion_mnist(dir.path(), Split::Train).unwrap_err().to_string();
+        let err = load_fashion_mnist(dir.path(), Split::Train)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("train-images-idx3-ubyte.gz"), "{err}");
-        assert!(err.contains("apt-get install dataset-fashion-mnist"), "{err}");
+        assert!(
+            err.contains("apt-get install dataset-fashion-mnist"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_directory_says_how_to_install() {
-        let err = load_fashion_mnist(Path::new("/nonexistent/fmnist-dir"), Split::Train).unwrap_err();
+        let err =
+            load_fashion_mnist(Path::new("/nonexistent/fmnist-dir"), Split::Train).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("/nonexistent/fmnist-dir"), "{msg}");
-        assert!(msg.contains("apt-get install dataset-fashion-mnist"), "{msg}");
+        assert!(
+            msg.contains("apt-get install dataset-fashion-mnist"),
+            "{msg}"
+        );
         assert!(msg.contains("--data DIR"), "{msg}");
     }
 
@@ -282,10 +334,16 @@ pub(crate) mod tests {
         short.truncate(short.len() - 1);
         let p = dir.write("short-im.gz", &gz(&short));
         let e = load_idx_pair(&p, &good_lb, 10).unwrap_err();
-        assert!(matches!(e, DataError::Truncated { .. }) && e.to_string().contains("short-im.gz"), "{e}");
+        assert!(
+            matches!(e, DataError::Truncated { .. }) && e.to_string().contains("short-im.gz"),
+            "{e}"
+        );
         let p = dir.write("tiny", &[0, 0, 8]);
         let e = load_idx_pair(&p, &good_lb, 10).unwrap_err();
-        assert!(matches!(e, DataError::Truncated { .. }) && e.to_string().contains("tiny"), "{e}");
+        assert!(
+            matches!(e, DataError::Truncated { .. }) && e.to_string().contains("tiny"),
+            "{e}"
+        );
 
         // Broken gzip stream.
         let mut bad = gz(&idx_images(5, 3, 4, &px));
@@ -296,14 +354,37 @@ pub(crate) mod tests {
 
         // Label out of range.
         let e = load_idx_pair(&good_im, &good_lb, 9).unwrap_err();
-        assert!(matches!(e, DataError::LabelOutOfRange { item: 1, label: 9, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DataError::LabelOutOfRange {
+                    item: 1,
+                    label: 9,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("good-lb"), "{e}");
 
         // Count mismatch.
         let p = dir.write("four-lb", &idx_labels(&labels[..4]));
         let e = load_idx_pair(&good_im, &p, 10).unwrap_err();
-        assert!(matches!(e, DataError::CountMismatch { images: 5, labels: 4, .. }), "{e}");
-        assert!(e.to_string().contains("good-im") && e.to_string().contains("four-lb"), "{e}");
+        assert!(
+            matches!(
+                e,
+                DataError::CountMismatch {
+                    images: 5,
+                    labels: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("good-im") && e.to_string().contains("four-lb"),
+            "{e}"
+        );
 
         // Missing file.
         let e = load_idx_pair(&dir.path().join("nope"), &good_lb, 10).unwrap_err();
@@ -314,7 +395,9 @@ pub(crate) mod tests {
     #[test]
     fn real_fashion_mnist_test_split() {
         let dir = Path::new(FASHION_MNIST_DIR);
-        if !dir.join("t10k-images-idx3-ubyte.gz").is_file() && !dir.join("t10k-images-idx3-ubyte").is_file() {
+        if !dir.join("t10k-images-idx3-ubyte.gz").is_file()
+            && !dir.join("t10k-images-idx3-ubyte").is_file()
+        {
             println!("note: {FASHION_MNIST_DIR} not installed; skipping the real-data check");
             return;
         }
@@ -325,6 +408,9 @@ pub(crate) mod tests {
         assert_eq!(set.class_counts(), vec![1000; 10]);
         let (m, s) = set.channel_mean_std();
         // Fashion-MNIST's well-known statistics are about 0.286 / 0.353.
-        assert!((m[0] - 0.286).abs() < 0.01 && (s[0] - 0.353).abs() < 0.01, "{m:?} {s:?}");
+        assert!(
+            (m[0] - 0.286).abs() < 0.01 && (s[0] - 0.353).abs() < 0.01,
+            "{m:?} {s:?}"
+        );
     }
 }

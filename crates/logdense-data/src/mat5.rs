@@ -145,7 +145,7 @@ impl MatFile {
 
 /// Reads and parses a level-5 MAT-file.
 pub fn read_mat5(path: &Path) -> Result<MatFile, DataError> {
-    let bytes = read_file(path, "")?;
+    let bytes = read_file(path, "No such file.")?;
     parse_mat5(path, &bytes)
 }
 
@@ -270,15 +270,18 @@ impl Reader<'_> {
         }
         let size = self.u32(pos + 4)? as usize;
         let start = pos + 8;
-        let end = start.checked_add(size).filter(|&e| e <= limit).ok_or_else(|| {
-            DataError::truncated(
-                self.path,
-                format!(
+        let end = start
+            .checked_add(size)
+            .filter(|&e| e <= limit)
+            .ok_or_else(|| {
+                DataError::truncated(
+                    self.path,
+                    format!(
                     "data element (type {first}) at byte {pos} has {size} bytes but only {} remain",
                     limit.saturating_sub(start)
                 ),
-            )
-        })?;
+                )
+            })?;
         // Elements are padded to 8 bytes, except compressed ones; tolerate missing final pad.
         let next = if first == MI_COMPRESSED {
             end
@@ -330,7 +333,9 @@ impl Reader<'_> {
                         .map_err(|e| {
                             DataError::format(
                                 self.path,
-                                format!("bad zlib stream in miCOMPRESSED element at byte {pos}: {e}"),
+                                format!(
+                                    "bad zlib stream in miCOMPRESSED element at byte {pos}: {e}"
+                                ),
                             )
                         })?;
                     let sub = Reader {
@@ -370,15 +375,17 @@ impl Reader<'_> {
         if dims_tag.ty != MI_INT32 || dims_len % 4 != 0 || dims_len < 8 {
             return Err(DataError::format(
                 self.path,
-                format!("dimensions at byte {} are not >= 2 miINT32 values", flags_tag.next),
+                format!(
+                    "dimensions at byte {} are not >= 2 miINT32 values",
+                    flags_tag.next
+                ),
             ));
         }
         let mut dims = Vec::with_capacity(dims_len / 4);
         for k in 0..dims_len / 4 {
             let d = self.u32(dims_tag.start + 4 * k)? as i32;
-            let d = usize::try_from(d).map_err(|_| {
-                DataError::format(self.path, format!("negative dimension {d}"))
-            })?;
+            let d = usize::try_from(d)
+                .map_err(|_| DataError::format(self.path, format!("negative dimension {d}")))?;
             dims.push(d);
         }
 
@@ -386,7 +393,10 @@ impl Reader<'_> {
         if !matches!(name_tag.ty, MI_INT8 | MI_UINT8 | MI_UTF8) {
             return Err(DataError::format(
                 self.path,
-                format!("array name has element type {}, expected miINT8", name_tag.ty),
+                format!(
+                    "array name has element type {}, expected miINT8",
+                    name_tag.ty
+                ),
             ));
         }
         let name = String::from_utf8_lossy(&self.bytes[name_tag.start..name_tag.end]).into_owned();
@@ -408,7 +418,12 @@ impl Reader<'_> {
         let numel = dims
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| DataError::format(self.path, format!("variable {name}: dimensions {dims:?} overflow")))?;
+            .ok_or_else(|| {
+                DataError::format(
+                    self.path,
+                    format!("variable {name}: dimensions {dims:?} overflow"),
+                )
+            })?;
 
         let real_tag = self.tag(name_tag.next, end)?;
         let data = self.numeric(&name, &real_tag)?;
@@ -447,7 +462,10 @@ impl Reader<'_> {
         if raw.len() % width != 0 {
             return Err(DataError::format(
                 self.path,
-                format!("variable {name}: {} data bytes is not a multiple of {width}", raw.len()),
+                format!(
+                    "variable {name}: {} data bytes is not a multiple of {width}",
+                    raw.len()
+                ),
             ));
         }
         if tag.ty == MI_UINT8 {
@@ -460,7 +478,11 @@ impl Reader<'_> {
                 (MI_INT8, _) => f64::from(c[0] as i8),
                 (_, 2) => {
                     let b = [c[0], c[1]];
-                    let u = if be { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) };
+                    let u = if be {
+                        u16::from_be_bytes(b)
+                    } else {
+                        u16::from_le_bytes(b)
+                    };
                     if tag.ty == MI_INT16 {
                         f64::from(u as i16)
                     } else {
@@ -469,7 +491,11 @@ impl Reader<'_> {
                 }
                 (_, 4) => {
                     let b = [c[0], c[1], c[2], c[3]];
-                    let u = if be { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) };
+                    let u = if be {
+                        u32::from_be_bytes(b)
+                    } else {
+                        u32::from_le_bytes(b)
+                    };
                     match tag.ty {
                         MI_INT32 => f64::from(u as i32),
                         MI_SINGLE => f64::from(f32::from_bits(u)),
@@ -479,7 +505,11 @@ impl Reader<'_> {
                 _ => {
                     let mut b = [0u8; 8];
                     b.copy_from_slice(c);
-                    let u = if be { u64::from_be_bytes(b) } else { u64::from_le_bytes(b) };
+                    let u = if be {
+                        u64::from_be_bytes(b)
+                    } else {
+                        u64::from_le_bytes(b)
+                    };
                     match tag.ty {
                         MI_DOUBLE => f64::from_bits(u),
                         MI_INT64 => u as i64 as f64,
@@ -589,7 +619,8 @@ pub(crate) mod writer {
             for v in vars {
                 let m = self.matrix(v);
                 if self.compress {
-                    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                    let mut z =
+                        flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
                     z.write_all(&m).unwrap();
                     let z = z.finish().unwrap();
                     out.extend_from_slice(&self.u32(super::MI_COMPRESSED));
@@ -632,11 +663,18 @@ mod tests {
         let y = [1.5, -2.0, 1e10];
         for big_endian in [false, true] {
             for compress in [false, true] {
-                let bytes = Writer { big_endian, compress }.file(&vars(&x, &y));
+                let bytes = Writer {
+                    big_endian,
+                    compress,
+                }
+                .file(&vars(&x, &y));
                 let f = parse_mat5(Path::new("t.mat"), &bytes).unwrap();
                 assert!(f.header_text.starts_with("MATLAB 5.0"));
                 let vx = f.get("X").unwrap();
-                assert_eq!((vx.class, vx.dims.as_slice()), (MatClass::UInt8, &[2, 3, 2][..]));
+                assert_eq!(
+                    (vx.class, vx.dims.as_slice()),
+                    (MatClass::UInt8, &[2, 3, 2][..])
+                );
                 assert_eq!(vx.data, MatData::U8(x.clone()));
                 let vy = f.get("yy").unwrap();
                 assert_eq!(vy.class, MatClass::Double);
@@ -648,9 +686,16 @@ mod tests {
     #[test]
     fn bad_files_are_errors_naming_the_file() {
         let p = Path::new("dir/bad.mat");
-        let good = Writer { big_endian: false, compress: false }.file(&vars(&[0; 12], &[1.0; 3]));
+        let good = Writer {
+            big_endian: false,
+            compress: false,
+        }
+        .file(&vars(&[0; 12], &[1.0; 3]));
         let e = parse_mat5(p, &good[..100]).unwrap_err();
-        assert!(matches!(e, DataError::Truncated { .. }) && e.to_string().contains("bad.mat"), "{e}");
+        assert!(
+            matches!(e, DataError::Truncated { .. }) && e.to_string().contains("bad.mat"),
+            "{e}"
+        );
         for cut in [130, 200, good.len() - 3] {
             let e = parse_mat5(p, &good[..cut]).unwrap_err();
             assert!(e.to_string().contains("dir/bad.mat"), "cut {cut}: {e}");
@@ -658,12 +703,19 @@ mod tests {
         let mut wrong = good.clone();
         wrong[126..128].copy_from_slice(b"XX");
         let e = parse_mat5(p, &wrong).unwrap_err();
-        assert!(matches!(e, DataError::BadMagic { .. }) && e.to_string().contains("bad.mat"), "{e}");
+        assert!(
+            matches!(e, DataError::BadMagic { .. }) && e.to_string().contains("bad.mat"),
+            "{e}"
+        );
         let mut v73 = good.clone();
         v73[124..126].copy_from_slice(&0x0200u16.to_le_bytes());
         let e = parse_mat5(p, &v73).unwrap_err();
         assert!(e.to_string().contains("v7.3"), "{e}");
-        let z = Writer { big_endian: false, compress: true }.file(&vars(&[0; 12], &[1.0; 3]));
+        let z = Writer {
+            big_endian: false,
+            compress: true,
+        }
+        .file(&vars(&[0; 12], &[1.0; 3]));
         let mut zbad = z.clone();
         for b in &mut zbad[140..150] {
             *b ^= 0x5a;
@@ -684,7 +736,11 @@ mod tests {
 
     #[test]
     fn unsupported_class_is_reported_not_fatal() {
-        let mut bytes = Writer { big_endian: false, compress: false }.file(&vars(&[0; 12], &[1.0; 3]));
+        let mut bytes = Writer {
+            big_endian: false,
+            compress: false,
+        }
+        .file(&vars(&[0; 12], &[1.0; 3]));
         // Flip X's class byte (first flags word after the matrix tag and flags tag) to char (4).
         let at = 128 + 8 + 8;
         assert_eq!(bytes[at], 9);

@@ -34,9 +34,12 @@ pub fn load_svhn_mat(path: &Path) -> Result<ImageSet, DataError> {
 }
 
 fn variable<'a>(path: &Path, mat: &'a MatFile, name: &str) -> Result<&'a MatVariable, DataError> {
-    let v = mat
-        .get(name)
-        .ok_or_else(|| DataError::format(path, format!("no variable `{name}` (SVHN format 2 has X and y)")))?;
+    let v = mat.get(name).ok_or_else(|| {
+        DataError::format(
+            path,
+            format!("no variable `{name}` (SVHN format 2 has X and y)"),
+        )
+    })?;
     if let MatData::Unsupported(what) = &v.data {
         return Err(DataError::unsupported(
             path,
@@ -53,12 +56,18 @@ pub fn svhn_from_mat(path: &Path, mat: &MatFile) -> Result<ImageSet, DataError> 
     // MATLAB drops trailing singleton dimensions: a one-image file has dims [32, 32, 3].
     let mut dims = x.dims.clone();
     if dims.len() > 4 || dims.iter().skip(4).any(|&d| d != 1) {
-        return Err(DataError::format(path, format!("X has dimensions {:?}, expected HxWxCxN", x.dims)));
+        return Err(DataError::format(
+            path,
+            format!("X has dimensions {:?}, expected HxWxCxN", x.dims),
+        ));
     }
     dims.resize(4, 1);
     let (h, w, c, n) = (dims[0], dims[1], dims[2], dims[3]);
     if h == 0 || w == 0 || !(c == 1 || c == 3) {
-        return Err(DataError::format(path, format!("X has dimensions {:?}, expected HxWx3xN", x.dims)));
+        return Err(DataError::format(
+            path,
+            format!("X has dimensions {:?}, expected HxWx3xN", x.dims),
+        ));
     }
     if y.data.len() != n {
         return Err(DataError::CountMismatch {
@@ -76,7 +85,10 @@ pub fn svhn_from_mat(path: &Path, mat: &MatFile) -> Result<ImageSet, DataError> 
                     if f.fract() == 0.0 && (0.0..=255.0).contains(&f) {
                         Ok(f as u8)
                     } else {
-                        Err(DataError::format(path, format!("X holds {f}, not a pixel value 0..=255")))
+                        Err(DataError::format(
+                            path,
+                            format!("X holds {f}, not a pixel value 0..=255"),
+                        ))
                     }
                 })
                 .collect::<Result<Vec<u8>, _>>()?,
@@ -133,7 +145,8 @@ mod tests {
     /// computable from its coordinates, plus the expected CHW bytes.
     fn sample(n: usize) -> (Vec<u8>, Vec<u8>) {
         let (h, w, c) = (4, 5, 3);
-        let val = |k: usize, ch: usize, r: usize, col: usize| (k * 60 + ch * 20 + r * 5 + col) as u8;
+        let val =
+            |k: usize, ch: usize, r: usize, col: usize| (k * 60 + ch * 20 + r * 5 + col) as u8;
         let mut colmajor = vec![0u8; h * w * c * n];
         let mut chw = Vec::new();
         for k in 0..n {
@@ -156,20 +169,51 @@ mod tests {
         let y = [10.0, 1.0, 9.0];
         let xf: Vec<f64> = x.iter().map(|&b| f64::from(b)).collect();
         let yb = [10u8, 1, 9];
-        let plain = Writer { big_endian: false, compress: false }.file(&[
-            Var { name: "X", class: 9, dims: &[4, 5, 3, 3], values: Values::U8(&x) },
+        let plain = Writer {
+            big_endian: false,
+            compress: false,
+        }
+        .file(&[
+            Var {
+                name: "X",
+                class: 9,
+                dims: &[4, 5, 3, 3],
+                values: Values::U8(&x),
+            },
             // y as class double stored in miUINT8, as MATLAB does for small integers.
-            Var { name: "y", class: 6, dims: &[3, 1], values: Values::U8(&yb) },
+            Var {
+                name: "y",
+                class: 6,
+                dims: &[3, 1],
+                values: Values::U8(&yb),
+            },
         ]);
-        let zipped = Writer { big_endian: false, compress: true }.file(&[
-            Var { name: "y", class: 6, dims: &[3, 1], values: Values::F64(&y) },
-            Var { name: "X", class: 6, dims: &[4, 5, 3, 3], values: Values::F64(&xf) },
+        let zipped = Writer {
+            big_endian: false,
+            compress: true,
+        }
+        .file(&[
+            Var {
+                name: "y",
+                class: 6,
+                dims: &[3, 1],
+                values: Values::F64(&y),
+            },
+            Var {
+                name: "X",
+                class: 6,
+                dims: &[4, 5, 3, 3],
+                values: Values::F64(&xf),
+            },
         ]);
         dir.write("train_32x32.mat", &plain);
         dir.write("test_32x32.mat", &zipped);
         for split in [Split::Train, Split::Test] {
             let set = load_svhn(dir.path(), split).unwrap();
-            assert_eq!((set.channels, set.height, set.width, set.len()), (3, 4, 5, 3));
+            assert_eq!(
+                (set.channels, set.height, set.width, set.len()),
+                (3, 4, 5, 3)
+            );
             assert_eq!(set.pixels, chw);
             assert_eq!(set.labels, vec![0, 1, 9]);
         }
@@ -180,32 +224,86 @@ mod tests {
         let dir = TempDir::new("svhn-err");
         let (x, _) = sample(2);
         let write = |name: &str, y: &[f64], xdims: &[usize]| {
-            let b = Writer { big_endian: false, compress: false }.file(&[
-                Var { name: "X", class: 9, dims: xdims, values: Values::U8(&x) },
-                Var { name: "y", class: 6, dims: &[y.len(), 1], values: Values::F64(y) },
+            let b = Writer {
+                big_endian: false,
+                compress: false,
+            }
+            .file(&[
+                Var {
+                    name: "X",
+                    class: 9,
+                    dims: xdims,
+                    values: Values::U8(&x),
+                },
+                Var {
+                    name: "y",
+                    class: 6,
+                    dims: &[y.len(), 1],
+                    values: Values::F64(y),
+                },
             ]);
             dir.write(name, &b)
         };
         let p = write("range.mat", &[1.0, 11.0], &[4, 5, 3, 2]);
         let e = load_svhn_mat(&p).unwrap_err();
-        assert!(matches!(e, DataError::LabelOutOfRange { item: 1, label: 11, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DataError::LabelOutOfRange {
+                    item: 1,
+                    label: 11,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("range.mat"), "{e}");
         let p = write("count.mat", &[1.0, 2.0, 3.0], &[4, 5, 3, 2]);
         let e = load_svhn_mat(&p).unwrap_err();
-        assert!(matches!(e, DataError::CountMismatch { images: 2, labels: 3, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DataError::CountMismatch {
+                    images: 2,
+                    labels: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("count.mat"), "{e}");
         let p = write("dims.mat", &[1.0, 2.0], &[4, 5, 6]);
         let e = load_svhn_mat(&p).unwrap_err();
         assert!(e.to_string().contains("dims.mat"), "{e}");
         let e = load_svhn(dir.path(), Split::Train).unwrap_err();
-        assert!(e.to_string().contains("train_32x32.mat") && e.to_string().contains("--data"), "{e}");
+        assert!(
+            e.to_string().contains("train_32x32.mat") && e.to_string().contains("--data"),
+            "{e}"
+        );
         // X of an unsupported class (char).
-        let b = Writer { big_endian: false, compress: false }.file(&[
-            Var { name: "X", class: 4, dims: &[4, 5, 3, 2], values: Values::U8(&x) },
-            Var { name: "y", class: 6, dims: &[2, 1], values: Values::F64(&[1.0, 2.0]) },
+        let b = Writer {
+            big_endian: false,
+            compress: false,
+        }
+        .file(&[
+            Var {
+                name: "X",
+                class: 4,
+                dims: &[4, 5, 3, 2],
+                values: Values::U8(&x),
+            },
+            Var {
+                name: "y",
+                class: 6,
+                dims: &[2, 1],
+                values: Values::F64(&[1.0, 2.0]),
+            },
         ]);
         let p = dir.write("char.mat", &b);
         let e = load_svhn_mat(&p).unwrap_err();
-        assert!(matches!(e, DataError::Unsupported { .. }) && e.to_string().contains("char.mat"), "{e}");
+        assert!(
+            matches!(e, DataError::Unsupported { .. }) && e.to_string().contains("char.mat"),
+            "{e}"
+        );
     }
 }

@@ -1,10 +1,16 @@
 //! # logdense
 //!
 //! Log-DenseNet and its family of sparse-skip networks on burn: layers, networks built from
-//! [`logdense_graph`]'s graphs, presets, training and evaluation.
+//! [`logdense_graph`]'s graphs, presets, configuration, training, checkpoints and reports.
 
+pub mod checkpoint;
+pub mod config;
 pub mod layers;
 pub mod network;
+pub mod presets;
+pub mod report;
+pub mod train;
 
+pub use logdense_data as data;
 pub use logdense_graph as graph;
 pub use network::SparseDenseNet;

@@ -1,0 +1,225 @@
+//! Training configuration: one TOML file (every field optional), overridden by CLI flags.
+//!
+//! ```toml
+//! seed = 1
+//! [model]
+//! preset = "fashion"
+//! dropout = 0.0
+//! [data]
+//! dataset = "fashion-mnist"
+//! dir = "/usr/share/datasets/fashion-mnist"
+//! [optim]
+//! epochs = 4
+//! batch_size = 64
+//! ```
+
+use anyhow::{bail, Context, Result};
+use logdense_data::Augment;
+use logdense_graph::{NetSpec, Pattern};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub optim: OptimConfig,
+}
+
+/// The network: a preset, optionally changed field by field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub preset: String,
+    pub dropout: f64,
+    pub growth: Option<usize>,
+    pub blocks: Option<Vec<usize>>,
+    pub pattern: Option<String>,
+    pub bottleneck: Option<bool>,
+    pub deep_supervision: Option<bool>,
+    pub stem_width: Option<usize>,
+    pub hub_multiplier: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// `fashion-mnist`, `mnist`, `cifar10`, `cifar100`, `svhn` or `folder` (ImageNet layout:
+    /// `DIR/train/CLASS/*.jpg`, `DIR/val/CLASS/*.jpg`).
+    pub dataset: String,
+    /// Defaults to `/usr/share/datasets/fashion-mnist` for Fashion-MNIST.
+    pub dir: Option<PathBuf>,
+    /// Train / test on the first-drawn subsets of this many images (seeded).
+    pub train_subset: Option<usize>,
+    pub test_subset: Option<usize>,
+    pub augment: Augment,
+    /// Loader worker threads (0: batch on the training thread, fully reproducible order).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Epochs of the main schedule.
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    /// Fractions of the main schedule's iterations after which the rate is multiplied by `gamma`.
+    pub milestones: Vec<f64>,
+    pub gamma: f64,
+    /// Extra epochs optimising the final prediction alone (SPEC: one, with deep supervision).
+    pub final_only_epochs: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { seed: 1, model: ModelConfig::default(), data: DataConfig::default(), optim: OptimConfig::default() }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            preset: crate::presets::DEFAULT_PRESET.into(),
+            dropout: 0.0,
+            growth: None,
+            blocks: None,
+            pattern: None,
+            bottleneck: None,
+            deep_supervision: None,
+            stem_width: None,
+            hub_multiplier: None,
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: "fashion-mnist".into(),
+            dir: None,
+            train_subset: None,
+            test_subset: None,
+            augment: Augment { flip: true, ..Augment::none() },
+            workers: 2,
+        }
+    }
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            epochs: 4,
+            batch_size: 64,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+            milestones: vec![0.5, 0.75],
+            gamma: 0.1,
+            final_only_epochs: 1,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file; errors name the file and the offending field.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: TrainConfig = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        cfg.validate().with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config always serialises")
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let o = &self.optim;
+        if o.epochs == 0 {
+            bail!("optim.epochs (--epochs) must be at least 1");
+        }
+        if o.batch_size == 0 {
+            bail!("optim.batch_size (--batch-size) must be at least 1");
+        }
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            bail!("optim.lr (--lr) must be a positive number, got {}", o.lr);
+        }
+        if o.milestones.iter().any(|m| !(0.0..=1.0).contains(m)) {
+            bail!("optim.milestones must be fractions in [0, 1], got {:?}", o.milestones);
+        }
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            bail!("model.dropout (--dropout) must lie in [0, 1), got {}", self.model.dropout);
+        }
+        self.net_spec()?;
+        Ok(())
+    }
+
+    /// The network this config describes (before the data fixes input shape and classes).
+    pub fn net_spec(&self) -> Result<NetSpec> {
+        let m = &self.model;
+        let mut spec = crate::presets::preset(&m.preset).map_err(anyhow::Error::msg).context("model.preset (--preset)")?;
+        if let Some(g) = m.growth {
+            spec.growth = g;
+        }
+        if let Some(b) = &m.blocks {
+            spec.blocks = b.clone();
+        }
+        if let Some(p) = &m.pattern {
+            let pattern: Pattern = p.parse().map_err(anyhow::Error::msg).context("model.pattern")?;
+            match &mut spec.arch {
+                logdense_graph::Arch::V1 { pattern: old } => *old = pattern,
+                other => bail!("model.pattern applies to V1 presets only, not {other:?}"),
+            }
+        }
+        if let Some(b) = m.bottleneck {
+            spec.bottleneck = b;
+        }
+        if let Some(d) = m.deep_supervision {
+            spec.deep_supervision = d;
+        }
+        if let Some(w) = m.stem_width {
+            spec.stem.width = w;
+        }
+        if let Some(h) = m.hub_multiplier {
+            spec.hub_multiplier = h;
+        }
+        spec.build().map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_round_trips_through_toml() {
+        let c = TrainConfig::default();
+        let back: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = toml::from_str::<TrainConfig>("[optim]\nepochz = 3\n").unwrap_err();
+        assert!(e.to_string().contains("epochz"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let mut c = TrainConfig::default();
+        c.optim.epochs = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("epochs"));
+        let mut c = TrainConfig::default();
+        c.model.growth = Some(0);
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("--g"));
+    }
+}

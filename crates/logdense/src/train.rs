@@ -1,0 +1,320 @@
+//! Classification training: SGD with Nesterov momentum and step decay, deep supervision, the
+//! final-only epoch, per-epoch evaluation, metrics, plots and atomic checkpoints.
+
+use crate::checkpoint::{Checkpoint, TrainState};
+use crate::config::TrainConfig;
+use crate::report::{self, EpochMetrics};
+use crate::SparseDenseNet;
+use anyhow::{bail, Context, Result};
+use burn::data::dataloader::DataLoader;
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+use logdense_data::{load_cifar10, load_cifar100, load_fashion_mnist, load_image_folder, load_mnist, load_svhn, ClassBatch, ClassBatcher, ImageSet, InMemory, Split};
+use logdense_graph::NetSpec;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.ldck";
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// The compute device: burn's `flex` CPU backend, or Vulkan with the `vulkan` feature.
+pub fn device_from_name(name: &str) -> Result<Device> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        #[cfg(feature = "vulkan")]
+        "vulkan" | "gpu" => Ok(Device::vulkan(burn::tensor::DeviceKind::default())),
+        other => bail!("--device: unknown device '{other}' (cpu{})", if cfg!(feature = "vulkan") { ", vulkan" } else { "; build with --features vulkan for GPUs" }),
+    }
+}
+
+/// Loads the configured train and test sets.
+pub fn load_data(cfg: &TrainConfig) -> Result<(ImageSet, ImageSet)> {
+    let d = &cfg.data;
+    let dir = d.dir.clone().unwrap_or_else(|| PathBuf::from(logdense_data::FASHION_MNIST_DIR));
+    let load = |split: Split| -> Result<ImageSet> {
+        Ok(match d.dataset.as_str() {
+            "fashion-mnist" => load_fashion_mnist(&dir, split)?,
+            "mnist" => load_mnist(&dir, split)?,
+            "cifar10" => load_cifar10(&dir, split)?,
+            "cifar100" => load_cifar100(&dir, split)?,
+            "svhn" => load_svhn(&dir, split)?,
+            "folder" => {
+                let sub = if split == Split::Train { "train" } else { "val" };
+                load_image_folder(&dir.join(sub), None)?
+            }
+            other => bail!("data.dataset: unknown data set '{other}' (fashion-mnist, mnist, cifar10, cifar100, svhn, folder)"),
+        })
+    };
+    let mut train = load(Split::Train)?;
+    let mut test = load(Split::Test)?;
+    if let Some(n) = d.train_subset {
+        train = train.subset(n, cfg.seed);
+    }
+    if let Some(n) = d.test_subset {
+        test = test.subset(n, cfg.seed ^ 0x5eed);
+    }
+    Ok((train, test))
+}
+
+/// The network spec with the data's input shape and class count.
+pub fn spec_for_data(cfg: &TrainConfig, data: &ImageSet) -> Result<NetSpec> {
+    let mut spec = cfg.net_spec()?;
+    spec.input = [data.channels, data.height, data.width];
+    spec.classes = data.classes;
+    spec.build().map_err(|e| anyhow::anyhow!("model does not fit the data: {e}"))?;
+    Ok(spec)
+}
+
+/// Mean cross-entropy of logits `[N, C]` against labels `[N]`.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    log_softmax(logits, 1).gather(1, targets.reshape([n, 1])).mean().neg()
+}
+
+/// Number of correct top-1 predictions.
+pub fn correct(logits: &Tensor<2>, targets: &Tensor<1, Int>) -> usize {
+    let [n, _] = logits.dims();
+    let pred = logits.clone().argmax(1).reshape([n]);
+    pred.equal(targets.clone()).int().sum().into_scalar::<i64>() as usize
+}
+
+fn flatten(head: Tensor<4>) -> Tensor<2> {
+    let [n, c, _, _] = head.dims();
+    head.reshape([n, c])
+}
+
+/// Loss weights of the heads (SPEC: half on the final prediction, half spread evenly over the
+/// auxiliary ones; all on the final one in the final-only phase or without auxiliaries).
+pub fn head_weights(heads: usize, final_only: bool) -> Vec<f64> {
+    if heads <= 1 || final_only {
+        let mut w = vec![0.0; heads];
+        if let Some(last) = w.last_mut() {
+            *last = 1.0;
+        }
+        return w;
+    }
+    let mut w = vec![0.5 / (heads - 1) as f64; heads];
+    w[heads - 1] = 0.5;
+    w
+}
+
+/// The learning rate at an iteration of the main schedule of `total` iterations.
+pub fn lr_at(cfg: &TrainConfig, iteration: usize, total: usize) -> f64 {
+    let o = &cfg.optim;
+    let done = iteration as f64 / total.max(1) as f64;
+    let drops = o.milestones.iter().filter(|&&m| done >= m).count();
+    o.lr * o.gamma.powi(drops as i32)
+}
+
+fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    let o = &cfg.optim;
+    SgdConfig::new()
+        .with_momentum(Some(MomentumConfig { momentum: o.momentum, dampening: 0.0, nesterov: o.nesterov }))
+        .with_weight_decay((o.weight_decay > 0.0).then(|| WeightDecayConfig::new(o.weight_decay as f32)))
+        .init()
+}
+
+/// Test loss and accuracy of the final prediction.
+pub fn evaluate(model: &SparseDenseNet, loader: Arc<dyn DataLoader<ClassBatch>>) -> Result<(f64, f64)> {
+    let (mut loss, mut right, mut seen) = (0.0, 0, 0);
+    for batch in loader.iter() {
+        let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let n = batch.targets.dims()[0];
+        let logits = flatten(model.forward(batch.images));
+        right += correct(&logits, &batch.targets);
+        loss += cross_entropy(logits, batch.targets).into_scalar::<f32>() as f64 * n as f64;
+        seen += n;
+    }
+    Ok((loss / seen.max(1) as f64, right as f64 / seen.max(1) as f64))
+}
+
+/// A training run in a directory.
+pub struct Run {
+    pub dir: PathBuf,
+    pub cfg: TrainConfig,
+    pub device: Device,
+    /// Show a progress bar (off in tests).
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub test_accuracy: f64,
+    pub epochs: usize,
+    pub wall_s: f64,
+    pub params: usize,
+}
+
+impl Run {
+    /// Trains from scratch, or continues from the run directory's checkpoint if `resume`.
+    pub fn train(&self, resume: bool) -> Result<(SparseDenseNet, Summary)> {
+        let cfg = &self.cfg;
+        cfg.validate()?;
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create run directory {}", self.dir.display()))?;
+        let (train_set, test_set) = load_data(cfg)?;
+        let spec = spec_for_data(cfg, &train_set)?;
+        let ad = self.device.clone().autodiff();
+        ad.seed(cfg.seed);
+        let mut model = SparseDenseNet::new(&spec, cfg.model.dropout, &ad)?;
+        let mut optim = optimizer(cfg);
+        let (mean, std) = train_set.channel_mean_std();
+        let mut state = TrainState { spec: spec.clone(), epochs_done: 0, iteration: 0, seed: cfg.seed, mean, std, class_names: train_set.class_names.clone(), wall_s: 0.0 };
+        let mut rows: Vec<EpochMetrics> = Vec::new();
+        let ckpt_path = self.dir.join(CHECKPOINT_FILE);
+        if resume {
+            let ck = Checkpoint::load(&ckpt_path)?;
+            model = model.load_record(burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?);
+            optim = optim.from_bytes(Bytes::from_bytes_vec(ck.optimizer)).map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+            state = ck.state;
+            let metrics = self.dir.join("metrics.json");
+            if metrics.exists() {
+                rows = serde_json::from_slice(&std::fs::read(&metrics)?).with_context(|| format!("bad {}", metrics.display()))?;
+                rows.retain(|r| r.epoch <= state.epochs_done);
+            }
+        }
+        report::write_atomic(&self.dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
+
+        let train_data = Arc::new(train_set);
+        let test_data = Arc::new(test_set);
+        let batcher = ClassBatcher::train(state.mean.clone(), state.std.clone(), cfg.data.augment.clone(), cfg.seed);
+        let eval_batcher = ClassBatcher::eval(state.mean.clone(), state.std.clone(), cfg.data.augment.clone());
+        let batches_per_epoch = train_data.len().div_ceil(cfg.optim.batch_size);
+        let main_iters = batches_per_epoch * cfg.optim.epochs;
+        let heads = model.graph.heads().len();
+        let final_only_epochs = if heads > 1 { cfg.optim.final_only_epochs } else { 0 };
+        let total_epochs = cfg.optim.epochs + final_only_epochs;
+        let run_start = Instant::now();
+        let wall_before = state.wall_s;
+
+        for epoch in state.epochs_done + 1..=total_epochs {
+            let final_only = epoch > cfg.optim.epochs;
+            let weights = head_weights(heads, final_only);
+            // Everything random in an epoch derives from (seed, epoch): resume reproduces it.
+            ad.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+            let loader = logdense_data::loader_on(InMemory::from(train_data.clone()), batcher.at_epoch(epoch), cfg.optim.batch_size, Some(cfg.seed), cfg.data.workers, &ad);
+            let bar = self.bar(batches_per_epoch as u64, epoch, total_epochs);
+            let t0 = Instant::now();
+            let (mut loss_sum, mut right, mut seen) = (0.0, 0usize, 0usize);
+            let mut lr = 0.0;
+            for batch in loader.iter() {
+                let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
+                lr = lr_at(cfg, state.iteration.min(main_iters.saturating_sub(1)), main_iters);
+                let n = batch.targets.dims()[0];
+                let outputs = model.forward_heads(batch.images);
+                let mut loss: Option<Tensor<1>> = None;
+                let mut final_logits = None;
+                for (h, (out, &w)) in outputs.into_iter().zip(&weights).enumerate() {
+                    let logits = flatten(out);
+                    if h + 1 == heads {
+                        final_logits = Some(logits.clone());
+                    }
+                    if w > 0.0 {
+                        let term = cross_entropy(logits, batch.targets.clone()).mul_scalar(w);
+                        loss = Some(match loss {
+                            Some(l) => l + term,
+                            None => term,
+                        });
+                    }
+                }
+                let loss = loss.expect("at least one head has weight");
+                let final_logits = final_logits.expect("the final head exists");
+                right += correct(&final_logits.detach(), &batch.targets);
+                let loss_value = loss.clone().detach().into_scalar::<f32>() as f64;
+                if !loss_value.is_finite() {
+                    bail!("training diverged at epoch {epoch}, iteration {} (loss {loss_value}); lower --lr", state.iteration);
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                state.iteration += 1;
+                loss_sum += loss_value * n as f64;
+                seen += n;
+                if let Some(bar) = &bar {
+                    let ips = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!("loss {:.4} acc {:.2}% {:.0} img/s lr {lr}", loss_sum / seen as f64, 100.0 * right as f64 / seen as f64, ips));
+                    bar.inc(1);
+                }
+            }
+            let train_s = t0.elapsed().as_secs_f64();
+            let eval_loader = logdense_data::loader_on(InMemory::from(test_data.clone()), eval_batcher.clone(), 256, None, cfg.data.workers, &self.device);
+            let (test_loss, test_acc) = evaluate(&model.valid(), eval_loader)?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            let epoch_s = t0.elapsed().as_secs_f64();
+            state.epochs_done = epoch;
+            state.wall_s = wall_before + run_start.elapsed().as_secs_f64();
+            let row = EpochMetrics {
+                epoch,
+                lr,
+                final_only,
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_accuracy: right as f64 / seen.max(1) as f64,
+                test_loss,
+                test_accuracy: test_acc,
+                images_per_s: seen as f64 / train_s.max(1e-9),
+                epoch_s,
+            };
+            if self.progress {
+                eprintln!(
+                    "epoch {epoch}/{total_epochs}{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.0} img/s, {:.1} s",
+                    if final_only { " (final head only)" } else { "" },
+                    row.train_loss,
+                    100.0 * row.train_accuracy,
+                    test_loss,
+                    100.0 * test_acc,
+                    row.images_per_s,
+                    epoch_s
+                );
+            }
+            rows.push(row);
+            self.save(&model, &optim, &state)?;
+            report::write_all(&self.dir, &rows)?;
+        }
+        let test_accuracy = rows.last().map(|r| r.test_accuracy).unwrap_or(0.0);
+        let summary = Summary { test_accuracy, epochs: state.epochs_done, wall_s: state.wall_s, params: model.trainable_params() };
+        report::write_atomic(&self.dir.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
+        Ok((model, summary))
+    }
+
+    fn bar(&self, len: u64, epoch: usize, total: usize) -> Option<ProgressBar> {
+        if !self.progress {
+            return None;
+        }
+        let bar = ProgressBar::new(len);
+        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}").expect("valid template").progress_chars("=> "));
+        bar.set_prefix(format!("epoch {epoch}/{total}"));
+        Some(bar)
+    }
+
+    fn save(&self, model: &SparseDenseNet, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
+        let model_bytes = model.clone().into_record().into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
+        let optim_bytes = optim.into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e}"))?;
+        Checkpoint { state: state.clone(), model: model_bytes.to_vec(), optimizer: optim_bytes.to_vec() }.save(&self.dir.join(CHECKPOINT_FILE))
+    }
+}
+
+/// A trained model loaded from a run directory, for eval and predict.
+pub struct Trained {
+    pub cfg: TrainConfig,
+    pub model: SparseDenseNet,
+    pub state: TrainState,
+}
+
+impl Trained {
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg = TrainConfig::load(&dir.join(CONFIG_FILE)).with_context(|| format!("{} is not a logdense run directory", dir.display()))?;
+        let ckpt_path = dir.join(CHECKPOINT_FILE);
+        let ck = Checkpoint::load(&ckpt_path)?;
+        let model = SparseDenseNet::new(&ck.state.spec, 0.0, device)?;
+        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+        Ok(Trained { cfg, model: model.load_record(record), state: ck.state })
+    }
+}
