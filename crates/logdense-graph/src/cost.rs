@@ -57,7 +57,11 @@ fn area(size: (usize, usize)) -> u64 {
 
 /// BN-ReLU in front of a convolution: 2 parameters per channel; autograd keeps the ReLU output.
 fn pre_activation(cin: u64, hw: u64) -> Cost {
-    Cost { params: 2 * cin, activation_bytes: cin * hw * BYTES_PER_FLOAT, ..Cost::default() }
+    Cost {
+        params: 2 * cin,
+        activation_bytes: cin * hw * BYTES_PER_FLOAT,
+        ..Cost::default()
+    }
 }
 
 /// A k x k convolution evaluated at `hw` output positions.
@@ -83,7 +87,11 @@ pub fn node_cost(node: &Node) -> Cost {
     }
     match node.op {
         Op::Input => return Cost::default(),
-        Op::Stem { kernel, stride, max_pool } => {
+        Op::Stem {
+            kernel,
+            stride,
+            max_pool,
+        } => {
             let (h, w) = node.in_size;
             let k = kernel;
             let conv_out = |x: usize| (x + 2 * (k / 2)).saturating_sub(k) / stride + 1;
@@ -111,7 +119,9 @@ pub fn node_cost(node: &Node) -> Cost {
             c += pre_activation(cin, hw_in);
             c += conv(cin, cout, 1, hw_in, false);
         }
-        Op::Up { pre_activation: pre } => {
+        Op::Up {
+            pre_activation: pre,
+        } => {
             if pre {
                 c += pre_activation(cin, hw_in);
             }
@@ -128,7 +138,10 @@ pub fn node_cost(node: &Node) -> Cost {
     }
     // A classifier's output is one vector of logits (global pooling removes the resolution).
     let output = match node.op {
-        Op::Head { task: Task::Classify, .. } => cout * BYTES_PER_FLOAT,
+        Op::Head {
+            task: Task::Classify,
+            ..
+        } => cout * BYTES_PER_FLOAT,
         _ => cout * hw_out * BYTES_PER_FLOAT,
     };
     c.activation_bytes += output;

@@ -57,11 +57,17 @@ fn row_for(rows: &Rows, inputs: &[usize], i: usize) -> Vec<u8> {
 }
 
 fn score(row: &[u8]) -> (u8, u64) {
-    (row.iter().copied().max().unwrap_or(0), row.iter().map(|&d| d as u64).sum())
+    (
+        row.iter().copied().max().unwrap_or(0),
+        row.iter().map(|&d| d as u64).sum(),
+    )
 }
 
 fn mbd_of(rows: &Rows) -> u32 {
-    rows.iter().flat_map(|r| r.iter().copied()).max().unwrap_or(0) as u32
+    rows.iter()
+        .flat_map(|r| r.iter().copied())
+        .max()
+        .unwrap_or(0) as u32
 }
 
 /// Greedy input sets: see the module documentation.
@@ -192,14 +198,19 @@ pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<De
         });
     }
     if max_inputs == 0 {
-        return Err(SpecError::Invalid { field: "max-inputs", message: "must be at least 1".into() });
+        return Err(SpecError::Invalid {
+            field: "max-inputs",
+            message: "must be at least 1".into(),
+        });
     }
     let (greedy_sets, greedy_rows) = greedy(layers, max_inputs);
     let truncated = log_truncated(layers, max_inputs);
     let truncated_rows = rows_of(&truncated);
     let (mut sets, mut mbd, mut method) = (greedy_sets, mbd_of(&greedy_rows), "greedy");
     let truncated_mbd = mbd_of(&truncated_rows);
-    if truncated_mbd < mbd || (truncated_mbd == mbd && connection_count(&truncated) < connection_count(&sets)) {
+    if truncated_mbd < mbd
+        || (truncated_mbd == mbd && connection_count(&truncated) < connection_count(&sets))
+    {
         (sets, mbd, method) = (truncated, truncated_mbd, "log-truncated");
     }
     let lower_bound = counting_lower_bound(layers, max_inputs);
@@ -209,7 +220,14 @@ pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<De
         // Try to beat the best found, one target at a time from the lower bound up.
         let mut exhausted = true;
         for target in lower_bound..mbd {
-            let mut ex = Exact { layers, k: max_inputs, target: target as u8, nodes: 0, sets: vec![vec![]], rows: vec![vec![]] };
+            let mut ex = Exact {
+                layers,
+                k: max_inputs,
+                target: target as u8,
+                nodes: 0,
+                sets: vec![vec![]],
+                rows: vec![vec![]],
+            };
             let found = ex.extend(1);
             search_nodes += ex.nodes;
             match found {
@@ -227,7 +245,17 @@ pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<De
         proven_optimal = exhausted;
     }
     let connections = connection_count(&sets);
-    Ok(Design { layers, max_inputs, sets, mbd, connections, method: method.into(), proven_optimal, lower_bound, search_nodes })
+    Ok(Design {
+        layers,
+        max_inputs,
+        sets,
+        mbd,
+        connections,
+        method: method.into(),
+        proven_optimal,
+        lower_bound,
+        search_nodes,
+    })
 }
 
 #[cfg(test)]
@@ -283,7 +311,12 @@ mod tests {
                 if mask.count_ones() as usize != want {
                     continue;
                 }
-                sets.push(all.iter().copied().filter(|&j| mask & (1 << j) != 0).collect());
+                sets.push(
+                    all.iter()
+                        .copied()
+                        .filter(|&j| mask & (1 << j) != 0)
+                        .collect(),
+                );
                 rec(i + 1, l, k, sets, best);
                 sets.pop();
             }

@@ -91,7 +91,12 @@ fn check_work(nodes: usize, edges: usize) -> Result<(), SpecError> {
 /// All-pairs summary for a pattern's input sets (one block, no transitions).
 pub fn summarize_sets(sets: &[Vec<usize>]) -> Result<DistanceSummary, SpecError> {
     check_work(sets.len(), crate::pattern::connection_count(sets))?;
-    let mut s = DistanceSummary { mbd: 0, unreachable_pairs: 0, total_distance: 0, pairs: 0 };
+    let mut s = DistanceSummary {
+        mbd: 0,
+        unreachable_pairs: 0,
+        total_distance: 0,
+        pairs: 0,
+    };
     for i in 1..sets.len() {
         s.add_row(&distances_from(sets, i), i);
     }
@@ -148,7 +153,12 @@ impl<'a> GraphDistances<'a> {
         let g = self.graph;
         let edges: usize = g.nodes.iter().map(|n| n.inputs.len()).sum();
         check_work(g.nodes.len(), edges)?;
-        let mut s = DistanceSummary { mbd: 0, unreachable_pairs: 0, total_distance: 0, pairs: 0 };
+        let mut s = DistanceSummary {
+            mbd: 0,
+            unreachable_pairs: 0,
+            total_distance: 0,
+            pairs: 0,
+        };
         for i in 1..g.layer_nodes.len() {
             s.add_row(&self.from_layer(i), i);
         }
@@ -180,7 +190,9 @@ mod tests {
 
     #[test]
     fn too_large_is_an_error_naming_layers() {
-        let sets: Vec<Vec<usize>> = (0..300_000).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect();
+        let sets: Vec<Vec<usize>> = (0..300_000)
+            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+            .collect();
         let e = summarize_sets(&sets).unwrap_err();
         assert_eq!(e.field(), "layers");
     }

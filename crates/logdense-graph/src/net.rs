@@ -44,11 +44,21 @@ pub struct Stem {
 impl Stem {
     /// The CIFAR stem: 3x3 convolution, stride 1.
     pub fn cifar(width: usize) -> Self {
-        Stem { width, kernel: 3, stride: 1, max_pool: false }
+        Stem {
+            width,
+            kernel: 3,
+            stride: 1,
+            max_pool: false,
+        }
     }
     /// The ImageNet stem: 7x7 stride-2 convolution, BN-ReLU, 3x3 stride-2 max pool.
     pub fn imagenet(width: usize) -> Self {
-        Stem { width, kernel: 7, stride: 2, max_pool: true }
+        Stem {
+            width,
+            kernel: 7,
+            stride: 2,
+            max_pool: true,
+        }
     }
 }
 
@@ -79,10 +89,17 @@ pub enum Op {
     /// The image.
     Input,
     /// `x_0`: see [`Stem`].
-    Stem { kernel: usize, stride: usize, max_pool: bool },
+    Stem {
+        kernel: usize,
+        stride: usize,
+        max_pool: bool,
+    },
     /// A feature layer `x_index`: BN-ReLU-3x3conv, or with `bottleneck: Some(w)`
     /// BN-ReLU-1x1conv(w)-BN-ReLU-3x3conv.
-    Layer { index: usize, bottleneck: Option<usize> },
+    Layer {
+        index: usize,
+        bottleneck: Option<usize>,
+    },
     /// BN-ReLU-1x1conv followed by a 2x2 stride-2 pool: V1 per-layer transitions, V2
     /// compression, DenseNet-BC and Tiramisu transitions.
     Down { pool: Pool },
@@ -163,7 +180,10 @@ impl NetSpec {
 
     /// Log-DenseNet V2 on CIFAR-sized input.
     pub fn v2(n: usize, growth: usize, nblock: usize) -> Self {
-        NetSpec { arch: Arch::V2, ..Self::v1(Pattern::Log, n, growth, nblock) }
+        NetSpec {
+            arch: Arch::V2,
+            ..Self::v1(Pattern::Log, n, growth, nblock)
+        }
     }
 
     /// DenseNet-BC (bottleneck, compression 0.5, no deep supervision).
@@ -212,7 +232,10 @@ impl NetSpec {
         match depth {
             56 => Some(Self::fc_densenet(vec![4; 11], 12)),
             67 => Some(Self::fc_densenet(vec![5; 11], 16)),
-            103 => Some(Self::fc_densenet(vec![4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4], 16)),
+            103 => Some(Self::fc_densenet(
+                vec![4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4],
+                16,
+            )),
             _ => None,
         }
     }
@@ -236,26 +259,41 @@ impl NetSpec {
             return bad("blocks", "a network needs at least one block".into());
         }
         if let Some(b) = self.blocks.iter().position(|&n| n == 0) {
-            return bad("n", format!("block {b} has 0 layers; every block needs at least 1"));
+            return bad(
+                "n",
+                format!("block {b} has 0 layers; every block needs at least 1"),
+            );
         }
         if self.growth == 0 {
             return bad("g", "the growth rate must be at least 1".into());
         }
         if self.stem.width == 0 || self.stem.kernel == 0 || self.stem.stride == 0 {
-            return bad("stem", "the stem width, kernel and stride must be at least 1".into());
+            return bad(
+                "stem",
+                "the stem width, kernel and stride must be at least 1".into(),
+            );
         }
         if self.input.contains(&0) {
-            return bad("input", "input channels, height and width must be at least 1".into());
+            return bad(
+                "input",
+                "input channels, height and width must be at least 1".into(),
+            );
         }
         if self.classes == 0 {
             return bad("classes", "there must be at least 1 class".into());
         }
         if self.hub_multiplier == 0 {
-            return bad("hub-multiplier", "the hub multiplier must be at least 1".into());
+            return bad(
+                "hub-multiplier",
+                "the hub multiplier must be at least 1".into(),
+            );
         }
         if let Arch::DenseNetBc { compression } = self.arch {
             if !(compression > 0.0 && compression <= 1.0) {
-                return bad("compression", format!("must lie in (0, 1], got {compression}"));
+                return bad(
+                    "compression",
+                    format!("must lie in (0, 1], got {compression}"),
+                );
             }
         }
         if matches!(self.arch, Arch::FcLog | Arch::FcDenseNet) && self.blocks.len() % 2 == 0 {
@@ -275,7 +313,11 @@ impl NetSpec {
         self.validate()?;
         let mut b = Builder::new(self.clone())?;
         match self.arch {
-            Arch::V1 { pattern } => b.per_layer_network(pattern.input_sets(self.num_layers()), pattern.hub_layers(self.num_layers()), false)?,
+            Arch::V1 { pattern } => b.per_layer_network(
+                pattern.input_sets(self.num_layers()),
+                pattern.hub_layers(self.num_layers()),
+                false,
+            )?,
             Arch::FcLog => {
                 let mut sets = Pattern::Log.input_sets(self.num_layers());
                 let first_block_end = self.blocks[0];
@@ -332,7 +374,8 @@ impl Builder {
             layer: None,
         });
         let stem = b.spec.stem;
-        let conv = |x: usize| (x + 2 * (stem.kernel / 2)).saturating_sub(stem.kernel) / stem.stride + 1;
+        let conv =
+            |x: usize| (x + 2 * (stem.kernel / 2)).saturating_sub(stem.kernel) / stem.stride + 1;
         let mut out = (conv(h), conv(w));
         if stem.max_pool {
             // 3x3 stride-2 max pool with padding 1.
@@ -341,10 +384,24 @@ impl Builder {
         if h < stem.kernel / 2 + 1 || w < stem.kernel / 2 + 1 {
             return Err(SpecError::Invalid {
                 field: "input",
-                message: format!("{h}x{w} is smaller than the {}x{} stem", stem.kernel, stem.kernel),
+                message: format!(
+                    "{h}x{w} is smaller than the {}x{} stem",
+                    stem.kernel, stem.kernel
+                ),
             });
         }
-        let id = b.push(Op::Stem { kernel: stem.kernel, stride: stem.stride, max_pool: stem.max_pool }, vec![0], stem.width, out, 0, Some(0));
+        let id = b.push(
+            Op::Stem {
+                kernel: stem.kernel,
+                stride: stem.stride,
+                max_pool: stem.max_pool,
+            },
+            vec![0],
+            stem.width,
+            out,
+            0,
+            Some(0),
+        );
         b.size = out;
         b.layer_nodes.push(id);
         b.inputs_of_layer.push(vec![]);
@@ -355,16 +412,40 @@ impl Builder {
         ids.iter().map(|&i| self.nodes[i].channels).sum()
     }
 
-    fn push(&mut self, op: Op, inputs: Vec<NodeId>, channels: usize, size: (usize, usize), block: usize, layer: Option<usize>) -> NodeId {
+    fn push(
+        &mut self,
+        op: Op,
+        inputs: Vec<NodeId>,
+        channels: usize,
+        size: (usize, usize),
+        block: usize,
+        layer: Option<usize>,
+    ) -> NodeId {
         let in_channels = self.channels_of(&inputs);
         let in_size = inputs.first().map(|&i| self.nodes[i].size).unwrap_or(size);
-        self.nodes.push(Node { op, inputs, in_channels, channels, in_size, size, block, layer });
+        self.nodes.push(Node {
+            op,
+            inputs,
+            in_channels,
+            channels,
+            in_size,
+            size,
+            block,
+            layer,
+        });
         self.nodes.len() - 1
     }
 
     fn layer(&mut self, index: usize, inputs: Vec<NodeId>, width: usize, block: usize) -> NodeId {
         let bottleneck = self.spec.bottleneck.then_some(4 * self.spec.growth);
-        let id = self.push(Op::Layer { index, bottleneck }, inputs.clone(), width, self.size, block, Some(index));
+        let id = self.push(
+            Op::Layer { index, bottleneck },
+            inputs.clone(),
+            width,
+            self.size,
+            block,
+            Some(index),
+        );
         debug_assert_eq!(self.layer_nodes.len(), index);
         self.layer_nodes.push(id);
         self.inputs_of_layer.push(inputs);
@@ -372,7 +453,11 @@ impl Builder {
     }
 
     fn start_block(&mut self, first_layer: usize, n: usize) {
-        self.blocks.push(BlockInfo { first_layer, last_layer: first_layer + n - 1, size: self.size });
+        self.blocks.push(BlockInfo {
+            first_layer,
+            last_layer: first_layer + n - 1,
+            size: self.size,
+        });
     }
 
     /// The size after a 2x2 stride-2 pool, or an error naming the block that no longer fits.
@@ -400,7 +485,14 @@ impl Builder {
         let mut inputs = vec![self.layer_nodes[layer]];
         inputs.extend(self.inputs_of_layer[layer].iter().copied());
         let task = self.spec.task();
-        self.push(Op::Head { task, is_final }, inputs, self.spec.classes, self.size, block, None);
+        self.push(
+            Op::Head { task, is_final },
+            inputs,
+            self.spec.classes,
+            self.size,
+            block,
+            None,
+        );
     }
 
     fn heads_after_block(&mut self, block: usize) {
@@ -413,7 +505,12 @@ impl Builder {
 
     /// V1 and FC-Log-DenseNet: layers read explicit input sets over global indices; at every
     /// transition each layer still read later gets its own transform from its latest version.
-    fn per_layer_network(&mut self, sets: Vec<Vec<usize>>, hubs: Vec<usize>, fully_convolutional: bool) -> Result<(), SpecError> {
+    fn per_layer_network(
+        &mut self,
+        sets: Vec<Vec<usize>>,
+        hubs: Vec<usize>,
+        fully_convolutional: bool,
+    ) -> Result<(), SpecError> {
         let blocks = self.spec.blocks.clone();
         let nblock = blocks.len();
         let downs = nblock / 2;
@@ -430,7 +527,11 @@ impl Builder {
             self.start_block(next, n);
             for i in next..next + n {
                 let inputs = sets[i].iter().map(|&j| latest[j]).collect();
-                let width = if hubs.binary_search(&i).is_ok() { self.spec.growth * self.spec.hub_multiplier } else { self.spec.growth };
+                let width = if hubs.binary_search(&i).is_ok() {
+                    self.spec.growth * self.spec.hub_multiplier
+                } else {
+                    self.spec.growth
+                };
                 latest.push(self.layer(i, inputs, width, b));
             }
             next += n;
@@ -440,7 +541,10 @@ impl Builder {
             }
             let up = fully_convolutional && b >= downs;
             let size = if up {
-                self.size = self.size_stack.pop().expect("FC networks go down as often as up");
+                self.size = self
+                    .size_stack
+                    .pop()
+                    .expect("FC networks go down as often as up");
                 self.size
             } else {
                 self.halve(b)?
@@ -449,7 +553,13 @@ impl Builder {
                 if last_reader[j] >= next {
                     let from = latest[j];
                     let channels = self.nodes[from].channels;
-                    let op = if up { Op::Up { pre_activation: true } } else { Op::Down { pool: Pool::Avg } };
+                    let op = if up {
+                        Op::Up {
+                            pre_activation: true,
+                        }
+                    } else {
+                        Op::Down { pool: Pool::Avg }
+                    };
                     latest[j] = self.push(op, vec![from], channels, size, b + 1, Some(j));
                 }
             }
@@ -491,8 +601,22 @@ impl Builder {
             let size = self.halve(b)?;
             let finished: Vec<NodeId> = (next..next + n).map(|i| self.layer_nodes[i]).collect();
             let older_width = self.channels_of(&compressed);
-            let older = self.push(Op::Down { pool: Pool::Avg }, compressed.clone(), older_width, size, b + 1, None);
-            let newest = self.push(Op::Down { pool: Pool::Avg }, finished, log_width.min(n * g), size, b + 1, None);
+            let older = self.push(
+                Op::Down { pool: Pool::Avg },
+                compressed.clone(),
+                older_width,
+                size,
+                b + 1,
+                None,
+            );
+            let newest = self.push(
+                Op::Down { pool: Pool::Avg },
+                finished,
+                log_width.min(n * g),
+                size,
+                b + 1,
+                None,
+            );
             compressed = vec![older, newest];
             next += n;
         }
@@ -516,8 +640,17 @@ impl Builder {
                 break;
             }
             let size = self.halve(b)?;
-            let width = ((self.channels_of(&stack) as f64) * compression).floor().max(1.0) as usize;
-            stack = vec![self.push(Op::Down { pool: Pool::Avg }, stack, width, size, b + 1, None)];
+            let width = ((self.channels_of(&stack) as f64) * compression)
+                .floor()
+                .max(1.0) as usize;
+            stack = vec![self.push(
+                Op::Down { pool: Pool::Avg },
+                stack,
+                width,
+                size,
+                b + 1,
+                None,
+            )];
         }
         Ok(())
     }
@@ -549,11 +682,27 @@ impl Builder {
                 skips.push(stack.clone());
                 let size = self.halve(b)?;
                 let width = self.channels_of(&stack);
-                stack = vec![self.push(Op::Down { pool: Pool::Max }, stack, width, size, b + 1, None)];
+                stack = vec![self.push(
+                    Op::Down { pool: Pool::Max },
+                    stack,
+                    width,
+                    size,
+                    b + 1,
+                    None,
+                )];
             } else {
                 self.size = self.size_stack.pop().expect("as many ups as downs");
                 let width = self.channels_of(&new_layers);
-                let up = self.push(Op::Up { pre_activation: false }, new_layers.clone(), width, self.size, b + 1, None);
+                let up = self.push(
+                    Op::Up {
+                        pre_activation: false,
+                    },
+                    new_layers.clone(),
+                    width,
+                    self.size,
+                    b + 1,
+                    None,
+                );
                 stack = skips.pop().expect("as many skips as ups");
                 stack.push(up);
             }
@@ -563,7 +712,13 @@ impl Builder {
 
     fn finish(self) -> NetGraph {
         let task = self.spec.task();
-        NetGraph { spec: self.spec, nodes: self.nodes, layer_nodes: self.layer_nodes, blocks: self.blocks, task }
+        NetGraph {
+            spec: self.spec,
+            nodes: self.nodes,
+            layer_nodes: self.layer_nodes,
+            blocks: self.blocks,
+            task,
+        }
     }
 }
 
@@ -585,10 +740,16 @@ impl NetGraph {
             }
             let node = &g.nodes[id];
             let v = match node.op {
-                Op::Stem { .. } | Op::Layer { .. } => vec![node.layer.expect("layers know their index")],
+                Op::Stem { .. } | Op::Layer { .. } => {
+                    vec![node.layer.expect("layers know their index")]
+                }
                 Op::Input | Op::Head { .. } => vec![],
                 Op::Down { .. } | Op::Up { .. } => {
-                    let mut all: Vec<usize> = node.inputs.iter().flat_map(|&i| carried(g, i, memo)).collect();
+                    let mut all: Vec<usize> = node
+                        .inputs
+                        .iter()
+                        .flat_map(|&i| carried(g, i, memo))
+                        .collect();
                     all.sort_unstable();
                     all.dedup();
                     all
@@ -604,7 +765,11 @@ impl NetGraph {
                 if matches!(node.op, Op::Stem { .. }) {
                     return vec![];
                 }
-                let mut all: Vec<usize> = node.inputs.iter().flat_map(|&i| carried(self, i, &mut memo)).collect();
+                let mut all: Vec<usize> = node
+                    .inputs
+                    .iter()
+                    .flat_map(|&i| carried(self, i, &mut memo))
+                    .collect();
                 all.sort_unstable();
                 all.dedup();
                 all
@@ -615,12 +780,18 @@ impl NetGraph {
     /// Number of input tensors over all feature layers (for V1 networks: the pattern's
     /// connection count; a compressed block counts once).
     pub fn connections(&self) -> usize {
-        self.layer_nodes.iter().skip(1).map(|&id| self.nodes[id].inputs.len()).sum()
+        self.layer_nodes
+            .iter()
+            .skip(1)
+            .map(|&id| self.nodes[id].inputs.len())
+            .sum()
     }
 
     /// The prediction nodes, auxiliary ones first and the final one last.
     pub fn heads(&self) -> Vec<NodeId> {
-        (0..self.nodes.len()).filter(|&i| matches!(self.nodes[i].op, Op::Head { .. })).collect()
+        (0..self.nodes.len())
+            .filter(|&i| matches!(self.nodes[i].op, Op::Head { .. }))
+            .collect()
     }
 
     /// For every node, the index of the last node that reads it (itself if none):

@@ -35,7 +35,8 @@ pub const TABLE3: [(&str, f64, Option<f64>); 3] = [
 ];
 
 /// Fig. 5b is a bar plot without numbers; the text states its one quantitative claim.
-pub const FIG5B_CLAIM: &str = "the final two blocks cost about half of the total FLOPs (Sec. 4.2, App. C.5)";
+pub const FIG5B_CLAIM: &str =
+    "the final two blocks cost about half of the total FLOPs (Sec. 4.2, App. C.5)";
 
 /// Fig. 5a, read off the plot: mean inputs per layer of `lglg_conn(0, L)` lie between 3 and 4
 /// for L in (10, 2000), and the 4-input augmentation adds 1 to 1.5.

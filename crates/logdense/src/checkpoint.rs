@@ -48,35 +48,52 @@ impl Checkpoint {
         put(&mut bytes, &self.model);
         put(&mut bytes, &self.optimizer);
         let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(&bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(&bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
         if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            bail!("{} is not a logdense checkpoint (bad magic)", path.display());
+            bail!(
+                "{} is not a logdense checkpoint (bad magic)",
+                path.display()
+            );
         }
         let mut at = MAGIC.len();
         let mut take = |what: &str| -> Result<Vec<u8>> {
             let len_end = at + 8;
             if bytes.len() < len_end {
-                bail!("checkpoint {} is truncated (in the {what} length)", path.display());
+                bail!(
+                    "checkpoint {} is truncated (in the {what} length)",
+                    path.display()
+                );
             }
             let len = u64::from_le_bytes(bytes[at..len_end].try_into().expect("8 bytes")) as usize;
             let end = len_end.checked_add(len).filter(|&e| e <= bytes.len());
-            let Some(end) = end else { bail!("checkpoint {} is truncated (in the {what})", path.display()) };
+            let Some(end) = end else {
+                bail!("checkpoint {} is truncated (in the {what})", path.display())
+            };
             at = end;
             Ok(bytes[len_end..end].to_vec())
         };
-        let state = serde_json::from_slice(&take("state")?).with_context(|| format!("checkpoint {}: bad state", path.display()))?;
+        let state = serde_json::from_slice(&take("state")?)
+            .with_context(|| format!("checkpoint {}: bad state", path.display()))?;
         let model = take("model")?;
         let optimizer = take("optimizer")?;
-        Ok(Checkpoint { state, model, optimizer })
+        Ok(Checkpoint {
+            state,
+            model,
+            optimizer,
+        })
     }
 }
 
@@ -89,16 +106,41 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ldck-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("checkpoint.ldck");
-        let state = TrainState { spec: logdense_graph::NetSpec::v1(logdense_graph::Pattern::Log, 2, 4, 1), epochs_done: 3, iteration: 42, seed: 7, mean: vec![0.5], std: vec![0.25], class_names: vec!["a".into()], wall_s: 1.5 };
-        Checkpoint { state: state.clone(), model: vec![1, 2, 3], optimizer: vec![9; 10] }.save(&path).unwrap();
+        let state = TrainState {
+            spec: logdense_graph::NetSpec::v1(logdense_graph::Pattern::Log, 2, 4, 1),
+            epochs_done: 3,
+            iteration: 42,
+            seed: 7,
+            mean: vec![0.5],
+            std: vec![0.25],
+            class_names: vec!["a".into()],
+            wall_s: 1.5,
+        };
+        Checkpoint {
+            state: state.clone(),
+            model: vec![1, 2, 3],
+            optimizer: vec![9; 10],
+        }
+        .save(&path)
+        .unwrap();
         let back = Checkpoint::load(&path).unwrap();
-        assert_eq!((back.state, back.model, back.optimizer), (state, vec![1, 2, 3], vec![9; 10]));
+        assert_eq!(
+            (back.state, back.model, back.optimizer),
+            (state, vec![1, 2, 3], vec![9; 10])
+        );
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
         let e = Checkpoint::load(&path).err().unwrap().to_string();
-        assert!(e.contains("truncated") && e.contains("checkpoint.ldck"), "{e}");
+        assert!(
+            e.contains("truncated") && e.contains("checkpoint.ldck"),
+            "{e}"
+        );
         std::fs::write(&path, b"garbage").unwrap();
-        assert!(Checkpoint::load(&path).err().unwrap().to_string().contains("bad magic"));
+        assert!(Checkpoint::load(&path)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("bad magic"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -78,7 +78,12 @@ pub struct OptimConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { seed: 1, model: ModelConfig::default(), data: DataConfig::default(), optim: OptimConfig::default() }
+        TrainConfig {
+            seed: 1,
+            model: ModelConfig::default(),
+            data: DataConfig::default(),
+            optim: OptimConfig::default(),
+        }
     }
 }
 
@@ -105,7 +110,10 @@ impl Default for DataConfig {
             dir: None,
             train_subset: None,
             test_subset: None,
-            augment: Augment { flip: true, ..Augment::none() },
+            augment: Augment {
+                flip: true,
+                ..Augment::none()
+            },
             workers: 2,
         }
     }
@@ -114,7 +122,7 @@ impl Default for DataConfig {
 impl Default for OptimConfig {
     fn default() -> Self {
         OptimConfig {
-            epochs: 4,
+            epochs: 3,
             batch_size: 64,
             lr: 0.1,
             momentum: 0.9,
@@ -130,9 +138,12 @@ impl Default for OptimConfig {
 impl TrainConfig {
     /// Reads a TOML file; errors name the file and the offending field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let cfg: TrainConfig = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
-        cfg.validate().with_context(|| format!("invalid config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: TrainConfig =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(cfg)
     }
 
@@ -153,10 +164,16 @@ impl TrainConfig {
             bail!("optim.lr (--lr) must be a positive number, got {}", o.lr);
         }
         if o.milestones.iter().any(|m| !(0.0..=1.0).contains(m)) {
-            bail!("optim.milestones must be fractions in [0, 1], got {:?}", o.milestones);
+            bail!(
+                "optim.milestones must be fractions in [0, 1], got {:?}",
+                o.milestones
+            );
         }
         if !(0.0..1.0).contains(&self.model.dropout) {
-            bail!("model.dropout (--dropout) must lie in [0, 1), got {}", self.model.dropout);
+            bail!(
+                "model.dropout (--dropout) must lie in [0, 1), got {}",
+                self.model.dropout
+            );
         }
         self.net_spec()?;
         Ok(())
@@ -165,7 +182,9 @@ impl TrainConfig {
     /// The network this config describes (before the data fixes input shape and classes).
     pub fn net_spec(&self) -> Result<NetSpec> {
         let m = &self.model;
-        let mut spec = crate::presets::preset(&m.preset).map_err(anyhow::Error::msg).context("model.preset (--preset)")?;
+        let mut spec = crate::presets::preset(&m.preset)
+            .map_err(anyhow::Error::msg)
+            .context("model.preset (--preset)")?;
         if let Some(g) = m.growth {
             spec.growth = g;
         }
@@ -173,7 +192,10 @@ impl TrainConfig {
             spec.blocks = b.clone();
         }
         if let Some(p) = &m.pattern {
-            let pattern: Pattern = p.parse().map_err(anyhow::Error::msg).context("model.pattern")?;
+            let pattern: Pattern = p
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .context("model.pattern")?;
             match &mut spec.arch {
                 logdense_graph::Arch::V1 { pattern: old } => *old = pattern,
                 other => bail!("model.pattern applies to V1 presets only, not {other:?}"),

@@ -2,7 +2,10 @@
 //! as DenseNet and the paper use). Each maps to one [`logdense_graph::Op`].
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+    PaddingConfig2d,
+};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
@@ -10,13 +13,28 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 /// He (fan-in) normal initialisation, as DenseNet's reference code uses for convolutions.
 fn he_normal() -> Initializer {
-    Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: false }
+    Initializer::KaimingNormal {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: false,
+    }
 }
 
-fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, bias: bool, device: &Device) -> Conv2d {
+fn conv(
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    bias: bool,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([cin, cout], [kernel, kernel])
         .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(kernel / 2, kernel / 2, kernel / 2, kernel / 2))
+        .with_padding(PaddingConfig2d::Explicit(
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+        ))
         .with_bias(bias)
         .with_initializer(he_normal())
         .init(device)
@@ -38,14 +56,29 @@ pub struct StemConv {
 }
 
 impl StemConv {
-    pub fn new(cin: usize, width: usize, kernel: usize, stride: usize, max_pool: bool, device: &Device) -> Self {
-        StemConv { conv: conv(cin, width, kernel, stride, false, device), bn: max_pool.then(|| bn(width, device)) }
+    pub fn new(
+        cin: usize,
+        width: usize,
+        kernel: usize,
+        stride: usize,
+        max_pool: bool,
+        device: &Device,
+    ) -> Self {
+        StemConv {
+            conv: conv(cin, width, kernel, stride, false, device),
+            bn: max_pool.then(|| bn(width, device)),
+        }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = self.conv.forward(x);
         match &self.bn {
-            Some(bn) => max_pool2d(bn_relu(bn, y), MaxPoolOptions::new([3, 3]).with_stride([2, 2]).with_padding([1, 1])),
+            Some(bn) => max_pool2d(
+                bn_relu(bn, y),
+                MaxPoolOptions::new([3, 3])
+                    .with_stride([2, 2])
+                    .with_padding([1, 1]),
+            ),
             None => y,
         }
     }
@@ -68,12 +101,29 @@ pub struct DenseLayer {
 }
 
 impl DenseLayer {
-    pub fn new(cin: usize, growth: usize, bottleneck: Option<usize>, dropout: f64, device: &Device) -> Self {
+    pub fn new(
+        cin: usize,
+        growth: usize,
+        bottleneck: Option<usize>,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
         let (bottleneck, conv_in) = match bottleneck {
-            Some(w) => (Some(Bottleneck { conv: conv(cin, w, 1, 1, false, device), bn: bn(w, device) }), w),
+            Some(w) => (
+                Some(Bottleneck {
+                    conv: conv(cin, w, 1, 1, false, device),
+                    bn: bn(w, device),
+                }),
+                w,
+            ),
             None => (None, cin),
         };
-        DenseLayer { bn: bn(cin, device), bottleneck, conv: conv(conv_in, growth, 3, 1, false, device), dropout: DropoutConfig::new(dropout).init() }
+        DenseLayer {
+            bn: bn(cin, device),
+            bottleneck,
+            conv: conv(conv_in, growth, 3, 1, false, device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -96,11 +146,18 @@ pub struct DownTransition {
 
 impl DownTransition {
     pub fn new(cin: usize, cout: usize, max_pool: bool, dropout: f64, device: &Device) -> Self {
-        DownTransition { bn: bn(cin, device), conv: conv(cin, cout, 1, 1, false, device), dropout: DropoutConfig::new(dropout).init(), max_pool }
+        DownTransition {
+            bn: bn(cin, device),
+            conv: conv(cin, cout, 1, 1, false, device),
+            dropout: DropoutConfig::new(dropout).init(),
+            max_pool,
+        }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.dropout.forward(self.conv.forward(bn_relu(&self.bn, x)));
+        let y = self
+            .dropout
+            .forward(self.conv.forward(bn_relu(&self.bn, x)));
         if self.max_pool {
             max_pool2d(y, MaxPoolOptions::new([2, 2]))
         } else {
@@ -125,7 +182,10 @@ impl UpTransition {
             .with_bias(false)
             .with_initializer(he_normal())
             .init(device);
-        UpTransition { bn: pre_activation.then(|| bn(cin, device)), deconv }
+        UpTransition {
+            bn: pre_activation.then(|| bn(cin, device)),
+            deconv,
+        }
     }
 
     /// Upsamples to exactly `size` (cropping the extra row/column an odd size leaves).

@@ -3,7 +3,8 @@
 //! LogLog-DenseNet, FC-Log-DenseNet and FC-DenseNet differ only in their graph.
 
 use crate::layers::{DenseLayer, DownTransition, Head, StemConv, UpTransition};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
+use burn::nn::BatchNorm;
 use burn::prelude::*;
 use logdense_graph::{NetGraph, NetSpec, Op, Pool};
 
@@ -29,7 +30,11 @@ pub struct SparseDenseNet {
 /// Crops or zero-pads the spatial dimensions to `size` (keeps the top-left corner).
 pub fn fit_spatial(x: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
-    let x = if h > size.0 || w > size.1 { x.slice([0..n, 0..c, 0..h.min(size.0), 0..w.min(size.1)]) } else { x };
+    let x = if h > size.0 || w > size.1 {
+        x.slice([0..n, 0..c, 0..h.min(size.0), 0..w.min(size.1)])
+    } else {
+        x
+    };
     let [_, _, h, w] = x.dims();
     if h < size.0 || w < size.1 {
         x.pad((0, size.1 - w, 0, size.0 - h), 0.0)
@@ -41,7 +46,11 @@ pub fn fit_spatial(x: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
 impl SparseDenseNet {
     /// Builds the modules of `spec` on `device`; `dropout` applies after every feature-layer
     /// convolution and transition convolution.
-    pub fn new(spec: &NetSpec, dropout: f64, device: &Device) -> Result<Self, logdense_graph::SpecError> {
+    pub fn new(
+        spec: &NetSpec,
+        dropout: f64,
+        device: &Device,
+    ) -> Result<Self, logdense_graph::SpecError> {
         let graph = spec.build()?;
         let segment = graph.task == logdense_graph::Task::Segment;
         let modules = graph
@@ -50,11 +59,41 @@ impl SparseDenseNet {
             .skip(1)
             .map(|node| match node.op {
                 Op::Input => unreachable!("only node 0 is the input"),
-                Op::Stem { kernel, stride, max_pool } => NodeModule::Stem(StemConv::new(node.in_channels, node.channels, kernel, stride, max_pool, device)),
-                Op::Layer { bottleneck, .. } => NodeModule::Layer(DenseLayer::new(node.in_channels, node.channels, bottleneck, dropout, device)),
-                Op::Down { pool } => NodeModule::Down(DownTransition::new(node.in_channels, node.channels, pool == Pool::Max, dropout, device)),
-                Op::Up { pre_activation } => NodeModule::Up(UpTransition::new(node.in_channels, node.channels, pre_activation, device)),
-                Op::Head { .. } => NodeModule::Head(Head::new(node.in_channels, node.channels, segment, device)),
+                Op::Stem {
+                    kernel,
+                    stride,
+                    max_pool,
+                } => NodeModule::Stem(StemConv::new(
+                    node.in_channels,
+                    node.channels,
+                    kernel,
+                    stride,
+                    max_pool,
+                    device,
+                )),
+                Op::Layer { bottleneck, .. } => NodeModule::Layer(DenseLayer::new(
+                    node.in_channels,
+                    node.channels,
+                    bottleneck,
+                    dropout,
+                    device,
+                )),
+                Op::Down { pool } => NodeModule::Down(DownTransition::new(
+                    node.in_channels,
+                    node.channels,
+                    pool == Pool::Max,
+                    dropout,
+                    device,
+                )),
+                Op::Up { pre_activation } => NodeModule::Up(UpTransition::new(
+                    node.in_channels,
+                    node.channels,
+                    pre_activation,
+                    device,
+                )),
+                Op::Head { .. } => {
+                    NodeModule::Head(Head::new(node.in_channels, node.channels, segment, device))
+                }
             })
             .collect();
         Ok(SparseDenseNet { modules, graph })
@@ -67,7 +106,11 @@ impl SparseDenseNet {
     }
 
     /// Like [`Self::forward_heads`], calling `inspect(node, output)` on every node's output.
-    pub fn forward_inspect(&self, image: Tensor<4>, mut inspect: impl FnMut(usize, &Tensor<4>)) -> Vec<Tensor<4>> {
+    pub fn forward_inspect(
+        &self,
+        image: Tensor<4>,
+        mut inspect: impl FnMut(usize, &Tensor<4>),
+    ) -> Vec<Tensor<4>> {
         let last_use = self.graph.last_use();
         let mut values: Vec<Option<Tensor<4>>> = vec![None; self.graph.nodes.len()];
         values[0] = Some(image);
@@ -75,8 +118,16 @@ impl SparseDenseNet {
         for (k, module) in self.modules.iter().enumerate() {
             let id = k + 1;
             let node = &self.graph.nodes[id];
-            let mut parts: Vec<Tensor<4>> = node.inputs.iter().map(|&i| values[i].clone().expect("inputs are computed before use")).collect();
-            let x = if parts.len() == 1 { parts.pop().expect("one input") } else { Tensor::cat(parts, 1) };
+            let mut parts: Vec<Tensor<4>> = node
+                .inputs
+                .iter()
+                .map(|&i| values[i].clone().expect("inputs are computed before use"))
+                .collect();
+            let x = if parts.len() == 1 {
+                parts.pop().expect("one input")
+            } else {
+                Tensor::cat(parts, 1)
+            };
             for &i in &node.inputs {
                 if last_use[i] == id {
                     values[i] = None;
@@ -101,22 +152,44 @@ impl SparseDenseNet {
 
     /// The final prediction only.
     pub fn forward(&self, image: Tensor<4>) -> Tensor<4> {
-        self.forward_heads(image).pop().expect("every network has a final head")
+        self.forward_heads(image)
+            .pop()
+            .expect("every network has a final head")
     }
 
-    /// Trainable parameters (batch-norm running statistics are buffers and not counted).
-    pub fn trainable_params(&self) -> usize {
-        struct Count(usize);
-        impl ModuleVisitor for Count {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if param.is_require_grad() {
-                    self.0 += param.lazy_shape().num_elements();
-                }
+    /// Every float tensor of the model (parameters and batch-norm buffers) flattened in
+    /// visiting order: lets tests compare two models' weights exactly, whatever their ids.
+    pub fn flat_weights(&self) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                self.0.extend(param.val().into_data().iter::<f32>());
             }
         }
-        let mut c = Count(0);
+        let mut c = Collect(Vec::new());
         self.visit(&mut c);
         c.0
+    }
+
+    /// Trainable parameters: burn's `num_params` also counts the batch-norm running mean and
+    /// variance, which are buffers, so those are subtracted.
+    pub fn trainable_params(&self) -> usize {
+        let buffers = |bn: &BatchNorm| 2 * bn.gamma.dims()[0];
+        let opt = |bn: &Option<BatchNorm>| bn.as_ref().map(buffers).unwrap_or(0);
+        let running: usize = self
+            .modules
+            .iter()
+            .map(|m| match m {
+                NodeModule::Stem(s) => opt(&s.bn),
+                NodeModule::Layer(l) => {
+                    buffers(&l.bn) + l.bottleneck.as_ref().map(|b| buffers(&b.bn)).unwrap_or(0)
+                }
+                NodeModule::Down(d) => buffers(&d.bn),
+                NodeModule::Up(u) => opt(&u.bn),
+                NodeModule::Head(h) => buffers(&h.bn),
+            })
+            .sum();
+        self.num_params() - running
     }
 
     /// FLOPs (2 x multiply-accumulates) counted from the built modules' weight shapes and the
@@ -130,7 +203,9 @@ impl SparseDenseNet {
             let [_, _, h, w] = y.dims();
             out_hw[id] = (h, w);
         });
-        let conv_flops = |weight: [usize; 4], positions: usize| 2 * (weight.iter().product::<usize>() * positions) as u64;
+        let conv_flops = |weight: [usize; 4], positions: usize| {
+            2 * (weight.iter().product::<usize>() * positions) as u64
+        };
         let mut total = 0;
         for (k, module) in self.modules.iter().enumerate() {
             let id = k + 1;
@@ -141,11 +216,16 @@ impl SparseDenseNet {
                 NodeModule::Stem(m) => {
                     let weight = m.conv.weight.dims();
                     let (ih, iw) = input_hw;
-                    let out = |x: usize| (x + 2 * (weight[2] / 2) - weight[2]) / m.conv.stride[0] + 1;
+                    let out =
+                        |x: usize| (x + 2 * (weight[2] / 2) - weight[2]) / m.conv.stride[0] + 1;
                     conv_flops(weight, out(ih) * out(iw))
                 }
                 NodeModule::Layer(m) => {
-                    let b = m.bottleneck.as_ref().map(|b| conv_flops(b.conv.weight.dims(), area(input_hw))).unwrap_or(0);
+                    let b = m
+                        .bottleneck
+                        .as_ref()
+                        .map(|b| conv_flops(b.conv.weight.dims(), area(input_hw)))
+                        .unwrap_or(0);
                     b + conv_flops(m.conv.weight.dims(), area(out_hw[id]))
                 }
                 NodeModule::Down(m) => conv_flops(m.conv.weight.dims(), area(input_hw)),

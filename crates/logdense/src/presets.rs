@@ -17,7 +17,14 @@ pub const PRESET_NAMES: &str = "fashion, ld-v1-N-G, ld-v2-N-G, nearest-N-G, even
 
 /// An ImageNet Log-DenseNet V2 with the given block sizes (bottleneck layers, g = 32).
 fn imagenet_v2(blocks: Vec<usize>) -> NetSpec {
-    NetSpec { blocks, bottleneck: true, stem: Stem::imagenet(64), input: [3, 224, 224], classes: 1000, ..NetSpec::v2(1, 32, 1) }
+    NetSpec {
+        blocks,
+        bottleneck: true,
+        stem: Stem::imagenet(64),
+        input: [3, 224, 224],
+        classes: 1000,
+        ..NetSpec::v2(1, 32, 1)
+    }
 }
 
 /// Small Log-DenseNet V1 for 28x28 grey images on a CPU budget: a 3x3 stem with BN-ReLU and
@@ -25,9 +32,14 @@ fn imagenet_v2(blocks: Vec<usize>) -> NetSpec {
 /// 14, 7 and 3 pixels.
 fn fashion() -> NetSpec {
     NetSpec {
-        stem: Stem { width: 32, kernel: 3, stride: 1, max_pool: true },
+        stem: Stem {
+            width: 24,
+            kernel: 3,
+            stride: 1,
+            max_pool: true,
+        },
         input: [1, 28, 28],
-        ..NetSpec::v1(Pattern::Log, 6, 24, 3)
+        ..NetSpec::v1(Pattern::Log, 5, 16, 3)
     }
 }
 
@@ -56,14 +68,27 @@ pub fn preset(name: &str) -> Result<NetSpec, String> {
     let families: [(&str, fn(usize, usize) -> NetSpec); 10] = [
         ("ld-v1-", |n, g| NetSpec::v1(Pattern::Log, n, g, 3)),
         ("ld-v2-", |n, g| NetSpec::v2(n, g, 3)),
-        ("nearest-half-", |n, g| NetSpec::v1(Pattern::NearestHalf, n, g, 3)),
-        ("evenly-half-", |n, g| NetSpec::v1(Pattern::EvenlySpacedHalf, n, g, 3)),
+        ("nearest-half-", |n, g| {
+            NetSpec::v1(Pattern::NearestHalf, n, g, 3)
+        }),
+        ("evenly-half-", |n, g| {
+            NetSpec::v1(Pattern::EvenlySpacedHalf, n, g, 3)
+        }),
         ("nearest-", |n, g| NetSpec::v1(Pattern::Nearest, n, g, 3)),
-        ("evenly-", |n, g| NetSpec::v1(Pattern::EvenlySpaced, n, g, 3)),
-        ("nhl-", |n, g| NetSpec::v1(Pattern::NearestHalfAndLog, n, g, 3)),
+        ("evenly-", |n, g| {
+            NetSpec::v1(Pattern::EvenlySpaced, n, g, 3)
+        }),
+        ("nhl-", |n, g| {
+            NetSpec::v1(Pattern::NearestHalfAndLog, n, g, 3)
+        }),
         ("dense-", |n, g| NetSpec::v1(Pattern::Dense, n, g, 3)),
-        ("loglog-", |n, g| NetSpec { bottleneck: true, ..NetSpec::v1(Pattern::LogLog { min_inputs: 4 }, n, g, 3) }),
-        ("densenet-bc-", |depth, g| NetSpec::densenet_bc(depth.saturating_sub(4) / 6, g, 3)),
+        ("loglog-", |n, g| NetSpec {
+            bottleneck: true,
+            ..NetSpec::v1(Pattern::LogLog { min_inputs: 4 }, n, g, 3)
+        }),
+        ("densenet-bc-", |depth, g| {
+            NetSpec::densenet_bc(depth.saturating_sub(4) / 6, g, 3)
+        }),
     ];
     for (prefix, make) in families {
         if let Some(rest) = name.strip_prefix(prefix) {
@@ -88,7 +113,10 @@ mod tests {
     fn families_parse() {
         let s = preset("ld-v1-12-16").unwrap();
         assert_eq!((s.blocks.clone(), s.growth), (vec![12, 12, 12], 16));
-        assert_eq!(preset("densenet-bc-100-12").unwrap().blocks, vec![16, 16, 16]);
+        assert_eq!(
+            preset("densenet-bc-100-12").unwrap().blocks,
+            vec![16, 16, 16]
+        );
         assert_eq!(preset("ld-v2-369").unwrap().blocks, vec![8, 16, 80, 80]);
         assert!(preset("nope").unwrap_err().contains("unknown preset"));
         assert!(preset("densenet-bc-99-12").is_err());

@@ -15,7 +15,10 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
-use logdense_data::{load_cifar10, load_cifar100, load_fashion_mnist, load_image_folder, load_mnist, load_svhn, ClassBatch, ClassBatcher, ImageSet, InMemory, Split};
+use logdense_data::{
+    load_cifar10, load_cifar100, load_fashion_mnist, load_image_folder, load_mnist, load_svhn,
+    ClassBatch, ClassBatcher, ImageSet, InMemory, Split,
+};
 use logdense_graph::NetSpec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,14 +33,24 @@ pub fn device_from_name(name: &str) -> Result<Device> {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "vulkan")]
         "vulkan" | "gpu" => Ok(Device::vulkan(burn::tensor::DeviceKind::default())),
-        other => bail!("--device: unknown device '{other}' (cpu{})", if cfg!(feature = "vulkan") { ", vulkan" } else { "; build with --features vulkan for GPUs" }),
+        other => bail!(
+            "--device: unknown device '{other}' (cpu{})",
+            if cfg!(feature = "vulkan") {
+                ", vulkan"
+            } else {
+                "; build with --features vulkan for GPUs"
+            }
+        ),
     }
 }
 
 /// Loads the configured train and test sets.
 pub fn load_data(cfg: &TrainConfig) -> Result<(ImageSet, ImageSet)> {
     let d = &cfg.data;
-    let dir = d.dir.clone().unwrap_or_else(|| PathBuf::from(logdense_data::FASHION_MNIST_DIR));
+    let dir = d
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(logdense_data::FASHION_MNIST_DIR));
     let load = |split: Split| -> Result<ImageSet> {
         Ok(match d.dataset.as_str() {
             "fashion-mnist" => load_fashion_mnist(&dir, split)?,
@@ -68,14 +81,18 @@ pub fn spec_for_data(cfg: &TrainConfig, data: &ImageSet) -> Result<NetSpec> {
     let mut spec = cfg.net_spec()?;
     spec.input = [data.channels, data.height, data.width];
     spec.classes = data.classes;
-    spec.build().map_err(|e| anyhow::anyhow!("model does not fit the data: {e}"))?;
+    spec.build()
+        .map_err(|e| anyhow::anyhow!("model does not fit the data: {e}"))?;
     Ok(spec)
 }
 
 /// Mean cross-entropy of logits `[N, C]` against labels `[N]`.
 pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     let [n, _] = logits.dims();
-    log_softmax(logits, 1).gather(1, targets.reshape([n, 1])).mean().neg()
+    log_softmax(logits, 1)
+        .gather(1, targets.reshape([n, 1]))
+        .mean()
+        .neg()
 }
 
 /// Number of correct top-1 predictions.
@@ -116,13 +133,22 @@ pub fn lr_at(cfg: &TrainConfig, iteration: usize, total: usize) -> f64 {
 fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     let o = &cfg.optim;
     SgdConfig::new()
-        .with_momentum(Some(MomentumConfig { momentum: o.momentum, dampening: 0.0, nesterov: o.nesterov }))
-        .with_weight_decay((o.weight_decay > 0.0).then(|| WeightDecayConfig::new(o.weight_decay as f32)))
+        .with_momentum(Some(MomentumConfig {
+            momentum: o.momentum,
+            dampening: 0.0,
+            nesterov: o.nesterov,
+        }))
+        .with_weight_decay(
+            (o.weight_decay > 0.0).then(|| WeightDecayConfig::new(o.weight_decay as f32)),
+        )
         .init()
 }
 
 /// Test loss and accuracy of the final prediction.
-pub fn evaluate(model: &SparseDenseNet, loader: Arc<dyn DataLoader<ClassBatch>>) -> Result<(f64, f64)> {
+pub fn evaluate(
+    model: &SparseDenseNet,
+    loader: Arc<dyn DataLoader<ClassBatch>>,
+) -> Result<(f64, f64)> {
     let (mut loss, mut right, mut seen) = (0.0, 0, 0);
     for batch in loader.iter() {
         let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -142,6 +168,8 @@ pub struct Run {
     pub device: Device,
     /// Show a progress bar (off in tests).
     pub progress: bool,
+    /// Stop after this many epochs in total, as a crash would (for resume tests).
+    pub stop_after: Option<usize>,
 }
 
 /// What a finished run reports.
@@ -158,7 +186,8 @@ impl Run {
     pub fn train(&self, resume: bool) -> Result<(SparseDenseNet, Summary)> {
         let cfg = &self.cfg;
         cfg.validate()?;
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create run directory {}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create run directory {}", self.dir.display()))?;
         let (train_set, test_set) = load_data(cfg)?;
         let spec = spec_for_data(cfg, &train_set)?;
         let ad = self.device.clone().autodiff();
@@ -166,17 +195,32 @@ impl Run {
         let mut model = SparseDenseNet::new(&spec, cfg.model.dropout, &ad)?;
         let mut optim = optimizer(cfg);
         let (mean, std) = train_set.channel_mean_std();
-        let mut state = TrainState { spec: spec.clone(), epochs_done: 0, iteration: 0, seed: cfg.seed, mean, std, class_names: train_set.class_names.clone(), wall_s: 0.0 };
+        let mut state = TrainState {
+            spec: spec.clone(),
+            epochs_done: 0,
+            iteration: 0,
+            seed: cfg.seed,
+            mean,
+            std,
+            class_names: train_set.class_names.clone(),
+            wall_s: 0.0,
+        };
         let mut rows: Vec<EpochMetrics> = Vec::new();
         let ckpt_path = self.dir.join(CHECKPOINT_FILE);
         if resume {
             let ck = Checkpoint::load(&ckpt_path)?;
-            model = model.load_record(burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?);
-            optim = optim.from_bytes(Bytes::from_bytes_vec(ck.optimizer)).map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+            model = model.load_record(
+                burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?,
+            );
+            optim = optim
+                .from_bytes(Bytes::from_bytes_vec(ck.optimizer))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
             state = ck.state;
             let metrics = self.dir.join("metrics.json");
             if metrics.exists() {
-                rows = serde_json::from_slice(&std::fs::read(&metrics)?).with_context(|| format!("bad {}", metrics.display()))?;
+                rows = serde_json::from_slice(&std::fs::read(&metrics)?)
+                    .with_context(|| format!("bad {}", metrics.display()))?;
                 rows.retain(|r| r.epoch <= state.epochs_done);
             }
         }
@@ -184,12 +228,25 @@ impl Run {
 
         let train_data = Arc::new(train_set);
         let test_data = Arc::new(test_set);
-        let batcher = ClassBatcher::train(state.mean.clone(), state.std.clone(), cfg.data.augment.clone(), cfg.seed);
-        let eval_batcher = ClassBatcher::eval(state.mean.clone(), state.std.clone(), cfg.data.augment.clone());
+        let batcher = ClassBatcher::train(
+            state.mean.clone(),
+            state.std.clone(),
+            cfg.data.augment.clone(),
+            cfg.seed,
+        );
+        let eval_batcher = ClassBatcher::eval(
+            state.mean.clone(),
+            state.std.clone(),
+            cfg.data.augment.clone(),
+        );
         let batches_per_epoch = train_data.len().div_ceil(cfg.optim.batch_size);
         let main_iters = batches_per_epoch * cfg.optim.epochs;
         let heads = model.graph.heads().len();
-        let final_only_epochs = if heads > 1 { cfg.optim.final_only_epochs } else { 0 };
+        let final_only_epochs = if heads > 1 {
+            cfg.optim.final_only_epochs
+        } else {
+            0
+        };
         let total_epochs = cfg.optim.epochs + final_only_epochs;
         let run_start = Instant::now();
         let wall_before = state.wall_s;
@@ -199,14 +256,25 @@ impl Run {
             let weights = head_weights(heads, final_only);
             // Everything random in an epoch derives from (seed, epoch): resume reproduces it.
             ad.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
-            let loader = logdense_data::loader_on(InMemory::from(train_data.clone()), batcher.at_epoch(epoch), cfg.optim.batch_size, Some(cfg.seed), cfg.data.workers, &ad);
+            let loader = logdense_data::loader_on(
+                InMemory::from(train_data.clone()),
+                batcher.at_epoch(epoch),
+                cfg.optim.batch_size,
+                Some(cfg.seed),
+                cfg.data.workers,
+                &ad,
+            );
             let bar = self.bar(batches_per_epoch as u64, epoch, total_epochs);
             let t0 = Instant::now();
             let (mut loss_sum, mut right, mut seen) = (0.0, 0usize, 0usize);
             let mut lr = 0.0;
             for batch in loader.iter() {
                 let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
-                lr = lr_at(cfg, state.iteration.min(main_iters.saturating_sub(1)), main_iters);
+                lr = lr_at(
+                    cfg,
+                    state.iteration.min(main_iters.saturating_sub(1)),
+                    main_iters,
+                );
                 let n = batch.targets.dims()[0];
                 let outputs = model.forward_heads(batch.images);
                 let mut loss: Option<Tensor<1>> = None;
@@ -238,12 +306,24 @@ impl Run {
                 seen += n;
                 if let Some(bar) = &bar {
                     let ips = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                    bar.set_message(format!("loss {:.4} acc {:.2}% {:.0} img/s lr {lr}", loss_sum / seen as f64, 100.0 * right as f64 / seen as f64, ips));
+                    bar.set_message(format!(
+                        "loss {:.4} acc {:.2}% {:.0} img/s lr {lr}",
+                        loss_sum / seen as f64,
+                        100.0 * right as f64 / seen as f64,
+                        ips
+                    ));
                     bar.inc(1);
                 }
             }
             let train_s = t0.elapsed().as_secs_f64();
-            let eval_loader = logdense_data::loader_on(InMemory::from(test_data.clone()), eval_batcher.clone(), 256, None, cfg.data.workers, &self.device);
+            let eval_loader = logdense_data::loader_on(
+                InMemory::from(test_data.clone()),
+                eval_batcher.clone(),
+                256,
+                None,
+                cfg.data.workers,
+                &self.device,
+            );
             let (test_loss, test_acc) = evaluate(&model.valid(), eval_loader)?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
@@ -277,10 +357,21 @@ impl Run {
             rows.push(row);
             self.save(&model, &optim, &state)?;
             report::write_all(&self.dir, &rows)?;
+            if self.stop_after.is_some_and(|k| epoch >= k) {
+                break;
+            }
         }
         let test_accuracy = rows.last().map(|r| r.test_accuracy).unwrap_or(0.0);
-        let summary = Summary { test_accuracy, epochs: state.epochs_done, wall_s: state.wall_s, params: model.trainable_params() };
-        report::write_atomic(&self.dir.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
+        let summary = Summary {
+            test_accuracy,
+            epochs: state.epochs_done,
+            wall_s: state.wall_s,
+            params: model.trainable_params(),
+        };
+        report::write_atomic(
+            &self.dir.join("summary.json"),
+            &serde_json::to_vec_pretty(&summary)?,
+        )?;
         Ok((model, summary))
     }
 
@@ -289,15 +380,35 @@ impl Run {
             return None;
         }
         let bar = ProgressBar::new(len);
-        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}").expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         bar.set_prefix(format!("epoch {epoch}/{total}"));
         Some(bar)
     }
 
-    fn save(&self, model: &SparseDenseNet, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
-        let model_bytes = model.clone().into_record().into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
-        let optim_bytes = optim.into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e}"))?;
-        Checkpoint { state: state.clone(), model: model_bytes.to_vec(), optimizer: optim_bytes.to_vec() }.save(&self.dir.join(CHECKPOINT_FILE))
+    fn save(
+        &self,
+        model: &SparseDenseNet,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+    ) -> Result<()> {
+        let model_bytes = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
+        let optim_bytes = optim
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e}"))?;
+        Checkpoint {
+            state: state.clone(),
+            model: model_bytes.to_vec(),
+            optimizer: optim_bytes.to_vec(),
+        }
+        .save(&self.dir.join(CHECKPOINT_FILE))
     }
 }
 
@@ -310,11 +421,17 @@ pub struct Trained {
 
 impl Trained {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let cfg = TrainConfig::load(&dir.join(CONFIG_FILE)).with_context(|| format!("{} is not a logdense run directory", dir.display()))?;
+        let cfg = TrainConfig::load(&dir.join(CONFIG_FILE))
+            .with_context(|| format!("{} is not a logdense run directory", dir.display()))?;
         let ckpt_path = dir.join(CHECKPOINT_FILE);
         let ck = Checkpoint::load(&ckpt_path)?;
         let model = SparseDenseNet::new(&ck.state.spec, 0.0, device)?;
-        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
-        Ok(Trained { cfg, model: model.load_record(record), state: ck.state })
+        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+        Ok(Trained {
+            cfg,
+            model: model.load_record(record),
+            state: ck.state,
+        })
     }
 }

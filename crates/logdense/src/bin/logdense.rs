@@ -3,13 +3,19 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use logdense::config::TrainConfig;
-use logdense::graph::{design, distance, paper, Arch, NetGraph, NetSpec, Pattern, Stem, TransitionHops};
+use logdense::graph::{
+    design, distance, paper, Arch, NetGraph, NetSpec, Pattern, Stem, TransitionHops,
+};
 use logdense::train::{self, Run, Trained};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "logdense", version, about = "Log-DenseNet and sparse-skip DenseNets: analysis, training and evaluation")]
+#[command(
+    name = "logdense",
+    version,
+    about = "Log-DenseNet and sparse-skip DenseNets: analysis, training and evaluation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -188,7 +194,8 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 fn parse_pattern(s: &str) -> Result<Pattern> {
-    s.parse::<Pattern>().map_err(|e| usage(format!("--pattern: {e}")))
+    s.parse::<Pattern>()
+        .map_err(|e| usage(format!("--pattern: {e}")))
 }
 
 fn main() -> ExitCode {
@@ -205,7 +212,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let is_usage = e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<logdense::graph::SpecError>().is_some();
+            let is_usage = e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<logdense::graph::SpecError>().is_some();
             ExitCode::from(if is_usage { 2 } else { 1 })
         }
     }
@@ -226,7 +234,8 @@ fn draw_matrix(sets: &[Vec<usize>], path: &std::path::Path) -> Result<()> {
             }
         }
     }
-    img.save(path).with_context(|| format!("cannot write {}", path.display()))
+    img.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn graph_cmd(a: GraphArgs) -> Result<()> {
@@ -235,17 +244,32 @@ fn graph_cmd(a: GraphArgs) -> Result<()> {
         return Err(usage("--layers must be at least 1"));
     }
     if a.blocks == 0 || a.layers % a.blocks != 0 {
-        return Err(usage(format!("--blocks: {} blocks must divide --layers {} evenly", a.blocks, a.layers)));
+        return Err(usage(format!(
+            "--blocks: {} blocks must divide --layers {} evenly",
+            a.blocks, a.layers
+        )));
     }
     // Bare topology: tiny channel counts and a large enough input for any number of blocks.
     let side = 1usize << a.blocks.min(30);
-    let spec = NetSpec { input: [1, side, side], deep_supervision: false, ..NetSpec::v1(pattern, a.layers / a.blocks, 1, a.blocks) };
-    let sets = if a.blocks == 1 { pattern.input_sets(a.layers) } else { spec.build()?.layer_input_sets() };
+    let spec = NetSpec {
+        input: [1, side, side],
+        deep_supervision: false,
+        ..NetSpec::v1(pattern, a.layers / a.blocks, 1, a.blocks)
+    };
+    let sets = if a.blocks == 1 {
+        pattern.input_sets(a.layers)
+    } else {
+        spec.build()?.layer_input_sets()
+    };
     let summary = if a.blocks == 1 {
         distance::summarize_sets(&sets)?
     } else {
         let g = spec.build()?;
-        let hops = if a.free_transitions { TransitionHops::Free } else { TransitionHops::Counted };
+        let hops = if a.free_transitions {
+            TransitionHops::Free
+        } else {
+            TransitionHops::Counted
+        };
         distance::GraphDistances::new(&g, hops).summary()?
     };
     let connections = logdense::graph::pattern::connection_count(&sets);
@@ -301,14 +325,19 @@ fn cost_spec(a: &CostArgs) -> Result<NetSpec> {
         spec.classes = c;
     }
     if let (Some(w), false) = (a.stem_width, matches!(spec.arch, Arch::FcLog)) {
-        spec.stem = Stem { width: w, ..spec.stem };
+        spec.stem = Stem {
+            width: w,
+            ..spec.stem
+        };
     }
     Ok(spec)
 }
 
 fn cost_json(g: &NetGraph) -> Result<serde_json::Value> {
     let c = g.cost();
-    let mbd = distance::GraphDistances::new(g, TransitionHops::Counted).summary()?.mbd;
+    let mbd = distance::GraphDistances::new(g, TransitionHops::Counted)
+        .summary()?
+        .mbd;
     Ok(serde_json::json!({
         "net": g.spec, "gflops": c.total.gflops(), "flops": c.total.flops, "params": c.total.params,
         "weight_params": c.total.weight_params, "activation_bytes": c.total.activation_bytes,
@@ -331,15 +360,36 @@ fn cost_cmd(a: CostArgs) -> Result<()> {
         return Ok(());
     }
     let c = g.cost();
-    println!("{} ({} layers, g = {}, input {}x{})", a.net, g.num_layers(), spec.growth, spec.input[1], spec.input[2]);
+    println!(
+        "{} ({} layers, g = {}, input {}x{})",
+        a.net,
+        g.num_layers(),
+        spec.growth,
+        spec.input[1],
+        spec.input[2]
+    );
     println!("  GFLOPs             {:.4}", c.total.gflops());
-    println!("  parameters         {} ({:.3} M; conv/linear weights only {:.3} M)", c.total.params, c.total.params as f64 / 1e6, c.total.weight_params as f64 / 1e6);
-    println!("  activations        {:.2} MiB naive, {:.2} MiB shared (batch 1, f32)", mib(c.total.activation_bytes), mib(c.total.activation_bytes_shared));
+    println!(
+        "  parameters         {} ({:.3} M; conv/linear weights only {:.3} M)",
+        c.total.params,
+        c.total.params as f64 / 1e6,
+        c.total.weight_params as f64 / 1e6
+    );
+    println!(
+        "  activations        {:.2} MiB naive, {:.2} MiB shared (batch 1, f32)",
+        mib(c.total.activation_bytes),
+        mib(c.total.activation_bytes_shared)
+    );
     println!("  connections        {}", g.connections());
     println!("  MBD                {}", v["mbd"]);
     println!("  per block          GFLOPs     params  naive MiB");
     for (b, x) in c.per_block.iter().enumerate() {
-        println!("    {b:>2}             {:>8.4} {:>10} {:>10.2}", x.gflops(), x.params, mib(x.activation_bytes));
+        println!(
+            "    {b:>2}             {:>8.4} {:>10} {:>10.2}",
+            x.gflops(),
+            x.params,
+            mib(x.activation_bytes)
+        );
     }
     Ok(())
 }
@@ -357,7 +407,11 @@ fn paper_table() -> Result<()> {
     println!("Table 1 (V1 LD = N = E budget; LD2 = V2), GFLOPS at 32x32, 3 blocks, no bottleneck");
     println!("  (n,g)     LD paper   ours     LD2 paper  ours");
     for ((n, g), ld, ld2) in paper::TABLE1 {
-        println!("  ({n:>2},{g:>2})   {ld:>6.2}   {:>8.4}   {ld2:>6.2}   {:>8.4}", gf(NetSpec::v1(Pattern::Log, n, g, 3))?, gf(NetSpec::v2(n, g, 3))?);
+        println!(
+            "  ({n:>2},{g:>2})   {ld:>6.2}   {:>8.4}   {ld2:>6.2}   {:>8.4}",
+            gf(NetSpec::v1(Pattern::Log, n, g, 3))?,
+            gf(NetSpec::v2(n, g, 3))?
+        );
     }
     println!("\nTable 2 (half budgets), GFLOPS: N = nearest-half, E = evenly-spaced-half, N+LD, D = dense V1");
     println!("  (n,g)     N,E paper  N      E      N+LD paper ours   D paper  ours");
@@ -372,21 +426,51 @@ fn paper_table() -> Result<()> {
     }
     println!("\nTable 3 (224x224, 11 classes)");
     println!("  network            params paper   ours (M)   GFLOPS paper  ours");
-    let fc = [("fc-densenet-67", NetSpec::tiramisu(67).expect("67")), ("fc-densenet-103", NetSpec::tiramisu(103).expect("103")), ("fc-ld-103", NetSpec::fc_log_densenet_103(72))];
+    let fc = [
+        ("fc-densenet-67", NetSpec::tiramisu(67).expect("67")),
+        ("fc-densenet-103", NetSpec::tiramisu(103).expect("103")),
+        ("fc-ld-103", NetSpec::fc_log_densenet_103(72)),
+    ];
     for ((name, params, gflops), (_, spec)) in paper::TABLE3.iter().zip(fc) {
         let c = spec.build()?.cost();
-        let paper_gf = gflops.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
-        println!("  {name:<18} {params:>8.1}      {:>8.3}   {paper_gf:>8}     {:>6.2}", c.total.params as f64 / 1e6, c.total.gflops());
+        let paper_gf = gflops
+            .map(|x| format!("{x:.1}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "  {name:<18} {params:>8.1}      {:>8.3}   {paper_gf:>8}     {:>6.2}",
+            c.total.params as f64 / 1e6,
+            c.total.gflops()
+        );
     }
     let c48 = NetSpec::fc_log_densenet_103(48).build()?.cost();
-    println!("  fc-ld-103 (stem 48)               {:>8.3}                 {:>6.2}", c48.total.params as f64 / 1e6, c48.total.gflops());
-    println!("\nFig. 5b (GFLOPS per block at 224x224; the paper: {})", paper::FIG5B_CLAIM);
-    for (name, spec) in [("fc-densenet-67", NetSpec::tiramisu(67).expect("67")), ("fc-densenet-103", NetSpec::tiramisu(103).expect("103")), ("fc-ld-103", NetSpec::fc_log_densenet_103(72))] {
+    println!(
+        "  fc-ld-103 (stem 48)               {:>8.3}                 {:>6.2}",
+        c48.total.params as f64 / 1e6,
+        c48.total.gflops()
+    );
+    println!(
+        "\nFig. 5b (GFLOPS per block at 224x224; the paper: {})",
+        paper::FIG5B_CLAIM
+    );
+    for (name, spec) in [
+        ("fc-densenet-67", NetSpec::tiramisu(67).expect("67")),
+        ("fc-densenet-103", NetSpec::tiramisu(103).expect("103")),
+        ("fc-ld-103", NetSpec::fc_log_densenet_103(72)),
+    ] {
         let c = spec.build()?.cost();
-        let blocks: Vec<String> = c.per_block.iter().map(|b| format!("{:.2}", b.gflops())).collect();
+        let blocks: Vec<String> = c
+            .per_block
+            .iter()
+            .map(|b| format!("{:.2}", b.gflops()))
+            .collect();
         let k = c.per_block.len();
-        let last_two = (c.per_block[k - 1].flops + c.per_block[k - 2].flops) as f64 / c.total.flops as f64;
-        println!("  {name:<16} [{}]  last two blocks {:.0}%", blocks.join(", "), 100.0 * last_two);
+        let last_two =
+            (c.per_block[k - 1].flops + c.per_block[k - 2].flops) as f64 / c.total.flops as f64;
+        println!(
+            "  {name:<16} [{}]  last two blocks {:.0}%",
+            blocks.join(", "),
+            100.0 * last_two
+        );
     }
     Ok(())
 }
@@ -401,18 +485,37 @@ fn design_cmd(a: DesignArgs) -> Result<()> {
         draw_matrix(&d.sets, p)?;
     }
     if a.json {
-        println!("{}", serde_json::json!({"design": d, "log": {"mbd": log_mbd, "connections": log_conn, "max_inputs": log_max}}));
+        println!(
+            "{}",
+            serde_json::json!({"design": d, "log": {"mbd": log_mbd, "connections": log_conn, "max_inputs": log_max}})
+        );
         return Ok(());
     }
-    println!("L = {}, at most {} inputs per layer", a.layers, a.max_inputs);
-    println!("  best found         MBD {} with {} connections ({}; {})", d.mbd, d.connections, d.method, if d.proven_optimal { "proven optimal" } else { "not proven optimal" });
+    println!(
+        "L = {}, at most {} inputs per layer",
+        a.layers, a.max_inputs
+    );
+    println!(
+        "  best found         MBD {} with {} connections ({}; {})",
+        d.mbd,
+        d.connections,
+        d.method,
+        if d.proven_optimal {
+            "proven optimal"
+        } else {
+            "not proven optimal"
+        }
+    );
     println!("  lower bound        MBD >= {}", d.lower_bound);
     println!("  LOG (up to {log_max} inputs)  MBD {log_mbd} with {log_conn} connections");
     for (i, s) in d.sets.iter().enumerate().skip(1).take(40) {
         println!("    x{i:<4} <- {s:?}");
     }
     if d.sets.len() > 41 {
-        println!("    ... ({} more layers; --json prints all)", d.sets.len() - 41);
+        println!(
+            "    ... ({} more layers; --json prints all)",
+            d.sets.len() - 41
+        );
     }
     Ok(())
 }
@@ -420,9 +523,31 @@ fn design_cmd(a: DesignArgs) -> Result<()> {
 fn train_cmd(a: TrainArgs) -> Result<()> {
     let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     if let Some(dir) = a.resume {
-        let cfg = TrainConfig::load(&dir.join(train::CONFIG_FILE)).with_context(|| format!("--resume: {} is not a run directory", dir.display()))?;
-        let cfg = apply_overrides(cfg, &a.data, &a.dataset, a.epochs, a.batch_size, a.lr, a.seed, a.dropout, a.train_subset, a.test_subset, a.workers)?;
-        return finish_training(Run { dir, cfg, device, progress: true }, true);
+        let cfg = TrainConfig::load(&dir.join(train::CONFIG_FILE))
+            .with_context(|| format!("--resume: {} is not a run directory", dir.display()))?;
+        let cfg = apply_overrides(
+            cfg,
+            &a.data,
+            &a.dataset,
+            a.epochs,
+            a.batch_size,
+            a.lr,
+            a.seed,
+            a.dropout,
+            a.train_subset,
+            a.test_subset,
+            a.workers,
+        )?;
+        return finish_training(
+            Run {
+                dir,
+                cfg,
+                device,
+                progress: true,
+                stop_after: None,
+            },
+            true,
+        );
     }
     let mut cfg = match &a.config {
         Some(p) => TrainConfig::load(p)?,
@@ -431,9 +556,32 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     if let Some(p) = &a.preset {
         cfg.model.preset = p.clone();
     }
-    let cfg = apply_overrides(cfg, &a.data, &a.dataset, a.epochs, a.batch_size, a.lr, a.seed, a.dropout, a.train_subset, a.test_subset, a.workers)?;
-    let dir = a.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.preset));
-    finish_training(Run { dir, cfg, device, progress: true }, false)
+    let cfg = apply_overrides(
+        cfg,
+        &a.data,
+        &a.dataset,
+        a.epochs,
+        a.batch_size,
+        a.lr,
+        a.seed,
+        a.dropout,
+        a.train_subset,
+        a.test_subset,
+        a.workers,
+    )?;
+    let dir = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.preset));
+    finish_training(
+        Run {
+            dir,
+            cfg,
+            device,
+            progress: true,
+            stop_after: None,
+        },
+        false,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -471,7 +619,13 @@ fn apply_overrides(
 fn finish_training(run: Run, resume: bool) -> Result<()> {
     eprintln!("run directory: {}", run.dir.display());
     let (_, s) = run.train(resume)?;
-    println!("final: test_accuracy={:.4} test_error={:.2}% epochs={} wall_s={:.0}", s.test_accuracy, 100.0 * (1.0 - s.test_accuracy), s.epochs, s.wall_s);
+    println!(
+        "final: test_accuracy={:.4} test_error={:.2}% epochs={} wall_s={:.0}",
+        s.test_accuracy,
+        100.0 * (1.0 - s.test_accuracy),
+        s.epochs,
+        s.wall_s
+    );
     Ok(())
 }
 
@@ -483,10 +637,24 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     }
     let (_, test) = train::load_data(&t.cfg)?;
     let n = test.len();
-    let batcher = logdense::data::ClassBatcher::eval(t.state.mean.clone(), t.state.std.clone(), t.cfg.data.augment.clone());
-    let loader = logdense::data::loader_on(logdense::data::InMemory::new(test), batcher, 256, None, t.cfg.data.workers, &device);
+    let batcher = logdense::data::ClassBatcher::eval(
+        t.state.mean.clone(),
+        t.state.std.clone(),
+        t.cfg.data.augment.clone(),
+    );
+    let loader = logdense::data::loader_on(
+        logdense::data::InMemory::new(test),
+        batcher,
+        256,
+        None,
+        t.cfg.data.workers,
+        &device,
+    );
     let (loss, acc) = train::evaluate(&t.model, loader)?;
-    println!("eval: images={n} test_loss={loss:.4} test_accuracy={acc:.4} test_error={:.2}%", 100.0 * (1.0 - acc));
+    println!(
+        "eval: images={n} test_loss={loss:.4} test_accuracy={acc:.4} test_error={:.2}%",
+        100.0 * (1.0 - acc)
+    );
     Ok(())
 }
 
@@ -495,9 +663,14 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
     let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let t = Trained::load(&a.run, &device)?;
     let [c, h, w] = t.state.spec.input;
-    let img = image::open(&a.image).with_context(|| format!("cannot read image {}", a.image.display()))?;
+    let img = image::open(&a.image)
+        .with_context(|| format!("cannot read image {}", a.image.display()))?;
     let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
-    let pixels: Vec<u8> = if c == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
+    let pixels: Vec<u8> = if c == 1 {
+        img.to_luma8().into_raw()
+    } else {
+        img.to_rgb8().into_raw()
+    };
     let mut data = vec![0f32; c * h * w];
     for y in 0..h {
         for x in 0..w {
@@ -510,12 +683,23 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
     let input = Tensor::<4>::from_data(TensorData::new(data, [1, c, h, w]), &device);
     let logits = t.model.forward(input);
     let classes = logits.dims()[1];
-    let probs: Vec<f32> = burn::tensor::activation::softmax(logits.reshape([1, classes]), 1).into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let probs: Vec<f32> = burn::tensor::activation::softmax(logits.reshape([1, classes]), 1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut order: Vec<usize> = (0..classes).collect();
     order.sort_by(|&x, &y| probs[y].total_cmp(&probs[x]));
     println!("{}:", a.image.display());
     for &k in order.iter().take(5) {
-        println!("  {:>6.2}%  {}", 100.0 * probs[k], t.state.class_names.get(k).map(String::as_str).unwrap_or("?"));
+        println!(
+            "  {:>6.2}%  {}",
+            100.0 * probs[k],
+            t.state
+                .class_names
+                .get(k)
+                .map(String::as_str)
+                .unwrap_or("?")
+        );
     }
     Ok(())
 }

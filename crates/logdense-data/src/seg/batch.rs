@@ -1,0 +1,442 @@
+//! Segmentation items, joint image/label augmentation and batching into burn tensors.
+//!
+//! Augmentation is geometric only (random crop, horizontal flip), applied with the same window
+//! and the same flip to an image and its label map, so they stay aligned pixel for pixel. As
+//! for classification, item `i`'s randomness comes only from `item_rng(seed, epoch, i)`.
+
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::{Dataset, DatasetError};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::Rng;
+
+use crate::augment::{crop, hflip, item_rng, item_seed, Chw};
+use crate::seg::set::SegSet;
+
+/// One RGB image (CHW) and its class-id map, with its index in the data set it came from.
+#[derive(Clone, PartialEq)]
+pub struct SegItem {
+    /// Position in the underlying data set (not in a shuffled order): seeds augmentation.
+    pub index: usize,
+    /// `3 x height x width` RGB bytes.
+    pub image: Vec<u8>,
+    /// `height x width` class ids (void = the set's class count).
+    pub label: Vec<u8>,
+    pub height: usize,
+    pub width: usize,
+}
+
+// Debug without the pixels: data loaders require Debug, and a 500 KB dump helps nobody.
+impl std::fmt::Debug for SegItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegItem")
+            .field("index", &self.index)
+            .field("size", &(self.height, self.width))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A shared, cheaply clonable [`Dataset`] over an in-memory [`SegSet`].
+#[derive(Debug, Clone)]
+pub struct SegInMemory {
+    pub set: Arc<SegSet>,
+}
+
+impl SegInMemory {
+    pub fn new(set: SegSet) -> Self {
+        SegInMemory { set: Arc::new(set) }
+    }
+}
+
+impl From<Arc<SegSet>> for SegInMemory {
+    fn from(set: Arc<SegSet>) -> Self {
+        SegInMemory { set }
+    }
+}
+
+impl Dataset<SegItem> for SegInMemory {
+    /// Panics if `index >= len()` (the trait's convention).
+    fn get(&self, index: usize) -> Result<SegItem, DatasetError> {
+        Ok(SegItem {
+            index,
+            image: self.set.image(index).to_vec(),
+            label: self.set.label(index).to_vec(),
+            height: self.set.height,
+            width: self.set.width,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
+/// The `ch x cw` window at (`top`, `left`) of an `h x w` image (3 channels) and of its label.
+/// Panics if the window does not fit.
+#[allow(clippy::too_many_arguments)]
+pub fn seg_crop(
+    image: &[u8],
+    label: &[u8],
+    h: usize,
+    w: usize,
+    top: usize,
+    left: usize,
+    ch: usize,
+    cw: usize,
+) -> (Vec<u8>, Vec<u8>) {
+    (
+        crop(image, Chw::new(3, h, w), top, left, ch, cw),
+        crop(label, Chw::new(1, h, w), top, left, ch, cw),
+    )
+}
+
+/// Mirrors an `h x w` image (3 channels) and its label left-right.
+pub fn seg_hflip(image: &[u8], label: &[u8], h: usize, w: usize) -> (Vec<u8>, Vec<u8>) {
+    (
+        hflip(image, Chw::new(3, h, w)),
+        hflip(label, Chw::new(1, h, w)),
+    )
+}
+
+/// A segmentation batch: `images` (N, 3, H, W) normalised floats, `labels` (N, H, W) class ids
+/// with void = the set's class count (the loss must ignore that value).
+#[derive(Debug, Clone)]
+pub struct SegBatch {
+    pub images: Tensor<4>,
+    pub labels: Tensor<3, Int>,
+}
+
+/// Augments (when `train`) and normalises [`SegItem`]s into a [`SegBatch`].
+///
+/// Training: a random `crop` window (clamped to the image size, so a 224x224 crop of a 96x96
+/// image is the whole image), then a left-right flip with probability 1/2 when `flip`; both
+/// drawn from `item_rng(seed, epoch, item.index)`. Evaluation (`train = false`) uses the full
+/// images unchanged. Build a new loader per epoch with [`SegBatcher::at_epoch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegBatcher {
+    /// Per-channel mean in [0, 1] units (or one value for all channels).
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation in [0, 1] units (or one value for all channels).
+    pub std: Vec<f32>,
+    /// Random crop size (height, width) for training.
+    pub crop: Option<(usize, usize)>,
+    /// Random horizontal flip for training.
+    pub flip: bool,
+    pub seed: u64,
+    pub epoch: usize,
+    /// Random augmentation when true; full images unchanged when false.
+    pub train: bool,
+}
+
+impl SegBatcher {
+    /// A training batcher at epoch 0.
+    pub fn train(
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        crop: Option<(usize, usize)>,
+        flip: bool,
+        seed: u64,
+    ) -> Self {
+        SegBatcher {
+            mean,
+            std,
+            crop,
+            flip,
+            seed,
+            epoch: 0,
+            train: true,
+        }
+    }
+
+    /// An evaluation batcher: full images, no randomness.
+    pub fn eval(mean: Vec<f32>, std: Vec<f32>) -> Self {
+        SegBatcher {
+            mean,
+            std,
+            crop: None,
+            flip: false,
+            seed: 0,
+            epoch: 0,
+            train: false,
+        }
+    }
+
+    /// The same batcher for another epoch.
+    pub fn at_epoch(&self, epoch: usize) -> Self {
+        SegBatcher {
+            epoch,
+            ..self.clone()
+        }
+    }
+
+    /// The (augmented when training) image and label of one item, and their height and width.
+    pub fn prepare(&self, item: &SegItem) -> (Vec<u8>, Vec<u8>, usize, usize) {
+        let (mut h, mut w) = (item.height, item.width);
+        let (mut img, mut lab) = (item.image.clone(), item.label.clone());
+        if !self.train {
+            return (img, lab, h, w);
+        }
+        let mut rng = item_rng(self.seed, self.epoch, item.index);
+        if let Some((ch, cw)) = self.crop {
+            let (ch, cw) = (ch.clamp(1, h), cw.clamp(1, w));
+            if (ch, cw) != (h, w) {
+                let top = rng.random_range(0..=h - ch);
+                let left = rng.random_range(0..=w - cw);
+                (img, lab) = seg_crop(&img, &lab, h, w, top, left, ch, cw);
+                (h, w) = (ch, cw);
+            }
+        }
+        if self.flip && rng.random_bool(0.5) {
+            (img, lab) = seg_hflip(&img, &lab, h, w);
+        }
+        (img, lab, h, w)
+    }
+
+    fn stat(v: &[f32], c: usize, what: &str) -> f32 {
+        match v {
+            [x] => *x,
+            _ => *v.get(c).unwrap_or_else(|| {
+                panic!("SegBatcher: {what} has {} values for 3 channels", v.len())
+            }),
+        }
+    }
+}
+
+impl Batcher<SegItem, SegBatch> for SegBatcher {
+    /// Panics if items end up with different sizes or `mean`/`std` have neither 1 nor 3
+    /// values: both are setup errors.
+    fn batch(&self, items: Vec<SegItem>, device: &Device) -> SegBatch {
+        // x_norm = (p/255 - mean) / std = p * a + b
+        let scale: Vec<(f32, f32)> = (0..3)
+            .map(|c| {
+                let (m, sd) = (
+                    Self::stat(&self.mean, c, "mean"),
+                    Self::stat(&self.std, c, "std"),
+                );
+                (1.0 / (255.0 * sd), -m / sd)
+            })
+            .collect();
+        let mut size: Option<(usize, usize)> = None;
+        let mut data: Vec<f32> = Vec::new();
+        let mut labels: Vec<i64> = Vec::new();
+        for item in &items {
+            let (img, lab, h, w) = self.prepare(item);
+            match size {
+                None => {
+                    size = Some((h, w));
+                    data.reserve(items.len() * 3 * h * w);
+                    labels.reserve(items.len() * h * w);
+                }
+                Some(first) => assert_eq!(
+                    first,
+                    (h, w),
+                    "SegBatcher: item {} is {h}x{w} after transforms but the batch's first is {}x{}",
+                    item.index,
+                    first.0,
+                    first.1
+                ),
+            }
+            for (c, plane) in img.chunks_exact((h * w).max(1)).enumerate() {
+                let (a, b) = scale[c];
+                data.extend(plane.iter().map(|&p| f32::from(p) * a + b));
+            }
+            labels.extend(lab.iter().map(|&l| i64::from(l)));
+        }
+        let (h, w) = size.unwrap_or((0, 0));
+        let n = items.len();
+        SegBatch {
+            images: Tensor::from_data(TensorData::new(data, [n, 3, h, w]), device),
+            labels: Tensor::from_data(TensorData::new(labels, [n, h, w]), device),
+        }
+    }
+}
+
+/// A burn data loader over `set` on the default device; see [`seg_loader_on`].
+pub fn seg_loader<D>(
+    set: D,
+    batcher: SegBatcher,
+    batch_size: usize,
+    shuffle_seed: Option<u64>,
+    workers: usize,
+) -> Arc<dyn DataLoader<SegBatch>>
+where
+    D: Dataset<SegItem> + 'static,
+{
+    seg_loader_on(
+        set,
+        batcher,
+        batch_size,
+        shuffle_seed,
+        workers,
+        &Device::default(),
+    )
+}
+
+/// A burn data loader over `set` whose batches are created on `device`, shuffled (when
+/// `shuffle_seed` is given) by a hash of (`shuffle_seed`, `batcher.epoch`), exactly as the
+/// classification [`crate::loader_on`].
+pub fn seg_loader_on<D>(
+    set: D,
+    batcher: SegBatcher,
+    batch_size: usize,
+    shuffle_seed: Option<u64>,
+    workers: usize,
+    device: &Device,
+) -> Arc<dyn DataLoader<SegBatch>>
+where
+    D: Dataset<SegItem> + 'static,
+{
+    let epoch = batcher.epoch;
+    let mut b = DataLoaderBuilder::new(batcher)
+        .batch_size(batch_size.max(1))
+        .num_workers(workers)
+        .set_device(device.clone());
+    if let Some(seed) = shuffle_seed {
+        // Index u64::MAX keeps the shuffle stream apart from every item's augmentation stream.
+        b = b.shuffle(item_seed(seed, epoch, usize::MAX));
+    }
+    b.build(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: usize = 10;
+    const W: usize = 12;
+
+    /// `n` images whose pixels encode their label and position: R = 20 * label,
+    /// G = 20 * column, B = 20 * row; label(y, x) = (3y + x + i) % 11, with void (11) on the
+    /// diagonal of item 0.
+    fn encoded(n: usize) -> SegSet {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let lab: Vec<u8> = (0..H * W)
+                .map(|p| {
+                    let (y, x) = (p / W, p % W);
+                    if i == 0 && y == x {
+                        11
+                    } else {
+                        ((3 * y + x + i) % 11) as u8
+                    }
+                })
+                .collect();
+            images.extend(lab.iter().map(|&l| 20 * l));
+            images.extend((0..H * W).map(|p| 20 * (p % W) as u8));
+            images.extend((0..H * W).map(|p| 20 * (p / W) as u8));
+            labels.extend(lab);
+        }
+        SegSet {
+            height: H,
+            width: W,
+            classes: 11,
+            class_names: (0..11).map(|c| c.to_string()).collect(),
+            palette: vec![[0; 3]; 12],
+            images,
+            labels,
+        }
+    }
+
+    fn ints(t: &Tensor<3, Int>) -> Vec<i64> {
+        t.to_data().convert::<i64>().try_to_vec::<i64>().unwrap()
+    }
+
+    fn bytes(t: &Tensor<4>) -> Vec<u8> {
+        // mean 0, std 1: value = p / 255.
+        t.to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect()
+    }
+
+    #[test]
+    fn crop_and_flip_keep_image_and_label_aligned() {
+        let set = encoded(6);
+        set.check().unwrap();
+        let ds = SegInMemory::new(set);
+        let items: Vec<SegItem> = (0..6).map(|i| ds.get(i).unwrap()).collect();
+        let t = SegBatcher::train(vec![0.0], vec![1.0], Some((5, 7)), true, 3);
+        let (mut flips, mut offsets) = (0, std::collections::HashSet::new());
+        for epoch in 0..4 {
+            let b = t.at_epoch(epoch).batch(items.clone(), &Device::default());
+            assert_eq!(b.images.dims(), [6, 3, 5, 7]);
+            assert_eq!(b.labels.dims(), [6, 5, 7]);
+            let (px, lab) = (bytes(&b.images), ints(&b.labels));
+            for i in 0..6 {
+                let img = &px[i * 105..(i + 1) * 105];
+                let l = &lab[i * 35..(i + 1) * 35];
+                for p in 0..35 {
+                    assert_eq!(i64::from(img[p] / 20), l[p], "item {i} pixel {p}");
+                }
+                // Columns step by +-1 along a row (flip or not), rows by +1.
+                let col = |p: usize| i64::from(img[35 + p] / 20);
+                let row = |p: usize| i64::from(img[70 + p] / 20);
+                let step = col(1) - col(0);
+                assert!(step == 1 || step == -1);
+                for y in 0..5 {
+                    for x in 0..7 {
+                        assert_eq!(col(y * 7 + x), col(0) + step * x as i64);
+                        assert_eq!(row(y * 7 + x), row(0) + y as i64);
+                    }
+                }
+                flips += usize::from(step == -1);
+                offsets.insert((row(0), col(0)));
+            }
+        }
+        assert!(flips > 0 && flips < 24, "{flips} flips of 24");
+        assert!(offsets.len() > 5, "{offsets:?}");
+        // Per-item seeding: an item's result does not depend on its batch or position.
+        assert_eq!(t.prepare(&items[2]), t.prepare(&items[2]));
+        assert_ne!(t.prepare(&items[2]), t.at_epoch(1).prepare(&items[2]));
+        // A crop larger than the image is the whole image.
+        let big = SegBatcher::train(vec![0.0], vec![1.0], Some((100, 100)), false, 1);
+        let (img, lab, h, w) = big.prepare(&items[1]);
+        assert_eq!((h, w), (H, W));
+        assert_eq!((img, lab), (items[1].image.clone(), items[1].label.clone()));
+    }
+
+    #[test]
+    fn eval_batches_are_full_and_normalised() {
+        let ds = SegInMemory::new(encoded(3));
+        let items: Vec<SegItem> = (0..3).map(|i| ds.get(i).unwrap()).collect();
+        let e = SegBatcher::eval(vec![0.1, 0.2, 0.3], vec![0.5, 0.25, 2.0]);
+        let b = e.batch(items.clone(), &Device::default());
+        assert_eq!(b.images.dims(), [3, 3, H, W]);
+        let lab = ints(&b.labels);
+        assert_eq!(lab[0], 11, "void kept as the class count");
+        let want: Vec<i64> = items
+            .iter()
+            .flat_map(|it| it.label.iter().map(|&l| i64::from(l)))
+            .collect();
+        assert_eq!(lab, want);
+        let v = b
+            .images
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        // Item 1, G channel, pixel 5 (column 5): (100/255 - 0.2) / 0.25.
+        let x = v[H * W * 3 + H * W + 5];
+        assert!((x - (100.0 / 255.0 - 0.2) / 0.25).abs() < 1e-5, "{x}");
+    }
+
+    #[test]
+    fn loader_covers_every_item() {
+        let ds = SegInMemory::new(encoded(7));
+        let b = SegBatcher::train(vec![0.0], vec![1.0], Some((4, 4)), true, 1);
+        for workers in [0, 2] {
+            let l = seg_loader(ds.clone(), b.at_epoch(1), 3, Some(5), workers);
+            let mut n = 0;
+            for batch in l.iter() {
+                assert_eq!(batch.images.dims()[1..], [3, 4, 4]);
+                n += batch.labels.dims()[0];
+            }
+            assert_eq!(n, 7);
+        }
+    }
+}

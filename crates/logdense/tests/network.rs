@@ -1,0 +1,162 @@
+//! Built networks against the cost model, and gradients against finite differences.
+
+use burn::prelude::*;
+use logdense::graph::{NetSpec, Pattern, Stem};
+use logdense::presets::preset;
+use logdense::SparseDenseNet;
+
+/// Parameters and FLOPs counted from the burn modules equal the analytic cost model's.
+fn check(name: &str, spec: NetSpec) {
+    let device = Device::flex();
+    let model = SparseDenseNet::new(&spec, 0.0, &device).unwrap();
+    let cost = spec.build().unwrap().cost().total;
+    assert_eq!(
+        model.trainable_params() as u64,
+        cost.params,
+        "{name}: parameters"
+    );
+    assert_eq!(model.measured_flops(&device), cost.flops, "{name}: FLOPs");
+}
+
+#[test]
+fn classification_presets_match_the_cost_model() {
+    check("ld-v1-12-16", preset("ld-v1-12-16").unwrap());
+    check("ld-v2-12-16", preset("ld-v2-12-16").unwrap());
+    check("densenet-bc-40-12", preset("densenet-bc-40-12").unwrap());
+    check("fashion", preset("fashion").unwrap());
+    check("nhl-6-8", preset("nhl-6-8").unwrap());
+    let mut loglog = preset("loglog-8-8").unwrap();
+    loglog.hub_multiplier = 3;
+    check("loglog-8-8 hub x3", loglog);
+}
+
+#[test]
+fn imagenet_stem_and_bottleneck_match_the_cost_model() {
+    // ld-v2-169's shape at a small input keeps the test fast.
+    let spec = NetSpec {
+        input: [3, 64, 64],
+        classes: 10,
+        blocks: vec![2, 3, 4, 2],
+        ..preset("ld-v2-169").unwrap()
+    };
+    assert_eq!(spec.stem, Stem::imagenet(64));
+    check("ld-v2 imagenet-shaped", spec);
+}
+
+#[test]
+fn fully_convolutional_networks_match_the_cost_model() {
+    check(
+        "fc-densenet-56 @64",
+        NetSpec {
+            input: [3, 64, 64],
+            ..preset("fc-densenet-56").unwrap()
+        },
+    );
+    check(
+        "fc-ld-103 @32",
+        NetSpec {
+            input: [3, 32, 32],
+            ..preset("fc-ld-103").unwrap()
+        },
+    );
+    // An odd size exercises the crop after the transposed convolutions.
+    check(
+        "fc-ld small @36",
+        NetSpec {
+            blocks: vec![2, 2, 2, 2, 2],
+            growth: 4,
+            stem: Stem::cifar(8),
+            input: [3, 36, 36],
+            ..NetSpec::fc_log_densenet_103(8)
+        },
+    );
+}
+
+#[test]
+fn head_outputs_have_the_right_shapes() {
+    let device = Device::flex();
+    let spec = NetSpec {
+        blocks: vec![2, 2, 2, 2, 2],
+        growth: 4,
+        stem: Stem::cifar(8),
+        input: [3, 32, 32],
+        ..NetSpec::fc_log_densenet_103(8)
+    };
+    let model = SparseDenseNet::new(&spec, 0.0, &device).unwrap();
+    let heads = model.forward_heads(Tensor::zeros([2, 3, 32, 32], &device));
+    let shapes: Vec<[usize; 4]> = heads.iter().map(|h| h.dims()).collect();
+    // Auxiliary predictions at 32, 16, 8 (bottleneck), 16, and the final one at 32.
+    assert_eq!(
+        shapes,
+        vec![
+            [2, 11, 32, 32],
+            [2, 11, 16, 16],
+            [2, 11, 8, 8],
+            [2, 11, 16, 16],
+            [2, 11, 32, 32]
+        ]
+    );
+}
+
+/// The loss of a tiny V1 network on a fixed batch, as a function of the input pixels.
+fn loss_of(model: &SparseDenseNet, x: Tensor<4>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let heads = model.forward_heads(x);
+    let mut total: Option<Tensor<1>> = None;
+    for h in heads {
+        let [n, c, _, _] = h.dims();
+        let term = logdense::train::cross_entropy(h.reshape([n, c]), targets.clone());
+        total = Some(match total {
+            Some(t) => t + term,
+            None => term,
+        });
+    }
+    total.unwrap()
+}
+
+#[test]
+fn input_gradients_match_finite_differences() {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let spec = NetSpec {
+        input: [1, 8, 8],
+        classes: 3,
+        stem: Stem::cifar(4),
+        ..NetSpec::v1(Pattern::Log, 2, 3, 2)
+    };
+    let model = SparseDenseNet::new(&spec, 0.0, &device).unwrap();
+    let data: Vec<f32> = (0..4 * 64)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let x =
+        Tensor::<4>::from_data(TensorData::new(data.clone(), [4, 1, 8, 8]), &device).require_grad();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 1], [4]), &device);
+    let grads = loss_of(&model, x.clone(), targets.clone()).backward();
+    let analytic: Vec<f32> = x
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let eps = 2e-3f32;
+    let eval = |d: &[f32]| -> f64 {
+        let t = Tensor::<4>::from_data(TensorData::new(d.to_vec(), [4, 1, 8, 8]), &device);
+        loss_of(&model, t, targets.clone()).into_scalar::<f32>() as f64
+    };
+    let mut checked = 0;
+    for k in (0..data.len()).step_by(17) {
+        let mut plus = data.clone();
+        plus[k] += eps;
+        let mut minus = data.clone();
+        minus[k] -= eps;
+        let numeric = (eval(&plus) - eval(&minus)) / (2.0 * eps as f64);
+        let a = analytic[k] as f64;
+        let scale = numeric.abs().max(a.abs()).max(1e-2);
+        eprintln!("pixel {k}: analytic {a:.6}, numeric {numeric:.6}");
+        assert!(
+            (numeric - a).abs() / scale < 0.05,
+            "pixel {k}: analytic {a}, numeric {numeric}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15);
+}

@@ -1,0 +1,203 @@
+//! Training on the real Fashion-MNIST (installed by `.ci/run` / the README's set-up):
+//! a CI-sized run that must learn, and exact resume.
+
+use burn::prelude::*;
+use logdense::checkpoint::Checkpoint;
+use logdense::config::TrainConfig;
+use logdense::train::{Run, CHECKPOINT_FILE};
+use std::path::PathBuf;
+
+/// burn's random generator is global to the process: tests that train must not interleave,
+/// or one test's per-epoch reseeding would change another's dropout masks.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn require_fashion_mnist() {
+    let dir = std::path::Path::new(logdense::data::FASHION_MNIST_DIR);
+    assert!(
+        dir.join("t10k-images-idx3-ubyte.gz").exists() || dir.join("t10k-images-idx3-ubyte").exists(),
+        "Fashion-MNIST is missing from {}: install it with `apt-get install dataset-fashion-mnist` (the README's set-up and .ci/run do)",
+        dir.display()
+    );
+}
+
+fn temp_run(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("logdense-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn small_config(train: usize, test: usize, epochs: usize) -> TrainConfig {
+    let mut cfg = TrainConfig::default();
+    cfg.data.train_subset = Some(train);
+    cfg.data.test_subset = Some(test);
+    cfg.data.workers = 0;
+    cfg.optim.epochs = epochs;
+    cfg.optim.final_only_epochs = 0;
+    cfg
+}
+
+#[test]
+fn ci_sized_training_learns_fashion_mnist() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    require_fashion_mnist();
+    let dir = temp_run("ci");
+    let cfg = small_config(5000, 1000, 3);
+    let run = Run {
+        dir: dir.clone(),
+        cfg,
+        device: Device::flex(),
+        progress: false,
+        stop_after: None,
+    };
+    let (_, summary) = run.train(false).unwrap();
+    let rows: Vec<logdense::report::EpochMetrics> =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows[2].train_loss < rows[0].train_loss,
+        "training loss did not fall: {rows:?}"
+    );
+    assert!(
+        summary.test_accuracy >= 0.70,
+        "test accuracy {:.3} < 0.70",
+        summary.test_accuracy
+    );
+    for f in [
+        "metrics.csv",
+        "curves.png",
+        "config.toml",
+        CHECKPOINT_FILE,
+        "summary.json",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    // eval from the run directory reproduces the last epoch's test accuracy.
+    let t = logdense::train::Trained::load(&dir, &Device::flex()).unwrap();
+    let (_, test) = logdense::train::load_data(&t.cfg).unwrap();
+    let batcher = logdense::data::ClassBatcher::eval(
+        t.state.mean.clone(),
+        t.state.std.clone(),
+        t.cfg.data.augment.clone(),
+    );
+    let loader = logdense::data::loader_on(
+        logdense::data::InMemory::new(test),
+        batcher,
+        100,
+        None,
+        0,
+        &Device::flex(),
+    );
+    let (_, acc) = logdense::train::evaluate(&t.model, loader).unwrap();
+    assert!(
+        (acc - summary.test_accuracy).abs() < 1e-9,
+        "eval {acc} vs training {}",
+        summary.test_accuracy
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn two_epochs_equal_one_plus_resume_plus_one() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    require_fashion_mnist();
+    let mut cfg = small_config(640, 200, 2);
+    cfg.model.blocks = Some(vec![2, 2, 2]);
+    cfg.model.growth = Some(8);
+    cfg.model.dropout = 0.1;
+    cfg.optim.final_only_epochs = 1;
+    let straight = temp_run("straight");
+    Run {
+        dir: straight.clone(),
+        cfg: cfg.clone(),
+        device: Device::flex(),
+        progress: false,
+        stop_after: None,
+    }
+    .train(false)
+    .unwrap();
+    let resumed = temp_run("resumed");
+    Run {
+        dir: resumed.clone(),
+        cfg: cfg.clone(),
+        device: Device::flex(),
+        progress: false,
+        stop_after: Some(1),
+    }
+    .train(false)
+    .unwrap();
+    assert_eq!(
+        Checkpoint::load(&resumed.join(CHECKPOINT_FILE))
+            .unwrap()
+            .state
+            .epochs_done,
+        1
+    );
+    Run {
+        dir: resumed.clone(),
+        cfg,
+        device: Device::flex(),
+        progress: false,
+        stop_after: None,
+    }
+    .train(true)
+    .unwrap();
+    let a = Checkpoint::load(&straight.join(CHECKPOINT_FILE)).unwrap();
+    let b = Checkpoint::load(&resumed.join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(a.state.epochs_done, 3);
+    assert_eq!(
+        (a.state.epochs_done, a.state.iteration),
+        (b.state.epochs_done, b.state.iteration)
+    );
+    // Parameter ids differ between runs, so compare the weights themselves. Momentum lost on
+    // resume would change the third epoch's updates, so this also checks the optimiser state.
+    let wa = logdense::train::Trained::load(&straight, &Device::flex())
+        .unwrap()
+        .model
+        .flat_weights();
+    let wb = logdense::train::Trained::load(&resumed, &Device::flex())
+        .unwrap()
+        .model
+        .flat_weights();
+    assert_eq!(wa.len(), wb.len());
+    let max_diff = wa
+        .iter()
+        .zip(&wb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_diff <= 1e-6,
+        "weights differ after resume by up to {max_diff}"
+    );
+    let ma: Vec<logdense::report::EpochMetrics> =
+        serde_json::from_slice(&std::fs::read(straight.join("metrics.json")).unwrap()).unwrap();
+    let mb: Vec<logdense::report::EpochMetrics> =
+        serde_json::from_slice(&std::fs::read(resumed.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(
+        ma.iter().map(|r| r.test_accuracy).collect::<Vec<_>>(),
+        mb.iter().map(|r| r.test_accuracy).collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(&straight).unwrap();
+    std::fs::remove_dir_all(&resumed).unwrap();
+}
+
+#[test]
+fn missing_data_gives_an_install_hint() {
+    let mut cfg = small_config(10, 10, 1);
+    cfg.data.dir = Some(PathBuf::from("/nonexistent/fashion"));
+    let e = Run {
+        dir: temp_run("missing"),
+        cfg,
+        device: Device::flex(),
+        progress: false,
+        stop_after: None,
+    }
+    .train(false)
+    .err()
+    .unwrap();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("/nonexistent/fashion")
+            && msg.contains("apt-get install dataset-fashion-mnist"),
+        "{msg}"
+    );
+}
