@@ -76,7 +76,7 @@ impl DistanceSummary {
 }
 
 fn check_work(nodes: usize, edges: usize) -> Result<(), SpecError> {
-    let work = nodes as u128 * edges.max(1) as u128;
+    let work = (nodes as u128).saturating_mul(edges.max(1) as u128);
     if work > BFS_WORK_LIMIT {
         return Err(SpecError::Invalid {
             field: "layers",
@@ -86,6 +86,16 @@ fn check_work(nodes: usize, edges: usize) -> Result<(), SpecError> {
         });
     }
     Ok(())
+}
+
+/// Refuses a pattern size whose exact all-pairs BFS (or whose input sets alone) would exceed
+/// the work limit, before anything is built.
+pub fn check_pattern_size(
+    pattern: crate::pattern::Pattern,
+    num_layers: usize,
+) -> Result<(), SpecError> {
+    let edges = pattern.connection_bound(num_layers);
+    check_work(num_layers + 1, usize::try_from(edges).unwrap_or(usize::MAX))
 }
 
 /// All-pairs summary for a pattern's input sets (one block, no transitions).

@@ -92,6 +92,20 @@ impl Pattern {
         set
     }
 
+    /// An upper bound on the connections of `input_sets(num_layers)`, computed without
+    /// building them, so that callers can refuse sizes that would not fit in memory.
+    pub fn connection_bound(&self, num_layers: usize) -> u128 {
+        let l = num_layers as u128;
+        let log = 1 + floor_log2(num_layers.max(1)) as u128;
+        match self {
+            Pattern::Dense => l * (l + 1) / 2,
+            Pattern::NearestHalf | Pattern::EvenlySpacedHalf => l * (l + 3) / 4 + l,
+            Pattern::NearestHalfAndLog => l * (l + 3) / 4 + l * (log + 1),
+            Pattern::Log | Pattern::Nearest | Pattern::EvenlySpaced => l * log,
+            Pattern::LogLog { min_inputs } => l * (2 * log + *min_inputs as u128 + 4),
+        }
+    }
+
     /// The hub layers of LOGLOG (the key locations of the depth-zero call `lglg_conn(0, L)`),
     /// which Appendix C.4 widens by the hub multiplier. Empty for other patterns.
     pub fn hub_layers(&self, num_layers: usize) -> Vec<usize> {

@@ -433,6 +433,7 @@ mod tests {
             let l = seg_loader(ds.clone(), b.at_epoch(1), 3, Some(5), workers);
             let mut n = 0;
             for batch in l.iter() {
+                let batch = batch.unwrap();
                 assert_eq!(batch.images.dims()[1..], [3, 4, 4]);
                 n += batch.labels.dims()[0];
             }

@@ -458,7 +458,7 @@ mod tests {
         let dir = tiny_tree();
         let p = dir.write(
             "trainannot/0001TP_b.png",
-            &testpng::grey(&vec![0; H * (W - 1)], H, W - 1),
+            &testpng::grey(&[0; H * (W - 1)], H, W - 1),
         );
         let err = load_camvid(dir.path(), SegSplit::Train).unwrap_err();
         assert_eq!(err.path(), p, "{err}");

@@ -419,3 +419,115 @@ fn remove_generated(dir: &Path) -> Result<(), DataError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idx::FASHION_MNIST_DIR;
+    use crate::seg::camvid::load_camvid;
+    use crate::testutil::TempDir;
+
+    fn fashion() -> Option<&'static Path> {
+        let dir = Path::new(FASHION_MNIST_DIR);
+        if dir.join("train-labels-idx1-ubyte.gz").exists()
+            || dir.join("train-labels-idx1-ubyte").exists()
+        {
+            Some(dir)
+        } else {
+            println!("note: {FASHION_MNIST_DIR} not installed; skipping fashion-scenes checks");
+            None
+        }
+    }
+
+    #[test]
+    fn generates_a_loadable_deterministic_set() {
+        let Some(fm) = fashion() else { return };
+        let out = TempDir::new("scenes");
+        let t0 = std::time::Instant::now();
+        let w = generate(out.path(), 64, 12, 5, 7, fm).unwrap();
+        println!("12 + 5 + 5 scenes in {:?}", t0.elapsed());
+        assert_eq!((w.train, w.val, w.test, w.size), (12, 5, 5, 64));
+        let count = |d: &str| std::fs::read_dir(out.path().join(d)).unwrap().count();
+        for (d, n) in [
+            ("train", 12),
+            ("trainannot", 12),
+            ("val", 5),
+            ("valannot", 5),
+            ("test", 5),
+            ("testannot", 5),
+        ] {
+            assert_eq!(count(d), n, "{d}");
+        }
+        let mut void_pixels = 0;
+        for (split, n) in [
+            (SegSplit::Train, 12),
+            (SegSplit::Val, 5),
+            (SegSplit::Test, 5),
+        ] {
+            let set = load_camvid(out.path(), split).unwrap();
+            assert_eq!(
+                (set.len(), set.height, set.width, set.classes),
+                (n, 64, 64, 11)
+            );
+            assert_eq!(set.class_names[10], "Background");
+            assert_eq!(set.class_names[9], "Ankle boot");
+            assert!(set.labels.iter().all(|&l| l <= VOID));
+            for i in 0..n {
+                let l = set.label(i);
+                assert!(l.contains(&BACKGROUND), "{split:?} {i} has no background");
+                assert!(
+                    l.iter().any(|&c| c < BACKGROUND),
+                    "{split:?} {i} has no garment"
+                );
+                void_pixels += l.iter().filter(|&&c| c == VOID).count();
+            }
+            // Images are not blank and vary.
+            let (_, sd) = set.channel_mean_std();
+            assert!(sd.iter().all(|&s| s > 0.05), "{sd:?}");
+        }
+        assert!(void_pixels > 100, "{void_pixels} void pixels");
+
+        // Same seed: identical files; another seed: different ones. A smaller regeneration
+        // leaves no stale files.
+        let again = TempDir::new("scenes2");
+        generate(again.path(), 64, 12, 5, 7, fm).unwrap();
+        for f in [
+            "train/000003.png",
+            "trainannot/000011.png",
+            "test/000004.png",
+            "classes.json",
+        ] {
+            assert_eq!(
+                std::fs::read(out.path().join(f)).unwrap(),
+                std::fs::read(again.path().join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        generate(again.path(), 64, 3, 2, 8, fm).unwrap();
+        assert_ne!(
+            std::fs::read(out.path().join("train/000000.png")).unwrap(),
+            std::fs::read(again.path().join("train/000000.png")).unwrap()
+        );
+        assert_eq!(load_camvid(again.path(), SegSplit::Train).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn void_band_is_one_pixel_on_the_occluded_side() {
+        // 4x4: background with a 2x2 garment (class 3, drawn first) at rows 1-2, cols 1-2.
+        let mut label = vec![BACKGROUND; 16];
+        let mut z = vec![0u8; 16];
+        for p in [5, 6, 9, 10] {
+            label[p] = 3;
+            z[p] = 1;
+        }
+        void_band(&mut label, &z, 4);
+        #[rustfmt::skip]
+        let want = vec![
+            10, 11, 11, 10,
+            11, 3, 3, 11,
+            11, 3, 3, 11,
+            10, 11, 11, 10,
+        ];
+        assert_eq!(label, want);
+    }
+}

@@ -249,6 +249,7 @@ fn graph_cmd(a: GraphArgs) -> Result<()> {
             a.blocks, a.layers
         )));
     }
+    distance::check_pattern_size(pattern, a.layers)?;
     // Bare topology: tiny channel counts and a large enough input for any number of blocks.
     let side = 1usize << a.blocks.min(30);
     let spec = NetSpec {
