@@ -104,8 +104,10 @@ pub enum Op {
     /// compression, DenseNet-BC and Tiramisu transitions.
     Down { pool: Pool },
     /// A 3x3 stride-2 transposed convolution doubling the resolution; `pre_activation`
-    /// puts BN-ReLU before it (FC-Log-DenseNet); Tiramisu's has none.
-    Up { pre_activation: bool },
+    /// puts BN-ReLU before it (FC-Log-DenseNet); Tiramisu's has none. The output is cropped
+    /// or padded to the runtime size of node `like` (a layer of the down path at the same
+    /// scale), so odd sizes and inputs other than the built one work.
+    Up { pre_activation: bool, like: NodeId },
     /// A prediction: BN-ReLU-global average pool-Linear (classification) or
     /// BN-ReLU-1x1conv (segmentation, at the node's resolution).
     Head { task: Task, is_final: bool },
@@ -346,7 +348,7 @@ struct Builder {
     /// Current spatial size.
     size: (usize, usize),
     /// Sizes of the down path, to return to on the way up (FC networks).
-    size_stack: Vec<(usize, usize)>,
+    size_stack: Vec<((usize, usize), NodeId)>,
     /// `inputs_of_layer[i]`: the nodes layer `i` reads (for heads: "x_i and x_i's inputs").
     inputs_of_layer: Vec<Vec<NodeId>>,
 }
@@ -475,7 +477,8 @@ impl Builder {
                 ),
             });
         }
-        self.size_stack.push(self.size);
+        let reference = *self.layer_nodes.last().expect("the stem exists");
+        self.size_stack.push((self.size, reference));
         self.size = (h / 2, w / 2);
         Ok(self.size)
     }
@@ -540,14 +543,12 @@ impl Builder {
                 break;
             }
             let up = fully_convolutional && b >= downs;
-            let size = if up {
-                self.size = self
-                    .size_stack
-                    .pop()
-                    .expect("FC networks go down as often as up");
-                self.size
+            let (size, like) = if up {
+                let (size, like) = self.size_stack.pop().expect("FC networks go down as often as up");
+                self.size = size;
+                (size, like)
             } else {
-                self.halve(b)?
+                (self.halve(b)?, 0)
             };
             for j in 0..next {
                 if last_reader[j] >= next {
@@ -556,6 +557,7 @@ impl Builder {
                     let op = if up {
                         Op::Up {
                             pre_activation: true,
+                            like,
                         }
                     } else {
                         Op::Down { pool: Pool::Avg }
@@ -691,11 +693,13 @@ impl Builder {
                     None,
                 )];
             } else {
-                self.size = self.size_stack.pop().expect("as many ups as downs");
+                let (size, like) = self.size_stack.pop().expect("as many ups as downs");
+                self.size = size;
                 let width = self.channels_of(&new_layers);
                 let up = self.push(
                     Op::Up {
                         pre_activation: false,
+                        like,
                     },
                     new_layers.clone(),
                     width,

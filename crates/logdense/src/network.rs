@@ -85,7 +85,7 @@ impl SparseDenseNet {
                     dropout,
                     device,
                 )),
-                Op::Up { pre_activation } => NodeModule::Up(UpTransition::new(
+                Op::Up { pre_activation, .. } => NodeModule::Up(UpTransition::new(
                     node.in_channels,
                     node.channels,
                     pre_activation,
@@ -115,6 +115,12 @@ impl SparseDenseNet {
         let mut values: Vec<Option<Tensor<4>>> = vec![None; self.graph.nodes.len()];
         values[0] = Some(image);
         let mut heads = Vec::new();
+        // Runtime spatial sizes: up transitions match the down path's, whatever the input size.
+        let mut sizes = vec![(0usize, 0usize); self.graph.nodes.len()];
+        if let Some(image) = &values[0] {
+            let [_, _, h, w] = image.dims();
+            sizes[0] = (h, w);
+        }
         for (k, module) in self.modules.iter().enumerate() {
             let id = k + 1;
             let node = &self.graph.nodes[id];
@@ -137,9 +143,14 @@ impl SparseDenseNet {
                 NodeModule::Stem(m) => m.forward(x),
                 NodeModule::Layer(m) => m.forward(x),
                 NodeModule::Down(m) => m.forward(x),
-                NodeModule::Up(m) => m.forward(x, node.size),
+                NodeModule::Up(m) => {
+                    let Op::Up { like, .. } = node.op else { unreachable!("up modules compute up nodes") };
+                    m.forward(x, sizes[like])
+                }
                 NodeModule::Head(m) => m.forward(x),
             };
+            let [_, _, h, w] = y.dims();
+            sizes[id] = (h, w);
             inspect(id, &y);
             if matches!(node.op, Op::Head { .. }) {
                 heads.push(y);

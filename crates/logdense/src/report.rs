@@ -63,68 +63,63 @@ pub fn register_font() {
     });
 }
 
+/// One chart: a title, a y-axis label and named series of (epoch, value) points.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub y_label: &'a str,
+    pub series: Vec<(&'a str, Vec<(f64, f64)>)>,
+}
+
 /// Training loss (left) and test error in % (right) per epoch.
 pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
+    let epoch = |r: &EpochMetrics| r.epoch as f64;
+    let loss = Panel {
+        title: "loss",
+        y_label: "cross-entropy",
+        series: vec![
+            ("train", rows.iter().map(|r| (epoch(r), r.train_loss)).collect()),
+            ("test", rows.iter().map(|r| (epoch(r), r.test_loss)).collect()),
+        ],
+    };
+    let error = Panel {
+        title: "test error (%)",
+        y_label: "%",
+        series: vec![("test", rows.iter().map(|r| (epoch(r), 100.0 * (1.0 - r.test_accuracy))).collect())],
+    };
+    plot_panels(path, &[loss, error])
+}
+
+/// Draws panels side by side into a PNG (atomically: temporary file, then rename).
+pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
     register_font();
+    const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
     let tmp = path.with_extension("tmp.png");
     {
-        let root = BitMapBackend::new(&tmp, (1000, 420)).into_drawing_area();
+        let width = 500 * panels.len().max(1) as u32;
+        let root = BitMapBackend::new(&tmp, (width, 420)).into_drawing_area();
         root.fill(&WHITE)?;
-        let (left, right) = root.split_horizontally(500);
-        let max_epoch = rows.iter().map(|r| r.epoch).max().unwrap_or(1).max(1) as f64;
-        let max_loss = rows
-            .iter()
-            .map(|r| r.train_loss.max(r.test_loss))
-            .fold(0.1, f64::max)
-            * 1.05;
-        let mut chart = ChartBuilder::on(&left)
-            .caption("loss", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..max_epoch, 0.0..max_loss)?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("cross-entropy")
-            .draw()?;
-        chart
-            .draw_series(LineSeries::new(
-                rows.iter().map(|r| (r.epoch as f64, r.train_loss)),
-                &BLUE,
-            ))?
-            .label("train")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        chart
-            .draw_series(LineSeries::new(
-                rows.iter().map(|r| (r.epoch as f64, r.test_loss)),
-                &RED,
-            ))?
-            .label("test")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()?;
-        let max_err = rows
-            .iter()
-            .map(|r| 100.0 * (1.0 - r.test_accuracy))
-            .fold(1.0, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&right)
-            .caption("test error (%)", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..max_epoch, 0.0..max_err)?;
-        chart.configure_mesh().x_desc("epoch").y_desc("%").draw()?;
-        let points: Vec<(f64, f64)> = rows
-            .iter()
-            .map(|r| (r.epoch as f64, 100.0 * (1.0 - r.test_accuracy)))
-            .collect();
-        chart.draw_series(LineSeries::new(points.clone(), &RED))?;
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, RED.filled())))?;
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        for (panel, area) in panels.iter().zip(areas.iter()) {
+            let points = panel.series.iter().flat_map(|(_, p)| p.iter());
+            let max_x = points.clone().map(|p| p.0).fold(1.0, f64::max);
+            let max_y = points.map(|p| p.1).filter(|y| y.is_finite()).fold(1e-3, f64::max) * 1.08;
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.title, ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(55)
+                .build_cartesian_2d(0.0..max_x, 0.0..max_y)?;
+            chart.configure_mesh().x_desc("epoch").y_desc(panel.y_label).draw()?;
+            for (k, (label, pts)) in panel.series.iter().enumerate() {
+                let color = COLORS[k % COLORS.len()];
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), &color))?
+                    .label(*label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            }
+            chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        }
         root.present()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {}", tmp.display()))

@@ -208,15 +208,7 @@ impl Run {
         let mut rows: Vec<EpochMetrics> = Vec::new();
         let ckpt_path = self.dir.join(CHECKPOINT_FILE);
         if resume {
-            let ck = Checkpoint::load(&ckpt_path)?;
-            model = model.load_record(
-                burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?,
-            );
-            optim = optim
-                .from_bytes(Bytes::from_bytes_vec(ck.optimizer))
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
-            state = ck.state;
+            (model, optim, state) = load_checkpoint(&ckpt_path, model, optim)?;
             let metrics = self.dir.join("metrics.json");
             if metrics.exists() {
                 rows = serde_json::from_slice(&std::fs::read(&metrics)?)
@@ -355,7 +347,7 @@ impl Run {
                 );
             }
             rows.push(row);
-            self.save(&model, &optim, &state)?;
+            save_checkpoint(&self.dir, &model, &optim, &state)?;
             report::write_all(&self.dir, &rows)?;
             if self.stop_after.is_some_and(|k| epoch >= k) {
                 break;
@@ -388,28 +380,30 @@ impl Run {
         bar.set_prefix(format!("epoch {epoch}/{total}"));
         Some(bar)
     }
+}
 
-    fn save(
-        &self,
-        model: &SparseDenseNet,
-        optim: &ModuleOptimizer,
-        state: &TrainState,
-    ) -> Result<()> {
-        let model_bytes = model
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
-        let optim_bytes = optim
-            .into_bytes()
-            .map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e}"))?;
-        Checkpoint {
-            state: state.clone(),
-            model: model_bytes.to_vec(),
-            optimizer: optim_bytes.to_vec(),
-        }
-        .save(&self.dir.join(CHECKPOINT_FILE))
-    }
+/// Writes the run directory's checkpoint (atomically, see [`Checkpoint::save`]).
+pub fn save_checkpoint(dir: &Path, model: &SparseDenseNet, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
+    let model_bytes = model.clone().into_record().into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
+    let optim_bytes = optim.into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e}"))?;
+    Checkpoint { state: state.clone(), model: model_bytes.to_vec(), optimizer: optim_bytes.to_vec() }.save(&dir.join(CHECKPOINT_FILE))
+}
+
+/// Restores model weights, optimiser state and training state from a checkpoint file.
+pub fn load_checkpoint(path: &Path, model: SparseDenseNet, optim: ModuleOptimizer) -> Result<(SparseDenseNet, ModuleOptimizer, TrainState)> {
+    let ck = Checkpoint::load(path)?;
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let optim = optim.from_bytes(Bytes::from_bytes_vec(ck.optimizer)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((model.load_record(record), optim, ck.state))
+}
+
+/// A model and its training state loaded from a run directory's checkpoint.
+pub fn load_trained(dir: &Path, device: &Device) -> Result<(SparseDenseNet, TrainState)> {
+    let ckpt_path = dir.join(CHECKPOINT_FILE);
+    let ck = Checkpoint::load(&ckpt_path)?;
+    let model = SparseDenseNet::new(&ck.state.spec, 0.0, device)?;
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+    Ok((model.load_record(record), ck.state))
 }
 
 /// A trained model loaded from a run directory, for eval and predict.
@@ -423,15 +417,7 @@ impl Trained {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let cfg = TrainConfig::load(&dir.join(CONFIG_FILE))
             .with_context(|| format!("{} is not a logdense run directory", dir.display()))?;
-        let ckpt_path = dir.join(CHECKPOINT_FILE);
-        let ck = Checkpoint::load(&ckpt_path)?;
-        let model = SparseDenseNet::new(&ck.state.spec, 0.0, device)?;
-        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
-        Ok(Trained {
-            cfg,
-            model: model.load_record(record),
-            state: ck.state,
-        })
+        let (model, state) = load_trained(dir, device)?;
+        Ok(Trained { cfg, model, state })
     }
 }

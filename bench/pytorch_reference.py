@@ -1,0 +1,574 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `logdense bench`: the same networks, the same steps, the same JSON.
+
+The networks are built from the same rules as crates/logdense-graph/src/net.rs (a graph of
+tensors: stem, feature layers, per-layer or compressing transitions, prediction heads) and
+executed node by node like crates/logdense/src/network.rs, so that both sides do the same
+work. The parameter count (and the FLOPs, counted with hooks) must equal ours: the script
+stops with an error otherwise.
+
+Presets: ld-v1-N-G, dense-N-G, nearest-N-G (V1, 3 blocks, CIFAR shape, deep supervision),
+densenet-bc-DEPTH-G, fc-ld-103 (FC-Log-DenseNet-103, 224x224, stem 72), fc-ld-small.
+
+Timed like ours: `warmup` untimed steps, then the median of `steps` timed ones.
+- training step: forward (all heads), deep-supervision weighted cross-entropy (half on the
+  final head, half spread over the auxiliary ones; per pixel for segmentation, against labels
+  at each head's resolution), loss.item(), backward, SGD step (lr 0.1, momentum 0.9,
+  Nesterov, weight decay 1e-4);
+- inference: eval mode, torch.no_grad(), the whole forward (ours computes every head too and
+  returns the last), output read back.
+
+Usage:
+  bench/.venv/bin/python bench/pytorch_reference.py --preset ld-v1-12-16 [--preset P ...]
+      [--batch B] [--warmup W] [--steps S] [--threads N] [--logdense target/release/logdense]
+      [--expect-params N] [--check-only] [--json]
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------------------------
+# Specs and presets (crates/logdense/src/presets.rs)
+
+
+def v1_spec(pattern, n, g, nblock=3):
+    return dict(arch="v1", pattern=pattern, blocks=[n] * nblock, growth=g, bottleneck=False,
+                stem_width=2 * g, input=(3, 32, 32), classes=10, deep_supervision=True)
+
+
+def densenet_bc_spec(n, g, nblock=3):
+    s = v1_spec("dense", n, g, nblock)
+    s.update(arch="densenet-bc", bottleneck=True, deep_supervision=False, compression=0.5)
+    return s
+
+
+def fc_ld_103_spec(stem_width=72):
+    return dict(arch="fc-log", pattern="log", blocks=[4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4],
+                growth=24, bottleneck=False, stem_width=stem_width, input=(3, 224, 224),
+                classes=11, deep_supervision=True)
+
+
+def preset(name):
+    if name == "fc-ld-103":
+        return fc_ld_103_spec(72)
+    if name == "fc-ld-small":  # the reduced FC-Log-DenseNet for CPUs (presets.rs)
+        s = fc_ld_103_spec(24)
+        s.update(blocks=[2, 3, 4, 3, 2], growth=12)
+        return s
+    m = re.fullmatch(r"densenet-bc-(\d+)-(\d+)", name)
+    if m:
+        depth, g = int(m.group(1)), int(m.group(2))
+        if depth < 10 or (depth - 4) % 6:
+            raise SystemExit(f"preset '{name}': a DenseNet-BC depth is 6n + 4 with n >= 1")
+        return densenet_bc_spec((depth - 4) // 6, g)
+    for prefix, pattern in (("ld-v1-", "log"), ("dense-", "dense"), ("nearest-", "nearest")):
+        m = re.fullmatch(re.escape(prefix) + r"(\d+)-(\d+)", name)
+        if m:
+            return v1_spec(pattern, int(m.group(1)), int(m.group(2)))
+    raise SystemExit(f"unknown preset '{name}' (known here: ld-v1-N-G, dense-N-G, nearest-N-G, "
+                     "densenet-bc-DEPTH-G, fc-ld-103, fc-ld-small)")
+
+
+# --------------------------------------------------------------------------------------------
+# Connection patterns (crates/logdense-graph/src/pattern.rs), over global indices
+
+
+def floor_log2(x):
+    return x.bit_length() - 1
+
+
+def inputs_of(pattern, i):
+    if i == 0:
+        return []
+    if pattern == "dense":
+        s = range(i)
+    elif pattern == "log":
+        s = [i - (1 << k) for k in range(floor_log2(i) + 1)]
+    elif pattern == "nearest":
+        s = range(max(0, i - (1 + floor_log2(i))), i)
+    else:
+        raise ValueError(pattern)
+    return sorted(set(s))
+
+
+def input_sets(pattern, num_layers):
+    return [inputs_of(pattern, i) for i in range(num_layers + 1)]
+
+
+# --------------------------------------------------------------------------------------------
+# The graph (crates/logdense-graph/src/net.rs, Builder)
+
+
+class Graph:
+    def __init__(self, spec):
+        self.spec = spec
+        c, h, w = spec["input"]
+        self.nodes = []
+        self.layer_nodes = []
+        self.inputs_of_layer = []
+        self.size = (h, w)
+        self.size_stack = []
+        self.task = "segment" if spec["arch"] == "fc-log" else "classify"
+        self.nodes.append(dict(op="input", inputs=[], in_channels=c, channels=c, size=(h, w)))
+        # CIFAR stem: 3x3 convolution, stride 1, padding 1 (same size).
+        sid = self.push("stem", [0], spec["stem_width"], (h, w))
+        self.layer_nodes.append(sid)
+        self.inputs_of_layer.append([])
+        arch = spec["arch"]
+        if arch == "v1":
+            self.per_layer_network(input_sets(spec["pattern"], self.num_layers()), False)
+        elif arch == "fc-log":
+            sets = input_sets("log", self.num_layers())
+            first_end = spec["blocks"][0]
+            for i in range(first_end + 1, len(sets)):
+                if first_end not in sets[i]:
+                    sets[i] = sorted(sets[i] + [first_end])
+            self.per_layer_network(sets, True)
+        elif arch == "densenet-bc":
+            self.densenet_bc(spec["compression"])
+        else:
+            raise ValueError(arch)
+
+    def num_layers(self):
+        return sum(self.spec["blocks"])
+
+    def push(self, op, inputs, channels, size, **extra):
+        in_channels = sum(self.nodes[i]["channels"] for i in inputs)
+        in_size = self.nodes[inputs[0]]["size"] if inputs else size
+        self.nodes.append(dict(op=op, inputs=list(inputs), in_channels=in_channels,
+                               channels=channels, in_size=in_size, size=size, **extra))
+        return len(self.nodes) - 1
+
+    def layer(self, index, inputs, width):
+        bottleneck = 4 * self.spec["growth"] if self.spec["bottleneck"] else None
+        nid = self.push("layer", inputs, width, self.size, bottleneck=bottleneck)
+        assert len(self.layer_nodes) == index
+        self.layer_nodes.append(nid)
+        self.inputs_of_layer.append(list(inputs))
+        return nid
+
+    def halve(self):
+        h, w = self.size
+        assert h >= 2 and w >= 2, "too many blocks for the input size"
+        self.size_stack.append(self.size)
+        self.size = (h // 2, w // 2)
+        return self.size
+
+    def head(self, layer, is_final):
+        # "x_i and x_i's inputs": x_i first, then its inputs in the order it reads them.
+        inputs = [self.layer_nodes[layer]] + self.inputs_of_layer[layer]
+        self.push("head", inputs, self.spec["classes"], self.size, is_final=is_final)
+
+    def heads_after_block(self, b, last_layer):
+        is_final = b + 1 == len(self.spec["blocks"])
+        if is_final or self.spec["deep_supervision"]:
+            self.head(last_layer, is_final)
+
+    def per_layer_network(self, sets, fully_convolutional):
+        g = self.spec["growth"]
+        blocks = self.spec["blocks"]
+        downs = len(blocks) // 2
+        last_reader = [0] * len(sets)
+        for i, s in enumerate(sets):
+            for j in s:
+                last_reader[j] = max(last_reader[j], i)
+        latest = [self.layer_nodes[0]]
+        nxt = 1
+        for b, n in enumerate(blocks):
+            for i in range(nxt, nxt + n):
+                latest.append(self.layer(i, [latest[j] for j in sets[i]], g))
+            nxt += n
+            self.heads_after_block(b, nxt - 1)
+            if b + 1 == len(blocks):
+                break
+            up = fully_convolutional and b >= downs
+            if up:
+                self.size = self.size_stack.pop()
+                size = self.size
+            else:
+                size = self.halve()
+            for j in range(nxt):
+                if last_reader[j] >= nxt:
+                    src = latest[j]
+                    latest[j] = self.push("up" if up else "down", [src],
+                                          self.nodes[src]["channels"], size)
+
+    def densenet_bc(self, compression):
+        g = self.spec["growth"]
+        blocks = self.spec["blocks"]
+        stack = [self.layer_nodes[0]]
+        nxt = 1
+        for b, n in enumerate(blocks):
+            for i in range(nxt, nxt + n):
+                stack.append(self.layer(i, list(stack), g))
+            nxt += n
+            self.heads_after_block(b, nxt - 1)
+            if b + 1 == len(blocks):
+                break
+            size = self.halve()
+            width = max(1, int(sum(self.nodes[i]["channels"] for i in stack) * compression))
+            stack = [self.push("down", stack, width, size)]
+
+    def last_use(self):
+        last = list(range(len(self.nodes)))
+        for nid, node in enumerate(self.nodes):
+            for i in node["inputs"]:
+                last[i] = max(last[i], nid)
+        return last
+
+
+# --------------------------------------------------------------------------------------------
+# Modules (crates/logdense/src/layers.rs) and the executor (network.rs)
+
+
+def conv(cin, cout, k, stride=1, bias=False):
+    m = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
+    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    return m
+
+
+class Stem(nn.Module):
+    def __init__(self, cin, width):
+        super().__init__()
+        self.conv = conv(cin, width, 3)
+
+    def forward(self, x, size=None):
+        return self.conv(x)
+
+
+class Layer(nn.Module):
+    """BN-ReLU-[1x1conv(4g)-BN-ReLU]-3x3conv."""
+
+    def __init__(self, cin, growth, bottleneck):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        if bottleneck:
+            self.bconv = conv(cin, bottleneck, 1)
+            self.bbn = nn.BatchNorm2d(bottleneck)
+            self.conv = conv(bottleneck, growth, 3)
+        else:
+            self.bconv = None
+            self.conv = conv(cin, growth, 3)
+
+    def forward(self, x, size=None):
+        y = F.relu(self.bn(x))
+        if self.bconv is not None:
+            y = F.relu(self.bbn(self.bconv(y)))
+        return self.conv(y)
+
+
+class Down(nn.Module):
+    """BN-ReLU-1x1conv-2x2 average pool."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.conv = conv(cin, cout, 1)
+
+    def forward(self, x, size=None):
+        return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
+
+
+def fit_spatial(x, size):
+    """Crops or zero-pads (bottom/right) to `size`, keeping the top-left corner."""
+    h, w = x.shape[2], x.shape[3]
+    x = x[:, :, : size[0], : size[1]]
+    h, w = x.shape[2], x.shape[3]
+    if h < size[0] or w < size[1]:
+        x = F.pad(x, (0, size[1] - w, 0, size[0] - h))
+    return x
+
+
+class Up(nn.Module):
+    """BN-ReLU-3x3 stride-2 transposed convolution (padding 1, output padding 1, no bias)."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.deconv = nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1,
+                                         bias=False)
+
+    def forward(self, x, size=None):
+        y = self.deconv(F.relu(self.bn(x)))
+        if tuple(y.shape[2:]) != tuple(size):
+            y = fit_spatial(y, size)
+        return y
+
+
+class Head(nn.Module):
+    """BN-ReLU then global average pool + Linear, or a 1x1 convolution (segmentation)."""
+
+    def __init__(self, cin, classes, segment):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.segment = segment
+        if segment:
+            self.conv = conv(cin, classes, 1, bias=True)
+        else:
+            self.linear = nn.Linear(cin, classes)
+
+    def forward(self, x, size=None):
+        y = F.relu(self.bn(x))
+        if self.segment:
+            return self.conv(y)
+        return self.linear(F.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+class SparseDenseNet(nn.Module):
+    def __init__(self, graph):
+        super().__init__()
+        self.graph = graph
+        seg = graph.task == "segment"
+        mods = []
+        for node in graph.nodes[1:]:
+            op, cin, cout = node["op"], node["in_channels"], node["channels"]
+            if op == "stem":
+                mods.append(Stem(cin, cout))
+            elif op == "layer":
+                mods.append(Layer(cin, cout, node["bottleneck"]))
+            elif op == "down":
+                mods.append(Down(cin, cout))
+            elif op == "up":
+                mods.append(Up(cin, cout))
+            elif op == "head":
+                mods.append(Head(cin, cout, seg))
+            else:
+                raise ValueError(op)
+        self.mods = nn.ModuleList(mods)
+        self.last = graph.last_use()
+
+    def forward(self, image):
+        """Every head's output in graph order (auxiliary heads first, the final one last)."""
+        nodes = self.graph.nodes
+        values = [None] * len(nodes)
+        values[0] = image
+        heads = []
+        for k, m in enumerate(self.mods):
+            nid = k + 1
+            node = nodes[nid]
+            parts = [values[i] for i in node["inputs"]]
+            x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+            del parts
+            for i in node["inputs"]:
+                if self.last[i] == nid:
+                    values[i] = None
+            y = m(x, node["size"])
+            del x
+            if node["op"] == "head":
+                heads.append(y)
+            else:
+                values[nid] = y
+        return heads
+
+
+def count_flops(model, image):
+    """Forward FLOPs (2 x MACs of convolutions and linear layers) of one image, by hooks, with
+    the cost model's conventions (a transposed convolution counts its input positions)."""
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.ConvTranspose2d):
+            total[0] += 2 * mod.weight.numel() * inp[0].shape[2] * inp[0].shape[3]
+        elif isinstance(mod, nn.Conv2d):
+            total[0] += 2 * mod.weight.numel() * out.shape[2] * out.shape[3]
+        elif isinstance(mod, nn.Linear):
+            total[0] += 2 * mod.weight.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(image[:1])
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark
+
+
+def head_weights(heads):
+    """train.rs head_weights(heads, false)."""
+    if heads <= 1:
+        return [1.0] * heads
+    w = [0.5 / (heads - 1)] * heads
+    w[-1] = 0.5
+    return w
+
+
+def peak_rss_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def ours_cost(logdense, name):
+    proc = subprocess.run([logdense, "cost", "--preset", name, "--json"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name}: `{logdense} cost --preset {name} --json` failed: "
+                         f"{proc.stderr.strip()} (rebuild it, or pass --logdense '' and "
+                         "--expect-params N)")
+    return json.loads(proc.stdout)
+
+
+def default_logdense():
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "target", "release", "logdense")
+    return path if os.path.exists(path) else None
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def run(name, args):
+    spec = preset(name)
+    graph = Graph(spec)
+    torch.manual_seed(1)
+    model = SparseDenseNet(graph)
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    c, h, w = spec["input"]
+    segment = graph.task == "segment"
+    batch = args.batch or (1 if segment else 64)
+    flops = count_flops(model, torch.randn(1, c, h, w))
+
+    expect_params, expect_flops = args.expect_params, None
+    if args.logdense:
+        cost = ours_cost(args.logdense, name)
+        expect_flops = cost["flops"]
+        if expect_params is None:
+            expect_params = cost["params"]
+    if expect_params is not None and params != expect_params:
+        raise SystemExit(f"{name}: PyTorch has {params} parameters, logdense {expect_params}")
+    if expect_flops is not None and flops != expect_flops:
+        raise SystemExit(f"{name}: PyTorch counts {flops} FLOPs, logdense's cost model "
+                         f"{expect_flops}")
+    check = dict(preset=name, params=params, flops=flops,
+                 params_match=None if expect_params is None else params == expect_params,
+                 flops_match=None if expect_flops is None else flops == expect_flops)
+    if args.check_only:
+        return check
+
+    reset_peak_rss()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, c, h, w, generator=gen)
+    head_ids = [i for i, n in enumerate(graph.nodes) if n["op"] == "head"]
+    weights = head_weights(len(head_ids))
+    labels = []
+    for hid in head_ids:
+        shape = (batch,) + tuple(graph.nodes[hid]["size"]) if segment else (batch,)
+        labels.append(torch.randint(0, spec["classes"], shape, generator=gen))
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, dampening=0,
+                          nesterov=True, weight_decay=1e-4)
+    model.train()
+    train_ms = []
+    for step in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        outs = model(x)
+        loss = None
+        for out, wt, lab in zip(outs, weights, labels):
+            if wt > 0:
+                term = F.cross_entropy(out, lab) * wt
+                loss = term if loss is None else loss + term
+        value = loss.item()
+        if value != value:
+            raise SystemExit(f"{name}: loss is NaN at step {step}")
+        loss.backward()
+        opt.step()
+        if step >= args.warmup:
+            train_ms.append((time.perf_counter() - t0) * 1e3)
+    del opt, outs, loss
+
+    model.eval()
+    infer_ms = []
+    with torch.no_grad():
+        for step in range(args.warmup + args.steps):
+            t0 = time.perf_counter()
+            y = model(x)[-1]
+            float(y.sum())  # read back, as ours reads the output
+            if step >= args.warmup:
+                infer_ms.append((time.perf_counter() - t0) * 1e3)
+
+    gflops = flops / 1e9
+    tr, inf = median(train_ms), median(infer_ms)
+    train_ips, infer_ips = batch * 1e3 / tr, batch * 1e3 / inf
+    return dict(
+        preset=name, batch=batch, input=[c, h, w], params=params, gflops_per_image=gflops,
+        train_step_ms_median=tr, infer_ms_median=inf, train_img_per_s=train_ips,
+        infer_img_per_s=infer_ips, train_gflop_per_s=3 * gflops * train_ips,
+        infer_gflop_per_s=gflops * infer_ips, peak_rss_bytes=peak_rss_bytes(),
+        steps=args.steps, warmup=args.warmup, threads=torch.get_num_threads(),
+        framework=f"pytorch {torch.__version__}", params_match=check["params_match"],
+    )
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", action="append", help="repeatable; default: the issue's four")
+    p.add_argument("--batch", type=int, default=0,
+                   help="0: 64 for classification, 1 for segmentation (as ours)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--logdense", default=default_logdense(),
+                   help="our binary, to read parameter and FLOP counts from "
+                        "`logdense cost --preset P --json` (default: target/release/logdense)")
+    p.add_argument("--expect-params", type=int,
+                   help="the parameter count to assert (one preset; overrides nothing read "
+                        "from --logdense)")
+    p.add_argument("--check-only", action="store_true",
+                   help="build and check parameter/FLOP counts, time nothing")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    if args.steps < 1:
+        p.error("--steps: at least 1")
+    presets = args.preset or ["ld-v1-12-16", "ld-v1-32-24", "densenet-bc-100-12", "fc-ld-103"]
+    if args.expect_params is not None and len(presets) != 1:
+        p.error("--expect-params needs exactly one --preset")
+    torch.set_num_threads(args.threads)
+    results = [run(name, args) for name in presets]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        if args.check_only:
+            print(f"{r['preset']:<20} params {r['params']:>10} (match: {r['params_match']})  "
+                  f"FLOPs {r['flops']:>14} (match: {r['flops_match']})")
+        else:
+            print(f"{r['preset']:<20} batch {r['batch']:>3}  train {r['train_step_ms_median']:9.1f} ms"
+                  f" {r['train_img_per_s']:8.1f} img/s {r['train_gflop_per_s']:7.1f} GFLOP/s | "
+                  f"infer {r['infer_ms_median']:9.1f} ms {r['infer_img_per_s']:8.1f} img/s | "
+                  f"params {r['params']} | peak {r['peak_rss_bytes'] / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,877 @@
+//! Benchmarks: training-step and inference throughput, achieved GFLOP/s and peak memory.
+//!
+//! What is measured, per preset:
+//!
+//! - **Training step**: `forward_heads`, the deep-supervision weighted cross-entropy (the same
+//!   head weights as training, [`crate::train::head_weights`]; a per-pixel cross-entropy for
+//!   segmentation networks, against labels at each head's resolution), backward, and an SGD
+//!   step (momentum 0.9, Nesterov, weight decay 1e-4), then a device sync.
+//! - **Inference**: `model.valid().forward(x)` with the output read back (`into_data`), so that
+//!   a lazy backend has finished.
+//! - Each is run `warmup` times untimed, then `steps` times; the **median** step time is
+//!   reported, and images/s = batch / median.
+//! - **GFLOP/s** come from the analytic cost model (forward FLOPs per image, see
+//!   [`logdense_graph::cost`]), not from counters.
+//! - **Peak memory** is the process's `VmHWM` (peak resident set size) from
+//!   `/proc/self/status`. That is a process-wide high-water mark: for a number that belongs to
+//!   one preset, run it in a fresh process ([`isolated`] does that by re-running the current
+//!   executable as `bench --preset P --batch B --steps S --json`).
+//!
+//! Inputs and labels are random (fixed seed): throughput does not depend on the data.
+
+use crate::presets;
+use crate::train::{cross_entropy, head_weights};
+use crate::SparseDenseNet;
+use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::{Distribution, TensorData};
+use logdense_graph::{NetSpec, Task};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+/// The presets `logdense bench` runs when none is named (the list).
+pub const DEFAULT_PRESETS: [&str; 4] = [
+    "ld-v1-12-16",
+    "ld-v1-32-24",
+    "densenet-bc-100-12",
+    "fc-ld-103",
+];
+
+/// Batch size of classification presets when [`BenchOptions::batch`] is 0.
+pub const DEFAULT_CLASSIFY_BATCH: usize = 64;
+/// Batch size of segmentation presets (224x224 FC networks) when [`BenchOptions::batch`] is 0.
+pub const DEFAULT_SEGMENT_BATCH: usize = 1;
+
+/// Depths `n` (layers per block) of the memory sweep: V1 LOG against DenseNet (`dense-N-G`).
+pub const SWEEP_NS: [usize; 4] = [12, 52, 100, 200];
+/// Growth rate of the memory sweep.
+pub const SWEEP_GROWTH: usize = 24;
+/// Batch size of the memory sweep.
+pub const SWEEP_BATCH: usize = 16;
+
+/// Learning rate of the benchmark's SGD steps (its value does not change the timing).
+const LR: f64 = 0.1;
+const SEED: u64 = 1;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub presets: Vec<String>,
+    /// Images per step; 0 picks [`default_batch`] per preset (64 for classification, 1 for
+    /// the 224x224 segmentation networks).
+    pub batch: usize,
+    /// Untimed steps before the timed ones (training and inference each).
+    pub warmup: usize,
+    /// Timed steps (training and inference each); the median is reported.
+    pub steps: usize,
+    /// The plain device (autodiff is enabled on a copy for training).
+    pub device: Device,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            presets: DEFAULT_PRESETS.iter().map(|s| s.to_string()).collect(),
+            batch: 0,
+            warmup: 2,
+            steps: 10,
+            device: Device::flex(),
+        }
+    }
+}
+
+/// One preset's measurements. Field names are shared with `bench/pytorch_reference.py`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub preset: String,
+    pub batch: usize,
+    /// Input channels, height, width.
+    pub input: [usize; 3],
+    /// Trainable parameters (the cost model's count, checked against the built modules).
+    pub params: u64,
+    /// Forward FLOPs of one image from the cost model, in GFLOPs (1e9).
+    pub gflops_per_image: f64,
+    /// Median wall time of one training step (forward, loss, backward, SGD update).
+    pub train_step_ms_median: f64,
+    /// Median wall time of one inference forward pass of a batch.
+    pub infer_ms_median: f64,
+    pub train_img_per_s: f64,
+    pub infer_img_per_s: f64,
+    /// Achieved training GFLOP/s, counting a training image as **3 x its forward FLOPs**
+    /// (forward, plus backward for the inputs' and the weights' gradients, about 1 x each):
+    /// the usual convention, not a measured count.
+    pub train_gflop_per_s: f64,
+    /// Achieved inference GFLOP/s (1 x forward FLOPs per image).
+    pub infer_gflop_per_s: f64,
+    /// Peak resident memory (`VmHWM`) of the process after this preset, in bytes; `None`
+    /// where `/proc/self/status` does not exist. Process-wide: see [`isolated`].
+    pub peak_rss_bytes: Option<u64>,
+    /// Timed steps (each of training and inference).
+    pub steps: usize,
+    /// Untimed warm-up steps before them.
+    #[serde(default)]
+    pub warmup: usize,
+    /// Worker threads available (`RAYON_NUM_THREADS` if set, else the CPUs available).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// The batch [`run_bench`] uses for `spec` when [`BenchOptions::batch`] is 0.
+pub fn default_batch(spec: &NetSpec) -> usize {
+    match spec.task() {
+        Task::Classify => DEFAULT_CLASSIFY_BATCH,
+        Task::Segment => DEFAULT_SEGMENT_BATCH,
+    }
+}
+
+/// Threads the CPU backend may use: `RAYON_NUM_THREADS` if set, else the CPUs available.
+pub fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in bytes.
+/// `None` off Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_kib("VmHWM").map(|k| k * 1024)
+}
+
+/// Current resident set size (`VmRSS`), in bytes.
+pub fn current_rss_bytes() -> Option<u64> {
+    proc_status_kib("VmRSS").map(|k| k * 1024)
+}
+
+/// Resets the peak to the current resident size (Linux >= 4.0, `5` into
+/// `/proc/self/clear_refs`); returns whether it worked. Memory freed by earlier work but kept
+/// by the allocator still counts, so this does not replace a fresh process.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Mean per-pixel cross-entropy of logits `[N, C, H, W]` against labels `[N, H, W]` (the mean
+/// over all `N * H * W` positions, as PyTorch's `F.cross_entropy` with `reduction="mean"`).
+/// A classifier's `[N, C, 1, 1]` output with labels `[N, 1, 1]` gives the usual cross-entropy.
+pub fn pixel_cross_entropy(logits: Tensor<4>, labels: Tensor<3, Int>) -> Tensor<1> {
+    let [n, c, h, w] = logits.dims();
+    let flat = logits.permute([0, 2, 3, 1]).reshape([n * h * w, c]);
+    cross_entropy(flat, labels.reshape([n * h * w]))
+}
+
+/// Deterministic pseudo-random labels in `0..classes` (a fixed LCG: no dependence on the
+/// backend's integer sampling).
+fn random_labels(shape: [usize; 3], classes: usize, salt: u64, device: &Device) -> Tensor<3, Int> {
+    let count: usize = shape.iter().product();
+    let mut state = SEED
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(salt | 1);
+    let labels: Vec<i64> = (0..count)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % classes as u64) as i64
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(labels, shape), device)
+}
+
+fn optimizer() -> ModuleOptimizer {
+    SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: true,
+        }))
+        .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
+        .init()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[m]
+    } else {
+        0.5 * (xs[m - 1] + xs[m])
+    }
+}
+
+/// Benchmarks one preset (see the module documentation for what is timed).
+///
+/// `peak_rss_bytes` is the process's high-water mark, reset (where Linux allows) at the start
+/// of this call; memory the allocator kept from earlier work in the same process still counts,
+/// so for a per-preset memory figure run each preset in its own process ([`isolated`]).
+pub fn run_bench(preset: &str, opts: &BenchOptions) -> Result<BenchResult> {
+    let spec = presets::preset(preset).map_err(anyhow::Error::msg)?;
+    run_spec(preset, &spec, opts)
+}
+
+/// [`run_bench`] for a spec that is not a named preset; `name` labels the result.
+pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<BenchResult> {
+    if opts.steps == 0 {
+        bail!("--steps: at least 1 timed step is needed");
+    }
+    let graph = spec
+        .build()
+        .map_err(|e| anyhow::anyhow!("preset '{name}': {e}"))?;
+    let cost = graph.cost();
+    let batch = if opts.batch == 0 {
+        default_batch(spec)
+    } else {
+        opts.batch
+    };
+    reset_peak_rss();
+
+    let device = opts.device.clone().inner();
+    let ad = device.clone().autodiff();
+    ad.seed(SEED);
+    let mut model = SparseDenseNet::new(spec, 0.0, &ad)?;
+    let params = model.trainable_params() as u64;
+    if params != cost.total.params {
+        bail!(
+            "preset '{name}': the built model has {params} parameters but the cost model counts {}",
+            cost.total.params
+        );
+    }
+    let [c, h, w] = spec.input;
+    let image = Tensor::<4>::random([batch, c, h, w], Distribution::Normal(0.0, 1.0), &ad);
+    let heads = graph.heads();
+    let weights = head_weights(heads.len(), false);
+    let labels: Vec<Option<Tensor<3, Int>>> = heads
+        .iter()
+        .zip(&weights)
+        .enumerate()
+        .map(|(k, (&id, &wt))| {
+            // A classifier's output is [N, C, 1, 1]; a segmenter's is at its node's size.
+            let (hh, ww) = match graph.task {
+                Task::Classify => (1, 1),
+                Task::Segment => graph.nodes[id].size,
+            };
+            (wt > 0.0).then(|| random_labels([batch, hh, ww], spec.classes, k as u64, &ad))
+        })
+        .collect();
+    let mut optim = optimizer();
+
+    let mut train_ms = Vec::with_capacity(opts.steps);
+    for step in 0..opts.warmup + opts.steps {
+        let t0 = Instant::now();
+        let outputs = model.forward_heads(image.clone());
+        let mut loss: Option<Tensor<1>> = None;
+        for ((out, &wt), lab) in outputs.into_iter().zip(&weights).zip(&labels) {
+            if let Some(lab) = lab {
+                let term = pixel_cross_entropy(out, lab.clone()).mul_scalar(wt);
+                loss = Some(match loss {
+                    Some(l) => l + term,
+                    None => term,
+                });
+            }
+        }
+        let loss = loss.context("no head has a loss weight")?;
+        let loss_value = loss.clone().detach().into_scalar::<f32>();
+        if !loss_value.is_finite() {
+            bail!("preset '{name}': loss {loss_value} at benchmark step {step}");
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(LR, model, grads);
+        ad.sync()
+            .map_err(|e| anyhow::anyhow!("device error in a training step: {e:?}"))?;
+        if step >= opts.warmup {
+            train_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    drop(optim);
+
+    let valid = model.valid();
+    drop(model);
+    let image = Tensor::<4>::random([batch, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+    let mut infer_ms = Vec::with_capacity(opts.steps);
+    for step in 0..opts.warmup + opts.steps {
+        let t0 = Instant::now();
+        let out = valid.forward(image.clone()).into_data();
+        if step >= opts.warmup {
+            infer_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        debug_assert_eq!(out.shape()[0], batch);
+    }
+
+    let gflops_per_image = cost.total.flops as f64 / 1e9;
+    let train_step_ms_median = median(train_ms);
+    let infer_ms_median = median(infer_ms);
+    let train_img_per_s = batch as f64 * 1e3 / train_step_ms_median;
+    let infer_img_per_s = batch as f64 * 1e3 / infer_ms_median;
+    Ok(BenchResult {
+        preset: name.to_string(),
+        batch,
+        input: spec.input,
+        params,
+        gflops_per_image,
+        train_step_ms_median,
+        infer_ms_median,
+        train_img_per_s,
+        infer_img_per_s,
+        train_gflop_per_s: 3.0 * gflops_per_image * train_img_per_s,
+        infer_gflop_per_s: gflops_per_image * infer_img_per_s,
+        peak_rss_bytes: peak_rss_bytes(),
+        steps: opts.steps,
+        warmup: opts.warmup,
+        threads: threads(),
+    })
+}
+
+/// Runs every preset of `opts` in this process, in order.
+pub fn run_all(opts: &BenchOptions) -> Result<Vec<BenchResult>> {
+    opts.presets.iter().map(|p| run_bench(p, opts)).collect()
+}
+
+/// What a `logdense bench` verb can call: runs the presets in order (a line per preset on
+/// standard error) and prints a JSON list (`json`, the form [`parse_results`] and
+/// `bench/compare.sh` read) or the table on standard output.
+pub fn run_and_print(opts: &BenchOptions, json: bool) -> Result<Vec<BenchResult>> {
+    let mut results = Vec::new();
+    for p in &opts.presets {
+        eprintln!("bench: {p} ...");
+        results.push(run_bench(p, opts)?);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print_table(&results);
+    }
+    Ok(results)
+}
+
+/// [`memory_sweep`], printed as JSON (`json`) or as [`format_sweep`]'s table.
+pub fn sweep_and_print(opts: &SweepOptions, json: bool) -> Result<Vec<SweepRow>> {
+    let rows = memory_sweep(opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_sweep(&rows);
+    }
+    Ok(rows)
+}
+
+/// Parses what `logdense bench --json` prints: a list of results (or one result object).
+pub fn parse_results(text: &str) -> Result<Vec<BenchResult>> {
+    let text = text.trim();
+    // Tolerate lines printed before the JSON (the JSON starts at the first line that opens it).
+    let start = text
+        .lines()
+        .scan(0usize, |offset, line| {
+            let here = *offset;
+            *offset += line.len() + 1;
+            Some((here, line))
+        })
+        .find(|(_, l)| l.trim_start().starts_with('[') || l.trim_start().starts_with('{'))
+        .map(|(o, _)| o)
+        .context("no JSON in the benchmark's output")?;
+    let json = &text[start..];
+    if json.trim_start().starts_with('{') {
+        Ok(vec![
+            serde_json::from_str(json).context("bad benchmark JSON")?
+        ])
+    } else {
+        serde_json::from_str(json).context("bad benchmark JSON")
+    }
+}
+
+/// Runs one preset in a fresh process of the current executable, so that its peak resident
+/// memory is its own: `<exe> bench --preset P --batch B --steps S --json`.
+pub fn isolated(preset: &str, batch: usize, steps: usize) -> Result<BenchResult> {
+    let exe = std::env::current_exe().context("cannot find the current executable")?;
+    isolated_with(&exe, preset, batch, steps, &[])
+}
+
+/// [`isolated`] with an explicit `logdense` executable and extra arguments for its `bench`
+/// verb (for example `["--warmup", "1", "--device", "cpu"]`).
+pub fn isolated_with(
+    exe: &Path,
+    preset: &str,
+    batch: usize,
+    steps: usize,
+    extra_args: &[String],
+) -> Result<BenchResult> {
+    let out = Command::new(exe)
+        .args(["bench", "--preset", preset])
+        .args(["--batch", &batch.to_string(), "--steps", &steps.to_string()])
+        .args(extra_args)
+        .arg("--json")
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        bail!(
+            "'{} bench --preset {preset}' failed ({}){}",
+            exe.display(),
+            out.status,
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )
+            }
+        );
+    }
+    let results = parse_results(&String::from_utf8_lossy(&out.stdout))
+        .with_context(|| format!("output of '{} bench --preset {preset}'", exe.display()))?;
+    results
+        .into_iter()
+        .find(|r| r.preset == preset)
+        .with_context(|| format!("the child printed no result for '{preset}'"))
+}
+
+/// Training memory the cost model predicts for `spec` at `batch`, in bytes: the naive
+/// activation memory (what autograd keeps, per image) times the batch, plus weights,
+/// gradients and momentum (3 x 4 bytes per parameter). Used to skip runs that cannot fit.
+pub fn estimated_train_bytes(spec: &NetSpec, batch: usize) -> Result<u64> {
+    let c = spec
+        .build()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .cost()
+        .total;
+    Ok(c.activation_bytes * batch as u64 + 12 * c.params)
+}
+
+/// Memory available to a new process (`MemAvailable` in `/proc/meminfo`), in bytes.
+pub fn available_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|k| k * 1024)
+}
+
+/// The memory sweep: V1 LOG (`ld-v1-N-G`) against DenseNet (`dense-N-G`, the V1 dense
+/// pattern) trained at one batch size, each preset in its own process.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    pub ns: Vec<usize>,
+    pub growth: usize,
+    pub batch: usize,
+    pub steps: usize,
+    /// Skip a preset whose [`estimated_train_bytes`] exceeds this; `None`: 3/4 of
+    /// `MemAvailable` at the start of the sweep.
+    pub max_bytes: Option<u64>,
+    /// The `logdense` executable to run (`None`: the current one).
+    pub exe: Option<std::path::PathBuf>,
+    /// Extra arguments for its `bench` verb.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        SweepOptions {
+            ns: SWEEP_NS.to_vec(),
+            growth: SWEEP_GROWTH,
+            batch: SWEEP_BATCH,
+            steps: 2,
+            max_bytes: None,
+            exe: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// One row of the memory sweep.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub preset: String,
+    /// `ld-v1` or `dense`.
+    pub family: String,
+    pub n: usize,
+    pub growth: usize,
+    pub batch: usize,
+    /// [`estimated_train_bytes`].
+    pub estimated_bytes: u64,
+    /// The isolated run, when it ran and succeeded.
+    pub result: Option<BenchResult>,
+    /// Why there is no result (too large for this machine, or the child failed).
+    pub skipped: Option<String>,
+}
+
+/// Runs the memory sweep (see [`SweepOptions`]); presets that cannot fit are skipped with a
+/// reason rather than run out of memory, and a failed child is recorded, not fatal.
+pub fn memory_sweep(opts: &SweepOptions) -> Result<Vec<SweepRow>> {
+    let exe = match &opts.exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("cannot find the current executable")?,
+    };
+    let limit = opts
+        .max_bytes
+        .or_else(|| available_memory_bytes().map(|a| a / 4 * 3))
+        .unwrap_or(u64::MAX);
+    let mut rows = Vec::new();
+    for &n in &opts.ns {
+        for family in ["ld-v1", "dense"] {
+            let preset = format!("{family}-{n}-{}", opts.growth);
+            let spec = presets::preset(&preset).map_err(anyhow::Error::msg)?;
+            let estimated_bytes = estimated_train_bytes(&spec, opts.batch)?;
+            let (result, skipped) = if estimated_bytes > limit {
+                (
+                    None,
+                    Some(format!(
+                        "needs about {:.1} GiB (cost model), limit {:.1} GiB",
+                        gib(estimated_bytes),
+                        gib(limit)
+                    )),
+                )
+            } else {
+                match isolated_with(&exe, &preset, opts.batch, opts.steps, &opts.extra_args) {
+                    Ok(r) => (Some(r), None),
+                    Err(e) => (None, Some(format!("{e:#}"))),
+                }
+            };
+            rows.push(SweepRow {
+                preset,
+                family: family.to_string(),
+                n,
+                growth: opts.growth,
+                batch: opts.batch,
+                estimated_bytes,
+                result,
+                skipped,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), |b| {
+        format!("{:.0}", b as f64 / (1u64 << 20) as f64)
+    })
+}
+
+/// The human-readable table of results.
+pub fn format_table(results: &[BenchResult]) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{:<20} {:>5} {:>11} {:>8} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9} {:>8}\n",
+        "preset",
+        "batch",
+        "input",
+        "params M",
+        "GFLOP/img",
+        "train ms",
+        "train i/s",
+        "train GF/s",
+        "infer ms",
+        "infer i/s",
+        "peak MiB"
+    ));
+    for r in results {
+        let [c, h, w] = r.input;
+        s.push_str(&format!(
+            "{:<20} {:>5} {:>11} {:>8.3} {:>9.3} {:>10.1} {:>9.1} {:>9.1} {:>10.1} {:>9.1} {:>8}\n",
+            r.preset,
+            r.batch,
+            format!("{c}x{h}x{w}"),
+            r.params as f64 / 1e6,
+            r.gflops_per_image,
+            r.train_step_ms_median,
+            r.train_img_per_s,
+            r.train_gflop_per_s,
+            r.infer_ms_median,
+            r.infer_img_per_s,
+            mib(r.peak_rss_bytes)
+        ));
+    }
+    if let Some(r) = results.first() {
+        s.push_str(&format!(
+            "median of {} steps after {} warm-up; {} threads; training GFLOP/s count 3x the forward FLOPs; peak = process VmHWM\n",
+            r.steps, r.warmup, r.threads
+        ));
+    }
+    s
+}
+
+/// Prints [`format_table`] to standard output.
+pub fn print_table(results: &[BenchResult]) {
+    print!("{}", format_table(results));
+}
+
+/// The memory sweep as a table: peak RSS of LOG and DenseNet side by side per `n`.
+pub fn format_sweep(rows: &[SweepRow]) -> String {
+    let mut s = format!(
+        "{:<16} {:>5} {:>13} {:>10} {:>11}  note\n",
+        "preset", "batch", "estimate MiB", "peak MiB", "train i/s"
+    );
+    for r in rows {
+        let peak = r.result.as_ref().and_then(|x| x.peak_rss_bytes);
+        let ips = r
+            .result
+            .as_ref()
+            .map_or("-".into(), |x| format!("{:.1}", x.train_img_per_s));
+        s.push_str(&format!(
+            "{:<16} {:>5} {:>13} {:>10} {:>11}  {}\n",
+            r.preset,
+            r.batch,
+            mib(Some(r.estimated_bytes)),
+            mib(peak),
+            ips,
+            r.skipped.as_deref().unwrap_or("")
+        ));
+    }
+    s
+}
+
+/// Prints [`format_sweep`] to standard output.
+pub fn print_sweep(rows: &[SweepRow]) {
+    print!("{}", format_sweep(rows));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logdense_graph::{Arch, Stem};
+
+    fn tiny_opts() -> BenchOptions {
+        BenchOptions {
+            presets: vec!["ld-v1-2-4".into()],
+            batch: 2,
+            warmup: 1,
+            steps: 2,
+            device: Device::flex(),
+        }
+    }
+
+    fn check_consistent(r: &BenchResult) {
+        assert!(r.params > 0 && r.gflops_per_image > 0.0);
+        for v in [
+            r.train_step_ms_median,
+            r.infer_ms_median,
+            r.train_img_per_s,
+            r.infer_img_per_s,
+            r.train_gflop_per_s,
+            r.infer_gflop_per_s,
+        ] {
+            assert!(v.is_finite() && v > 0.0, "{r:?}");
+        }
+        let rel = |a: f64, b: f64| ((a - b) / b).abs();
+        assert!(
+            rel(
+                r.train_img_per_s,
+                r.batch as f64 * 1e3 / r.train_step_ms_median
+            ) < 1e-9
+        );
+        assert!(rel(r.infer_img_per_s, r.batch as f64 * 1e3 / r.infer_ms_median) < 1e-9);
+        assert!(
+            rel(
+                r.train_gflop_per_s,
+                3.0 * r.gflops_per_image * r.train_img_per_s
+            ) < 1e-9
+        );
+        assert!(rel(r.infer_gflop_per_s, r.gflops_per_image * r.infer_img_per_s) < 1e-9);
+        if cfg!(target_os = "linux") {
+            assert!(r.peak_rss_bytes.unwrap() > 0);
+        }
+        assert!(r.threads >= 1);
+    }
+
+    #[test]
+    fn bench_tiny_classifier() {
+        let r = run_bench("ld-v1-2-4", &tiny_opts()).unwrap();
+        assert_eq!(
+            (r.preset.as_str(), r.batch, r.input),
+            ("ld-v1-2-4", 2, [3, 32, 32])
+        );
+        let cost = presets::preset("ld-v1-2-4")
+            .unwrap()
+            .build()
+            .unwrap()
+            .cost();
+        assert_eq!(r.params, cost.total.params);
+        assert_eq!(r.gflops_per_image, cost.total.flops as f64 / 1e9);
+        assert_eq!((r.steps, r.warmup), (2, 1));
+        check_consistent(&r);
+        // The JSON round-trips through the parser that `isolated` uses.
+        let text = format!(
+            "some log line\n{}",
+            serde_json::to_string_pretty(&[&r]).unwrap()
+        );
+        // (serde_json's default float parsing may be 1 ulp off: compare with a tolerance.)
+        let back = parse_results(&text).unwrap();
+        assert_eq!(back.len(), 1);
+        let b = &back[0];
+        assert_eq!(
+            (&b.preset, b.batch, b.params, b.peak_rss_bytes),
+            (&r.preset, r.batch, r.params, r.peak_rss_bytes)
+        );
+        for (x, y) in [
+            (b.train_step_ms_median, r.train_step_ms_median),
+            (b.infer_img_per_s, r.infer_img_per_s),
+            (b.train_gflop_per_s, r.train_gflop_per_s),
+        ] {
+            assert!((x - y).abs() <= 1e-12 * y.abs(), "{x} {y}");
+        }
+        let table = format_table(&[r]);
+        assert!(table.contains("ld-v1-2-4") && table.contains("3x32x32"));
+    }
+
+    #[test]
+    fn bench_tiny_segmenter() {
+        // A small FC-Log-DenseNet: deep-supervision heads at 16, 8 and 16 pixels.
+        let spec = NetSpec {
+            arch: Arch::FcLog,
+            blocks: vec![1, 1, 1],
+            growth: 4,
+            bottleneck: false,
+            stem: Stem::cifar(8),
+            input: [3, 16, 16],
+            classes: 3,
+            deep_supervision: true,
+            hub_multiplier: 1,
+        };
+        let opts = BenchOptions {
+            batch: 0,
+            ..tiny_opts()
+        };
+        let r = run_spec("tiny-fc", &spec, &opts).unwrap();
+        assert_eq!(r.batch, DEFAULT_SEGMENT_BATCH);
+        check_consistent(&r);
+    }
+
+    #[test]
+    fn pixel_cross_entropy_is_the_mean_over_positions() {
+        let d = Device::flex();
+        // Uniform logits: ln(C) everywhere.
+        let logits = Tensor::<4>::zeros([2, 5, 3, 4], &d);
+        let labels = random_labels([2, 3, 4], 5, 0, &d);
+        let v = pixel_cross_entropy(logits, labels).into_scalar::<f32>();
+        assert!((v - 5f32.ln()).abs() < 1e-5, "{v}");
+        // A classifier's [N, C, 1, 1] output gives the plain cross-entropy.
+        let logits = Tensor::<4>::random([3, 4, 1, 1], Distribution::Normal(0.0, 1.0), &d);
+        let labels = random_labels([3, 1, 1], 4, 7, &d);
+        let a = pixel_cross_entropy(logits.clone(), labels.clone()).into_scalar::<f32>();
+        let b = cross_entropy(logits.reshape([3, 4]), labels.reshape([3])).into_scalar::<f32>();
+        assert!((a - b).abs() < 1e-6);
+    }
+
+    #[test]
+    fn labels_lie_in_range_and_median_is_the_middle() {
+        let d = Device::flex();
+        let l = random_labels([4, 8, 8], 11, 3, &d).into_data();
+        let v: Vec<i64> = l.iter::<i64>().collect();
+        assert!(v.iter().all(|&x| (0..11).contains(&x)));
+        assert!(v.iter().collect::<std::collections::HashSet<_>>().len() > 5);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn sweep_estimates_and_presets() {
+        let small = estimated_train_bytes(&presets::preset("ld-v1-12-24").unwrap(), 16).unwrap();
+        let dense = estimated_train_bytes(&presets::preset("dense-200-24").unwrap(), 16).unwrap();
+        assert!(small < dense && dense > 64 << 30, "{small} {dense}");
+        // A sweep whose limit is 0 skips everything without running a child.
+        let rows = memory_sweep(&SweepOptions {
+            ns: vec![12],
+            max_bytes: Some(0),
+            ..SweepOptions::default()
+        })
+        .unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.preset.as_str()).collect();
+        assert_eq!(names, ["ld-v1-12-24", "dense-12-24"]);
+        assert!(rows
+            .iter()
+            .all(|r| r.result.is_none() && r.skipped.is_some()));
+        assert!(format_sweep(&rows).contains("dense-12-24"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn isolated_runs_a_child_and_parses_its_json() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("logdense-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A stand-in for `logdense`: checks its arguments, prints a log line and the JSON.
+        let r = BenchResult {
+            preset: "ld-v1-2-4".into(),
+            batch: 16,
+            input: [3, 32, 32],
+            params: 3678,
+            gflops_per_image: 0.0027,
+            train_step_ms_median: 10.0,
+            infer_ms_median: 2.0,
+            train_img_per_s: 1600.0,
+            infer_img_per_s: 8000.0,
+            train_gflop_per_s: 12.96,
+            infer_gflop_per_s: 21.6,
+            peak_rss_bytes: Some(123 << 20),
+            steps: 2,
+            warmup: 1,
+            threads: 2,
+        };
+        let json = serde_json::to_string(&[&r]).unwrap();
+        let exe = dir.join("fake-logdense");
+        std::fs::write(
+            &exe,
+            format!(
+                "#!/bin/sh\n[ \"$*\" = 'bench --preset ld-v1-2-4 --batch 16 --steps 2 --warmup 1 --json' ] || {{ echo \"bad args: $*\" >&2; exit 3; }}\necho 'starting'\necho '{json}'\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let extra = ["--warmup".to_string(), "1".to_string()];
+        assert_eq!(isolated_with(&exe, "ld-v1-2-4", 16, 2, &extra).unwrap(), r);
+        let err = isolated_with(&exe, "ld-v1-2-4", 8, 2, &extra).unwrap_err();
+        assert!(format!("{err:#}").contains("bad args"), "{err:#}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A manual run without the CLI, e.g.
+    /// `LOGDENSE_BENCH=ld-v1-12-16,densenet-bc-100-12 LOGDENSE_BENCH_BATCH=16 cargo test
+    /// --release -p logdense --lib bench::tests::manual_run -- --ignored --nocapture`
+    /// (`LOGDENSE_BENCH_STEPS`, default 2, after 1 warm-up step).
+    #[test]
+    #[ignore = "a timing run, started by hand"]
+    fn manual_run() {
+        let env = |k: &str| std::env::var(k).ok();
+        let presets = env("LOGDENSE_BENCH").unwrap_or_else(|| "ld-v1-12-16".into());
+        let opts = BenchOptions {
+            presets: presets.split(',').map(|s| s.trim().to_string()).collect(),
+            batch: env("LOGDENSE_BENCH_BATCH").map_or(0, |b| b.parse().unwrap()),
+            warmup: 1,
+            steps: env("LOGDENSE_BENCH_STEPS").map_or(2, |b| b.parse().unwrap()),
+            device: Device::flex(),
+        };
+        let results = run_all(&opts).unwrap();
+        print_table(&results);
+        println!("{}", serde_json::to_string_pretty(&results).unwrap());
+    }
+
+    #[test]
+    fn peak_rss_reads_proc() {
+        if cfg!(target_os = "linux") {
+            let peak = peak_rss_bytes().unwrap();
+            assert!(peak >= current_rss_bytes().unwrap() / 2 && peak > 0);
+        }
+    }
+}
