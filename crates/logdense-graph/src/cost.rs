@@ -119,7 +119,10 @@ pub fn node_cost(node: &Node) -> Cost {
             c += pre_activation(cin, hw_in);
             c += conv(cin, cout, 1, hw_in, false);
         }
-        Op::Up { pre_activation: pre, .. } => {
+        Op::Up {
+            pre_activation: pre,
+            ..
+        } => {
             if pre {
                 c += pre_activation(cin, hw_in);
             }

@@ -544,7 +544,10 @@ impl Builder {
             }
             let up = fully_convolutional && b >= downs;
             let (size, like) = if up {
-                let (size, like) = self.size_stack.pop().expect("FC networks go down as often as up");
+                let (size, like) = self
+                    .size_stack
+                    .pop()
+                    .expect("FC networks go down as often as up");
                 self.size = size;
                 (size, like)
             } else {

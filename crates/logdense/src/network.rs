@@ -144,7 +144,9 @@ impl SparseDenseNet {
                 NodeModule::Layer(m) => m.forward(x),
                 NodeModule::Down(m) => m.forward(x),
                 NodeModule::Up(m) => {
-                    let Op::Up { like, .. } = node.op else { unreachable!("up modules compute up nodes") };
+                    let Op::Up { like, .. } = node.op else {
+                        unreachable!("up modules compute up nodes")
+                    };
                     m.forward(x, sizes[like])
                 }
                 NodeModule::Head(m) => m.forward(x),

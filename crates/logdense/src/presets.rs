@@ -58,7 +58,11 @@ pub fn preset(name: &str) -> Result<NetSpec, String> {
         "ld-v2-369" => Some(imagenet_v2(vec![8, 16, 80, 80])),
         "fc-ld-103" => Some(NetSpec::fc_log_densenet_103(72)),
         // The reduced FC-Log-DenseNet for CPUs: 5 blocks 2,3,4,3,2, g = 12, stem 24.
-        "fc-ld-small" => Some(NetSpec { blocks: vec![2, 3, 4, 3, 2], growth: 12, ..NetSpec::fc_log_densenet_103(24) }),
+        "fc-ld-small" => Some(NetSpec {
+            blocks: vec![2, 3, 4, 3, 2],
+            growth: 12,
+            ..NetSpec::fc_log_densenet_103(24)
+        }),
         "fc-densenet-56" => NetSpec::tiramisu(56),
         "fc-densenet-67" => NetSpec::tiramisu(67),
         "fc-densenet-103" => NetSpec::tiramisu(103),

@@ -77,14 +77,25 @@ pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
         title: "loss",
         y_label: "cross-entropy",
         series: vec![
-            ("train", rows.iter().map(|r| (epoch(r), r.train_loss)).collect()),
-            ("test", rows.iter().map(|r| (epoch(r), r.test_loss)).collect()),
+            (
+                "train",
+                rows.iter().map(|r| (epoch(r), r.train_loss)).collect(),
+            ),
+            (
+                "test",
+                rows.iter().map(|r| (epoch(r), r.test_loss)).collect(),
+            ),
         ],
     };
     let error = Panel {
         title: "test error (%)",
         y_label: "%",
-        series: vec![("test", rows.iter().map(|r| (epoch(r), 100.0 * (1.0 - r.test_accuracy))).collect())],
+        series: vec![(
+            "test",
+            rows.iter()
+                .map(|r| (epoch(r), 100.0 * (1.0 - r.test_accuracy)))
+                .collect(),
+        )],
     };
     plot_panels(path, &[loss, error])
 }
@@ -102,14 +113,22 @@ pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
         for (panel, area) in panels.iter().zip(areas.iter()) {
             let points = panel.series.iter().flat_map(|(_, p)| p.iter());
             let max_x = points.clone().map(|p| p.0).fold(1.0, f64::max);
-            let max_y = points.map(|p| p.1).filter(|y| y.is_finite()).fold(1e-3, f64::max) * 1.08;
+            let max_y = points
+                .map(|p| p.1)
+                .filter(|y| y.is_finite())
+                .fold(1e-3, f64::max)
+                * 1.08;
             let mut chart = ChartBuilder::on(area)
                 .caption(panel.title, ("sans-serif", 20))
                 .margin(10)
                 .x_label_area_size(35)
                 .y_label_area_size(55)
                 .build_cartesian_2d(0.0..max_x, 0.0..max_y)?;
-            chart.configure_mesh().x_desc("epoch").y_desc(panel.y_label).draw()?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc(panel.y_label)
+                .draw()?;
             for (k, (label, pts)) in panel.series.iter().enumerate() {
                 let color = COLORS[k % COLORS.len()];
                 chart
@@ -118,7 +137,11 @@ pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
             }
-            chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()?;
         }
         root.present()?;
     }

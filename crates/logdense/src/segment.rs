@@ -18,7 +18,9 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, RmsPropConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use logdense_data::seg::{load_camvid, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher, SegInMemory, SegSet, SegSplit};
+use logdense_data::seg::{
+    load_camvid, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher, SegInMemory, SegSet, SegSplit,
+};
 use logdense_graph::NetSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -85,13 +87,25 @@ pub struct SegOptimConfig {
 
 impl Default for SegConfig {
     fn default() -> Self {
-        SegConfig { seed: 1, model: SegModelConfig::default(), data: SegDataConfig::default(), optim: SegOptimConfig::default() }
+        SegConfig {
+            seed: 1,
+            model: SegModelConfig::default(),
+            data: SegDataConfig::default(),
+            optim: SegOptimConfig::default(),
+        }
     }
 }
 
 impl Default for SegModelConfig {
     fn default() -> Self {
-        SegModelConfig { preset: "fc-ld-small".into(), growth: None, blocks: None, stem_width: None, deep_supervision: None, dropout: 0.0 }
+        SegModelConfig {
+            preset: "fc-ld-small".into(),
+            growth: None,
+            blocks: None,
+            stem_width: None,
+            deep_supervision: None,
+            dropout: 0.0,
+        }
     }
 }
 
@@ -136,9 +150,12 @@ pub fn seg_preset(name: &str) -> Result<NetSpec> {
 
 impl SegConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let cfg: SegConfig = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
-        cfg.validate().with_context(|| format!("invalid config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: SegConfig =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(cfg)
     }
 
@@ -180,7 +197,8 @@ impl SegConfig {
         }
         spec.classes = classes;
         spec.input = [3, height, width];
-        spec.build().map_err(|e| anyhow::anyhow!("model does not fit the data: {e}"))?;
+        spec.build()
+            .map_err(|e| anyhow::anyhow!("model does not fit the data: {e}"))?;
         Ok(spec)
     }
 }
@@ -193,7 +211,9 @@ pub fn seg_loss(logits: Tensor<4>, labels: Tensor<3, Int>, weights: &Tensor<1>) 
     let logp = log_softmax(logits, 1);
     // Void (= c) is clamped to a real class for the gather; its weight 0 removes it.
     let safe = labels.clone().clamp_max(c as i64 - 1);
-    let picked = logp.gather(1, safe.reshape([n, 1, h, w])).reshape([n * h * w]);
+    let picked = logp
+        .gather(1, safe.reshape([n, 1, h, w]))
+        .reshape([n * h * w]);
     let pixel_weights = weights.clone().select(0, labels.reshape([n * h * w]));
     let total = pixel_weights.clone().sum().clamp_min(1e-8);
     (picked * pixel_weights).sum().neg() / total
@@ -201,7 +221,12 @@ pub fn seg_loss(logits: Tensor<4>, labels: Tensor<3, Int>, weights: &Tensor<1>) 
 
 /// Nearest-neighbour subsampling of label maps `[N, H, W]` (row-major `labels`) to `h x w`,
 /// sampling the centre of each cell.
-pub fn subsample_labels(labels: &[i64], n: usize, (hh, ww): (usize, usize), (h, w): (usize, usize)) -> Vec<i64> {
+pub fn subsample_labels(
+    labels: &[i64],
+    n: usize,
+    (hh, ww): (usize, usize),
+    (h, w): (usize, usize),
+) -> Vec<i64> {
     let mut out = Vec::with_capacity(n * h * w);
     for b in 0..n {
         for y in 0..h {
@@ -230,7 +255,11 @@ pub struct SegEpochMetrics {
 }
 
 /// Evaluation from one confusion matrix over the whole set.
-pub fn evaluate(model: &SparseDenseNet, loader: Arc<dyn DataLoader<SegBatch>>, classes: usize) -> Result<ConfusionMatrix> {
+pub fn evaluate(
+    model: &SparseDenseNet,
+    loader: Arc<dyn DataLoader<SegBatch>>,
+    classes: usize,
+) -> Result<ConfusionMatrix> {
     let mut cm = ConfusionMatrix::new(classes);
     for batch in loader.iter() {
         let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -267,7 +296,10 @@ fn rmsprop(cfg: &SegConfig) -> ModuleOptimizer {
         .with_alpha(0.9)
         .with_momentum(0.0)
         .with_epsilon(1e-6)
-        .with_weight_decay((cfg.optim.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.optim.weight_decay as f32)))
+        .with_weight_decay(
+            (cfg.optim.weight_decay > 0.0)
+                .then(|| WeightDecayConfig::new(cfg.optim.weight_decay as f32)),
+        )
         .init()
 }
 
@@ -275,7 +307,8 @@ impl SegRun {
     pub fn train(&self, resume: bool) -> Result<(SparseDenseNet, SegSummary)> {
         let cfg = &self.cfg;
         cfg.validate()?;
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create run directory {}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create run directory {}", self.dir.display()))?;
         let mut train_set = load_camvid(&cfg.data.dir, SegSplit::Train)?;
         let mut eval_set = load_camvid(&cfg.data.dir, cfg.data.eval_split)?;
         if let Some(n) = cfg.data.train_subset {
@@ -285,31 +318,54 @@ impl SegRun {
             eval_set = eval_set.subset(n, cfg.seed ^ 0x5eed);
         }
         let classes = train_set.classes;
-        let weights = cfg.data.class_weights.resolve(&train_set).map_err(|e| anyhow::anyhow!("data.class_weights: {e}"))?;
-        let (crop_h, crop_w) = cfg.data.crop.map(|[h, w]| (h.min(train_set.height), w.min(train_set.width))).unwrap_or((train_set.height, train_set.width));
+        let weights = cfg
+            .data
+            .class_weights
+            .resolve(&train_set)
+            .map_err(|e| anyhow::anyhow!("data.class_weights: {e}"))?;
+        let (crop_h, crop_w) = cfg
+            .data
+            .crop
+            .map(|[h, w]| (h.min(train_set.height), w.min(train_set.width)))
+            .unwrap_or((train_set.height, train_set.width));
         // One network serves both stages: it is fully convolutional; its spec records the crop size.
         let spec = cfg.net_spec(classes, crop_h, crop_w)?;
-        cfg.net_spec(classes, eval_set.height, eval_set.width).context("evaluation images")?;
+        cfg.net_spec(classes, eval_set.height, eval_set.width)
+            .context("evaluation images")?;
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);
         let mut model = SparseDenseNet::new(&spec, cfg.model.dropout, &ad)?;
         let mut optim = rmsprop(cfg);
         let (mean, std) = train_set.channel_mean_std();
-        let mut state = TrainState { spec: spec.clone(), epochs_done: 0, iteration: 0, seed: cfg.seed, mean, std, class_names: train_set.class_names.clone(), wall_s: 0.0 };
+        let mut state = TrainState {
+            spec: spec.clone(),
+            epochs_done: 0,
+            iteration: 0,
+            seed: cfg.seed,
+            mean,
+            std,
+            class_names: train_set.class_names.clone(),
+            wall_s: 0.0,
+        };
         let mut rows: Vec<SegEpochMetrics> = Vec::new();
         if resume {
             (model, optim, state) = load_checkpoint(&self.dir.join(CHECKPOINT_FILE), model, optim)?;
             let metrics = self.dir.join("metrics.json");
             if metrics.exists() {
-                rows = serde_json::from_slice(&std::fs::read(&metrics)?).with_context(|| format!("bad {}", metrics.display()))?;
+                rows = serde_json::from_slice(&std::fs::read(&metrics)?)
+                    .with_context(|| format!("bad {}", metrics.display()))?;
                 rows.retain(|r| r.epoch <= state.epochs_done);
             }
         }
-        report::write_atomic(&self.dir.join(SEG_CONFIG_FILE), toml::to_string_pretty(cfg)?.as_bytes())?;
+        report::write_atomic(
+            &self.dir.join(SEG_CONFIG_FILE),
+            toml::to_string_pretty(cfg)?.as_bytes(),
+        )?;
 
         let mut class_weights = weights.unwrap_or_else(|| vec![1.0; classes]);
         class_weights.push(0.0);
-        let weight_tensor = Tensor::<1>::from_data(TensorData::new(class_weights, [classes + 1]), &ad);
+        let weight_tensor =
+            Tensor::<1>::from_data(TensorData::new(class_weights, [classes + 1]), &ad);
         let train_data = SegInMemory::new(train_set);
         let eval_data = SegInMemory::new(eval_set);
         let heads = model.graph.heads().len();
@@ -329,25 +385,66 @@ impl SegRun {
             }
             let finetune = epoch > cfg.optim.epochs;
             let (crop, batch_size, lr) = if finetune {
-                (None, cfg.optim.finetune_batch_size, cfg.optim.finetune_lr * cfg.optim.lr_decay.powi((epoch - cfg.optim.epochs - 1) as i32))
+                (
+                    None,
+                    cfg.optim.finetune_batch_size,
+                    cfg.optim.finetune_lr
+                        * cfg
+                            .optim
+                            .lr_decay
+                            .powi((epoch - cfg.optim.epochs - 1) as i32),
+                )
             } else {
-                (Some((crop_h, crop_w)), cfg.optim.batch_size, cfg.optim.lr * cfg.optim.lr_decay.powi(epoch as i32 - 1))
+                (
+                    Some((crop_h, crop_w)),
+                    cfg.optim.batch_size,
+                    cfg.optim.lr * cfg.optim.lr_decay.powi(epoch as i32 - 1),
+                )
             };
             ad.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
-            let batcher = SegBatcher::train(state.mean.clone(), state.std.clone(), crop, cfg.data.flip, cfg.seed).at_epoch(epoch);
-            let loader = logdense_data::seg::seg_loader_on(train_data.clone(), batcher, batch_size, Some(cfg.seed), cfg.data.workers, &ad);
+            let batcher = SegBatcher::train(
+                state.mean.clone(),
+                state.std.clone(),
+                crop,
+                cfg.data.flip,
+                cfg.seed,
+            )
+            .at_epoch(epoch);
+            let loader = logdense_data::seg::seg_loader_on(
+                train_data.clone(),
+                batcher,
+                batch_size,
+                Some(cfg.seed),
+                cfg.data.workers,
+                &ad,
+            );
             let t0 = Instant::now();
             let (mut loss_sum, mut seen) = (0.0, 0usize);
             let bar = self.progress.then(|| {
                 let b = indicatif::ProgressBar::new(loader.num_items().div_ceil(batch_size) as u64);
-                b.set_style(indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}").expect("valid template").progress_chars("=> "));
-                b.set_prefix(format!("epoch {epoch}/{total}{}", if finetune { " (full images)" } else { "" }));
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(format!(
+                    "epoch {epoch}/{total}{}",
+                    if finetune { " (full images)" } else { "" }
+                ));
                 b
             });
             for batch in loader.iter() {
                 let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
                 let [n, hh, ww] = batch.labels.dims();
-                let label_values: Vec<i64> = batch.labels.clone().into_data().convert::<i64>().try_into_vec::<i64>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let label_values: Vec<i64> = batch
+                    .labels
+                    .clone()
+                    .into_data()
+                    .convert::<i64>()
+                    .try_into_vec::<i64>()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 let outputs = model.forward_heads(batch.images);
                 let mut loss: Option<Tensor<1>> = None;
                 for (out, &lw) in outputs.into_iter().zip(&loss_weights) {
@@ -378,7 +475,11 @@ impl SegRun {
                 loss_sum += value * n as f64;
                 seen += n;
                 if let Some(b) = &bar {
-                    b.set_message(format!("loss {:.4} {:.1} img/s", loss_sum / seen as f64, seen as f64 / t0.elapsed().as_secs_f64().max(1e-9)));
+                    b.set_message(format!(
+                        "loss {:.4} {:.1} img/s",
+                        loss_sum / seen as f64,
+                        seen as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+                    ));
                     b.inc(1);
                 }
             }
@@ -387,7 +488,14 @@ impl SegRun {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            let eval_loader = logdense_data::seg::seg_loader_on(eval_data.clone(), SegBatcher::eval(state.mean.clone(), state.std.clone()), 8, None, cfg.data.workers, &self.device);
+            let eval_loader = logdense_data::seg::seg_loader_on(
+                eval_data.clone(),
+                SegBatcher::eval(state.mean.clone(), state.std.clone()),
+                8,
+                None,
+                cfg.data.workers,
+                &self.device,
+            );
             let cm = evaluate(&model.valid(), eval_loader, classes)?;
             state.epochs_done = epoch;
             state.wall_s = wall_before + run_start.elapsed().as_secs_f64();
@@ -430,15 +538,29 @@ impl SegRun {
             wall_s: state.wall_s,
             params: model.trainable_params(),
         };
-        report::write_atomic(&self.dir.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
+        report::write_atomic(
+            &self.dir.join("summary.json"),
+            &serde_json::to_vec_pretty(&summary)?,
+        )?;
         Ok((model, summary))
     }
 }
 
 fn write_reports(dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
-    let mut csv = String::from("epoch,stage,lr,train_loss,mean_iou,global_accuracy,images_per_s,epoch_s\n");
+    let mut csv =
+        String::from("epoch,stage,lr,train_loss,mean_iou,global_accuracy,images_per_s,epoch_s\n");
     for r in rows {
-        csv += &format!("{},{},{},{:.6},{:.6},{:.6},{:.2},{:.2}\n", r.epoch, r.stage, r.lr, r.train_loss, r.mean_iou, r.global_accuracy, r.images_per_s, r.epoch_s);
+        csv += &format!(
+            "{},{},{},{:.6},{:.6},{:.6},{:.2},{:.2}\n",
+            r.epoch,
+            r.stage,
+            r.lr,
+            r.train_loss,
+            r.mean_iou,
+            r.global_accuracy,
+            r.images_per_s,
+            r.epoch_s
+        );
     }
     report::write_atomic(&dir.join("metrics.csv"), csv.as_bytes())?;
     report::write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(rows)?)?;
@@ -446,11 +568,24 @@ fn write_reports(dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
     report::plot_panels(
         &dir.join("curves.png"),
         &[
-            Panel { title: "training loss", y_label: "weighted cross-entropy", series: vec![("train", rows.iter().map(|r| (x(r), r.train_loss)).collect())] },
+            Panel {
+                title: "training loss",
+                y_label: "weighted cross-entropy",
+                series: vec![("train", rows.iter().map(|r| (x(r), r.train_loss)).collect())],
+            },
             Panel {
                 title: "evaluation",
                 y_label: "fraction",
-                series: vec![("mean IoU", rows.iter().map(|r| (x(r), r.mean_iou)).collect()), ("global accuracy", rows.iter().map(|r| (x(r), r.global_accuracy)).collect())],
+                series: vec![
+                    (
+                        "mean IoU",
+                        rows.iter().map(|r| (x(r), r.mean_iou)).collect(),
+                    ),
+                    (
+                        "global accuracy",
+                        rows.iter().map(|r| (x(r), r.global_accuracy)).collect(),
+                    ),
+                ],
             },
         ],
     )
@@ -458,42 +593,88 @@ fn write_reports(dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
 
 /// Reads the run's config and model.
 pub fn load_run(dir: &Path, device: &Device) -> Result<(SegConfig, SparseDenseNet, TrainState)> {
-    let cfg = SegConfig::load(&dir.join(SEG_CONFIG_FILE)).with_context(|| format!("{} is not a segmentation run directory", dir.display()))?;
+    let cfg = SegConfig::load(&dir.join(SEG_CONFIG_FILE))
+        .with_context(|| format!("{} is not a segmentation run directory", dir.display()))?;
     let (model, state) = crate::train::load_trained(dir, device)?;
     Ok((cfg, model, state))
 }
 
 /// Normalised `[1, 3, H, W]` tensor of an RGB CHW image.
-pub fn image_tensor(chw: &[u8], h: usize, w: usize, mean: &[f32], std: &[f32], device: &Device) -> Tensor<4> {
+pub fn image_tensor(
+    chw: &[u8],
+    h: usize,
+    w: usize,
+    mean: &[f32],
+    std: &[f32],
+    device: &Device,
+) -> Tensor<4> {
     let plane = h * w;
-    let data: Vec<f32> = chw.iter().enumerate().map(|(k, &v)| (v as f32 / 255.0 - mean[k / plane]) / std[k / plane]).collect();
+    let data: Vec<f32> = chw
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| (v as f32 / 255.0 - mean[k / plane]) / std[k / plane])
+        .collect();
     Tensor::from_data(TensorData::new(data, [1, 3, h, w]), device)
 }
 
 /// Fig. 2: input, ground truth (if known), every head's prediction upsampled to full size
 /// (auxiliary heads in block order, the final one last), colourised and side by side.
-pub fn prediction_strip(model: &SparseDenseNet, state: &TrainState, palette: &[[u8; 3]], image_chw: &[u8], truth: Option<&[u8]>, h: usize, w: usize, device: &Device) -> image::RgbImage {
-    let heads = model.forward_heads(image_tensor(image_chw, h, w, &state.mean, &state.std, device));
-    let mut panels: Vec<Vec<[u8; 3]>> = vec![(0..h * w).map(|p| [image_chw[p], image_chw[h * w + p], image_chw[2 * h * w + p]]).collect()];
+pub fn prediction_strip(
+    model: &SparseDenseNet,
+    state: &TrainState,
+    palette: &[[u8; 3]],
+    image_chw: &[u8],
+    truth: Option<&[u8]>,
+    h: usize,
+    w: usize,
+    device: &Device,
+) -> image::RgbImage {
+    let heads = model.forward_heads(image_tensor(
+        image_chw,
+        h,
+        w,
+        &state.mean,
+        &state.std,
+        device,
+    ));
+    let mut panels: Vec<Vec<[u8; 3]>> = vec![(0..h * w)
+        .map(|p| [image_chw[p], image_chw[h * w + p], image_chw[2 * h * w + p]])
+        .collect()];
     let colour = |c: usize| palette.get(c).copied().unwrap_or([0, 0, 0]);
     if let Some(t) = truth {
         panels.push(t.iter().map(|&c| colour(c as usize)).collect());
     }
     for head in heads {
         let [_, _, hh, ww] = head.dims();
-        let pred: Vec<i64> = head.argmax(1).reshape([hh * ww]).into_data().convert::<i64>().try_into_vec::<i64>().unwrap_or_default();
-        let up: Vec<[u8; 3]> = (0..h * w).map(|p| {
-            let (y, x) = (p / w, p % w);
-            let (sy, sx) = ((y * hh / h).min(hh - 1), (x * ww / w).min(ww - 1));
-            colour(pred.get(sy * ww + sx).copied().unwrap_or(0) as usize)
-        }).collect();
+        let pred: Vec<i64> = head
+            .argmax(1)
+            .reshape([hh * ww])
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap_or_default();
+        let up: Vec<[u8; 3]> = (0..h * w)
+            .map(|p| {
+                let (y, x) = (p / w, p % w);
+                let (sy, sx) = ((y * hh / h).min(hh - 1), (x * ww / w).min(ww - 1));
+                colour(pred.get(sy * ww + sx).copied().unwrap_or(0) as usize)
+            })
+            .collect();
         panels.push(up);
     }
     let gap = 4;
-    let mut img = image::RgbImage::from_pixel((panels.len() * (w + gap) - gap) as u32, h as u32, image::Rgb([255, 255, 255]));
+    let mut img = image::RgbImage::from_pixel(
+        (panels.len() * (w + gap) - gap) as u32,
+        h as u32,
+        image::Rgb([255, 255, 255]),
+    );
     for (k, panel) in panels.iter().enumerate() {
         for (p, rgb) in panel.iter().enumerate() {
-            img.put_pixel((k * (w + gap) + p % w) as u32, (p / w) as u32, image::Rgb(*rgb));
+            img.put_pixel(
+                (k * (w + gap) + p % w) as u32,
+                (p / w) as u32,
+                image::Rgb(*rgb),
+            );
         }
     }
     img
@@ -502,7 +683,8 @@ pub fn prediction_strip(model: &SparseDenseNet, state: &TrainState, palette: &[[
 /// The colour palette of the run's data set (CamVid's, or the one its `classes.json` names).
 pub fn palette_of(dir: &Path) -> Vec<[u8; 3]> {
     let file = dir.join(logdense_data::seg::camvid::ClassesFile::FILE_NAME);
-    let classes = logdense_data::seg::camvid::ClassesFile::read(&file).unwrap_or_else(|_| logdense_data::seg::camvid::ClassesFile::camvid());
+    let classes = logdense_data::seg::camvid::ClassesFile::read(&file)
+        .unwrap_or_else(|_| logdense_data::seg::camvid::ClassesFile::camvid());
     classes.full_palette()
 }
 
@@ -519,15 +701,22 @@ mod tests {
     fn subsampling_picks_cell_centres() {
         // 1 image 4x4 with values 0..16, down to 2x2: centres (1,1),(1,3),(3,1),(3,3) -> rows 2*y+1.
         let labels: Vec<i64> = (0..16).collect();
-        assert_eq!(subsample_labels(&labels, 1, (4, 4), (2, 2)), vec![5, 7, 13, 15]);
+        assert_eq!(
+            subsample_labels(&labels, 1, (4, 4), (2, 2)),
+            vec![5, 7, 13, 15]
+        );
     }
 
     #[test]
     fn loss_ignores_void_and_applies_weights() {
         let device = Device::flex();
         // 2 classes, 3 pixels: labels 0, 1, void (2). Logits favour class 0 everywhere.
-        let logits = Tensor::<4>::from_data(TensorData::new(vec![2.0f32, 2.0, 2.0, 0.0, 0.0, 0.0], [1, 2, 1, 3]), &device);
-        let labels = Tensor::<3, Int>::from_data(TensorData::new(vec![0i64, 1, 2], [1, 1, 3]), &device);
+        let logits = Tensor::<4>::from_data(
+            TensorData::new(vec![2.0f32, 2.0, 2.0, 0.0, 0.0, 0.0], [1, 2, 1, 3]),
+            &device,
+        );
+        let labels =
+            Tensor::<3, Int>::from_data(TensorData::new(vec![0i64, 1, 2], [1, 1, 3]), &device);
         let w = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 3.0, 0.0], [3]), &device);
         let got = seg_loss(logits, labels, &w).into_scalar::<f32>() as f64;
         let lp0 = -(1.0 + (-2.0f64).exp()).ln();

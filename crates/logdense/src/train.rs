@@ -383,17 +383,40 @@ impl Run {
 }
 
 /// Writes the run directory's checkpoint (atomically, see [`Checkpoint::save`]).
-pub fn save_checkpoint(dir: &Path, model: &SparseDenseNet, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
-    let model_bytes = model.clone().into_record().into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
-    let optim_bytes = optim.into_bytes().map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e}"))?;
-    Checkpoint { state: state.clone(), model: model_bytes.to_vec(), optimizer: optim_bytes.to_vec() }.save(&dir.join(CHECKPOINT_FILE))
+pub fn save_checkpoint(
+    dir: &Path,
+    model: &SparseDenseNet,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<()> {
+    let model_bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
+    let optim_bytes = optim
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e}"))?;
+    Checkpoint {
+        state: state.clone(),
+        model: model_bytes.to_vec(),
+        optimizer: optim_bytes.to_vec(),
+    }
+    .save(&dir.join(CHECKPOINT_FILE))
 }
 
 /// Restores model weights, optimiser state and training state from a checkpoint file.
-pub fn load_checkpoint(path: &Path, model: SparseDenseNet, optim: ModuleOptimizer) -> Result<(SparseDenseNet, ModuleOptimizer, TrainState)> {
+pub fn load_checkpoint(
+    path: &Path,
+    model: SparseDenseNet,
+    optim: ModuleOptimizer,
+) -> Result<(SparseDenseNet, ModuleOptimizer, TrainState)> {
     let ck = Checkpoint::load(path)?;
-    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let optim = optim.from_bytes(Bytes::from_bytes_vec(ck.optimizer)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let optim = optim
+        .from_bytes(Bytes::from_bytes_vec(ck.optimizer))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok((model.load_record(record), optim, ck.state))
 }
 
@@ -402,7 +425,8 @@ pub fn load_trained(dir: &Path, device: &Device) -> Result<(SparseDenseNet, Trai
     let ckpt_path = dir.join(CHECKPOINT_FILE);
     let ck = Checkpoint::load(&ckpt_path)?;
     let model = SparseDenseNet::new(&ck.state.spec, 0.0, device)?;
-    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model)).map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
     Ok((model.load_record(record), ck.state))
 }
 

@@ -13,7 +13,10 @@ fn temp(name: &str) -> PathBuf {
 #[test]
 fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
     let fashion = std::path::Path::new(logdense::data::FASHION_MNIST_DIR);
-    assert!(fashion.exists(), "Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
+    assert!(
+        fashion.exists(),
+        "Fashion-MNIST is missing: apt-get install dataset-fashion-mnist"
+    );
     let data = temp("data");
     logdense::data::fashion_scenes::generate(&data, 32, 160, 40, 7, fashion).unwrap();
     let mut cfg = SegConfig::default();
@@ -25,20 +28,42 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
     cfg.optim.epochs = 4;
     cfg.optim.finetune_epochs = 1;
     let dir = temp("run");
-    let (model, summary) = SegRun { dir: dir.clone(), cfg, device: Device::flex(), progress: false }.train(false).unwrap();
-    let rows: Vec<logdense::segment::SegEpochMetrics> = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    let (model, summary) = SegRun {
+        dir: dir.clone(),
+        cfg,
+        device: Device::flex(),
+        progress: false,
+    }
+    .train(false)
+    .unwrap();
+    let rows: Vec<logdense::segment::SegEpochMetrics> =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(rows.len(), 5);
     assert_eq!(rows[4].stage, "finetune");
-    assert!(rows[3].train_loss < rows[0].train_loss, "loss did not fall: {rows:?}");
+    assert!(
+        rows[3].train_loss < rows[0].train_loss,
+        "loss did not fall: {rows:?}"
+    );
     // Background dominates; a network that learned anything beats always predicting it.
-    assert!(summary.global_accuracy > 0.6, "global accuracy {}", summary.global_accuracy);
+    assert!(
+        summary.global_accuracy > 0.6,
+        "global accuracy {}",
+        summary.global_accuracy
+    );
     assert!(summary.mean_iou > 0.0 && summary.mean_iou <= 1.0);
-    for f in ["metrics.csv", "curves.png", "segment.toml", "checkpoint.ldck", "summary.json"] {
+    for f in [
+        "metrics.csv",
+        "curves.png",
+        "segment.toml",
+        "checkpoint.ldck",
+        "summary.json",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     // eval from the run directory reproduces the last epoch's numbers.
     let (_, loaded, state) = logdense::segment::load_run(&dir, &Device::flex()).unwrap();
-    let test = logdense::data::seg::load_camvid(&data, logdense::data::seg::SegSplit::Test).unwrap();
+    let test =
+        logdense::data::seg::load_camvid(&data, logdense::data::seg::SegSplit::Test).unwrap();
     let classes = test.classes;
     let loader = logdense::data::seg::seg_loader_on(
         logdense::data::seg::SegInMemory::new(test.clone()),
@@ -53,8 +78,20 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
     // Fig. 2 strip: input, truth, one panel per head (4 auxiliary + final), 4 px gaps.
     let heads = model.graph.heads().len();
     assert_eq!(heads, 5);
-    let strip = logdense::segment::prediction_strip(&loaded, &state, &test.palette, test.image(0), Some(test.label(0)), 32, 32, &Device::flex());
-    assert_eq!((strip.width(), strip.height()), ((2 + heads as u32) * 36 - 4, 32));
+    let strip = logdense::segment::prediction_strip(
+        &loaded,
+        &state,
+        &test.palette,
+        test.image(0),
+        Some(test.label(0)),
+        32,
+        32,
+        &Device::flex(),
+    );
+    assert_eq!(
+        (strip.width(), strip.height()),
+        ((2 + heads as u32) * 36 - 4, 32)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
 }

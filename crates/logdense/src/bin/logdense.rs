@@ -853,8 +853,14 @@ fn scenes_cmd(a: ScenesArgs) -> Result<()> {
         return Err(usage("--size must be at least 32"));
     }
     let t0 = std::time::Instant::now();
-    let written = logdense::data::fashion_scenes::generate(&a.out, a.size, a.train, a.test, a.seed, &a.fashion)?;
-    println!("fashion-scenes: {written:?} in {} ({:.1} s)", a.out.display(), t0.elapsed().as_secs_f64());
+    let written = logdense::data::fashion_scenes::generate(
+        &a.out, a.size, a.train, a.test, a.seed, &a.fashion,
+    )?;
+    println!(
+        "fashion-scenes: {written:?} in {} ({:.1} s)",
+        a.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -864,7 +870,9 @@ fn parse_split(s: &str) -> Result<logdense::data::seg::SegSplit> {
         "train" => Ok(SegSplit::Train),
         "val" => Ok(SegSplit::Val),
         "test" => Ok(SegSplit::Test),
-        other => Err(usage(format!("--split: unknown split '{other}' (train, val, test)"))),
+        other => Err(usage(format!(
+            "--split: unknown split '{other}' (train, val, test)"
+        ))),
     }
 }
 
@@ -872,7 +880,13 @@ fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
     use logdense::segment::{SegConfig, SegRun, SEG_CONFIG_FILE};
     let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let (mut cfg, dir, resume) = match &a.resume {
-        Some(dir) => (SegConfig::load(&dir.join(SEG_CONFIG_FILE)).with_context(|| format!("--resume: {} is not a segmentation run", dir.display()))?, dir.clone(), true),
+        Some(dir) => (
+            SegConfig::load(&dir.join(SEG_CONFIG_FILE)).with_context(|| {
+                format!("--resume: {} is not a segmentation run", dir.display())
+            })?,
+            dir.clone(),
+            true,
+        ),
         None => {
             let mut cfg = match &a.config {
                 Some(p) => SegConfig::load(p)?,
@@ -881,7 +895,9 @@ fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
             if let Some(p) = &a.preset {
                 cfg.model.preset = p.clone();
             }
-            let dir = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("segment-{}", cfg.model.preset)));
+            let dir = a.out.clone().unwrap_or_else(|| {
+                PathBuf::from("runs").join(format!("segment-{}", cfg.model.preset))
+            });
             (cfg, dir, false)
         }
     };
@@ -896,7 +912,12 @@ fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
         cfg.data.crop = Some([c, c]);
     }
     if let Some(w) = &a.class_weights {
-        cfg.data.class_weights = serde_json::from_value(serde_json::Value::String(w.clone())).map_err(|_| usage(format!("--class-weights: unknown value '{w}' (computed, classic, none)")))?;
+        cfg.data.class_weights = serde_json::from_value(serde_json::Value::String(w.clone()))
+            .map_err(|_| {
+                usage(format!(
+                    "--class-weights: unknown value '{w}' (computed, classic, none)"
+                ))
+            })?;
     }
     cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
     cfg.data.eval_subset = a.eval_subset.or(cfg.data.eval_subset);
@@ -914,8 +935,17 @@ fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
         )));
     }
     eprintln!("run directory: {}", dir.display());
-    let (_, s) = SegRun { dir, cfg, device, progress: true }.train(resume)?;
-    println!("final: mean_iou={:.4} global_accuracy={:.4} epochs={} wall_s={:.0}", s.mean_iou, s.global_accuracy, s.epochs, s.wall_s);
+    let (_, s) = SegRun {
+        dir,
+        cfg,
+        device,
+        progress: true,
+    }
+    .train(resume)?;
+    println!(
+        "final: mean_iou={:.4} global_accuracy={:.4} epochs={} wall_s={:.0}",
+        s.mean_iou, s.global_accuracy, s.epochs, s.wall_s
+    );
     Ok(())
 }
 
@@ -932,7 +962,14 @@ fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
     let n = set.len();
     let classes = set.classes;
     let names = set.class_names.clone();
-    let loader = logdense::data::seg::seg_loader_on(SegInMemory::new(set), SegBatcher::eval(state.mean.clone(), state.std.clone()), 8, None, cfg.data.workers, &device);
+    let loader = logdense::data::seg::seg_loader_on(
+        SegInMemory::new(set),
+        SegBatcher::eval(state.mean.clone(), state.std.clone()),
+        8,
+        None,
+        cfg.data.workers,
+        &device,
+    );
     let cm = logdense::segment::evaluate(&model, loader, classes)?;
     println!("eval: images={n} split={split:?}");
     for (name, iou) in names.iter().zip(cm.per_class_iou()) {
@@ -941,14 +978,20 @@ fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
             None => println!("  {name:<14} IoU -"),
         }
     }
-    println!("mean_iou={:.4} global_accuracy={:.4}", cm.mean_iou(), cm.global_accuracy());
+    println!(
+        "mean_iou={:.4} global_accuracy={:.4}",
+        cm.mean_iou(),
+        cm.global_accuracy()
+    );
     Ok(())
 }
 
 fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
     let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let (cfg, model, state) = logdense::segment::load_run(&a.run, &device)?;
-    let img = image::open(&a.image).with_context(|| format!("cannot read image {}", a.image.display()))?.to_rgb8();
+    let img = image::open(&a.image)
+        .with_context(|| format!("cannot read image {}", a.image.display()))?
+        .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut chw = vec![0u8; 3 * h * w];
     for (x, y, p) in img.enumerate_pixels() {
@@ -968,16 +1011,39 @@ fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
         Some(p) => {
             let (labels, lh, lw) = logdense::data::seg::camvid::decode_label(p, classes)?;
             if (lh, lw) != (h, w) {
-                return Err(usage(format!("--label: {} is {lw}x{lh}, the image is {w}x{h}", p.display())));
+                return Err(usage(format!(
+                    "--label: {} is {lw}x{lh}, the image is {w}x{h}",
+                    p.display()
+                )));
             }
             Some(labels)
         }
         None => None,
     };
     let palette = logdense::segment::palette_of(&cfg.data.dir);
-    let strip = logdense::segment::prediction_strip(&model, &state, &palette, &chw, truth.as_deref(), h, w, &device);
-    strip.save(&a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
-    println!("wrote {} (input{}, {} head prediction(s), final last)", a.out.display(), if truth.is_some() { ", ground truth" } else { "" }, model.graph.heads().len());
+    let strip = logdense::segment::prediction_strip(
+        &model,
+        &state,
+        &palette,
+        &chw,
+        truth.as_deref(),
+        h,
+        w,
+        &device,
+    );
+    strip
+        .save(&a.out)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!(
+        "wrote {} (input{}, {} head prediction(s), final last)",
+        a.out.display(),
+        if truth.is_some() {
+            ", ground truth"
+        } else {
+            ""
+        },
+        model.graph.heads().len()
+    );
     Ok(())
 }
 
@@ -987,12 +1053,20 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         return Err(usage("--steps must be at least 1"));
     }
     if a.memory_sweep {
-        let opts = SweepOptions { steps: a.steps.min(3), ..SweepOptions::default() };
+        let opts = SweepOptions {
+            steps: a.steps.min(3),
+            ..SweepOptions::default()
+        };
         sweep_and_print(&opts, a.json)?;
         return Ok(());
     }
     let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
-    let mut opts = BenchOptions { warmup: a.warmup, steps: a.steps, device, ..BenchOptions::default() };
+    let mut opts = BenchOptions {
+        warmup: a.warmup,
+        steps: a.steps,
+        device,
+        ..BenchOptions::default()
+    };
     if !a.preset.is_empty() {
         for p in &a.preset {
             logdense::presets::preset(p).map_err(|e| usage(format!("--preset: {e}")))?;
