@@ -180,6 +180,34 @@ where
     D: Dataset<ImageItem> + 'static,
 {
     let epoch = batcher.epoch;
+    seeded_loader(
+        set,
+        batcher,
+        epoch,
+        batch_size,
+        shuffle_seed,
+        workers,
+        device,
+    )
+}
+
+/// The loader behind [`loader_on`] and [`crate::seg::seg_loader_on`]: shuffling (when
+/// `shuffle_seed` is given) seeded by a hash of (`shuffle_seed`, `epoch`).
+pub(crate) fn seeded_loader<I, O, B, D>(
+    set: D,
+    batcher: B,
+    epoch: usize,
+    batch_size: usize,
+    shuffle_seed: Option<u64>,
+    workers: usize,
+    device: &Device,
+) -> Arc<dyn DataLoader<O>>
+where
+    I: Send + Sync + Clone + std::fmt::Debug + 'static,
+    O: Send + Clone + std::fmt::Debug + 'static,
+    B: Batcher<I, O> + 'static,
+    D: Dataset<I> + 'static,
+{
     let mut b = DataLoaderBuilder::new(batcher)
         .batch_size(batch_size.max(1))
         .num_workers(workers)

@@ -219,7 +219,8 @@ pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<De
     if !proven_optimal && layers <= exact_up_to {
         // Try to beat the best found, one target at a time from the lower bound up.
         let mut exhausted = true;
-        for target in lower_bound..mbd {
+        let best_found = mbd;
+        for target in lower_bound..best_found {
             let mut ex = Exact {
                 layers,
                 k: max_inputs,

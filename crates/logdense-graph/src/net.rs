@@ -298,7 +298,9 @@ impl NetSpec {
                 );
             }
         }
-        if matches!(self.arch, Arch::FcLog | Arch::FcDenseNet) && self.blocks.len() % 2 == 0 {
+        if matches!(self.arch, Arch::FcLog | Arch::FcDenseNet)
+            && self.blocks.len().is_multiple_of(2)
+        {
             return bad(
                 "blocks",
                 format!(
@@ -508,6 +510,7 @@ impl Builder {
 
     /// V1 and FC-Log-DenseNet: layers read explicit input sets over global indices; at every
     /// transition each layer still read later gets its own transform from its latest version.
+    #[allow(clippy::needless_range_loop)] // `i` is the layer's global index, not only a position
     fn per_layer_network(
         &mut self,
         sets: Vec<Vec<usize>>,
@@ -574,6 +577,7 @@ impl Builder {
 
     /// Log-DenseNet V2: LOG inputs inside the block plus the compressed features of all
     /// earlier blocks; transitions compress the finished block.
+    #[allow(clippy::needless_range_loop)] // `i` is the layer's global index, not only a position
     fn v2(&mut self) -> Result<(), SpecError> {
         let blocks = self.spec.blocks.clone();
         let g = self.spec.growth;

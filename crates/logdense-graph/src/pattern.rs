@@ -234,8 +234,8 @@ fn loglog_input_sets(num_layers: usize, min_inputs: usize) -> Vec<Vec<usize>> {
         }
         // (b) each key location feeds the layers up to the next key location.
         for w in keys.windows(2) {
-            for j in w[0] + 1..=w[1] {
-                sets[j].push(w[0]);
+            for set in &mut sets[w[0] + 1..=w[1]] {
+                set.push(w[0]);
             }
         }
         // (c) recurse into the segments between consecutive key locations.

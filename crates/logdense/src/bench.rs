@@ -276,16 +276,14 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     for step in 0..opts.warmup + opts.steps {
         let t0 = Instant::now();
         let outputs = model.forward_heads(image.clone());
-        let mut loss: Option<Tensor<1>> = None;
-        for ((out, &wt), lab) in outputs.into_iter().zip(&weights).zip(&labels) {
-            if let Some(lab) = lab {
-                let term = pixel_cross_entropy(out, lab.clone()).mul_scalar(wt);
-                loss = Some(match loss {
-                    Some(l) => l + term,
-                    None => term,
-                });
-            }
-        }
+        let paired = outputs
+            .into_iter()
+            .zip(&labels)
+            .zip(weights.iter().copied())
+            .filter(|((_, lab), _)| lab.is_some());
+        let loss = crate::train::weighted_loss(paired, |(out, lab)| {
+            pixel_cross_entropy(out, lab.clone().expect("filtered to labelled heads"))
+        });
         let loss = loss.context("no head has a loss weight")?;
         let loss_value = loss.clone().detach().into_scalar::<f32>();
         if !loss_value.is_finite() {

@@ -28,6 +28,28 @@ pub struct TrainState {
     pub wall_s: f64,
 }
 
+impl TrainState {
+    /// The state before the first epoch.
+    pub fn fresh(
+        spec: logdense_graph::NetSpec,
+        seed: u64,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        class_names: Vec<String>,
+    ) -> Self {
+        TrainState {
+            spec,
+            epochs_done: 0,
+            iteration: 0,
+            seed,
+            mean,
+            std,
+            class_names,
+            wall_s: 0.0,
+        }
+    }
+}
+
 /// The pieces of a checkpoint.
 pub struct Checkpoint {
     pub state: TrainState,

@@ -8,7 +8,9 @@ use burn::nn::BatchNorm;
 use burn::prelude::*;
 use logdense_graph::{NetGraph, NetSpec, Op, Pool};
 
-/// The module computing one graph node (the image input has none).
+/// The module computing one graph node (the image input has none). Variants differ in size,
+/// but a network holds one per node in a `Vec`, so boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum NodeModule {
     Stem(StemConv),

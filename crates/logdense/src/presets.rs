@@ -43,6 +43,9 @@ fn fashion() -> NetSpec {
     }
 }
 
+/// A parametric preset family: its name prefix and its constructor from the two numbers.
+type Family = (&'static str, fn(usize, usize) -> NetSpec);
+
 fn parse_pair(rest: &str) -> Option<(usize, usize)> {
     let (a, b) = rest.split_once('-')?;
     Some((a.parse().ok()?, b.parse().ok()?))
@@ -71,7 +74,7 @@ pub fn preset(name: &str) -> Result<NetSpec, String> {
     if let Some(spec) = fixed {
         return Ok(spec);
     }
-    let families: [(&str, fn(usize, usize) -> NetSpec); 10] = [
+    let families: [Family; 10] = [
         ("ld-v1-", |n, g| NetSpec::v1(Pattern::Log, n, g, 3)),
         ("ld-v2-", |n, g| NetSpec::v2(n, g, 3)),
         ("nearest-half-", |n, g| {

@@ -9,7 +9,10 @@
 
 use crate::checkpoint::TrainState;
 use crate::report::{self, Panel};
-use crate::train::{head_weights, load_checkpoint, save_checkpoint, CHECKPOINT_FILE};
+use crate::train::{
+    epoch_bar, head_weights, load_checkpoint, save_checkpoint, saved_rows, seed_epoch,
+    weighted_loss, CHECKPOINT_FILE,
+};
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
 use burn::data::dataloader::DataLoader;
@@ -337,25 +340,17 @@ impl SegRun {
         let mut model = SparseDenseNet::new(&spec, cfg.model.dropout, &ad)?;
         let mut optim = rmsprop(cfg);
         let (mean, std) = train_set.channel_mean_std();
-        let mut state = TrainState {
-            spec: spec.clone(),
-            epochs_done: 0,
-            iteration: 0,
-            seed: cfg.seed,
+        let mut state = TrainState::fresh(
+            spec.clone(),
+            cfg.seed,
             mean,
             std,
-            class_names: train_set.class_names.clone(),
-            wall_s: 0.0,
-        };
+            train_set.class_names.clone(),
+        );
         let mut rows: Vec<SegEpochMetrics> = Vec::new();
         if resume {
             (model, optim, state) = load_checkpoint(&self.dir.join(CHECKPOINT_FILE), model, optim)?;
-            let metrics = self.dir.join("metrics.json");
-            if metrics.exists() {
-                rows = serde_json::from_slice(&std::fs::read(&metrics)?)
-                    .with_context(|| format!("bad {}", metrics.display()))?;
-                rows.retain(|r| r.epoch <= state.epochs_done);
-            }
+            rows = saved_rows(&self.dir, state.epochs_done, |r: &SegEpochMetrics| r.epoch)?;
         }
         report::write_atomic(
             &self.dir.join(SEG_CONFIG_FILE),
@@ -401,7 +396,7 @@ impl SegRun {
                     cfg.optim.lr * cfg.optim.lr_decay.powi(epoch as i32 - 1),
                 )
             };
-            ad.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+            seed_epoch(&ad, cfg.seed, epoch);
             let batcher = SegBatcher::train(
                 state.mean.clone(),
                 state.std.clone(),
@@ -421,19 +416,11 @@ impl SegRun {
             let t0 = Instant::now();
             let (mut loss_sum, mut seen) = (0.0, 0usize);
             let bar = self.progress.then(|| {
-                let b = indicatif::ProgressBar::new(loader.num_items().div_ceil(batch_size) as u64);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                );
-                b.set_prefix(format!(
-                    "epoch {epoch}/{total}{}",
-                    if finetune { " (full images)" } else { "" }
-                ));
-                b
+                let stage = if finetune { " (full images)" } else { "" };
+                epoch_bar(
+                    loader.num_items().div_ceil(batch_size),
+                    format!("epoch {epoch}/{total}{stage}"),
+                )
             });
             for batch in loader.iter() {
                 let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -446,24 +433,19 @@ impl SegRun {
                     .try_into_vec::<i64>()
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 let outputs = model.forward_heads(batch.images);
-                let mut loss: Option<Tensor<1>> = None;
-                for (out, &lw) in outputs.into_iter().zip(&loss_weights) {
-                    if lw == 0.0 {
-                        continue;
-                    }
-                    let [_, _, h, w] = out.dims();
-                    let labels = if (h, w) == (hh, ww) {
-                        batch.labels.clone()
-                    } else {
-                        let sub = subsample_labels(&label_values, n, (hh, ww), (h, w));
-                        Tensor::<3, Int>::from_data(TensorData::new(sub, [n, h, w]), &ad)
-                    };
-                    let term = seg_loss(out, labels, &weight_tensor).mul_scalar(lw);
-                    loss = Some(match loss {
-                        Some(l) => l + term,
-                        None => term,
-                    });
-                }
+                let loss = weighted_loss(
+                    outputs.into_iter().zip(loss_weights.iter().copied()),
+                    |out| {
+                        let [_, _, h, w] = out.dims();
+                        let labels = if (h, w) == (hh, ww) {
+                            batch.labels.clone()
+                        } else {
+                            let sub = subsample_labels(&label_values, n, (hh, ww), (h, w));
+                            Tensor::<3, Int>::from_data(TensorData::new(sub, [n, h, w]), &ad)
+                        };
+                        seg_loss(out, labels, &weight_tensor)
+                    },
+                );
                 let loss = loss.expect("the final head has weight");
                 let value = loss.clone().detach().into_scalar::<f32>() as f64;
                 if !value.is_finite() {
@@ -625,8 +607,7 @@ pub fn prediction_strip(
     palette: &[[u8; 3]],
     image_chw: &[u8],
     truth: Option<&[u8]>,
-    h: usize,
-    w: usize,
+    (h, w): (usize, usize),
     device: &Device,
 ) -> image::RgbImage {
     let heads = model.forward_heads(image_tensor(

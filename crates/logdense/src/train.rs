@@ -122,6 +122,55 @@ pub fn head_weights(heads: usize, final_only: bool) -> Vec<f64> {
     w
 }
 
+/// Sum of `weight x loss` over the heads whose weight is positive (`None` if there is none);
+/// `loss_of` is only called for those heads.
+pub fn weighted_loss<T>(
+    outputs: impl IntoIterator<Item = (T, f64)>,
+    mut loss_of: impl FnMut(T) -> Tensor<1>,
+) -> Option<Tensor<1>> {
+    outputs
+        .into_iter()
+        .filter(|(_, w)| *w > 0.0)
+        .map(|(out, w)| loss_of(out).mul_scalar(w))
+        .reduce(|a, b| a + b)
+}
+
+/// Seeds the backend generator for one epoch: everything random in an epoch (dropout, here;
+/// data order and augmentation derive from the same pair) is a function of (seed, epoch), so a
+/// resumed run replays it exactly.
+pub fn seed_epoch(device: &Device, seed: u64, epoch: usize) {
+    device.seed(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+}
+
+/// The per-epoch metrics a run directory already holds, up to `epochs_done` (for resume).
+pub fn saved_rows<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    epochs_done: usize,
+    epoch_of: impl Fn(&T) -> usize,
+) -> Result<Vec<T>> {
+    let metrics = dir.join("metrics.json");
+    if !metrics.exists() {
+        return Ok(Vec::new());
+    }
+    let mut rows: Vec<T> = serde_json::from_slice(&std::fs::read(&metrics)?)
+        .with_context(|| format!("bad {}", metrics.display()))?;
+    rows.retain(|r| epoch_of(r) <= epochs_done);
+    Ok(rows)
+}
+
+/// A progress bar for one epoch of `batches` batches: loss, accuracy or throughput go in its
+/// message; indicatif hides it when stderr is not a terminal.
+pub fn epoch_bar(batches: usize, prefix: String) -> ProgressBar {
+    let bar = ProgressBar::new(batches as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
+    bar
+}
+
 /// The learning rate at an iteration of the main schedule of `total` iterations.
 pub fn lr_at(cfg: &TrainConfig, iteration: usize, total: usize) -> f64 {
     let o = &cfg.optim;
@@ -195,26 +244,18 @@ impl Run {
         let mut model = SparseDenseNet::new(&spec, cfg.model.dropout, &ad)?;
         let mut optim = optimizer(cfg);
         let (mean, std) = train_set.channel_mean_std();
-        let mut state = TrainState {
-            spec: spec.clone(),
-            epochs_done: 0,
-            iteration: 0,
-            seed: cfg.seed,
+        let mut state = TrainState::fresh(
+            spec.clone(),
+            cfg.seed,
             mean,
             std,
-            class_names: train_set.class_names.clone(),
-            wall_s: 0.0,
-        };
+            train_set.class_names.clone(),
+        );
         let mut rows: Vec<EpochMetrics> = Vec::new();
         let ckpt_path = self.dir.join(CHECKPOINT_FILE);
         if resume {
             (model, optim, state) = load_checkpoint(&ckpt_path, model, optim)?;
-            let metrics = self.dir.join("metrics.json");
-            if metrics.exists() {
-                rows = serde_json::from_slice(&std::fs::read(&metrics)?)
-                    .with_context(|| format!("bad {}", metrics.display()))?;
-                rows.retain(|r| r.epoch <= state.epochs_done);
-            }
+            rows = saved_rows(&self.dir, state.epochs_done, |r: &EpochMetrics| r.epoch)?;
         }
         report::write_atomic(&self.dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
 
@@ -246,8 +287,7 @@ impl Run {
         for epoch in state.epochs_done + 1..=total_epochs {
             let final_only = epoch > cfg.optim.epochs;
             let weights = head_weights(heads, final_only);
-            // Everything random in an epoch derives from (seed, epoch): resume reproduces it.
-            ad.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+            seed_epoch(&ad, cfg.seed, epoch);
             let loader = logdense_data::loader_on(
                 InMemory::from(train_data.clone()),
                 batcher.at_epoch(epoch),
@@ -269,23 +309,12 @@ impl Run {
                 );
                 let n = batch.targets.dims()[0];
                 let outputs = model.forward_heads(batch.images);
-                let mut loss: Option<Tensor<1>> = None;
-                let mut final_logits = None;
-                for (h, (out, &w)) in outputs.into_iter().zip(&weights).enumerate() {
-                    let logits = flatten(out);
-                    if h + 1 == heads {
-                        final_logits = Some(logits.clone());
-                    }
-                    if w > 0.0 {
-                        let term = cross_entropy(logits, batch.targets.clone()).mul_scalar(w);
-                        loss = Some(match loss {
-                            Some(l) => l + term,
-                            None => term,
-                        });
-                    }
-                }
-                let loss = loss.expect("at least one head has weight");
-                let final_logits = final_logits.expect("the final head exists");
+                let logits: Vec<Tensor<2>> = outputs.into_iter().map(flatten).collect();
+                let final_logits = logits.last().expect("the final head exists").clone();
+                let loss = weighted_loss(logits.into_iter().zip(weights.iter().copied()), |l| {
+                    cross_entropy(l, batch.targets.clone())
+                })
+                .expect("at least one head has weight");
                 right += correct(&final_logits.detach(), &batch.targets);
                 let loss_value = loss.clone().detach().into_scalar::<f32>() as f64;
                 if !loss_value.is_finite() {
@@ -368,17 +397,8 @@ impl Run {
     }
 
     fn bar(&self, len: u64, epoch: usize, total: usize) -> Option<ProgressBar> {
-        if !self.progress {
-            return None;
-        }
-        let bar = ProgressBar::new(len);
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("epoch {epoch}/{total}"));
-        Some(bar)
+        self.progress
+            .then(|| epoch_bar(len as usize, format!("epoch {epoch}/{total}")))
     }
 }
 

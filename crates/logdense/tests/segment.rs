@@ -91,8 +91,7 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
         &test.palette,
         test.image(0),
         Some(test.label(0)),
-        32,
-        32,
+        (32, 32),
         &Device::flex(),
     );
     assert_eq!(

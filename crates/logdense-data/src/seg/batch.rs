@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataloader::DataLoader;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::Rng;
 
-use crate::augment::{crop, hflip, item_rng, item_seed, Chw};
+use crate::augment::{crop, hflip, item_rng, Chw};
 use crate::seg::set::SegSet;
 
 /// One RGB image (CHW) and its class-id map, with its index in the data set it came from.
@@ -289,15 +289,15 @@ where
     D: Dataset<SegItem> + 'static,
 {
     let epoch = batcher.epoch;
-    let mut b = DataLoaderBuilder::new(batcher)
-        .batch_size(batch_size.max(1))
-        .num_workers(workers)
-        .set_device(device.clone());
-    if let Some(seed) = shuffle_seed {
-        // Index u64::MAX keeps the shuffle stream apart from every item's augmentation stream.
-        b = b.shuffle(item_seed(seed, epoch, usize::MAX));
-    }
-    b.build(set)
+    crate::batch::seeded_loader(
+        set,
+        batcher,
+        epoch,
+        batch_size,
+        shuffle_seed,
+        workers,
+        device,
+    )
 }
 
 #[cfg(test)]

@@ -94,6 +94,7 @@ struct ScenesArgs {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum SegmentCommand {
     /// Train a segmentation network (default: fc-ld-small on data/fashion-scenes).
     Train(SegTrainArgs),
@@ -388,7 +389,7 @@ fn graph_cmd(a: GraphArgs) -> Result<()> {
     if a.layers == 0 {
         return Err(usage("--layers must be at least 1"));
     }
-    if a.blocks == 0 || a.layers % a.blocks != 0 {
+    if a.blocks == 0 || !a.layers.is_multiple_of(a.blocks) {
         return Err(usage(format!(
             "--blocks: {} blocks must divide --layers {} evenly",
             a.blocks, a.layers
@@ -1027,8 +1028,7 @@ fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
         &palette,
         &chw,
         truth.as_deref(),
-        h,
-        w,
+        (h, w),
         &device,
     );
     strip
