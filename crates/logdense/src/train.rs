@@ -7,6 +7,7 @@ use crate::report::{self, EpochMetrics};
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
 use burn::data::dataloader::DataLoader;
+use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -16,8 +17,8 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use logdense_data::{
-    load_cifar10, load_cifar100, load_fashion_mnist, load_image_folder, load_mnist, load_svhn,
-    ClassBatch, ClassBatcher, ImageSet, InMemory, Split,
+    load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, load_svhn, ClassBatch,
+    ClassBatcher, ImageItem, ImageSet, InMemory, Split,
 };
 use logdense_graph::NetSpec;
 use std::path::{Path, PathBuf};
@@ -44,13 +45,35 @@ pub fn device_from_name(name: &str) -> Result<Device> {
     }
 }
 
+/// An item source for the loaders: in memory, or decoded lazily from image files.
+pub type Items = Arc<dyn Dataset<ImageItem>>;
+
+/// A classification data set ready for training: both splits and what the network and the
+/// normalisation need to know about them.
+pub struct ClassData {
+    pub train: Items,
+    pub test: Items,
+    /// Channels, height and width of the images the network sees (after the eval transform).
+    pub input: [usize; 3],
+    pub class_names: Vec<String>,
+    /// Per-channel statistics of the training images, in [0, 1] units.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// Images whose statistics are estimated for lazily decoded (ImageNet-style) data sets.
+pub const STATS_SAMPLE: usize = 512;
+
 /// Loads the configured train and test sets.
-pub fn load_data(cfg: &TrainConfig) -> Result<(ImageSet, ImageSet)> {
+pub fn load_data(cfg: &TrainConfig) -> Result<ClassData> {
     let d = &cfg.data;
     let dir = d
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(logdense_data::FASHION_MNIST_DIR));
+    if d.dataset == "folder" {
+        return load_folders(cfg, &dir);
+    }
     let load = |split: Split| -> Result<ImageSet> {
         Ok(match d.dataset.as_str() {
             "fashion-mnist" => load_fashion_mnist(&dir, split)?,
@@ -58,10 +81,6 @@ pub fn load_data(cfg: &TrainConfig) -> Result<(ImageSet, ImageSet)> {
             "cifar10" => load_cifar10(&dir, split)?,
             "cifar100" => load_cifar100(&dir, split)?,
             "svhn" => load_svhn(&dir, split)?,
-            "folder" => {
-                let sub = if split == Split::Train { "train" } else { "val" };
-                load_image_folder(&dir.join(sub), None)?
-            }
             other => bail!("data.dataset: unknown data set '{other}' (fashion-mnist, mnist, cifar10, cifar100, svhn, folder)"),
         })
     };
@@ -73,14 +92,101 @@ pub fn load_data(cfg: &TrainConfig) -> Result<(ImageSet, ImageSet)> {
     if let Some(n) = d.test_subset {
         test = test.subset(n, cfg.seed ^ 0x5eed);
     }
-    Ok((train, test))
+    let (mean, std) = train.channel_mean_std();
+    let first = test.image(0).to_vec();
+    let (_, shape) = d.augment.apply_eval(
+        &first,
+        logdense_data::Chw::new(test.channels, test.height, test.width),
+    );
+    Ok(ClassData {
+        input: [shape.channels, shape.height, shape.width],
+        class_names: train.class_names.clone(),
+        train: Arc::new(InMemory::new(train)),
+        test: Arc::new(InMemory::new(test)),
+        mean,
+        std,
+    })
+}
+
+/// ImageNet-style class folders `DIR/train/CLASS/*` and `DIR/val/CLASS/*`, decoded lazily (the
+/// data set need not fit in memory). The augmentation must bring images to one size
+/// (`random_resized_crop`, or `resize` + `center_crop`); statistics come from a seeded sample
+/// of [`STATS_SAMPLE`] training images after the eval transform.
+fn load_folders(cfg: &TrainConfig, dir: &Path) -> Result<ClassData> {
+    let train = logdense_data::ImageFolder::new(&dir.join("train"), None, None)?;
+    let test = logdense_data::ImageFolder::new(&dir.join("val"), None, None)?;
+    if train.class_names != test.class_names {
+        bail!(
+            "{}: train/ and val/ hold different class folders",
+            dir.display()
+        );
+    }
+    if train.items.is_empty() || test.items.is_empty() {
+        bail!("{}: train/ or val/ holds no images", dir.display());
+    }
+    let a = &cfg.data.augment;
+    if a.random_resized_crop.is_none() && a.center_crop.is_none() {
+        bail!("data.augment: class-folder images differ in size; set random_resized_crop (e.g. 224) or resize + center_crop");
+    }
+    let subset = |f: logdense_data::ImageFolder,
+                  n: Option<usize>,
+                  seed: u64|
+     -> logdense_data::ImageFolder {
+        match n {
+            Some(n) if n < f.items.len() => {
+                let mut rng = logdense_data::item_rng(seed, 0, usize::MAX);
+                let mut idx: Vec<usize> = (0..f.items.len()).collect();
+                rand::seq::SliceRandom::shuffle(idx.as_mut_slice(), &mut rng);
+                let mut keep: Vec<usize> = idx[..n].to_vec();
+                keep.sort_unstable();
+                let items = keep.iter().map(|&i| f.items[i].clone()).collect();
+                logdense_data::ImageFolder { items, ..f }
+            }
+            _ => f,
+        }
+    };
+    let train = subset(train, cfg.data.train_subset, cfg.seed);
+    let test = subset(test, cfg.data.test_subset, cfg.seed ^ 0x5eed);
+    // Channel statistics from a seeded sample of eval-transformed training images.
+    let mut rng = logdense_data::item_rng(cfg.seed, 1, usize::MAX);
+    let mut idx: Vec<usize> = (0..train.items.len()).collect();
+    rand::seq::SliceRandom::shuffle(idx.as_mut_slice(), &mut rng);
+    let (mut sum, mut sq, mut count) = ([0f64; 3], [0f64; 3], 0f64);
+    let mut shape = None;
+    for &i in idx.iter().take(STATS_SAMPLE) {
+        let item = train.load(i)?;
+        let (px, s) = a.apply_eval(&item.pixels, item.shape());
+        let plane = s.height * s.width;
+        for c in 0..s.channels.min(3) {
+            for &v in &px[c * plane..(c + 1) * plane] {
+                let v = v as f64 / 255.0;
+                sum[c] += v;
+                sq[c] += v * v;
+            }
+        }
+        count += plane as f64;
+        shape = Some(s);
+    }
+    let s = shape.expect("at least one training image");
+    let mean: Vec<f32> = (0..s.channels).map(|c| (sum[c] / count) as f32).collect();
+    let std: Vec<f32> = (0..s.channels)
+        .map(|c| ((sq[c] / count - (sum[c] / count).powi(2)).max(1e-12).sqrt() as f32).max(1e-3))
+        .collect();
+    Ok(ClassData {
+        input: [s.channels, s.height, s.width],
+        class_names: train.class_names.clone(),
+        train: Arc::new(train),
+        test: Arc::new(test),
+        mean,
+        std,
+    })
 }
 
 /// The network spec with the data's input shape and class count.
-pub fn spec_for_data(cfg: &TrainConfig, data: &ImageSet) -> Result<NetSpec> {
+pub fn spec_for_data(cfg: &TrainConfig, data: &ClassData) -> Result<NetSpec> {
     let mut spec = cfg.net_spec()?;
-    spec.input = [data.channels, data.height, data.width];
-    spec.classes = data.classes;
+    spec.input = data.input;
+    spec.classes = data.class_names.len();
     spec.build()
         .map_err(|e| anyhow::anyhow!("model does not fit the data: {e}"))?;
     Ok(spec)
@@ -237,19 +343,18 @@ impl Run {
         cfg.validate()?;
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create run directory {}", self.dir.display()))?;
-        let (train_set, test_set) = load_data(cfg)?;
-        let spec = spec_for_data(cfg, &train_set)?;
+        let data = load_data(cfg)?;
+        let spec = spec_for_data(cfg, &data)?;
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);
         let mut model = SparseDenseNet::new(&spec, cfg.model.dropout, &ad)?;
         let mut optim = optimizer(cfg);
-        let (mean, std) = train_set.channel_mean_std();
         let mut state = TrainState::fresh(
             spec.clone(),
             cfg.seed,
-            mean,
-            std,
-            train_set.class_names.clone(),
+            data.mean.clone(),
+            data.std.clone(),
+            data.class_names.clone(),
         );
         let mut rows: Vec<EpochMetrics> = Vec::new();
         let ckpt_path = self.dir.join(CHECKPOINT_FILE);
@@ -259,8 +364,7 @@ impl Run {
         }
         report::write_atomic(&self.dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
 
-        let train_data = Arc::new(train_set);
-        let test_data = Arc::new(test_set);
+        let (train_data, test_data) = (data.train, data.test);
         let batcher = ClassBatcher::train(
             state.mean.clone(),
             state.std.clone(),
@@ -289,7 +393,7 @@ impl Run {
             let weights = head_weights(heads, final_only);
             seed_epoch(&ad, cfg.seed, epoch);
             let loader = logdense_data::loader_on(
-                InMemory::from(train_data.clone()),
+                train_data.clone(),
                 batcher.at_epoch(epoch),
                 cfg.optim.batch_size,
                 Some(cfg.seed),
@@ -338,7 +442,7 @@ impl Run {
             }
             let train_s = t0.elapsed().as_secs_f64();
             let eval_loader = logdense_data::loader_on(
-                InMemory::from(test_data.clone()),
+                test_data.clone(),
                 eval_batcher.clone(),
                 256,
                 None,

@@ -73,20 +73,13 @@ fn ci_sized_training_learns_fashion_mnist() {
     }
     // eval from the run directory reproduces the last epoch's test accuracy.
     let t = logdense::train::Trained::load(&dir, &Device::flex()).unwrap();
-    let (_, test) = logdense::train::load_data(&t.cfg).unwrap();
+    let data = logdense::train::load_data(&t.cfg).unwrap();
     let batcher = logdense::data::ClassBatcher::eval(
         t.state.mean.clone(),
         t.state.std.clone(),
         t.cfg.data.augment.clone(),
     );
-    let loader = logdense::data::loader_on(
-        logdense::data::InMemory::new(test),
-        batcher,
-        100,
-        None,
-        0,
-        &Device::flex(),
-    );
+    let loader = logdense::data::loader_on(data.test, batcher, 100, None, 0, &Device::flex());
     let (_, acc) = logdense::train::evaluate(&t.model, loader).unwrap();
     assert!(
         (acc - summary.test_accuracy).abs() < 1e-9,
@@ -200,4 +193,58 @@ fn missing_data_gives_an_install_hint() {
             && msg.contains("apt-get install dataset-fashion-mnist"),
         "{msg}"
     );
+}
+
+/// ImageNet-style class folders of differently sized PNG and JPEG files, decoded lazily.
+#[test]
+fn trains_from_imagenet_style_class_folders() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = temp_run("folders");
+    for (split, per_class) in [("train", 12), ("val", 4)] {
+        for (c, class) in ["cat", "dog"].iter().enumerate() {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for k in 0..per_class {
+                // Class 0 is dark on the left, class 1 on the right; sizes vary per file.
+                let (w, h) = (40 + 3 * k as u32, 36 + 2 * k as u32);
+                let img = image::RgbImage::from_fn(w, h, |x, _| {
+                    let left = x < w / 2;
+                    let v = if left == (c == 0) { 30 } else { 220 };
+                    image::Rgb([v, v, (k * 10) as u8])
+                });
+                let ext = if k % 2 == 0 { "png" } else { "jpg" };
+                img.save(dir.join(format!("{k}.{ext}"))).unwrap();
+            }
+        }
+    }
+    let mut cfg = small_config(1000, 1000, 1);
+    cfg.data.dataset = "folder".into();
+    cfg.data.dir = Some(root.clone());
+    cfg.data.augment = logdense::data::Augment {
+        random_resized_crop: Some(32),
+        flip: false,
+        ..logdense::data::Augment::none()
+    };
+    cfg.model.preset = "ld-v1-2-4".into();
+    let run = temp_run("folders-run");
+    let (model, summary) = Run {
+        dir: run.clone(),
+        cfg,
+        device: Device::flex(),
+        progress: false,
+        stop_after: None,
+    }
+    .train(false)
+    .unwrap();
+    assert_eq!(model.graph.spec.input, [3, 32, 32]);
+    assert_eq!(model.graph.spec.classes, 2);
+    assert!((0.0..=1.0).contains(&summary.test_accuracy));
+    let state = Checkpoint::load(&run.join(CHECKPOINT_FILE)).unwrap().state;
+    assert_eq!(
+        state.class_names,
+        vec!["cat".to_string(), "dog".to_string()]
+    );
+    assert_eq!(state.mean.len(), 3);
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::remove_dir_all(&run).unwrap();
 }

@@ -780,21 +780,15 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     if let Some(d) = a.data {
         t.cfg.data.dir = Some(d);
     }
-    let (_, test) = train::load_data(&t.cfg)?;
-    let n = test.len();
+    let data = train::load_data(&t.cfg)?;
+    let n = data.test.len();
     let batcher = logdense::data::ClassBatcher::eval(
         t.state.mean.clone(),
         t.state.std.clone(),
         t.cfg.data.augment.clone(),
     );
-    let loader = logdense::data::loader_on(
-        logdense::data::InMemory::new(test),
-        batcher,
-        256,
-        None,
-        t.cfg.data.workers,
-        &device,
-    );
+    let loader =
+        logdense::data::loader_on(data.test, batcher, 256, None, t.cfg.data.workers, &device);
     let (loss, acc) = train::evaluate(&t.model, loader)?;
     println!(
         "eval: images={n} test_loss={loss:.4} test_accuracy={acc:.4} test_error={:.2}%",
