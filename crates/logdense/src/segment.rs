@@ -22,7 +22,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer, RmsPropConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use logdense_data::seg::{
-    load_camvid, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher, SegInMemory, SegSet, SegSplit,
+    load_camvid, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher, SegInMemory, SegSplit,
 };
 use logdense_graph::NetSpec;
 use serde::{Deserialize, Serialize};
@@ -667,11 +667,6 @@ pub fn palette_of(dir: &Path) -> Vec<[u8; 3]> {
     let classes = logdense_data::seg::camvid::ClassesFile::read(&file)
         .unwrap_or_else(|_| logdense_data::seg::camvid::ClassesFile::camvid());
     classes.full_palette()
-}
-
-/// Helper for callers holding a [`SegSet`]: its palette.
-pub fn set_palette(set: &SegSet) -> Vec<[u8; 3]> {
-    set.palette.clone()
 }
 
 #[cfg(test)]
