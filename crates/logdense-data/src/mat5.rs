@@ -459,7 +459,7 @@ impl Reader<'_> {
                 ))
             }
         };
-        if raw.len() % width != 0 {
+        if !raw.len().is_multiple_of(width) {
             return Err(DataError::format(
                 self.path,
                 format!(

@@ -80,7 +80,9 @@ impl SegSet {
                 self.classes
             ));
         }
-        if self.labels.len() % self.plane() != 0 || self.images.len() != 3 * self.labels.len() {
+        if !self.labels.len().is_multiple_of(self.plane())
+            || self.images.len() != 3 * self.labels.len()
+        {
             return Err(format!(
                 "{} image bytes and {} label bytes for images of {}x{}",
                 self.images.len(),

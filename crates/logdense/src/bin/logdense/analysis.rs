@@ -1,0 +1,383 @@
+//! `graph`, `cost`, `design`: the tensor-free analyses of logdense-graph.
+
+use crate::{parse_pattern, usage};
+use anyhow::{Context, Result};
+use clap::Args;
+use logdense::graph::{
+    design, distance, paper, Arch, NetGraph, NetSpec, Pattern, Stem, TransitionHops,
+};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct GraphArgs {
+    /// Connection pattern: dense, log, nearest, evenly-spaced, nearest-half, evenly-spaced-half, nearest-half-and-log, loglog, loglog-plain.
+    #[arg(long, default_value = "log")]
+    pattern: String,
+    /// Number of feature layers L.
+    #[arg(long, default_value_t = 24)]
+    layers: usize,
+    /// Blocks (V1 transitions between them; L must divide evenly).
+    #[arg(long, default_value_t = 1)]
+    blocks: usize,
+    /// Count transitions as free instead of one hop each (Prop. 3.1 counts them).
+    #[arg(long)]
+    free_transitions: bool,
+    #[arg(long)]
+    json: bool,
+    /// Draw the connection matrix (row: layer, column: input) to this PNG file.
+    #[arg(long)]
+    png: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct CostArgs {
+    /// ld-v1, ld-v2, densenet-bc, loglog, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
+    #[arg(long, default_value = "ld-v1")]
+    net: String,
+    /// A named preset instead of --net and its shape options (e.g. fashion, ld-v1-12-16, fc-ld-103).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Connection pattern of ld-v1 networks.
+    #[arg(long, default_value = "log")]
+    pattern: String,
+    /// Layers per block.
+    #[arg(long, default_value_t = 12)]
+    n: usize,
+    /// Growth rate.
+    #[arg(long, default_value_t = 16)]
+    g: usize,
+    #[arg(long, default_value_t = 3)]
+    blocks: usize,
+    /// Input height = width (default: 32 for classification, 224 for FC networks).
+    #[arg(long)]
+    input: Option<usize>,
+    #[arg(long)]
+    bottleneck: bool,
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Initial convolution width (default 2g; FC-Log-DenseNet: 72, FC-DenseNet: 48).
+    #[arg(long)]
+    stem_width: Option<usize>,
+    /// LOGLOG hub-layer growth multiplier.
+    #[arg(long, default_value_t = 1)]
+    hub_multiplier: usize,
+    #[arg(long)]
+    json: bool,
+    /// Print the paper's cost columns (Tables 1-3, Fig. 5b) beside ours.
+    #[arg(long)]
+    paper: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct DesignArgs {
+    #[arg(long)]
+    layers: usize,
+    #[arg(long)]
+    max_inputs: usize,
+    /// Run the exact search up to this many layers.
+    #[arg(long, default_value_t = 12)]
+    exact_up_to: usize,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    png: Option<PathBuf>,
+}
+
+pub(crate) fn draw_matrix(sets: &[Vec<usize>], path: &std::path::Path) -> Result<()> {
+    let n = sets.len();
+    let cell = (600 / n.max(1)).clamp(1, 16) as u32;
+    let size = n as u32 * cell;
+    let mut img = image::GrayImage::from_pixel(size, size, image::Luma([255u8]));
+    for (i, set) in sets.iter().enumerate() {
+        for &j in set {
+            for dy in 0..cell {
+                for dx in 0..cell {
+                    img.put_pixel(j as u32 * cell + dx, i as u32 * cell + dy, image::Luma([0]));
+                }
+            }
+        }
+    }
+    img.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub(crate) fn graph_cmd(a: GraphArgs) -> Result<()> {
+    let pattern = parse_pattern(&a.pattern)?;
+    if a.layers == 0 {
+        return Err(usage("--layers must be at least 1"));
+    }
+    if a.blocks == 0 || !a.layers.is_multiple_of(a.blocks) {
+        return Err(usage(format!(
+            "--blocks: {} blocks must divide --layers {} evenly",
+            a.blocks, a.layers
+        )));
+    }
+    distance::check_pattern_size(pattern, a.layers)?;
+    // Bare topology: tiny channel counts and a large enough input for any number of blocks.
+    let side = 1usize << a.blocks.min(30);
+    let spec = NetSpec {
+        input: [1, side, side],
+        deep_supervision: false,
+        ..NetSpec::v1(pattern, a.layers / a.blocks, 1, a.blocks)
+    };
+    let sets = if a.blocks == 1 {
+        pattern.input_sets(a.layers)
+    } else {
+        spec.build()?.layer_input_sets()
+    };
+    let summary = if a.blocks == 1 {
+        distance::summarize_sets(&sets)?
+    } else {
+        let g = spec.build()?;
+        let hops = if a.free_transitions {
+            TransitionHops::Free
+        } else {
+            TransitionHops::Counted
+        };
+        distance::GraphDistances::new(&g, hops).summary()?
+    };
+    let connections = logdense::graph::pattern::connection_count(&sets);
+    let mean_inputs = logdense::graph::pattern::mean_inputs(&sets);
+    let max_inputs = sets.iter().map(Vec::len).max().unwrap_or(0);
+    if let Some(p) = &a.png {
+        draw_matrix(&sets, p)?;
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "pattern": pattern.to_string(), "layers": a.layers, "blocks": a.blocks,
+            "mbd": summary.mbd, "mean_distance": summary.mean(), "unreachable_pairs": summary.unreachable_pairs,
+            "connections": connections, "mean_inputs": mean_inputs, "max_inputs": max_inputs,
+            "hub_layers": pattern.hub_layers(a.layers),
+        });
+        println!("{v}");
+    } else {
+        println!("pattern {pattern}, L = {}, {} block(s)", a.layers, a.blocks);
+        println!("  MBD                {}", summary.mbd);
+        println!("  mean distance      {:.3}", summary.mean());
+        println!("  connections        {connections}");
+        println!("  inputs per layer   mean {mean_inputs:.3}, max {max_inputs}");
+        if summary.unreachable_pairs > 0 {
+            println!("  unreachable pairs  {}", summary.unreachable_pairs);
+        }
+        if let Some(p) = &a.png {
+            println!("  matrix written to  {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn cost_spec(a: &CostArgs) -> Result<NetSpec> {
+    let mut spec = match (&a.preset, a.net.as_str()) {
+        (Some(p), _) => logdense::presets::preset(p).map_err(|e| usage(format!("--preset: {e}")))?,
+        (None, "ld-v1") => NetSpec::v1(parse_pattern(&a.pattern)?, a.n, a.g, a.blocks),
+        (None, "ld-v2") => NetSpec::v2(a.n, a.g, a.blocks),
+        (None, "densenet-bc") => NetSpec::densenet_bc(a.n, a.g, a.blocks),
+        (None, "loglog") => NetSpec { hub_multiplier: a.hub_multiplier, ..NetSpec::v1(Pattern::LogLog { min_inputs: 4 }, a.n, a.g, a.blocks) },
+        (None, "fc-ld-103") => NetSpec { growth: a.g, ..NetSpec::fc_log_densenet_103(a.stem_width.unwrap_or(72)) },
+        (None, "fc-densenet-56" | "fc-densenet-67" | "fc-densenet-103") => NetSpec::tiramisu(a.net[12..].parse().expect("matched names")).expect("known depth"),
+        (None, other) => return Err(usage(format!("--net: unknown network '{other}' (ld-v1, ld-v2, densenet-bc, loglog, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103)"))),
+    };
+    if a.bottleneck {
+        spec.bottleneck = true;
+    }
+    if let Some(s) = a.input {
+        spec.input = [spec.input[0], s, s];
+    }
+    if let Some(c) = a.classes {
+        spec.classes = c;
+    }
+    if let (Some(w), false) = (a.stem_width, matches!(spec.arch, Arch::FcLog)) {
+        spec.stem = Stem {
+            width: w,
+            ..spec.stem
+        };
+    }
+    Ok(spec)
+}
+
+fn cost_json(g: &NetGraph) -> Result<serde_json::Value> {
+    let c = g.cost();
+    let mbd = distance::GraphDistances::new(g, TransitionHops::Counted)
+        .summary()?
+        .mbd;
+    Ok(serde_json::json!({
+        "net": g.spec, "gflops": c.total.gflops(), "flops": c.total.flops, "params": c.total.params,
+        "weight_params": c.total.weight_params, "activation_bytes": c.total.activation_bytes,
+        "activation_bytes_shared": c.total.activation_bytes_shared, "connections": g.connections(), "mbd": mbd,
+        "per_block": c.per_block.iter().enumerate().map(|(b, x)| serde_json::json!({
+            "block": b, "gflops": x.gflops(), "params": x.params, "activation_bytes": x.activation_bytes,
+            "activation_bytes_shared": x.activation_bytes_shared })).collect::<Vec<_>>(),
+    }))
+}
+
+pub(crate) fn cost_cmd(a: CostArgs) -> Result<()> {
+    if a.paper {
+        return paper_table();
+    }
+    let spec = cost_spec(&a)?;
+    let g = spec.build()?;
+    let v = cost_json(&g)?;
+    if a.json {
+        println!("{v}");
+        return Ok(());
+    }
+    let c = g.cost();
+    println!(
+        "{} ({} layers, g = {}, input {}x{})",
+        a.preset.as_deref().unwrap_or(&a.net),
+        g.num_layers(),
+        spec.growth,
+        spec.input[1],
+        spec.input[2]
+    );
+    println!("  GFLOPs             {:.4}", c.total.gflops());
+    println!(
+        "  parameters         {} ({:.3} M; conv/linear weights only {:.3} M)",
+        c.total.params,
+        c.total.params as f64 / 1e6,
+        c.total.weight_params as f64 / 1e6
+    );
+    println!(
+        "  activations        {:.2} MiB naive, {:.2} MiB shared (batch 1, f32)",
+        mib(c.total.activation_bytes),
+        mib(c.total.activation_bytes_shared)
+    );
+    println!("  connections        {}", g.connections());
+    println!("  MBD                {}", v["mbd"]);
+    println!("  per block          GFLOPs     params  naive MiB");
+    for (b, x) in c.per_block.iter().enumerate() {
+        println!(
+            "    {b:>2}             {:>8.4} {:>10} {:>10.2}",
+            x.gflops(),
+            x.params,
+            mib(x.activation_bytes)
+        );
+    }
+    Ok(())
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn gf(spec: NetSpec) -> Result<f64> {
+    Ok(spec.build()?.cost().total.gflops())
+}
+
+/// The paper's cost columns beside ours.
+fn paper_table() -> Result<()> {
+    println!("Table 1 (V1 LD = N = E budget; LD2 = V2), GFLOPS at 32x32, 3 blocks, no bottleneck");
+    println!("  (n,g)     LD paper   ours     LD2 paper  ours");
+    for ((n, g), ld, ld2) in paper::TABLE1 {
+        println!(
+            "  ({n:>2},{g:>2})   {ld:>6.2}   {:>8.4}   {ld2:>6.2}   {:>8.4}",
+            gf(NetSpec::v1(Pattern::Log, n, g, 3))?,
+            gf(NetSpec::v2(n, g, 3))?
+        );
+    }
+    println!("\nTable 2 (half budgets), GFLOPS: N = nearest-half, E = evenly-spaced-half, N+LD, D = dense V1");
+    println!("  (n,g)     N,E paper  N      E      N+LD paper ours   D paper  ours");
+    for ((n, g), ne, nld, d) in paper::TABLE2 {
+        println!(
+            "  ({n:>2},{g:>2})   {ne:>6.2}   {:>6.3} {:>6.3}  {nld:>6.2}   {:>6.3}  {d:>6.2}  {:>6.3}",
+            gf(NetSpec::v1(Pattern::NearestHalf, n, g, 3))?,
+            gf(NetSpec::v1(Pattern::EvenlySpacedHalf, n, g, 3))?,
+            gf(NetSpec::v1(Pattern::NearestHalfAndLog, n, g, 3))?,
+            gf(NetSpec::v1(Pattern::Dense, n, g, 3))?
+        );
+    }
+    println!("\nTable 3 (224x224, 11 classes)");
+    println!("  network            params paper   ours (M)   GFLOPS paper  ours");
+    let fc = [
+        ("fc-densenet-67", NetSpec::tiramisu(67).expect("67")),
+        ("fc-densenet-103", NetSpec::tiramisu(103).expect("103")),
+        ("fc-ld-103", NetSpec::fc_log_densenet_103(72)),
+    ];
+    for ((name, params, gflops), (_, spec)) in paper::TABLE3.iter().zip(fc) {
+        let c = spec.build()?.cost();
+        let paper_gf = gflops
+            .map(|x| format!("{x:.1}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "  {name:<18} {params:>8.1}      {:>8.3}   {paper_gf:>8}     {:>6.2}",
+            c.total.params as f64 / 1e6,
+            c.total.gflops()
+        );
+    }
+    let c48 = NetSpec::fc_log_densenet_103(48).build()?.cost();
+    println!(
+        "  fc-ld-103 (stem 48)               {:>8.3}                 {:>6.2}",
+        c48.total.params as f64 / 1e6,
+        c48.total.gflops()
+    );
+    println!(
+        "\nFig. 5b (GFLOPS per block at 224x224; the paper: {})",
+        paper::FIG5B_CLAIM
+    );
+    for (name, spec) in [
+        ("fc-densenet-67", NetSpec::tiramisu(67).expect("67")),
+        ("fc-densenet-103", NetSpec::tiramisu(103).expect("103")),
+        ("fc-ld-103", NetSpec::fc_log_densenet_103(72)),
+    ] {
+        let c = spec.build()?.cost();
+        let blocks: Vec<String> = c
+            .per_block
+            .iter()
+            .map(|b| format!("{:.2}", b.gflops()))
+            .collect();
+        let k = c.per_block.len();
+        let last_two =
+            (c.per_block[k - 1].flops + c.per_block[k - 2].flops) as f64 / c.total.flops as f64;
+        println!(
+            "  {name:<16} [{}]  last two blocks {:.0}%",
+            blocks.join(", "),
+            100.0 * last_two
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn design_cmd(a: DesignArgs) -> Result<()> {
+    let d = design::design(a.layers, a.max_inputs, a.exact_up_to)?;
+    let log_sets = Pattern::Log.input_sets(a.layers);
+    let log_mbd = distance::summarize_sets(&log_sets)?.mbd;
+    let log_conn = logdense::graph::pattern::connection_count(&log_sets);
+    let log_max = log_sets.iter().map(Vec::len).max().unwrap_or(0);
+    if let Some(p) = &a.png {
+        draw_matrix(&d.sets, p)?;
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"design": d, "log": {"mbd": log_mbd, "connections": log_conn, "max_inputs": log_max}})
+        );
+        return Ok(());
+    }
+    println!(
+        "L = {}, at most {} inputs per layer",
+        a.layers, a.max_inputs
+    );
+    println!(
+        "  best found         MBD {} with {} connections ({}; {})",
+        d.mbd,
+        d.connections,
+        d.method,
+        if d.proven_optimal {
+            "proven optimal"
+        } else {
+            "not proven optimal"
+        }
+    );
+    println!("  lower bound        MBD >= {}", d.lower_bound);
+    println!("  LOG (up to {log_max} inputs)  MBD {log_mbd} with {log_conn} connections");
+    for (i, s) in d.sets.iter().enumerate().skip(1).take(40) {
+        println!("    x{i:<4} <- {s:?}");
+    }
+    if d.sets.len() > 41 {
+        println!(
+            "    ... ({} more layers; --json prints all)",
+            d.sets.len() - 41
+        );
+    }
+    Ok(())
+}

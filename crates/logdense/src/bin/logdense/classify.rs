@@ -1,0 +1,248 @@
+//! `train`, `eval`, `predict`: image classification.
+
+use crate::usage;
+use anyhow::{Context, Result};
+use clap::Args;
+use logdense::config::TrainConfig;
+use logdense::train::{self, Run, Trained};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    /// TOML configuration (see README); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Network preset (default: fashion).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Data directory (default: /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// fashion-mnist, mnist, cifar10, cifar100, svhn, folder.
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Train on a seeded subset of this many training images.
+    #[arg(long)]
+    train_subset: Option<usize>,
+    #[arg(long)]
+    test_subset: Option<usize>,
+    /// Loader worker threads.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// cpu (burn flex) or vulkan (with the vulkan feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Run directory (default: runs/<preset>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long, conflicts_with_all = ["config", "preset", "out"])]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+pub(crate) struct PredictArgs {
+    #[arg(long)]
+    run: PathBuf,
+    image: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
+    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    if let Some(dir) = a.resume {
+        let cfg = TrainConfig::load(&dir.join(train::CONFIG_FILE))
+            .with_context(|| format!("--resume: {} is not a run directory", dir.display()))?;
+        let cfg = apply_overrides(
+            cfg,
+            &a.data,
+            &a.dataset,
+            a.epochs,
+            a.batch_size,
+            a.lr,
+            a.seed,
+            a.dropout,
+            a.train_subset,
+            a.test_subset,
+            a.workers,
+        )?;
+        return finish_training(
+            Run {
+                dir,
+                cfg,
+                device,
+                progress: true,
+                stop_after: None,
+            },
+            true,
+        );
+    }
+    let mut cfg = match &a.config {
+        Some(p) => TrainConfig::load(p)?,
+        None => TrainConfig::default(),
+    };
+    if let Some(p) = &a.preset {
+        cfg.model.preset = p.clone();
+    }
+    let cfg = apply_overrides(
+        cfg,
+        &a.data,
+        &a.dataset,
+        a.epochs,
+        a.batch_size,
+        a.lr,
+        a.seed,
+        a.dropout,
+        a.train_subset,
+        a.test_subset,
+        a.workers,
+    )?;
+    let dir = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.preset));
+    finish_training(
+        Run {
+            dir,
+            cfg,
+            device,
+            progress: true,
+            stop_after: None,
+        },
+        false,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_overrides(
+    mut cfg: TrainConfig,
+    data: &Option<PathBuf>,
+    dataset: &Option<String>,
+    epochs: Option<usize>,
+    batch_size: Option<usize>,
+    lr: Option<f64>,
+    seed: Option<u64>,
+    dropout: Option<f64>,
+    train_subset: Option<usize>,
+    test_subset: Option<usize>,
+    workers: Option<usize>,
+) -> Result<TrainConfig> {
+    if let Some(d) = data {
+        cfg.data.dir = Some(d.clone());
+    }
+    if let Some(d) = dataset {
+        cfg.data.dataset = d.clone();
+    }
+    cfg.optim.epochs = epochs.unwrap_or(cfg.optim.epochs);
+    cfg.optim.batch_size = batch_size.unwrap_or(cfg.optim.batch_size);
+    cfg.optim.lr = lr.unwrap_or(cfg.optim.lr);
+    cfg.seed = seed.unwrap_or(cfg.seed);
+    cfg.model.dropout = dropout.unwrap_or(cfg.model.dropout);
+    cfg.data.train_subset = train_subset.or(cfg.data.train_subset);
+    cfg.data.test_subset = test_subset.or(cfg.data.test_subset);
+    cfg.data.workers = workers.unwrap_or(cfg.data.workers);
+    cfg.validate().map_err(|e| usage(format!("{e:#}")))?;
+    Ok(cfg)
+}
+
+fn finish_training(run: Run, resume: bool) -> Result<()> {
+    eprintln!("run directory: {}", run.dir.display());
+    let (_, s) = run.train(resume)?;
+    println!(
+        "final: test_accuracy={:.4} test_error={:.2}% epochs={} wall_s={:.0}",
+        s.test_accuracy,
+        100.0 * (1.0 - s.test_accuracy),
+        s.epochs,
+        s.wall_s
+    );
+    Ok(())
+}
+
+pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
+    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let mut t = Trained::load(&a.run, &device)?;
+    if let Some(d) = a.data {
+        t.cfg.data.dir = Some(d);
+    }
+    let data = train::load_data(&t.cfg)?;
+    let n = data.test.len();
+    let batcher = logdense::data::ClassBatcher::eval(
+        t.state.mean.clone(),
+        t.state.std.clone(),
+        t.cfg.data.augment.clone(),
+    );
+    let loader =
+        logdense::data::loader_on(data.test, batcher, 256, None, t.cfg.data.workers, &device);
+    let (loss, acc) = train::evaluate(&t.model, loader)?;
+    println!(
+        "eval: images={n} test_loss={loss:.4} test_accuracy={acc:.4} test_error={:.2}%",
+        100.0 * (1.0 - acc)
+    );
+    Ok(())
+}
+
+pub(crate) fn predict_cmd(a: PredictArgs) -> Result<()> {
+    use burn::prelude::*;
+    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let t = Trained::load(&a.run, &device)?;
+    let [c, h, w] = t.state.spec.input;
+    let img = image::open(&a.image)
+        .with_context(|| format!("cannot read image {}", a.image.display()))?;
+    let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+    let pixels: Vec<u8> = if c == 1 {
+        img.to_luma8().into_raw()
+    } else {
+        img.to_rgb8().into_raw()
+    };
+    let mut data = vec![0f32; c * h * w];
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let v = pixels[(y * w + x) * c + ch] as f32 / 255.0;
+                data[ch * h * w + y * w + x] = (v - t.state.mean[ch]) / t.state.std[ch];
+            }
+        }
+    }
+    let input = Tensor::<4>::from_data(TensorData::new(data, [1, c, h, w]), &device);
+    let logits = t.model.forward(input);
+    let classes = logits.dims()[1];
+    let probs: Vec<f32> = burn::tensor::activation::softmax(logits.reshape([1, classes]), 1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut order: Vec<usize> = (0..classes).collect();
+    order.sort_by(|&x, &y| probs[y].total_cmp(&probs[x]));
+    println!("{}:", a.image.display());
+    for &k in order.iter().take(5) {
+        println!(
+            "  {:>6.2}%  {}",
+            100.0 * probs[k],
+            t.state
+                .class_names
+                .get(k)
+                .map(String::as_str)
+                .unwrap_or("?")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! `data fashion-scenes` and `segment train|eval|predict`: semantic segmentation.
+
+use crate::usage;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use logdense::train;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum DataCommand {
+    /// Compose Fashion-MNIST garments into segmentation scenes, written in the SegNet/CamVid layout.
+    FashionScenes(ScenesArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ScenesArgs {
+    #[arg(long)]
+    out: PathBuf,
+    /// Canvas side in pixels.
+    #[arg(long, default_value_t = 96)]
+    size: usize,
+    /// Training scenes.
+    #[arg(long, default_value_t = 2000)]
+    train: usize,
+    /// Test scenes (and as many validation scenes).
+    #[arg(long, default_value_t = 500)]
+    test: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fashion-MNIST directory.
+    #[arg(long, default_value = logdense::data::FASHION_MNIST_DIR)]
+    fashion: PathBuf,
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
+pub(crate) enum SegmentCommand {
+    /// Train a segmentation network (default: fc-ld-small on data/fashion-scenes).
+    Train(SegTrainArgs),
+    /// Per-class IoU, mean IoU and global accuracy of a run on its evaluation split.
+    Eval(SegEvalArgs),
+    /// Write Fig. 2's picture: input, ground truth, every head's prediction, side by side.
+    Predict(SegPredictArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct SegTrainArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// fc-ld-small, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Data directory in the SegNet layout.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Epochs on random crops.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Epochs on full images after that.
+    #[arg(long)]
+    finetune_epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Random crop side for the first stage.
+    #[arg(long)]
+    crop: Option<usize>,
+    /// computed (median frequency), classic (SegNet's CamVid values) or none.
+    #[arg(long)]
+    class_weights: Option<String>,
+    #[arg(long)]
+    train_subset: Option<usize>,
+    #[arg(long)]
+    eval_subset: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Wall-clock training budget in minutes (no epoch starts that would end past it).
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, conflicts_with_all = ["config", "preset", "out"])]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct SegEvalArgs {
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// val or test (default: the run's evaluation split).
+    #[arg(long)]
+    split: Option<String>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+pub(crate) struct SegPredictArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// An RGB image; if it lies in a SegNet-layout folder (e.g. test/0001.png), its label
+    /// (testannot/0001.png) is shown as ground truth.
+    image: PathBuf,
+    /// A label PNG to show as ground truth.
+    #[arg(long)]
+    label: Option<PathBuf>,
+    #[arg(long, default_value = "prediction.png")]
+    out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub(crate) fn scenes_cmd(a: ScenesArgs) -> Result<()> {
+    if a.size < 32 {
+        return Err(usage("--size must be at least 32"));
+    }
+    let t0 = std::time::Instant::now();
+    let written = logdense::data::fashion_scenes::generate(
+        &a.out, a.size, a.train, a.test, a.seed, &a.fashion,
+    )?;
+    println!(
+        "fashion-scenes: {written:?} in {} ({:.1} s)",
+        a.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn parse_split(s: &str) -> Result<logdense::data::seg::SegSplit> {
+    use logdense::data::seg::SegSplit;
+    match s {
+        "train" => Ok(SegSplit::Train),
+        "val" => Ok(SegSplit::Val),
+        "test" => Ok(SegSplit::Test),
+        other => Err(usage(format!(
+            "--split: unknown split '{other}' (train, val, test)"
+        ))),
+    }
+}
+
+pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
+    use logdense::segment::{SegConfig, SegRun, SEG_CONFIG_FILE};
+    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let (mut cfg, dir, resume) = match &a.resume {
+        Some(dir) => (
+            SegConfig::load(&dir.join(SEG_CONFIG_FILE)).with_context(|| {
+                format!("--resume: {} is not a segmentation run", dir.display())
+            })?,
+            dir.clone(),
+            true,
+        ),
+        None => {
+            let mut cfg = match &a.config {
+                Some(p) => SegConfig::load(p)?,
+                None => SegConfig::default(),
+            };
+            if let Some(p) = &a.preset {
+                cfg.model.preset = p.clone();
+            }
+            let dir = a.out.clone().unwrap_or_else(|| {
+                PathBuf::from("runs").join(format!("segment-{}", cfg.model.preset))
+            });
+            (cfg, dir, false)
+        }
+    };
+    if let Some(d) = &a.data {
+        cfg.data.dir = d.clone();
+    }
+    cfg.optim.epochs = a.epochs.unwrap_or(cfg.optim.epochs);
+    cfg.optim.finetune_epochs = a.finetune_epochs.unwrap_or(cfg.optim.finetune_epochs);
+    cfg.optim.batch_size = a.batch_size.unwrap_or(cfg.optim.batch_size);
+    cfg.optim.lr = a.lr.unwrap_or(cfg.optim.lr);
+    if let Some(c) = a.crop {
+        cfg.data.crop = Some([c, c]);
+    }
+    if let Some(w) = &a.class_weights {
+        cfg.data.class_weights = serde_json::from_value(serde_json::Value::String(w.clone()))
+            .map_err(|_| {
+                usage(format!(
+                    "--class-weights: unknown value '{w}' (computed, classic, none)"
+                ))
+            })?;
+    }
+    cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
+    cfg.data.eval_subset = a.eval_subset.or(cfg.data.eval_subset);
+    cfg.seed = a.seed.unwrap_or(cfg.seed);
+    cfg.data.workers = a.workers.unwrap_or(cfg.data.workers);
+    if let Some(m) = a.max_minutes {
+        cfg.optim.max_train_s = Some(m * 60.0);
+    }
+    cfg.validate().map_err(|e| usage(format!("{e:#}")))?;
+    if !cfg.data.dir.exists() {
+        return Err(usage(format!(
+            "--data: {} does not exist (generate a data set with `logdense data fashion-scenes --out {}`, or point --data at CamVid in the SegNet layout)",
+            cfg.data.dir.display(),
+            cfg.data.dir.display()
+        )));
+    }
+    eprintln!("run directory: {}", dir.display());
+    let (_, s) = SegRun {
+        dir,
+        cfg,
+        device,
+        progress: true,
+    }
+    .train(resume)?;
+    println!(
+        "final: mean_iou={:.4} global_accuracy={:.4} epochs={} wall_s={:.0}",
+        s.mean_iou, s.global_accuracy, s.epochs, s.wall_s
+    );
+    Ok(())
+}
+
+pub(crate) fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
+    use logdense::data::seg::{load_camvid, SegBatcher, SegInMemory};
+    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let (cfg, model, state) = logdense::segment::load_run(&a.run, &device)?;
+    let dir = a.data.unwrap_or(cfg.data.dir.clone());
+    let split = match &a.split {
+        Some(s) => parse_split(s)?,
+        None => cfg.data.eval_split,
+    };
+    let set = load_camvid(&dir, split)?;
+    let n = set.len();
+    let classes = set.classes;
+    let names = set.class_names.clone();
+    let loader = logdense::data::seg::seg_loader_on(
+        SegInMemory::new(set),
+        SegBatcher::eval(state.mean.clone(), state.std.clone()),
+        8,
+        None,
+        cfg.data.workers,
+        &device,
+    );
+    let cm = logdense::segment::evaluate(&model, loader, classes)?;
+    println!("eval: images={n} split={split:?}");
+    for (name, iou) in names.iter().zip(cm.per_class_iou()) {
+        match iou {
+            Some(v) => println!("  {name:<14} IoU {:.4}", v),
+            None => println!("  {name:<14} IoU -"),
+        }
+    }
+    println!(
+        "mean_iou={:.4} global_accuracy={:.4}",
+        cm.mean_iou(),
+        cm.global_accuracy()
+    );
+    Ok(())
+}
+
+pub(crate) fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
+    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let (cfg, model, state) = logdense::segment::load_run(&a.run, &device)?;
+    let img = image::open(&a.image)
+        .with_context(|| format!("cannot read image {}", a.image.display()))?
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut chw = vec![0u8; 3 * h * w];
+    for (x, y, p) in img.enumerate_pixels() {
+        for c in 0..3 {
+            chw[c * h * w + y as usize * w + x as usize] = p.0[c];
+        }
+    }
+    // The ground truth: --label, or the SegNet-layout sibling folder (test/ -> testannot/).
+    let label_path = a.label.clone().or_else(|| {
+        let parent = a.image.parent()?;
+        let annot = parent.with_file_name(format!("{}annot", parent.file_name()?.to_str()?));
+        let p = annot.join(a.image.file_name()?);
+        p.exists().then_some(p)
+    });
+    let classes = state.class_names.len();
+    let truth = match &label_path {
+        Some(p) => {
+            let (labels, lh, lw) = logdense::data::seg::camvid::decode_label(p, classes)?;
+            if (lh, lw) != (h, w) {
+                return Err(usage(format!(
+                    "--label: {} is {lw}x{lh}, the image is {w}x{h}",
+                    p.display()
+                )));
+            }
+            Some(labels)
+        }
+        None => None,
+    };
+    let palette = logdense::segment::palette_of(&cfg.data.dir);
+    let strip = logdense::segment::prediction_strip(
+        &model,
+        &state,
+        &palette,
+        &chw,
+        truth.as_deref(),
+        (h, w),
+        &device,
+    );
+    strip
+        .save(&a.out)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!(
+        "wrote {} (input{}, {} head prediction(s), final last)",
+        a.out.display(),
+        if truth.is_some() {
+            ", ground truth"
+        } else {
+            ""
+        },
+        model.graph.heads().len()
+    );
+    Ok(())
+}
