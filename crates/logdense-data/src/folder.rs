@@ -14,7 +14,8 @@ use crate::set::ImageSet;
 const FOLDER_HINT: &str = "Pass --data DIR pointing at a folder with one subfolder of \
 .jpg/.jpeg/.png images per class (e.g. ImageNet's train/ or val/ arranged by synset).";
 
-fn is_image(p: &Path) -> bool {
+/// Whether a path names a JPEG or PNG file (by extension, any case).
+pub(crate) fn is_image(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .map(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))

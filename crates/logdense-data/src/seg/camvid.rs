@@ -154,20 +154,16 @@ pub(crate) fn hue_color(i: usize, n: usize) -> [u8; 3] {
     [q(r), q(g), q(b)]
 }
 
-fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-        .unwrap_or(false)
-}
-
 /// Image files of `dir` (not hidden), sorted by name.
 fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut v = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
         let p = entry.path();
-        if !entry.file_name().to_string_lossy().starts_with('.') && p.is_file() && is_image(&p) {
+        if !entry.file_name().to_string_lossy().starts_with('.')
+            && p.is_file()
+            && crate::folder::is_image(&p)
+        {
             v.push(p);
         }
     }

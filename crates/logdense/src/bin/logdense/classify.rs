@@ -71,56 +71,28 @@ pub(crate) struct PredictArgs {
 
 pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
     let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
-    if let Some(dir) = a.resume {
-        let cfg = TrainConfig::load(&dir.join(train::CONFIG_FILE))
-            .with_context(|| format!("--resume: {} is not a run directory", dir.display()))?;
-        let cfg = apply_overrides(
-            cfg,
-            &a.data,
-            &a.dataset,
-            a.epochs,
-            a.batch_size,
-            a.lr,
-            a.seed,
-            a.dropout,
-            a.train_subset,
-            a.test_subset,
-            a.workers,
-        )?;
-        return finish_training(
-            Run {
-                dir,
-                cfg,
-                device,
-                progress: true,
-                stop_after: None,
-            },
-            true,
-        );
-    }
-    let mut cfg = match &a.config {
-        Some(p) => TrainConfig::load(p)?,
-        None => TrainConfig::default(),
+    let (cfg, dir, resume) = match &a.resume {
+        Some(dir) => {
+            let cfg = TrainConfig::load(&dir.join(train::CONFIG_FILE))
+                .with_context(|| format!("--resume: {} is not a run directory", dir.display()))?;
+            (cfg, dir.clone(), true)
+        }
+        None => {
+            let mut cfg = match &a.config {
+                Some(p) => TrainConfig::load(p)?,
+                None => TrainConfig::default(),
+            };
+            if let Some(p) = &a.preset {
+                cfg.model.preset = p.clone();
+            }
+            let dir = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.preset));
+            (cfg, dir, false)
+        }
     };
-    if let Some(p) = &a.preset {
-        cfg.model.preset = p.clone();
-    }
-    let cfg = apply_overrides(
-        cfg,
-        &a.data,
-        &a.dataset,
-        a.epochs,
-        a.batch_size,
-        a.lr,
-        a.seed,
-        a.dropout,
-        a.train_subset,
-        a.test_subset,
-        a.workers,
-    )?;
-    let dir = a
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.preset));
+    let cfg = apply_overrides(cfg, &a)?;
     finish_training(
         Run {
             dir,
@@ -129,38 +101,26 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
             progress: true,
             stop_after: None,
         },
-        false,
+        resume,
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_overrides(
-    mut cfg: TrainConfig,
-    data: &Option<PathBuf>,
-    dataset: &Option<String>,
-    epochs: Option<usize>,
-    batch_size: Option<usize>,
-    lr: Option<f64>,
-    seed: Option<u64>,
-    dropout: Option<f64>,
-    train_subset: Option<usize>,
-    test_subset: Option<usize>,
-    workers: Option<usize>,
-) -> Result<TrainConfig> {
-    if let Some(d) = data {
+/// The command-line flags over the configuration file (or the resumed run's configuration).
+fn apply_overrides(mut cfg: TrainConfig, a: &TrainArgs) -> Result<TrainConfig> {
+    if let Some(d) = &a.data {
         cfg.data.dir = Some(d.clone());
     }
-    if let Some(d) = dataset {
+    if let Some(d) = &a.dataset {
         cfg.data.dataset = d.clone();
     }
-    cfg.optim.epochs = epochs.unwrap_or(cfg.optim.epochs);
-    cfg.optim.batch_size = batch_size.unwrap_or(cfg.optim.batch_size);
-    cfg.optim.lr = lr.unwrap_or(cfg.optim.lr);
-    cfg.seed = seed.unwrap_or(cfg.seed);
-    cfg.model.dropout = dropout.unwrap_or(cfg.model.dropout);
-    cfg.data.train_subset = train_subset.or(cfg.data.train_subset);
-    cfg.data.test_subset = test_subset.or(cfg.data.test_subset);
-    cfg.data.workers = workers.unwrap_or(cfg.data.workers);
+    cfg.optim.epochs = a.epochs.unwrap_or(cfg.optim.epochs);
+    cfg.optim.batch_size = a.batch_size.unwrap_or(cfg.optim.batch_size);
+    cfg.optim.lr = a.lr.unwrap_or(cfg.optim.lr);
+    cfg.seed = a.seed.unwrap_or(cfg.seed);
+    cfg.model.dropout = a.dropout.unwrap_or(cfg.model.dropout);
+    cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
+    cfg.data.test_subset = a.test_subset.or(cfg.data.test_subset);
+    cfg.data.workers = a.workers.unwrap_or(cfg.data.workers);
     cfg.validate().map_err(|e| usage(format!("{e:#}")))?;
     Ok(cfg)
 }
