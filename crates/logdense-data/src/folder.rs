@@ -76,9 +76,9 @@ pub fn scan_image_folder(root: &Path) -> Result<FolderListing, DataError> {
     Ok((names, items))
 }
 
-/// Decodes an image file (format from its content) into RGB CHW bytes.
-pub fn decode_rgb(path: &Path) -> Result<(Vec<u8>, Chw), DataError> {
-    let img = image::ImageReader::open(path)
+/// Opens and decodes an image file, its format guessed from the content; errors name the file.
+pub(crate) fn open_image(path: &Path) -> Result<image::DynamicImage, DataError> {
+    image::ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
@@ -86,8 +86,12 @@ pub fn decode_rgb(path: &Path) -> Result<(Vec<u8>, Chw), DataError> {
         .map_err(|source| DataError::Image {
             path: path.to_path_buf(),
             source,
-        })?
-        .to_rgb8();
+        })
+}
+
+/// Decodes an image file (format from its content) into RGB CHW bytes.
+pub fn decode_rgb(path: &Path) -> Result<(Vec<u8>, Chw), DataError> {
+    let img = open_image(path)?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(DataError::format(path, "image has no pixels"));

@@ -177,15 +177,7 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// channels, are accepted as the same values).
 pub fn decode_label(path: &Path, classes: usize) -> Result<(Vec<u8>, usize, usize), DataError> {
     use image::DynamicImage as D;
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|source| DataError::Image {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let img = crate::folder::open_image(path)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let grey = |raw: &[u8], ch: usize| -> Result<Vec<u8>, DataError> {
         let mut out = Vec::with_capacity(h * w);
