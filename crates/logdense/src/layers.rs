@@ -7,6 +7,8 @@ use burn::nn::{
     PaddingConfig2d,
 };
 use burn::prelude::*;
+
+use crate::fused;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
@@ -126,12 +128,17 @@ impl DenseLayer {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut y = bn_relu(&self.bn, x);
-        if let Some(b) = &self.bottleneck {
-            y = bn_relu(&b.bn, b.conv.forward(y));
-        }
-        self.dropout.forward(self.conv.forward(y))
+    /// Runs the layer on its inputs, which it reads as one channel-wise concatenation (the
+    /// fused operation never forms it).
+    pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Tensor<4> {
+        let y = match &self.bottleneck {
+            Some(b) => {
+                let narrow = fused::bn_relu_conv(inputs, &self.bn, &b.conv);
+                fused::bn_relu_conv(vec![narrow], &b.bn, &self.conv)
+            }
+            None => fused::bn_relu_conv(inputs, &self.bn, &self.conv),
+        };
+        self.dropout.forward(y)
     }
 }
 
@@ -157,7 +164,7 @@ impl DownTransition {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = self
             .dropout
-            .forward(self.conv.forward(bn_relu(&self.bn, x)));
+            .forward(fused::bn_relu_conv(vec![x], &self.bn, &self.conv));
         if self.max_pool {
             max_pool2d(y, MaxPoolOptions::new([2, 2]))
         } else {

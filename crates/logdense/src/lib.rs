@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod fused;
 pub mod layers;
 pub mod network;
 pub mod presets;

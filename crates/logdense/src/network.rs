@@ -131,27 +131,32 @@ impl SparseDenseNet {
                 .iter()
                 .map(|&i| values[i].clone().expect("inputs are computed before use"))
                 .collect();
-            let x = if parts.len() == 1 {
-                parts.pop().expect("one input")
-            } else {
-                Tensor::cat(parts, 1)
-            };
             for &i in &node.inputs {
                 if last_use[i] == id {
                     values[i] = None;
                 }
             }
-            let y = match module {
-                NodeModule::Stem(m) => m.forward(x),
-                NodeModule::Layer(m) => m.forward(x),
-                NodeModule::Down(m) => m.forward(x),
-                NodeModule::Up(m) => {
-                    let Op::Up { like, .. } = node.op else {
-                        unreachable!("up modules compute up nodes")
-                    };
-                    m.forward(x, sizes[like])
+            // Feature layers read their inputs as a list; every other node one tensor.
+            let y = if let NodeModule::Layer(m) = module {
+                m.forward(parts)
+            } else {
+                let x = if parts.len() == 1 {
+                    parts.pop().expect("one input")
+                } else {
+                    Tensor::cat(parts, 1)
+                };
+                match module {
+                    NodeModule::Stem(m) => m.forward(x),
+                    NodeModule::Layer(_) => unreachable!("handled above"),
+                    NodeModule::Down(m) => m.forward(x),
+                    NodeModule::Up(m) => {
+                        let Op::Up { like, .. } = node.op else {
+                            unreachable!("up modules compute up nodes")
+                        };
+                        m.forward(x, sizes[like])
+                    }
+                    NodeModule::Head(m) => m.forward(x),
                 }
-                NodeModule::Head(m) => m.forward(x),
             };
             let [_, _, h, w] = y.dims();
             sizes[id] = (h, w);

@@ -1,0 +1,141 @@
+//! The fused, concat-free dense-layer operation: BN-ReLU-conv over a list of inputs.
+//!
+//! A sparse-dense layer reads a handful of earlier feature maps. Plain burn concatenates them,
+//! normalises, rectifies and convolves, keeping every intermediate for the backward pass and
+//! running the input gradient as a transposed convolution. The fused operation
+//! ([`bn_relu_conv`]) packs the normalised, rectified inputs straight into GEMM tiles, keeps only
+//! the inputs themselves (which the network holds anyway) for the backward pass, and computes
+//! every gradient with GEMMs. It runs on the `flex` CPU backend, with and without autodiff;
+//! on any other device, in another dtype, or with `LOGDENSE_FUSED=0` in the environment, the
+//! plain burn path ([`reference_bn_relu_conv`]) runs instead. Tests hold the two equal.
+
+pub mod kernel;
+mod op;
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, DispatchDevice, Flex};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use burn::tensor::{DType, TensorData};
+
+pub use op::MAX_INPUTS;
+
+/// Whether the fused path is switched on (`LOGDENSE_FUSED=0` switches it off, for comparison).
+pub fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("LOGDENSE_FUSED").map_or(true, |v| v != "0"))
+}
+
+/// Whether the fused kernels can run this layer on this device.
+fn supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
+    let device = inputs[0].device();
+    let on_flex = matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        DispatchDevice::Flex(_)
+    );
+    let [k, kw] = conv.kernel_size;
+    let same_padding = match conv.padding {
+        PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r] == [k / 2; 4],
+        PaddingConfig2d::Same => true,
+        PaddingConfig2d::Valid => k == 1,
+    };
+    on_flex
+        && k == kw
+        && k % 2 == 1
+        && same_padding
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && conv.bias.is_none()
+        && inputs.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// `conv(relu(bn(cat(inputs, 1))))` with stride 1 and "same" padding, fused where supported.
+/// In training (autodiff device, BN training flag on) BN normalises with batch statistics and
+/// updates its running averages exactly as [`BatchNorm::forward`] does.
+pub fn bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -> Tensor<4> {
+    assert!(!inputs.is_empty(), "a layer needs at least one input");
+    if !(enabled() && supported(&inputs, conv)) {
+        return reference_bn_relu_conv(inputs, bn, conv);
+    }
+    if inputs.len() > MAX_INPUTS {
+        // Beyond the backward step's parent limit, the oldest inputs travel as one block.
+        let tail = inputs.split_off(inputs.len() - (MAX_INPUTS - 1));
+        let head = Tensor::cat(inputs, 1);
+        inputs = std::iter::once(head).chain(tail).collect();
+    }
+    let device = inputs[0].device();
+    let training = device.is_autodiff() && bn.training.is_enabled();
+    let (mean, var) = (bn.running_mean.value(), bn.running_var.value());
+    let (out, mean, var) = if device.is_autodiff() {
+        let stat = |t: Tensor<1>| tracked(t).into_primitive();
+        let (out, mean, var) = op::forward_tracked(
+            inputs.into_iter().map(tracked).collect(),
+            tracked(bn.gamma.val()),
+            tracked(bn.beta.val()),
+            &stat(mean),
+            &stat(var),
+            tracked(conv.weight.val()),
+            training,
+            bn.epsilon,
+        );
+        (Tensor::from_primitive::<Autodiff<Flex>>(out), mean, var)
+    } else {
+        let (out, mean, var) = op::forward(
+            &inputs.into_iter().map(plain).collect::<Vec<_>>(),
+            &plain(bn.gamma.val()),
+            &plain(bn.beta.val()),
+            &plain(mean),
+            &plain(var),
+            &plain(conv.weight.val()),
+            false,
+            bn.epsilon,
+        );
+        (Tensor::from_primitive::<Flex>(out), mean, var)
+    };
+    if training {
+        let stat = |v: Vec<f32>| {
+            let n = v.len();
+            Tensor::<1>::from_data(TensorData::new(v, [n]), &device)
+        };
+        let m = bn.momentum;
+        let running_mean = bn.running_mean.value_sync().to_device(&device);
+        let running_var = bn.running_var.value_sync().to_device(&device);
+        bn.running_mean.update(
+            running_mean
+                .mul_scalar(1.0 - m)
+                .add(stat(mean).mul_scalar(m))
+                .detach(),
+        );
+        bn.running_var.update(
+            running_var
+                .mul_scalar(1.0 - m)
+                .add(stat(var).mul_scalar(m))
+                .detach(),
+        );
+    }
+    out
+}
+
+/// A float tensor's `Autodiff<Flex>` primitive ([`supported`] checked the device).
+fn tracked<const D: usize>(t: Tensor<D>) -> op::TrackedTensor {
+    t.try_into_primitive::<Autodiff<Flex>>()
+        .expect("an autodiff flex tensor")
+}
+
+/// A float tensor's `Flex` primitive ([`supported`] checked the device).
+fn plain<const D: usize>(t: Tensor<D>) -> FlexTensor {
+    t.try_into_primitive::<Flex>().expect("a flex tensor")
+}
+
+/// The same computation with plain burn operations: concatenate, normalise, rectify, convolve.
+pub fn reference_bn_relu_conv(inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -> Tensor<4> {
+    let x = if inputs.len() == 1 {
+        inputs.into_iter().next().expect("one input")
+    } else {
+        Tensor::cat(inputs, 1)
+    };
+    conv.forward(relu(bn.forward(x)))
+}

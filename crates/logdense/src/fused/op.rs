@@ -1,0 +1,252 @@
+//! The fused layer on burn's tensors: a forward on the `Flex` backend's primitives, and on
+//! `Autodiff<Flex>` a handwritten backward step over all the layer's inputs and parameters.
+//!
+//! burn's `#[backend_extension]` macro does not route `Vec` tensor arguments, and a layer takes
+//! a list of inputs, so the routing is done here by hand with `Tensor::try_into_primitive`.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::TensorMetadata;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Shape, TensorData};
+
+use super::kernel::{self, Affine, Geometry};
+
+/// The most layer inputs one fused call takes (the backward step's parent count is a const
+/// generic; callers concatenate groups beyond this).
+pub const MAX_INPUTS: usize = 29;
+
+/// An `Autodiff<Flex>` float tensor.
+pub type TrackedTensor = FloatTensor<Autodiff<Flex>>;
+
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>().to_vec()),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
+}
+
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The geometry of a call, checked: same batch and size for every input, a square odd kernel
+/// whose input channels are the inputs' sum.
+fn geometry(inputs: &[FlexTensor], weight: &FlexTensor) -> Geometry {
+    let dims = |t: &FlexTensor| t.shape().dims::<4>();
+    let [batch, _, height, width] = dims(&inputs[0]);
+    let channels: Vec<usize> = inputs
+        .iter()
+        .map(|t| {
+            let [b, c, h, w] = dims(t);
+            assert_eq!(
+                (b, h, w),
+                (batch, height, width),
+                "fused layer inputs differ in batch or size"
+            );
+            c
+        })
+        .collect();
+    let [out_channels, cin, kh, kw] = dims(weight);
+    assert!(
+        kh == kw && kh % 2 == 1,
+        "fused layer needs a square odd kernel"
+    );
+    assert_eq!(cin, channels.iter().sum::<usize>(), "weight input channels");
+    for t in inputs.iter().chain([weight]) {
+        assert_eq!(t.dtype(), DType::F32, "the fused layer computes in f32");
+    }
+    Geometry {
+        batch,
+        height,
+        width,
+        channels,
+        out_channels,
+        kernel: kh,
+    }
+}
+
+/// The forward on concrete tensors: returns the output and the statistics used.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(
+    inputs: &[FlexTensor],
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    mean: &FlexTensor,
+    var: &FlexTensor,
+    weight: &FlexTensor,
+    batch_stats: bool,
+    epsilon: f64,
+) -> (FlexTensor, Vec<f32>, Vec<f32>) {
+    let geo = geometry(inputs, weight);
+    let slices: Vec<_> = inputs.iter().map(values).collect();
+    let refs: Vec<&[f32]> = slices.iter().map(|s| s.as_ref()).collect();
+    let (mean, var) = if batch_stats {
+        kernel::batch_stats(&geo, &refs)
+    } else {
+        (values(mean).into_owned(), values(var).into_owned())
+    };
+    let affine = Affine::new(&values(gamma), &values(beta), &mean, &var, epsilon);
+    let mut out = vec![0f32; geo.batch * geo.out_channels * geo.height * geo.width];
+    kernel::forward(&geo, &refs, &affine, &values(weight), &mut out);
+    let shape = [geo.batch, geo.out_channels, geo.height, geo.width];
+    (tensor(out, shape), mean, var)
+}
+
+/// What the backward step keeps: the inputs (shared, not copied), the parameters and the
+/// statistics. No concatenation, BN output or ReLU output is stored.
+#[derive(Debug, Clone)]
+struct SavedLayer {
+    inputs: Vec<FlexTensor>,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    weight: FlexTensor,
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    batch_stats: bool,
+    epsilon: f64,
+}
+
+/// The backward step; its parents are the `N - 3` inputs, then gamma, beta and the weight.
+#[derive(Debug)]
+struct FusedLayerBackward<const N: usize>;
+
+impl<const N: usize> Backward<Flex, N> for FusedLayerBackward<N> {
+    type State = SavedLayer;
+
+    fn backward(self, ops: Ops<SavedLayer, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let out_grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let geo = geometry(&s.inputs, &s.weight);
+        let slices: Vec<_> = s.inputs.iter().map(values).collect();
+        let refs: Vec<&[f32]> = slices.iter().map(|v| v.as_ref()).collect();
+        let gamma = values(&s.gamma);
+        let affine = Affine::new(&gamma, &values(&s.beta), &s.mean, &s.var, s.epsilon);
+        let g = kernel::backward(
+            &geo,
+            &refs,
+            &gamma,
+            &affine,
+            s.batch_stats,
+            &values(&s.weight),
+            &values(&out_grad),
+        );
+        let k = s.inputs.len();
+        let c = geo.in_channels();
+        let [gamma_grad, beta_grad, weight_grad] = [g.gamma, g.beta, g.weight];
+        let mut grads_in_order: Vec<Option<FlexTensor>> = g
+            .inputs
+            .into_iter()
+            .zip(&geo.channels)
+            .map(|(v, &cj)| Some(tensor(v, [geo.batch, cj, geo.height, geo.width])))
+            .collect();
+        grads_in_order.push(Some(tensor(gamma_grad, [c])));
+        grads_in_order.push(Some(tensor(beta_grad, [c])));
+        grads_in_order.push(Some(tensor(
+            weight_grad,
+            [geo.out_channels, c, geo.kernel, geo.kernel],
+        )));
+        debug_assert_eq!(grads_in_order.len(), k + 3);
+        for (parent, grad) in ops.parents.into_iter().zip(grads_in_order) {
+            if let (Some(node), Some(grad)) = (parent, grad) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// The forward on `Autodiff<Flex>`: computes on the inner primitives and registers
+/// [`FusedLayerBackward`] with the inputs, gamma, beta and the weight as parents. Returns the
+/// output and the statistics used.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_tracked(
+    inputs: Vec<TrackedTensor>,
+    gamma: TrackedTensor,
+    beta: TrackedTensor,
+    mean: &FlexTensor,
+    var: &FlexTensor,
+    weight: TrackedTensor,
+    batch_stats: bool,
+    epsilon: f64,
+) -> (TrackedTensor, Vec<f32>, Vec<f32>) {
+    assert!(
+        (1..=MAX_INPUTS).contains(&inputs.len()),
+        "a fused call takes 1 to {MAX_INPUTS} inputs"
+    );
+    let nodes: Vec<NodeGuard> = inputs
+        .iter()
+        .chain([&gamma, &beta, &weight])
+        .map(|t| t.node())
+        .collect();
+    let primitives: Vec<FlexTensor> = inputs
+        .iter()
+        .map(|t| contiguous(t.primitive().clone()))
+        .collect();
+    let (gamma, beta, weight) = (
+        gamma.primitive().clone(),
+        beta.primitive().clone(),
+        weight.primitive().clone(),
+    );
+    let (out, mean, var) = forward(
+        &primitives,
+        &gamma,
+        &beta,
+        mean,
+        var,
+        &weight,
+        batch_stats,
+        epsilon,
+    );
+    let saved = SavedLayer {
+        inputs: primitives,
+        gamma,
+        beta,
+        weight,
+        mean: mean.clone(),
+        var: var.clone(),
+        batch_stats,
+        epsilon,
+    };
+    (track(nodes, saved, out), mean, var)
+}
+
+/// Registers the backward step with as many parents as the call has (a const generic).
+fn track(nodes: Vec<NodeGuard>, saved: SavedLayer, out: FlexTensor) -> TrackedTensor {
+    fn run<const N: usize>(
+        nodes: Vec<NodeGuard>,
+        saved: SavedLayer,
+        out: FlexTensor,
+    ) -> TrackedTensor {
+        let Ok(nodes) = <[NodeGuard; N]>::try_from(nodes) else {
+            unreachable!("the parent count is N")
+        };
+        match FusedLayerBackward::<N>
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(saved, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+    macro_rules! arity {
+        ($($n:literal)*) => {
+            match nodes.len() {
+                $($n => run::<$n>(nodes, saved, out),)*
+                n => unreachable!("{n} parents exceed the fused layer's maximum"),
+            }
+        };
+    }
+    arity!(4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
+}

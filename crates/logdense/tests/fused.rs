@@ -1,0 +1,153 @@
+//! The fused, concat-free BN-ReLU-conv against the plain burn reference (concatenate, batch
+//! norm, ReLU, convolution): outputs, every gradient and the running statistics, in training
+//! and inference, for 3x3 and 1x1 kernels.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use logdense::fused::{bn_relu_conv, reference_bn_relu_conv};
+
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+fn layer(channels: usize, out: usize, kernel: usize, device: &Device) -> (BatchNorm, Conv2d) {
+    let bn = BatchNormConfig::new(channels).init(device);
+    // Non-trivial affine parameters, so that gamma and beta gradients are exercised.
+    let bn = BatchNorm {
+        gamma: bn.gamma.map(|g| {
+            (g + Tensor::random([channels], Distribution::Uniform(-0.5, 0.5), device))
+                .detach()
+                .require_grad()
+        }),
+        beta: bn.beta.map(|b| {
+            (b + Tensor::random([channels], Distribution::Uniform(-0.3, 0.3), device))
+                .detach()
+                .require_grad()
+        }),
+        ..bn
+    };
+    let conv = Conv2dConfig::new([channels, out], [kernel, kernel])
+        .with_padding(PaddingConfig2d::Explicit(
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+        ))
+        .with_bias(false)
+        .init(device);
+    (bn, conv)
+}
+
+fn inputs(channels: &[usize], device: &Device) -> Vec<Tensor<4>> {
+    channels
+        .iter()
+        .map(|&c| {
+            let x = Tensor::random([3, c, 9, 7], Distribution::Normal(0.5, 1.5), device);
+            if device.is_autodiff() {
+                x.require_grad()
+            } else {
+                x
+            }
+        })
+        .collect()
+}
+
+/// Everything one training call produces, read back: output, input gradients, gamma, beta and
+/// weight gradients, running mean and variance.
+struct Outcome {
+    tensors: Vec<(String, Tensor<1>)>,
+}
+
+/// Builds a layer and inputs from `seed` and runs one training forward and backward through
+/// the fused operation or the reference. The same seed gives the same layer and inputs.
+fn train_once(seed: u64, channels: &[usize], kernel: usize, fused: bool) -> Outcome {
+    // burn's RNG is process-global: tests running in parallel would interleave their draws.
+    let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(seed);
+    let cin = channels.iter().sum();
+    let (bn, conv) = layer(cin, 6, kernel, &device);
+    let xs = inputs(channels, &device);
+    let probe = Tensor::<4>::random([3, 6, 9, 7], Distribution::Normal(0.0, 1.0), &device);
+    let out = if fused {
+        bn_relu_conv(xs.clone(), &bn, &conv)
+    } else {
+        reference_bn_relu_conv(xs.clone(), &bn, &conv)
+    };
+    let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
+    let grads = (out.clone() * probe).sum().backward();
+    let mut tensors = vec![("output".to_string(), flat(out.detach()))];
+    for (j, x) in xs.iter().enumerate() {
+        let g = x.grad(&grads).expect("input gradient");
+        tensors.push((format!("input {j} gradient"), flat(g)));
+    }
+    tensors.push((
+        "gamma gradient".into(),
+        bn.gamma.val().grad(&grads).expect("gamma"),
+    ));
+    tensors.push((
+        "beta gradient".into(),
+        bn.beta.val().grad(&grads).expect("beta"),
+    ));
+    tensors.push((
+        "weight gradient".into(),
+        flat(conv.weight.val().grad(&grads).expect("weight")),
+    ));
+    tensors.push(("running mean".into(), bn.running_mean.value().inner()));
+    tensors.push(("running var".into(), bn.running_var.value().inner()));
+    Outcome { tensors }
+}
+
+fn assert_same(fused: Outcome, reference: Outcome, what: &str) {
+    for ((name, a), (_, b)) in fused.tensors.into_iter().zip(reference.tensors) {
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+        let d = max_abs_diff(a, b);
+        assert!(
+            d < 2e-5 * scale * 10.0,
+            "{what}: {name} differs by {d} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn fused_layer_equals_the_reference_in_training_with_gradients() {
+    for kernel in [3, 1] {
+        let channels = [4, 2, 5];
+        assert_same(
+            train_once(7, &channels, kernel, true),
+            train_once(7, &channels, kernel, false),
+            &format!("kernel {kernel}"),
+        );
+    }
+}
+
+#[test]
+fn more_inputs_than_one_call_takes_are_grouped() {
+    let channels = vec![1; logdense::fused::MAX_INPUTS + 4];
+    assert_same(
+        train_once(9, &channels, 3, true),
+        train_once(9, &channels, 3, false),
+        "33 inputs",
+    );
+}
+
+#[test]
+fn fused_layer_equals_the_reference_in_inference() {
+    let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(8);
+    let (bn, conv) = layer(7, 5, 3, &device);
+    // A training call moves the running statistics off 0 / 1 first.
+    let _ = bn_relu_conv(inputs(&[3, 4], &device), &bn, &conv);
+    let (bn, conv) = (bn.valid(), conv.valid());
+    let xs: Vec<Tensor<4>> = inputs(&[3, 4], &Device::flex());
+    let fused = bn_relu_conv(xs.clone(), &bn, &conv);
+    let reference = reference_bn_relu_conv(xs, &bn, &conv);
+    let d = max_abs_diff(fused, reference);
+    assert!(d < 1e-4, "inference outputs differ by {d}");
+}
