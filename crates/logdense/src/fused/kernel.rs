@@ -2,19 +2,21 @@
 //! inputs, forward and backward, with no concatenated copy, no stored BN or ReLU output and no
 //! transposed convolution.
 //!
-//! Every convolution is a GEMM over a tile of output pixels (columns of the `B x H x W` pixel
-//! grid, possibly spanning images). The tile's im2col matrix is packed straight from the
-//! inputs, applying the batch-norm affine and the ReLU while packing, and handed to `gemm`'s
-//! AVX-512 kernels. The input gradient is itself a convolution of the output gradient with the
-//! transposed weights, so it is tiled the same way and never needs a col2im scatter: tiles are
-//! independent and run in parallel.
+//! Work is split into tiles of whole image rows: a band of rows of one image, or several small
+//! images stacked. A tile's inputs are normalised and rectified once into a zero-padded band
+//! buffer `[channels, rows + halos, width + 2 pad]`; in that buffer every kernel tap is a plain
+//! offset, so the im2col matrix is a set of contiguous row copies, and one GEMM on `gemm`'s
+//! AVX-512 kernels computes the tile (output positions in padded-width coordinates; the pad
+//! columns and halo rows are computed and dropped). The input gradient is itself a convolution
+//! of the output gradient with the flipped, transposed weights, so it is tiled the same way and
+//! needs no col2im scatter: tiles are independent and run in parallel.
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-/// Output pixels per GEMM tile: large enough for full micro-kernel panels, small enough that the
-/// packed im2col tile of a wide layer stays in L2/L3.
-const TILE: usize = 256;
+/// Output pixels per tile (about): large enough for full micro-kernel panels, small enough that
+/// the im2col tile of a wide layer stays in cache.
+const TILE: usize = 512;
 
 /// Shapes of one fused call: `inputs[j]` is `[batch, channels[j], height, width]`, the
 /// convolution has `out_channels` filters of `kernel x kernel` (stride 1, "same" padding).
@@ -44,14 +46,6 @@ impl Geometry {
     /// Rows of the im2col matrix of the inputs (= the weight's columns).
     fn patch(&self) -> usize {
         self.in_channels() * self.taps()
-    }
-    /// The same convolution seen from the output gradient: one "input" of `out_channels`.
-    fn of_output(&self) -> Geometry {
-        Geometry {
-            channels: vec![self.out_channels],
-            out_channels: self.in_channels(),
-            ..self.clone()
-        }
     }
 }
 
@@ -115,100 +109,152 @@ impl Affine {
     }
 }
 
-/// A run of tile columns inside one image row: tile offset, image, row, first column, length.
-struct RowRun {
-    offset: usize,
+/// Rows `y0..y0 + rows` of one image inside a tile, at padded row `offset` of its band buffer.
+#[derive(Debug, Clone)]
+struct Segment {
     image: usize,
-    y: usize,
-    x: usize,
-    len: usize,
+    y0: usize,
+    rows: usize,
+    offset: usize,
 }
 
-fn row_runs(geo: &Geometry, start: usize, n: usize) -> impl Iterator<Item = RowRun> + '_ {
-    let (hw, w) = (geo.pixels(), geo.width);
-    let mut q = start;
-    std::iter::from_fn(move || {
-        if q >= start + n {
-            return None;
-        }
-        let (image, pix) = (q / hw, q % hw);
-        let (y, x) = (pix / w, pix % w);
-        let len = (w - x).min(start + n - q);
-        let run = RowRun {
-            offset: q - start,
-            image,
-            y,
-            x,
-            len,
+/// A tile: segments stacked in one band buffer of `padded_rows` rows (each segment carries
+/// `pad` halo rows above and below).
+#[derive(Debug, Clone)]
+struct Tile {
+    segments: Vec<Segment>,
+    padded_rows: usize,
+}
+
+/// Band geometry shared by all tiles of a call.
+struct Bands {
+    pad: usize,
+    /// Padded width.
+    wp: usize,
+    tiles: Vec<Tile>,
+    /// The largest tile's band buffer, in elements per channel (with the read-past slack).
+    max_plane: usize,
+}
+
+impl Bands {
+    fn new(geo: &Geometry) -> Self {
+        let pad = geo.kernel / 2;
+        let wp = geo.width + 2 * pad;
+        let mut tiles = Vec::new();
+        let mut push = |segments: Vec<Segment>| {
+            let padded_rows = segments.iter().map(|s| s.rows + 2 * pad).sum();
+            tiles.push(Tile {
+                segments,
+                padded_rows,
+            });
         };
-        q += len;
-        Some(run)
-    })
-}
-
-/// A run of tile columns inside one image: tile offset, image, first pixel, length.
-fn image_runs(
-    hw: usize,
-    start: usize,
-    n: usize,
-) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-    let mut q = start;
-    std::iter::from_fn(move || {
-        if q >= start + n {
-            return None;
+        if geo.pixels() >= TILE {
+            let band = (TILE / geo.width).clamp(1, geo.height);
+            for image in 0..geo.batch {
+                for y0 in (0..geo.height).step_by(band) {
+                    let rows = band.min(geo.height - y0);
+                    push(vec![Segment {
+                        image,
+                        y0,
+                        rows,
+                        offset: 0,
+                    }]);
+                }
+            }
+        } else {
+            let per_tile = (TILE / geo.pixels()).max(1);
+            for first in (0..geo.batch).step_by(per_tile) {
+                let segments = (first..(first + per_tile).min(geo.batch))
+                    .enumerate()
+                    .map(|(i, image)| Segment {
+                        image,
+                        y0: 0,
+                        rows: geo.height,
+                        offset: i * (geo.height + 2 * pad),
+                    })
+                    .collect();
+                push(segments);
+            }
         }
-        let (image, pix) = (q / hw, q % hw);
-        let len = (hw - pix).min(start + n - q);
-        let run = (q - start, image, pix, len);
-        q += len;
-        Some(run)
-    })
-}
+        let max_rows = tiles.iter().map(|t| t.padded_rows).max().unwrap_or(0);
+        Bands {
+            pad,
+            wp,
+            tiles,
+            max_plane: max_rows * wp + 2 * pad,
+        }
+    }
 
-/// Packs the im2col matrix (`patch x n`, row-major, rows ordered channel, ky, kx) of
-/// `act(channel, value)` over the inputs for tile columns `start..start + n`; zero padding is
-/// applied after `act`, as a padded convolution of the activated tensor sees it.
-fn im2col(
-    geo: &Geometry,
-    inputs: &[&[f32]],
-    start: usize,
-    n: usize,
-    col: &mut [f32],
-    act: impl Fn(usize, f32) -> f32,
-) {
-    let (h, w, k) = (geo.height as isize, geo.width, geo.kernel);
-    let pad = (k / 2) as isize;
-    let hw = geo.pixels();
-    for run in row_runs(geo, start, n) {
+    /// Output columns of a tile (padded-width coordinates, halo rows included).
+    fn columns(&self, tile: &Tile) -> usize {
+        (tile.padded_rows - 2 * self.pad) * self.wp
+    }
+
+    fn plane(&self, tile: &Tile) -> usize {
+        tile.padded_rows * self.wp + 2 * self.pad
+    }
+
+    /// Fills `band` (`[channels, plane]`) with `act(channel, value)` of the sources' rows the
+    /// tile reads, zero outside the image.
+    fn fill(
+        &self,
+        geo: &Geometry,
+        tile: &Tile,
+        sources: &[&[f32]],
+        channels: &[usize],
+        band: &mut [f32],
+        act: impl Fn(usize, f32) -> f32,
+    ) {
+        let (h, w, hw, pad, wp) = (geo.height, geo.width, geo.pixels(), self.pad, self.wp);
+        let plane = self.plane(tile);
         let mut c = 0;
-        for (j, &cj) in geo.channels.iter().enumerate() {
+        for (j, &cj) in channels.iter().enumerate() {
             for cl in 0..cj {
-                let plane = &inputs[j][(run.image * cj + cl) * hw..][..hw];
-                for ky in 0..k {
-                    let yy = run.y as isize + ky as isize - pad;
-                    for kx in 0..k {
-                        let row = (c * k + ky) * k + kx;
-                        let dst = &mut col[row * n + run.offset..][..run.len];
-                        if yy < 0 || yy >= h {
-                            dst.fill(0.0);
+                let dst_plane = &mut band[c * plane..][..plane];
+                dst_plane[tile.padded_rows * wp..].fill(0.0);
+                for seg in &tile.segments {
+                    let src = &sources[j][(seg.image * cj + cl) * hw..][..hw];
+                    for t in 0..seg.rows + 2 * pad {
+                        let row = &mut dst_plane[(seg.offset + t) * wp..][..wp];
+                        let y = (seg.y0 + t) as isize - pad as isize;
+                        if y < 0 || y >= h as isize {
+                            row.fill(0.0);
                             continue;
                         }
-                        let src = &plane[yy as usize * w..][..w];
-                        // Columns of this run whose shifted source column lies inside the row.
-                        let shift = kx as isize - pad;
-                        let lo = (-(run.x as isize) - shift).clamp(0, run.len as isize) as usize;
-                        let hi = (w as isize - run.x as isize - shift)
-                            .clamp(lo as isize, run.len as isize)
-                            as usize;
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        let first = (run.x as isize + lo as isize + shift) as usize;
-                        for (d, &s) in dst[lo..hi].iter_mut().zip(&src[first..first + hi - lo]) {
-                            *d = act(c, s);
+                        row[..pad].fill(0.0);
+                        row[pad + w..].fill(0.0);
+                        let src_row = &src[y as usize * w..][..w];
+                        for (d, &v) in row[pad..pad + w].iter_mut().zip(src_row) {
+                            *d = act(c, v);
                         }
                     }
                 }
                 c += 1;
+            }
+        }
+    }
+
+    /// The im2col matrix (`channels * taps` rows of `columns` values) of a filled band: each
+    /// row is one contiguous copy at the tap's offset.
+    fn im2col(&self, tile: &Tile, band: &[f32], channels: usize, kernel: usize, col: &mut [f32]) {
+        let (n, plane) = (self.columns(tile), self.plane(tile));
+        for c in 0..channels {
+            for ky in 0..kernel {
+                for kx in 0..kernel {
+                    let row = (c * kernel + ky) * kernel + kx;
+                    col[row * n..][..n]
+                        .copy_from_slice(&band[c * plane + ky * self.wp + kx..][..n]);
+                }
+            }
+        }
+    }
+
+    /// Calls `visit(segment, output row within the image, tile column of the row's first pixel)`
+    /// for every real output row of a tile.
+    fn rows(&self, tile: &Tile, mut visit: impl FnMut(&Segment, usize, usize)) {
+        for seg in &tile.segments {
+            for i in 0..seg.rows {
+                visit(seg, seg.y0 + i, (seg.offset + i) * self.wp);
             }
         }
     }
@@ -259,22 +305,21 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
-/// Splits the tiles of `columns` into one contiguous share per thread and runs `work` on each
-/// share (`work(first column, columns)` per tile through `each`), returning each share's state.
+/// Splits the tiles into one contiguous share per thread and runs `each` on every tile of a
+/// share with that share's state, returning each share's state.
 fn for_tiles<S: Send>(
-    columns: usize,
+    bands: &Bands,
     init: impl Fn() -> S + Sync,
-    each: impl Fn(&mut S, usize, usize) + Sync,
+    each: impl Fn(&mut S, &Tile) + Sync,
 ) -> Vec<S> {
-    let tiles = columns.div_ceil(TILE);
+    let tiles = bands.tiles.len();
     let shares = rayon::current_num_threads().clamp(1, tiles.max(1));
     (0..shares)
         .into_par_iter()
         .map(|s| {
             let mut state = init();
-            for t in (s * tiles / shares)..((s + 1) * tiles / shares) {
-                let start = t * TILE;
-                each(&mut state, start, TILE.min(columns - start));
+            for tile in &bands.tiles[(s * tiles / shares)..((s + 1) * tiles / shares)] {
+                each(&mut state, tile);
             }
             state
         })
@@ -290,38 +335,49 @@ pub fn forward(
     weight: &[f32],
     out: &mut [f32],
 ) {
-    let (g, patch, hw) = (geo.out_channels, geo.patch(), geo.pixels());
+    let (g, patch, hw, w) = (geo.out_channels, geo.patch(), geo.pixels(), geo.width);
+    let (channels, kernel) = (geo.in_channels(), geo.kernel);
     assert_eq!(weight.len(), g * patch, "weight shape");
     assert_eq!(out.len(), geo.batch * g * hw, "output shape");
+    let bands = Bands::new(geo);
+    let max_cols = bands.max_plane;
     let out_ptr = Shared(out.as_mut_ptr());
     let act = |c: usize, v: f32| (affine.scale[c] * v + affine.shift[c]).max(0.0);
     for_tiles(
-        geo.columns(),
-        || (vec![0f32; patch * TILE], vec![0f32; g * TILE]),
-        |(col, tile), start, n| {
-            im2col(geo, inputs, start, n, col, act);
+        &bands,
+        || {
+            (
+                vec![0f32; channels * bands.max_plane],
+                vec![0f32; patch * max_cols],
+                vec![0f32; g * max_cols],
+            )
+        },
+        |(band, col, result), tile| {
+            let n = bands.columns(tile);
+            bands.fill(geo, tile, inputs, &geo.channels, band, act);
+            bands.im2col(tile, band, channels, kernel, col);
             matmul(
                 g,
                 n,
                 patch,
-                (tile.as_mut_ptr(), n, 1),
+                (result.as_mut_ptr(), n, 1),
                 false,
                 (weight.as_ptr(), patch, 1),
                 (col.as_ptr(), n, 1),
             );
             let out_ptr = out_ptr;
-            for (offset, image, pix, len) in image_runs(hw, start, n) {
+            bands.rows(tile, |seg, y, at| {
                 for f in 0..g {
-                    // SAFETY: (image, f, pix..pix + len) belongs to this tile's columns only.
+                    // SAFETY: row y of image seg.image is computed by this tile only.
                     let dst = unsafe {
                         std::slice::from_raw_parts_mut(
-                            out_ptr.0.add((image * g + f) * hw + pix),
-                            len,
+                            out_ptr.0.add((seg.image * g + f) * hw + y * w),
+                            w,
                         )
                     };
-                    dst.copy_from_slice(&tile[f * n + offset..][..len]);
+                    dst.copy_from_slice(&result[f * n + at..][..w]);
                 }
-            }
+            });
         },
     );
 }
@@ -347,11 +403,16 @@ pub fn backward(
     weight: &[f32],
     out_grad: &[f32],
 ) -> Gradients {
-    let (g, patch, hw, taps) = (geo.out_channels, geo.patch(), geo.pixels(), geo.taps());
-    let channels = geo.in_channels();
-    let of_output = geo.of_output();
+    let (g, patch, hw, taps, w) = (
+        geo.out_channels,
+        geo.patch(),
+        geo.pixels(),
+        geo.taps(),
+        geo.width,
+    );
+    let (channels, kernel) = (geo.in_channels(), geo.kernel);
     // W' [c, (g, ky, kx)] = W[g, c, k-1-ky, k-1-kx]: the weights seen from the output
-    // gradient, whose im2col reads dOut at +ky where the convolution read its input at -ky.
+    // gradient, whose band reads dOut at +ky where the convolution read its input at -ky.
     let mut weight_t = vec![0f32; channels * g * taps];
     for f in 0..g {
         for c in 0..channels {
@@ -370,11 +431,15 @@ pub fn backward(
         .iter_mut()
         .map(|v| Shared(v.as_mut_ptr()))
         .collect();
-    let centre = (geo.kernel / 2) * geo.kernel + geo.kernel / 2;
+    let bands = Bands::new(geo);
+    let (pad, wp) = (bands.pad, bands.wp);
+    let max_cols = bands.max_plane;
     let act = |c: usize, v: f32| (affine.scale[c] * v + affine.shift[c]).max(0.0);
 
     struct Share {
+        band: Vec<f32>,
         col: Vec<f32>,
+        out_band: Vec<f32>,
         out_col: Vec<f32>,
         dy: Vec<f32>,
         weight: Vec<f32>,
@@ -382,28 +447,23 @@ pub fn backward(
         sum_dy_xhat: Vec<f64>,
     }
     let shares = for_tiles(
-        geo.columns(),
+        &bands,
         || Share {
-            col: vec![0f32; patch * TILE],
-            out_col: vec![0f32; g * taps * TILE],
-            dy: vec![0f32; channels * TILE],
+            band: vec![0f32; channels * bands.max_plane],
+            col: vec![0f32; patch * max_cols],
+            out_band: vec![0f32; g * bands.max_plane],
+            out_col: vec![0f32; g * taps * max_cols],
+            dy: vec![0f32; channels * max_cols],
             weight: vec![0f32; g * patch],
             sum_dy: vec![0f64; channels],
             sum_dy_xhat: vec![0f64; channels],
         },
-        |s, start, n| {
-            im2col(&of_output, &[out_grad], start, n, &mut s.out_col, |_, v| v);
-            im2col(geo, inputs, start, n, &mut s.col, act);
-            // dW (g x patch) += dOut (g x n) * col^T (n x patch); dOut is the centre tap.
-            matmul(
-                g,
-                patch,
-                n,
-                (s.weight.as_mut_ptr(), patch, 1),
-                true,
-                (s.out_col[centre * n..].as_ptr(), taps * n, 1),
-                (s.col.as_ptr(), 1, n),
-            );
+        |s, tile| {
+            let (n, plane) = (bands.columns(tile), bands.plane(tile));
+            bands.fill(geo, tile, inputs, &geo.channels, &mut s.band, act);
+            bands.im2col(tile, &s.band, channels, kernel, &mut s.col);
+            bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_, v| v);
+            bands.im2col(tile, &s.out_band, g, kernel, &mut s.out_col);
             // dY (channels x n) = W' (channels x g*taps) * im2col(dOut) (g*taps x n).
             matmul(
                 channels,
@@ -414,23 +474,45 @@ pub fn backward(
                 (weight_t.as_ptr(), g * taps, 1),
                 (s.out_col.as_ptr(), n, 1),
             );
-            // Through the ReLU; gather the BN sums; park dY_pre-ReLU in the input gradients.
-            for (offset, image, pix, len) in image_runs(hw, start, n) {
+            // dW (g x patch) += dOut (g x n) * col^T (n x patch), with dOut read from its band
+            // at the centre tap once the halo rows (other rows' values) are zeroed.
+            for seg in &tile.segments {
+                for f in 0..g {
+                    let p = &mut s.out_band[f * plane..][..plane];
+                    p[seg.offset * wp..][..pad * wp].fill(0.0);
+                    p[(seg.offset + pad + seg.rows) * wp..][..pad * wp].fill(0.0);
+                }
+            }
+            matmul(
+                g,
+                patch,
+                n,
+                (s.weight.as_mut_ptr(), patch, 1),
+                true,
+                (s.out_band[pad * wp + pad..].as_ptr(), plane, 1),
+                (s.col.as_ptr(), 1, n),
+            );
+            // Through the ReLU (its output is in the band); gather the BN sums; park the
+            // pre-ReLU gradient in the input gradients.
+            bands.rows(tile, |seg, y, at| {
                 let mut c = 0;
                 for (j, &cj) in geo.channels.iter().enumerate() {
                     for cl in 0..cj {
-                        let at = (image * cj + cl) * hw + pix;
-                        let x = &inputs[j][at..][..len];
-                        // SAFETY: (image, cl, pix..pix + len) belongs to this tile's columns only.
+                        let index = (seg.image * cj + cl) * hw + y * w;
+                        let x = &inputs[j][index..][..w];
+                        let activated = &s.band[c * plane + at + pad * wp + pad..][..w];
+                        // SAFETY: row y of image seg.image is computed by this tile only.
                         let dst =
-                            unsafe { std::slice::from_raw_parts_mut(grad_ptrs[j].0.add(at), len) };
-                        let (scale, shift) = (affine.scale[c], affine.shift[c]);
+                            unsafe { std::slice::from_raw_parts_mut(grad_ptrs[j].0.add(index), w) };
                         let (mean, inv_std) = (affine.mean[c], affine.inv_std[c]);
                         let (mut sd, mut sdx) = (0f32, 0f32);
-                        for ((d, &v), &dy) in
-                            dst.iter_mut().zip(x).zip(&s.dy[c * n + offset..][..len])
+                        for (((d, &v), &a), &dy) in dst
+                            .iter_mut()
+                            .zip(x)
+                            .zip(activated)
+                            .zip(&s.dy[c * n + at..][..w])
                         {
-                            let g = if scale * v + shift > 0.0 { dy } else { 0.0 };
+                            let g = if a > 0.0 { dy } else { 0.0 };
                             *d = g;
                             sd += g;
                             sdx += g * (v - mean) * inv_std;
@@ -440,7 +522,7 @@ pub fn backward(
                         c += 1;
                     }
                 }
-            }
+            });
         },
     );
     let mut grad_weight = vec![0f32; g * patch];
@@ -589,13 +671,13 @@ mod tests {
 
     #[test]
     fn forward_matches_the_naive_definition_for_1x1_and_3x3_across_tile_boundaries() {
-        // 23 x 17 x 3 images: 1173 columns, so tiles straddle rows and images.
-        for kernel in [1, 3] {
-            let (geo, inputs, gamma, beta, weight) = case(kernel, 23, 17);
+        // 23 x 17 images are stacked whole into tiles; 40 x 29 ones are split into row bands.
+        for (kernel, h, w) in [(1, 23, 17), (3, 23, 17), (3, 40, 29), (1, 40, 29)] {
+            let (geo, inputs, gamma, beta, weight) = case(kernel, h, w);
             let refs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
             let (mean, var) = batch_stats(&geo, &refs);
             let affine = Affine::new(&gamma, &beta, &mean, &var, 1e-5);
-            let mut out = vec![0f32; geo.batch * geo.out_channels * 23 * 17];
+            let mut out = vec![0f32; geo.batch * geo.out_channels * h * w];
             forward(&geo, &refs, &affine, &weight, &mut out);
             let expected = naive_forward(&geo, &refs, &affine, &weight);
             let worst = out
@@ -625,9 +707,14 @@ mod tests {
     /// Loss = sum(out * probe): its gradients by central differences against `backward`.
     #[test]
     fn backward_matches_finite_differences_in_training_and_eval_mode() {
-        for (kernel, batch_mode) in [(3, true), (1, true), (3, false)] {
-            let (geo, inputs, gamma, beta, weight) = case(kernel, 6, 5);
-            let probe = values(geo.batch * geo.out_channels * 30, 99);
+        for (kernel, batch_mode, h, w) in [
+            (3, true, 6, 5),
+            (1, true, 6, 5),
+            (3, false, 6, 5),
+            (3, true, 30, 20),
+        ] {
+            let (geo, inputs, gamma, beta, weight) = case(kernel, h, w);
+            let probe = values(geo.batch * geo.out_channels * h * w, 99);
             let (run_mean, run_var) = (
                 values(6, 7),
                 values(6, 8)
@@ -666,7 +753,9 @@ mod tests {
                     "kernel {kernel} batch {batch_mode} {what}: {analytic} vs {numeric}"
                 );
             };
-            for (j, idx) in [(0usize, 7usize), (1, 40), (2, 61), (1, 3)] {
+            // (1, 3524) lies in the second row band of the 30 x 20 case.
+            for (j, idx) in [(0usize, 7usize), (1, 40), (2, 61), (1, 3), (1, 3524)] {
+                let idx = idx % inputs[j].len();
                 let mut plus = inputs.clone();
                 plus[j][idx] += eps;
                 let mut minus = inputs.clone();
