@@ -348,23 +348,25 @@ pub fn forward(
         || {
             (
                 vec![0f32; channels * bands.max_plane],
-                vec![0f32; patch * max_cols],
                 vec![0f32; g * max_cols],
             )
         },
-        |(band, col, result), tile| {
-            let n = bands.columns(tile);
+        |(band, result), tile| {
+            let (n, plane) = (bands.columns(tile), bands.plane(tile));
             bands.fill(geo, tile, inputs, &geo.channels, band, act);
-            bands.im2col(tile, band, channels, kernel, col);
-            matmul(
-                g,
-                n,
-                patch,
-                (result.as_mut_ptr(), n, 1),
-                false,
-                (weight.as_ptr(), patch, 1),
-                (col.as_ptr(), n, 1),
-            );
+            // One GEMM per tap, reading the band at the tap's offset: out += W_tap * band_tap.
+            for tap in 0..kernel * kernel {
+                let shift = (tap / kernel) * bands.wp + tap % kernel;
+                matmul(
+                    g,
+                    n,
+                    channels,
+                    (result.as_mut_ptr(), n, 1),
+                    tap > 0,
+                    (weight[tap..].as_ptr(), patch, kernel * kernel),
+                    (band[shift..].as_ptr(), plane, 1),
+                );
+            }
             let out_ptr = out_ptr;
             bands.rows(tile, |seg, y, at| {
                 for f in 0..g {
@@ -438,7 +440,6 @@ pub fn backward(
 
     struct Share {
         band: Vec<f32>,
-        col: Vec<f32>,
         out_band: Vec<f32>,
         out_col: Vec<f32>,
         dy: Vec<f32>,
@@ -450,7 +451,6 @@ pub fn backward(
         &bands,
         || Share {
             band: vec![0f32; channels * bands.max_plane],
-            col: vec![0f32; patch * max_cols],
             out_band: vec![0f32; g * bands.max_plane],
             out_col: vec![0f32; g * taps * max_cols],
             dy: vec![0f32; channels * max_cols],
@@ -461,7 +461,6 @@ pub fn backward(
         |s, tile| {
             let (n, plane) = (bands.columns(tile), bands.plane(tile));
             bands.fill(geo, tile, inputs, &geo.channels, &mut s.band, act);
-            bands.im2col(tile, &s.band, channels, kernel, &mut s.col);
             bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_, v| v);
             bands.im2col(tile, &s.out_band, g, kernel, &mut s.out_col);
             // dY (channels x n) = W' (channels x g*taps) * im2col(dOut) (g*taps x n).
@@ -483,15 +482,19 @@ pub fn backward(
                     p[(seg.offset + pad + seg.rows) * wp..][..pad * wp].fill(0.0);
                 }
             }
-            matmul(
-                g,
-                patch,
-                n,
-                (s.weight.as_mut_ptr(), patch, 1),
-                true,
-                (s.out_band[pad * wp + pad..].as_ptr(), plane, 1),
-                (s.col.as_ptr(), 1, n),
-            );
+            // dW_tap (g x channels) += dOut (g x n) * band_tap^T (n x channels).
+            for tap in 0..taps {
+                let shift = (tap / kernel) * wp + tap % kernel;
+                matmul(
+                    g,
+                    channels,
+                    n,
+                    (s.weight[tap..].as_mut_ptr(), patch, taps),
+                    true,
+                    (s.out_band[pad * wp + pad..].as_ptr(), plane, 1),
+                    (s.band[shift..].as_ptr(), 1, plane),
+                );
+            }
             // Through the ReLU (its output is in the band); gather the BN sums; park the
             // pre-ReLU gradient in the input gradients.
             bands.rows(tile, |seg, y, at| {
@@ -547,6 +550,7 @@ pub fn backward(
         let first = offset;
         grad.par_chunks_mut(hw)
             .enumerate()
+            .with_min_len((4096 / hw).max(1))
             .for_each(|(plane, dst)| {
                 let c = first + plane % cj;
                 let x = &inputs[j][plane * hw..][..hw];
