@@ -367,7 +367,6 @@ pub fn forward(
                     (band[shift..].as_ptr(), plane, 1),
                 );
             }
-            let out_ptr = out_ptr;
             bands.rows(tile, |seg, y, at| {
                 for f in 0..g {
                     // SAFETY: row y of image seg.image is computed by this tile only.
@@ -647,11 +646,14 @@ mod tests {
         out
     }
 
+    /// Geometry, inputs, gamma, beta and weight of a test case.
+    type Case = (Geometry, Vec<Vec<f32>>, Vec<f32>, Vec<f32>, Vec<f32>);
+
     fn case(
         kernel: usize,
         height: usize,
         width: usize,
-    ) -> (Geometry, Vec<Vec<f32>>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    ) -> Case {
         let geo = Geometry {
             batch: 3,
             height,
