@@ -367,6 +367,8 @@ pub fn forward(
                     (band[shift..].as_ptr(), plane, 1),
                 );
             }
+            // Capture the whole `Shared` (Sync), not its raw-pointer field.
+            let out_ptr = &out_ptr;
             bands.rows(tile, |seg, y, at| {
                 for f in 0..g {
                     // SAFETY: row y of image seg.image is computed by this tile only.
