@@ -651,11 +651,7 @@ mod tests {
     /// Geometry, inputs, gamma, beta and weight of a test case.
     type Case = (Geometry, Vec<Vec<f32>>, Vec<f32>, Vec<f32>, Vec<f32>);
 
-    fn case(
-        kernel: usize,
-        height: usize,
-        width: usize,
-    ) -> Case {
+    fn case(kernel: usize, height: usize, width: usize) -> Case {
         let geo = Geometry {
             batch: 3,
             height,
