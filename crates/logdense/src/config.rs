@@ -135,16 +135,24 @@ impl Default for OptimConfig {
     }
 }
 
+/// Reads a TOML configuration and checks it with `validate`; errors name the file and the
+/// offending field. Serves classification and segmentation configurations alike.
+pub fn load_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<()>,
+) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let cfg: T =
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+    validate(&cfg).with_context(|| format!("invalid config {}", path.display()))?;
+    Ok(cfg)
+}
+
 impl TrainConfig {
     /// Reads a TOML file; errors name the file and the offending field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        let cfg: TrainConfig =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("invalid config {}", path.display()))?;
-        Ok(cfg)
+        load_toml(path, Self::validate)
     }
 
     pub fn to_toml(&self) -> String {

@@ -38,7 +38,7 @@ pub fn write_all(dir: &Path, rows: &[EpochMetrics]) -> Result<()> {
         );
     }
     write_atomic(&dir.join("metrics.csv"), csv.as_bytes())?;
-    write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(rows)?)?;
+    write_json_atomic(&dir.join("metrics.json"), rows)?;
     plot_curves(&dir.join("curves.png"), rows)
 }
 
@@ -50,6 +50,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {}", tmp.display()))
+}
+
+/// Writes `value` as pretty-printed JSON, atomically (metrics and run summaries).
+pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, &serde_json::to_vec_pretty(value)?)
 }
 
 /// Registers the bundled DejaVu Sans Mono font (plotters' ab_glyph backend has no system fonts).

@@ -152,14 +152,9 @@ pub fn seg_preset(name: &str) -> Result<NetSpec> {
 }
 
 impl SegConfig {
+    /// Reads a TOML file; errors name the file and the offending field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        let cfg: SegConfig =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("invalid config {}", path.display()))?;
-        Ok(cfg)
+        crate::config::load_toml(path, Self::validate)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -520,10 +515,7 @@ impl SegRun {
             wall_s: state.wall_s,
             params: model.trainable_params(),
         };
-        report::write_atomic(
-            &self.dir.join("summary.json"),
-            &serde_json::to_vec_pretty(&summary)?,
-        )?;
+        report::write_json_atomic(&self.dir.join("summary.json"), &summary)?;
         Ok((model, summary))
     }
 }
@@ -545,7 +537,7 @@ fn write_reports(dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
         );
     }
     report::write_atomic(&dir.join("metrics.csv"), csv.as_bytes())?;
-    report::write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(rows)?)?;
+    report::write_json_atomic(&dir.join("metrics.json"), rows)?;
     let x = |r: &SegEpochMetrics| r.epoch as f64;
     report::plot_panels(
         &dir.join("curves.png"),

@@ -493,10 +493,7 @@ impl Run {
             wall_s: state.wall_s,
             params: model.trainable_params(),
         };
-        report::write_atomic(
-            &self.dir.join("summary.json"),
-            &serde_json::to_vec_pretty(&summary)?,
-        )?;
+        report::write_json_atomic(&self.dir.join("summary.json"), &summary)?;
         Ok((model, summary))
     }
 

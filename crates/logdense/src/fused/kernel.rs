@@ -708,6 +708,9 @@ mod tests {
         assert!((mean[3] - m).abs() < 1e-6 && (var[3] - v).abs() < 1e-6);
     }
 
+    /// Inputs, gamma, beta and weight: everything a finite difference may nudge.
+    type Params = (Vec<Vec<f32>>, Vec<f32>, Vec<f32>, Vec<f32>);
+
     /// Loss = sum(out * probe): its gradients by central differences against `backward`.
     #[test]
     fn backward_matches_finite_differences_in_training_and_eval_mode() {
@@ -726,30 +729,38 @@ mod tests {
                     .map(|v| 1.0 + 0.5 * v)
                     .collect::<Vec<_>>(),
             );
-            let loss = |inputs: &[Vec<f32>], gamma: &[f32], beta: &[f32], weight: &[f32]| -> f64 {
-                let refs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+            // The BN affine of the test's mode: batch statistics or fixed running ones.
+            let affine_of = |refs: &[&[f32]], gamma: &[f32], beta: &[f32]| {
                 let (mean, var) = if batch_mode {
-                    batch_stats(&geo, &refs)
+                    batch_stats(&geo, refs)
                 } else {
                     (run_mean.clone(), run_var.clone())
                 };
-                let affine = Affine::new(gamma, beta, &mean, &var, 1e-5);
+                Affine::new(gamma, beta, &mean, &var, 1e-5)
+            };
+            let loss = |p: &Params| -> f64 {
+                let refs: Vec<&[f32]> = p.0.iter().map(|v| v.as_slice()).collect();
                 let mut out = vec![0f32; probe.len()];
-                forward(&geo, &refs, &affine, weight, &mut out);
+                forward(&geo, &refs, &affine_of(&refs, &p.1, &p.2), &p.3, &mut out);
                 out.iter()
                     .zip(&probe)
                     .map(|(a, b)| (*a as f64) * (*b as f64))
                     .sum()
             };
             let refs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
-            let (mean, var) = if batch_mode {
-                batch_stats(&geo, &refs)
-            } else {
-                (run_mean.clone(), run_var.clone())
-            };
-            let affine = Affine::new(&gamma, &beta, &mean, &var, 1e-5);
+            let affine = affine_of(&refs, &gamma, &beta);
             let grads = backward(&geo, &refs, &gamma, &affine, batch_mode, &weight, &probe);
+            let at: Params = (inputs.clone(), gamma.clone(), beta.clone(), weight.clone());
             let eps = 1e-3f32;
+            // Central difference of the loss in the one value `nudge` moves.
+            let numeric = |nudge: &dyn Fn(&mut Params, f32)| -> f64 {
+                let shifted = |d: f32| {
+                    let mut p = at.clone();
+                    nudge(&mut p, d);
+                    loss(&p)
+                };
+                (shifted(eps) - shifted(-eps)) / (2.0 * eps as f64)
+            };
             let check = |analytic: f32, numeric: f64, what: &str| {
                 let tol = 2e-2 * (1.0 + numeric.abs());
                 assert!(
@@ -760,45 +771,15 @@ mod tests {
             // (1, 3524) lies in the second row band of the 30 x 20 case.
             for (j, idx) in [(0usize, 7usize), (1, 40), (2, 61), (1, 3), (1, 3524)] {
                 let idx = idx % inputs[j].len();
-                let mut plus = inputs.clone();
-                plus[j][idx] += eps;
-                let mut minus = inputs.clone();
-                minus[j][idx] -= eps;
-                let numeric = (loss(&plus, &gamma, &beta, &weight)
-                    - loss(&minus, &gamma, &beta, &weight))
-                    / (2.0 * eps as f64);
-                check(grads.inputs[j][idx], numeric, &format!("input {j}[{idx}]"));
+                let n = numeric(&|p, d| p.0[j][idx] += d);
+                check(grads.inputs[j][idx], n, &format!("input {j}[{idx}]"));
             }
             for c in [0usize, 4] {
-                let (mut gp, mut gm) = (gamma.clone(), gamma.clone());
-                gp[c] += eps;
-                gm[c] -= eps;
-                check(
-                    grads.gamma[c],
-                    (loss(&inputs, &gp, &beta, &weight) - loss(&inputs, &gm, &beta, &weight))
-                        / (2.0 * eps as f64),
-                    "gamma",
-                );
-                let (mut bp, mut bm) = (beta.clone(), beta.clone());
-                bp[c] += eps;
-                bm[c] -= eps;
-                check(
-                    grads.beta[c],
-                    (loss(&inputs, &gamma, &bp, &weight) - loss(&inputs, &gamma, &bm, &weight))
-                        / (2.0 * eps as f64),
-                    "beta",
-                );
+                check(grads.gamma[c], numeric(&|p, d| p.1[c] += d), "gamma");
+                check(grads.beta[c], numeric(&|p, d| p.2[c] += d), "beta");
             }
             for w in [0usize, 13, weight.len() - 1] {
-                let (mut wp, mut wm) = (weight.clone(), weight.clone());
-                wp[w] += eps;
-                wm[w] -= eps;
-                check(
-                    grads.weight[w],
-                    (loss(&inputs, &gamma, &beta, &wp) - loss(&inputs, &gamma, &beta, &wm))
-                        / (2.0 * eps as f64),
-                    "weight",
-                );
+                check(grads.weight[w], numeric(&|p, d| p.3[w] += d), "weight");
             }
         }
     }
