@@ -79,18 +79,6 @@ impl ClassBatcher {
             self.augment.apply_eval(&item.pixels, item.shape())
         }
     }
-
-    fn stat(v: &[f32], c: usize, what: &str) -> f32 {
-        match v {
-            [x] => *x,
-            _ => *v.get(c).unwrap_or_else(|| {
-                panic!(
-                    "ClassBatcher: {what} has {} values but images have more channels",
-                    v.len()
-                )
-            }),
-        }
-    }
 }
 
 impl Batcher<ImageItem, ClassBatch> for ClassBatcher {
@@ -107,13 +95,7 @@ impl Batcher<ImageItem, ClassBatch> for ClassBatcher {
                 None => {
                     shape = Some(s);
                     data.reserve(s.len() * items.len());
-                    // x_norm = (p/255 - mean) / std = p * a + b
-                    scale = (0..s.channels)
-                        .map(|c| {
-                            let (m, sd) = (Self::stat(&self.mean, c, "mean"), Self::stat(&self.std, c, "std"));
-                            (1.0 / (255.0 * sd), -m / sd)
-                        })
-                        .collect();
+                    scale = normalisation(&self.mean, &self.std, s.channels, "ClassBatcher");
                 }
                 Some(first) => assert_eq!(
                     first, s,
@@ -121,11 +103,7 @@ impl Batcher<ImageItem, ClassBatch> for ClassBatcher {
                     item.index
                 ),
             }
-            let plane = s.height * s.width;
-            for (c, chunk) in px.chunks_exact(plane.max(1)).enumerate() {
-                let (a, b) = scale[c];
-                data.extend(chunk.iter().map(|&p| f32::from(p) * a + b));
-            }
+            push_normalised(&mut data, &px, s.height * s.width, &scale);
             targets.push(item.label as i64);
         }
         let s = shape.unwrap_or(Chw::new(0, 0, 0));
@@ -189,6 +167,45 @@ where
         workers,
         device,
     )
+}
+
+/// Per-channel `(a, b)` such that `p * a + b = (p / 255 - mean) / std` for a byte `p`; `mean`
+/// and `std` hold one value per channel or one for all. Panics (naming `batcher`) otherwise:
+/// a setup error.
+pub(crate) fn normalisation(
+    mean: &[f32],
+    std: &[f32],
+    channels: usize,
+    batcher: &str,
+) -> Vec<(f32, f32)> {
+    let stat = |v: &[f32], c: usize, what: &str| match v {
+        [x] => *x,
+        _ => *v.get(c).unwrap_or_else(|| {
+            panic!(
+                "{batcher}: {what} has {} values for {channels} channels",
+                v.len()
+            )
+        }),
+    };
+    (0..channels)
+        .map(|c| {
+            let (m, sd) = (stat(mean, c, "mean"), stat(std, c, "std"));
+            (1.0 / (255.0 * sd), -m / sd)
+        })
+        .collect()
+}
+
+/// Appends the channel planes of `pixels` (CHW bytes, `plane` pixels each), normalised by
+/// [`normalisation`]'s `scale`, to `data`.
+pub(crate) fn push_normalised(
+    data: &mut Vec<f32>,
+    pixels: &[u8],
+    plane: usize,
+    scale: &[(f32, f32)],
+) {
+    for (chunk, &(a, b)) in pixels.chunks_exact(plane.max(1)).zip(scale) {
+        data.extend(chunk.iter().map(|&p| f32::from(p) * a + b));
+    }
 }
 
 /// The loader behind [`loader_on`] and [`crate::seg::seg_loader_on`]: shuffling (when

@@ -193,31 +193,13 @@ impl SegBatcher {
         }
         (img, lab, h, w)
     }
-
-    fn stat(v: &[f32], c: usize, what: &str) -> f32 {
-        match v {
-            [x] => *x,
-            _ => *v.get(c).unwrap_or_else(|| {
-                panic!("SegBatcher: {what} has {} values for 3 channels", v.len())
-            }),
-        }
-    }
 }
 
 impl Batcher<SegItem, SegBatch> for SegBatcher {
     /// Panics if items end up with different sizes or `mean`/`std` have neither 1 nor 3
     /// values: both are setup errors.
     fn batch(&self, items: Vec<SegItem>, device: &Device) -> SegBatch {
-        // x_norm = (p/255 - mean) / std = p * a + b
-        let scale: Vec<(f32, f32)> = (0..3)
-            .map(|c| {
-                let (m, sd) = (
-                    Self::stat(&self.mean, c, "mean"),
-                    Self::stat(&self.std, c, "std"),
-                );
-                (1.0 / (255.0 * sd), -m / sd)
-            })
-            .collect();
+        let scale = crate::batch::normalisation(&self.mean, &self.std, 3, "SegBatcher");
         let mut size: Option<(usize, usize)> = None;
         let mut data: Vec<f32> = Vec::new();
         let mut labels: Vec<i64> = Vec::new();
@@ -238,10 +220,7 @@ impl Batcher<SegItem, SegBatch> for SegBatcher {
                     first.1
                 ),
             }
-            for (c, plane) in img.chunks_exact((h * w).max(1)).enumerate() {
-                let (a, b) = scale[c];
-                data.extend(plane.iter().map(|&p| f32::from(p) * a + b));
-            }
+            crate::batch::push_normalised(&mut data, &img, h * w, &scale);
             labels.extend(lab.iter().map(|&l| i64::from(l)));
         }
         let (h, w) = size.unwrap_or((0, 0));
