@@ -1,5 +1,6 @@
 //! `train`, `eval`, `predict`: image classification.
 
+use crate::run_flags::{RunFlags, RunKind};
 use crate::usage;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -9,9 +10,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct TrainArgs {
-    /// TOML configuration (see README); flags below override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunFlags,
     /// Network preset (default: fashion).
     #[arg(long)]
     preset: Option<String>,
@@ -28,26 +28,12 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     lr: Option<f64>,
     #[arg(long)]
-    seed: Option<u64>,
-    #[arg(long)]
     dropout: Option<f64>,
     /// Train on a seeded subset of this many training images.
     #[arg(long)]
     train_subset: Option<usize>,
     #[arg(long)]
     test_subset: Option<usize>,
-    /// Loader worker threads.
-    #[arg(long)]
-    workers: Option<usize>,
-    /// cpu (burn flex) or vulkan (with the vulkan feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Run directory (default: runs/<preset>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["config", "preset", "out"])]
-    resume: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -70,28 +56,17 @@ pub(crate) struct PredictArgs {
 }
 
 pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
-    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
-    let (cfg, dir, resume) = match &a.resume {
-        Some(dir) => {
-            let cfg = TrainConfig::load(&dir.join(train::CONFIG_FILE))
-                .with_context(|| format!("--resume: {} is not a run directory", dir.display()))?;
-            (cfg, dir.clone(), true)
-        }
-        None => {
-            let mut cfg = match &a.config {
-                Some(p) => TrainConfig::load(p)?,
-                None => TrainConfig::default(),
-            };
-            if let Some(p) = &a.preset {
-                cfg.model.preset = p.clone();
-            }
-            let dir = a
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.model.preset));
-            (cfg, dir, false)
-        }
-    };
+    let device = train::device_from_name(&a.run.device).map_err(|e| usage(e.to_string()))?;
+    let (cfg, dir, resume) = a.run.start(
+        a.preset.as_ref(),
+        RunKind {
+            config_file: train::CONFIG_FILE,
+            what: "a run directory",
+            load: TrainConfig::load,
+            preset: |c| &mut c.model.preset,
+            default_dir: |c| PathBuf::from("runs").join(&c.model.preset),
+        },
+    )?;
     let cfg = apply_overrides(cfg, &a)?;
     finish_training(
         Run {
@@ -116,11 +91,11 @@ fn apply_overrides(mut cfg: TrainConfig, a: &TrainArgs) -> Result<TrainConfig> {
     cfg.optim.epochs = a.epochs.unwrap_or(cfg.optim.epochs);
     cfg.optim.batch_size = a.batch_size.unwrap_or(cfg.optim.batch_size);
     cfg.optim.lr = a.lr.unwrap_or(cfg.optim.lr);
-    cfg.seed = a.seed.unwrap_or(cfg.seed);
+    cfg.seed = a.run.seed.unwrap_or(cfg.seed);
     cfg.model.dropout = a.dropout.unwrap_or(cfg.model.dropout);
     cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
     cfg.data.test_subset = a.test_subset.or(cfg.data.test_subset);
-    cfg.data.workers = a.workers.unwrap_or(cfg.data.workers);
+    cfg.data.workers = a.run.workers.unwrap_or(cfg.data.workers);
     cfg.validate().map_err(|e| usage(format!("{e:#}")))?;
     Ok(cfg)
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod analysis;
 mod bench;
 mod classify;
+mod run_flags;
 mod segment;
 
 use analysis::{CostArgs, DesignArgs, GraphArgs};

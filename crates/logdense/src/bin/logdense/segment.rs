@@ -1,5 +1,6 @@
 //! `data fashion-scenes` and `segment train|eval|predict`: semantic segmentation.
 
+use crate::run_flags::{RunFlags, RunKind};
 use crate::usage;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -45,8 +46,8 @@ pub(crate) enum SegmentCommand {
 
 #[derive(Args)]
 pub(crate) struct SegTrainArgs {
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunFlags,
     /// fc-ld-small, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
     #[arg(long)]
     preset: Option<String>,
@@ -73,19 +74,9 @@ pub(crate) struct SegTrainArgs {
     train_subset: Option<usize>,
     #[arg(long)]
     eval_subset: Option<usize>,
-    #[arg(long)]
-    seed: Option<u64>,
-    #[arg(long)]
-    workers: Option<usize>,
     /// Wall-clock training budget in minutes (no epoch starts that would end past it).
     #[arg(long)]
     max_minutes: Option<f64>,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long)]
-    out: Option<PathBuf>,
-    #[arg(long, conflicts_with_all = ["config", "preset", "out"])]
-    resume: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -147,29 +138,17 @@ fn parse_split(s: &str) -> Result<logdense::data::seg::SegSplit> {
 
 pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
     use logdense::segment::{SegConfig, SegRun, SEG_CONFIG_FILE};
-    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
-    let (mut cfg, dir, resume) = match &a.resume {
-        Some(dir) => (
-            SegConfig::load(&dir.join(SEG_CONFIG_FILE)).with_context(|| {
-                format!("--resume: {} is not a segmentation run", dir.display())
-            })?,
-            dir.clone(),
-            true,
-        ),
-        None => {
-            let mut cfg = match &a.config {
-                Some(p) => SegConfig::load(p)?,
-                None => SegConfig::default(),
-            };
-            if let Some(p) = &a.preset {
-                cfg.model.preset = p.clone();
-            }
-            let dir = a.out.clone().unwrap_or_else(|| {
-                PathBuf::from("runs").join(format!("segment-{}", cfg.model.preset))
-            });
-            (cfg, dir, false)
-        }
-    };
+    let device = train::device_from_name(&a.run.device).map_err(|e| usage(e.to_string()))?;
+    let (mut cfg, dir, resume) = a.run.start(
+        a.preset.as_ref(),
+        RunKind {
+            config_file: SEG_CONFIG_FILE,
+            what: "a segmentation run",
+            load: SegConfig::load,
+            preset: |c| &mut c.model.preset,
+            default_dir: |c| PathBuf::from("runs").join(format!("segment-{}", c.model.preset)),
+        },
+    )?;
     if let Some(d) = &a.data {
         cfg.data.dir = d.clone();
     }
@@ -190,8 +169,8 @@ pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
     }
     cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
     cfg.data.eval_subset = a.eval_subset.or(cfg.data.eval_subset);
-    cfg.seed = a.seed.unwrap_or(cfg.seed);
-    cfg.data.workers = a.workers.unwrap_or(cfg.data.workers);
+    cfg.seed = a.run.seed.unwrap_or(cfg.seed);
+    cfg.data.workers = a.run.workers.unwrap_or(cfg.data.workers);
     if let Some(m) = a.max_minutes {
         cfg.optim.max_train_s = Some(m * 60.0);
     }
