@@ -42,6 +42,15 @@ fn conv(
         .init(device)
 }
 
+/// The channel-wise concatenation of a node's inputs (the single input itself, uncopied).
+pub fn cat_channels(mut parts: Vec<Tensor<4>>) -> Tensor<4> {
+    if parts.len() == 1 {
+        parts.pop().expect("one input")
+    } else {
+        Tensor::cat(parts, 1)
+    }
+}
+
 fn bn(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).init(device)
 }

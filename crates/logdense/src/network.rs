@@ -2,7 +2,7 @@
 //! [`logdense_graph::NetGraph`] node by node, so Log-DenseNet V1/V2, DenseNet-BC,
 //! LogLog-DenseNet, FC-Log-DenseNet and FC-DenseNet differ only in their graph.
 
-use crate::layers::{DenseLayer, DownTransition, Head, StemConv, UpTransition};
+use crate::layers::{cat_channels, DenseLayer, DownTransition, Head, StemConv, UpTransition};
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::prelude::*;
@@ -126,7 +126,7 @@ impl SparseDenseNet {
         for (k, module) in self.modules.iter().enumerate() {
             let id = k + 1;
             let node = &self.graph.nodes[id];
-            let mut parts: Vec<Tensor<4>> = node
+            let parts: Vec<Tensor<4>> = node
                 .inputs
                 .iter()
                 .map(|&i| values[i].clone().expect("inputs are computed before use"))
@@ -137,26 +137,17 @@ impl SparseDenseNet {
                 }
             }
             // Feature layers read their inputs as a list; every other node one tensor.
-            let y = if let NodeModule::Layer(m) = module {
-                m.forward(parts)
-            } else {
-                let x = if parts.len() == 1 {
-                    parts.pop().expect("one input")
-                } else {
-                    Tensor::cat(parts, 1)
-                };
-                match module {
-                    NodeModule::Stem(m) => m.forward(x),
-                    NodeModule::Layer(_) => unreachable!("handled above"),
-                    NodeModule::Down(m) => m.forward(x),
-                    NodeModule::Up(m) => {
-                        let Op::Up { like, .. } = node.op else {
-                            unreachable!("up modules compute up nodes")
-                        };
-                        m.forward(x, sizes[like])
-                    }
-                    NodeModule::Head(m) => m.forward(x),
+            let y = match module {
+                NodeModule::Layer(m) => m.forward(parts),
+                NodeModule::Stem(m) => m.forward(cat_channels(parts)),
+                NodeModule::Down(m) => m.forward(cat_channels(parts)),
+                NodeModule::Up(m) => {
+                    let Op::Up { like, .. } = node.op else {
+                        unreachable!("up modules compute up nodes")
+                    };
+                    m.forward(cat_channels(parts), sizes[like])
                 }
+                NodeModule::Head(m) => m.forward(cat_channels(parts)),
             };
             let [_, _, h, w] = y.dims();
             sizes[id] = (h, w);

@@ -20,6 +20,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, TensorData};
 
+use crate::layers::cat_channels;
+
 pub use op::MAX_INPUTS;
 
 /// Whether the fused path is switched on (`LOGDENSE_FUSED=0` switches it off, for comparison).
@@ -63,7 +65,7 @@ pub fn bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -
     if inputs.len() > MAX_INPUTS {
         // Beyond the backward step's parent limit, the oldest inputs travel as one block.
         let tail = inputs.split_off(inputs.len() - (MAX_INPUTS - 1));
-        let head = Tensor::cat(inputs, 1);
+        let head = cat_channels(inputs);
         inputs = std::iter::once(head).chain(tail).collect();
     }
     let device = inputs[0].device();
@@ -132,10 +134,5 @@ fn plain<const D: usize>(t: Tensor<D>) -> FlexTensor {
 
 /// The same computation with plain burn operations: concatenate, normalise, rectify, convolve.
 pub fn reference_bn_relu_conv(inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -> Tensor<4> {
-    let x = if inputs.len() == 1 {
-        inputs.into_iter().next().expect("one input")
-    } else {
-        Tensor::cat(inputs, 1)
-    };
-    conv.forward(relu(bn.forward(x)))
+    conv.forward(relu(bn.forward(cat_channels(inputs))))
 }
