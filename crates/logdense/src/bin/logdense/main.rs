@@ -85,8 +85,25 @@ fn quiet_on_closed_pipe() {
     }
 }
 
+/// Training frees and allocates the same large tensor buffers every step. By default glibc's
+/// malloc trims the freed top of its heap back to the kernel and page-faults it in again on the
+/// next step. Keeping the freed top, growing the heap 256 MiB at a time, and serving buffers
+/// up to 32 MiB from the heap (setting the first two stops glibc from raising that threshold
+/// itself) measured 38.7 -> 49.8 images/s on fashion-scenes segmentation training (peak
+/// memory 282 -> 319 MB) and 555 -> 531 ms per ld-v1-12-16 training step at batch 64.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's tuning; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+    }
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Graph(a) => analysis::graph_cmd(a),
