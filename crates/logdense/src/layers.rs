@@ -170,10 +170,11 @@ impl DownTransition {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `inputs` are the channel groups the transition reads, concatenated by the fused op.
+    pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Tensor<4> {
         let y = self
             .dropout
-            .forward(fused::bn_relu_conv(vec![x], &self.bn, &self.conv));
+            .forward(fused::bn_relu_conv(inputs, &self.bn, &self.conv));
         if self.max_pool {
             max_pool2d(y, MaxPoolOptions::new([2, 2]))
         } else {
@@ -239,17 +240,19 @@ impl Head {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = bn_relu(&self.bn, x);
+    /// `inputs` are the channel groups the head reads (a segmentation head never
+    /// concatenates them: the fused op reads them in place).
+    pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Tensor<4> {
         match (&self.linear, &self.conv) {
             (Some(linear), _) => {
+                let y = bn_relu(&self.bn, cat_channels(inputs));
                 let [n, c, _, _] = y.dims();
                 let pooled = adaptive_avg_pool2d(y, [1, 1]).reshape([n, c]);
                 let logits = linear.forward(pooled);
                 let classes = logits.dims()[1];
                 logits.reshape([n, classes, 1, 1])
             }
-            (None, Some(conv)) => conv.forward(y),
+            (None, Some(conv)) => fused::bn_relu_conv(inputs, &self.bn, conv),
             (None, None) => unreachable!("a head is either a classifier or a segmenter"),
         }
     }

@@ -140,14 +140,14 @@ impl SparseDenseNet {
             let y = match module {
                 NodeModule::Layer(m) => m.forward(parts),
                 NodeModule::Stem(m) => m.forward(cat_channels(parts)),
-                NodeModule::Down(m) => m.forward(cat_channels(parts)),
+                NodeModule::Down(m) => m.forward(parts),
                 NodeModule::Up(m) => {
                     let Op::Up { like, .. } = node.op else {
                         unreachable!("up modules compute up nodes")
                     };
                     m.forward(cat_channels(parts), sizes[like])
                 }
-                NodeModule::Head(m) => m.forward(cat_channels(parts)),
+                NodeModule::Head(m) => m.forward(parts),
             };
             let [_, _, h, w] = y.dims();
             sizes[id] = (h, w);

@@ -1,6 +1,7 @@
 //! The fused, concat-free BN-ReLU-conv against the plain burn reference (concatenate, batch
 //! norm, ReLU, convolution): outputs, every gradient and the running statistics, in training
-//! and inference, for 3x3 and 1x1 kernels.
+//! and inference, for 3x3 and 1x1 kernels, with and without a convolution bias (segmentation
+//! heads have one).
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -15,7 +16,13 @@ fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     (a - b).abs().max().into_scalar::<f32>()
 }
 
-fn layer(channels: usize, out: usize, kernel: usize, device: &Device) -> (BatchNorm, Conv2d) {
+fn layer(
+    channels: usize,
+    out: usize,
+    kernel: usize,
+    bias: bool,
+    device: &Device,
+) -> (BatchNorm, Conv2d) {
     let bn = BatchNormConfig::new(channels).init(device);
     // Non-trivial affine parameters, so that gamma and beta gradients are exercised.
     let bn = BatchNorm {
@@ -38,7 +45,7 @@ fn layer(channels: usize, out: usize, kernel: usize, device: &Device) -> (BatchN
             kernel / 2,
             kernel / 2,
         ))
-        .with_bias(false)
+        .with_bias(bias)
         .init(device);
     (bn, conv)
 }
@@ -65,13 +72,13 @@ struct Outcome {
 
 /// Builds a layer and inputs from `seed` and runs one training forward and backward through
 /// the fused operation or the reference. The same seed gives the same layer and inputs.
-fn train_once(seed: u64, channels: &[usize], kernel: usize, fused: bool) -> Outcome {
+fn train_once(seed: u64, channels: &[usize], kernel: usize, bias: bool, fused: bool) -> Outcome {
     // burn's RNG is process-global: tests running in parallel would interleave their draws.
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     device.seed(seed);
     let cin = channels.iter().sum();
-    let (bn, conv) = layer(cin, 6, kernel, &device);
+    let (bn, conv) = layer(cin, 6, kernel, bias, &device);
     let xs = inputs(channels, &device);
     let probe = Tensor::<4>::random([3, 6, 9, 7], Distribution::Normal(0.0, 1.0), &device);
     let out = if fused {
@@ -98,6 +105,9 @@ fn train_once(seed: u64, channels: &[usize], kernel: usize, fused: bool) -> Outc
         "weight gradient".into(),
         flat(conv.weight.val().grad(&grads).expect("weight")),
     ));
+    if let Some(b) = &conv.bias {
+        tensors.push(("bias gradient".into(), b.val().grad(&grads).expect("bias")));
+    }
     tensors.push(("running mean".into(), bn.running_mean.value().inner()));
     tensors.push(("running var".into(), bn.running_var.value().inner()));
     Outcome { tensors }
@@ -116,12 +126,12 @@ fn assert_same(fused: Outcome, reference: Outcome, what: &str) {
 
 #[test]
 fn fused_layer_equals_the_reference_in_training_with_gradients() {
-    for kernel in [3, 1] {
+    for (kernel, bias) in [(3, false), (1, false), (1, true)] {
         let channels = [4, 2, 5];
         assert_same(
-            train_once(7, &channels, kernel, true),
-            train_once(7, &channels, kernel, false),
-            &format!("kernel {kernel}"),
+            train_once(7, &channels, kernel, bias, true),
+            train_once(7, &channels, kernel, bias, false),
+            &format!("kernel {kernel}, bias {bias}"),
         );
     }
 }
@@ -130,8 +140,8 @@ fn fused_layer_equals_the_reference_in_training_with_gradients() {
 fn more_inputs_than_one_call_takes_are_grouped() {
     let channels = vec![1; logdense::fused::MAX_INPUTS + 4];
     assert_same(
-        train_once(9, &channels, 3, true),
-        train_once(9, &channels, 3, false),
+        train_once(9, &channels, 3, false, true),
+        train_once(9, &channels, 3, false, false),
         "33 inputs",
     );
 }
@@ -141,7 +151,7 @@ fn fused_layer_equals_the_reference_in_inference() {
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     device.seed(8);
-    let (bn, conv) = layer(7, 5, 3, &device);
+    let (bn, conv) = layer(7, 5, 3, true, &device);
     // A training call moves the running statistics off 0 / 1 first.
     let _ = bn_relu_conv(inputs(&[3, 4], &device), &bn, &conv);
     let (bn, conv) = (bn.valid(), conv.valid());

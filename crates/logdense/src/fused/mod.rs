@@ -50,11 +50,11 @@ fn supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
         && conv.groups == 1
-        && conv.bias.is_none()
         && inputs.iter().all(|t| t.dtype() == DType::F32)
 }
 
-/// `conv(relu(bn(cat(inputs, 1))))` with stride 1 and "same" padding, fused where supported.
+/// `conv(relu(bn(cat(inputs, 1))))` with stride 1 and "same" padding, fused where supported
+/// (a convolution's bias is added after the fused part).
 /// In training (autodiff device, BN training flag on) BN normalises with batch statistics and
 /// updates its running averages exactly as [`BatchNorm::forward`] does.
 pub fn bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -> Tensor<4> {
@@ -118,7 +118,13 @@ pub fn bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -
                 .detach(),
         );
     }
-    out
+    match &conv.bias {
+        Some(bias) => {
+            let c = bias.dims()[0];
+            out + bias.val().reshape([1, c, 1, 1])
+        }
+        None => out,
+    }
 }
 
 /// A float tensor's `Autodiff<Flex>` primitive ([`supported`] checked the device).
