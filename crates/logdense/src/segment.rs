@@ -44,7 +44,8 @@ pub struct SegConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SegModelConfig {
-    /// `fc-ld-small` (5 blocks 2,3,4,3,2, g = 12), `fc-ld-103`, `fc-densenet-56/67/103`.
+    /// `fc-ld-small` (5 blocks 2,3,4,3,2, g = 12), `fc-ld-scenes` (9 blocks 1,2,3,4,6,4,3,2,1,
+    /// g = 12), `fc-ld-103`, `fc-densenet-56/67/103`.
     pub preset: String,
     pub growth: Option<usize>,
     pub blocks: Option<Vec<usize>>,
@@ -171,8 +172,8 @@ impl Default for SegOptimConfig {
 /// Segmentation presets: the paper's networks and a reduced FC-Log-DenseNet for CPUs.
 pub fn seg_preset(name: &str) -> Result<NetSpec> {
     Ok(match name {
-        "fc-ld-small" | "fc-ld-103" | "fc-densenet-56" | "fc-densenet-67" | "fc-densenet-103" => crate::presets::preset(name).map_err(anyhow::Error::msg)?,
-        other => bail!("model.preset (--preset): unknown segmentation preset '{other}' (fc-ld-small, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103)"),
+        "fc-ld-small" | "fc-ld-scenes" | "fc-ld-103" | "fc-densenet-56" | "fc-densenet-67" | "fc-densenet-103" => crate::presets::preset(name).map_err(anyhow::Error::msg)?,
+        other => bail!("model.preset (--preset): unknown segmentation preset '{other}' (fc-ld-small, fc-ld-scenes, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103)"),
     })
 }
 
@@ -708,6 +709,15 @@ pub fn palette_of(dir: &Path) -> Vec<[u8; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_recipe_loads_and_builds() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/fashion-scenes.toml");
+        let cfg = SegConfig::load(&path).unwrap();
+        assert_eq!(cfg.optim.lr_schedule, LrSchedule::Cosine);
+        let spec = cfg.net_spec(11, 64, 64).unwrap();
+        assert_eq!(spec.blocks, vec![1, 2, 3, 4, 6, 4, 3, 2, 1]);
+    }
 
     #[test]
     fn crop_stage_schedules() {

@@ -68,6 +68,14 @@ fn fully_convolutional_networks_match_the_cost_model() {
             ..preset("fc-ld-103").unwrap()
         },
     );
+    check(
+        "fc-ld-scenes @64",
+        NetSpec {
+            input: [3, 64, 64],
+            classes: 11,
+            ..preset("fc-ld-scenes").unwrap()
+        },
+    );
     // An odd size exercises the crop after the transposed convolutions.
     check(
         "fc-ld small @36",

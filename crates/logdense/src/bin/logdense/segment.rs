@@ -48,7 +48,7 @@ pub(crate) enum SegmentCommand {
 pub(crate) struct SegTrainArgs {
     #[command(flatten)]
     run: RunFlags,
-    /// fc-ld-small, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
+    /// fc-ld-small, fc-ld-scenes, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
     #[arg(long)]
     preset: Option<String>,
     /// Data directory in the SegNet layout.
