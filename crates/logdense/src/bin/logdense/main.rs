@@ -91,7 +91,11 @@ fn quiet_on_closed_pipe() {
 /// up to 32 MiB from the heap (setting the first two stops glibc from raising that threshold
 /// itself) measured 38.7 -> 49.8 images/s on fashion-scenes segmentation training (peak
 /// memory 282 -> 319 MB) and 555 -> 531 ms per ld-v1-12-16 training step at batch 64.
+/// `LOGDENSE_KEEP_FREED_MEMORY=0` leaves malloc's defaults, for comparisons.
 fn keep_freed_memory() {
+    if std::env::var_os("LOGDENSE_KEEP_FREED_MEMORY").is_some_and(|v| v == "0") {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes malloc's tuning; called before any other thread starts.
     unsafe {
