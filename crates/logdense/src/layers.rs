@@ -7,11 +7,11 @@ use burn::nn::{
     PaddingConfig2d,
 };
 use burn::prelude::*;
-
-use crate::fused;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+
+use crate::fused;
 
 /// He (fan-in) normal initialisation, as DenseNet's reference code uses for convolutions.
 fn he_normal() -> Initializer {
@@ -21,7 +21,9 @@ fn he_normal() -> Initializer {
     }
 }
 
-fn conv(
+/// A `kernel x kernel` convolution with "same" padding (`kernel / 2` on every side) and He
+/// initialisation: every convolution the networks build (the fused op's tests use it too).
+pub fn conv(
     cin: usize,
     cout: usize,
     kernel: usize,

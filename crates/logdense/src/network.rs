@@ -136,7 +136,8 @@ impl SparseDenseNet {
                     values[i] = None;
                 }
             }
-            // Feature layers read their inputs as a list; every other node one tensor.
+            // Layers, down transitions and heads read their inputs as a list (the fused op
+            // never concatenates them); the stem and up transitions read one tensor.
             let y = match module {
                 NodeModule::Layer(m) => m.forward(parts),
                 NodeModule::Stem(m) => m.forward(cat_channels(parts)),

@@ -60,7 +60,6 @@ pub fn preset(name: &str) -> Result<NetSpec, String> {
         "ld-v2-265" => Some(imagenet_v2(vec![6, 12, 64, 48])),
         "ld-v2-369" => Some(imagenet_v2(vec![8, 16, 80, 80])),
         "fc-ld-103" => Some(NetSpec::fc_log_densenet_103(72)),
-        // The reduced FC-Log-DenseNet for CPUs: 5 blocks 2,3,4,3,2, g = 12, stem 24.
         // The fashion-scenes recipe's network (configs/fashion-scenes.toml): 9 blocks, so the
         // two full-resolution blocks hold one layer each and the 4 x 4 middle block six.
         "fc-ld-scenes" => Some(NetSpec {
@@ -68,6 +67,7 @@ pub fn preset(name: &str) -> Result<NetSpec, String> {
             growth: 12,
             ..NetSpec::fc_log_densenet_103(24)
         }),
+        // The reduced FC-Log-DenseNet for CPUs: 5 blocks 2,3,4,3,2, g = 12, stem 24.
         "fc-ld-small" => Some(NetSpec {
             blocks: vec![2, 3, 4, 3, 2],
             growth: 12,

@@ -330,8 +330,12 @@ fn optimizer(cfg: &SegConfig) -> ModuleOptimizer {
 }
 
 impl SegOptimConfig {
-    /// The crop stage's rate at `epoch` (from 1), `step` of `steps` iterations into it.
-    pub fn crop_lr(&self, epoch: usize, step: usize, steps: usize) -> f64 {
+    /// The rate at `epoch` (from 1, crop stage then fine-tune stage), `step` of `steps`
+    /// iterations into it.
+    pub fn lr_at(&self, epoch: usize, step: usize, steps: usize) -> f64 {
+        if epoch > self.epochs {
+            return self.finetune_lr * self.lr_decay.powi((epoch - self.epochs - 1) as i32);
+        }
         match self.lr_schedule {
             LrSchedule::Exponential => self.lr * self.lr_decay.powi(epoch as i32 - 1),
             LrSchedule::Cosine => {
@@ -416,22 +420,10 @@ impl SegRun {
                 }
             }
             let finetune = epoch > cfg.optim.epochs;
-            let (crop, batch_size, lr) = if finetune {
-                (
-                    None,
-                    cfg.optim.finetune_batch_size,
-                    cfg.optim.finetune_lr
-                        * cfg
-                            .optim
-                            .lr_decay
-                            .powi((epoch - cfg.optim.epochs - 1) as i32),
-                )
+            let (crop, batch_size) = if finetune {
+                (None, cfg.optim.finetune_batch_size)
             } else {
-                (
-                    Some((crop_h, crop_w)),
-                    cfg.optim.batch_size,
-                    cfg.optim.crop_lr(epoch, 0, 1),
-                )
+                (Some((crop_h, crop_w)), cfg.optim.batch_size)
             };
             seed_epoch(&ad, cfg.seed, epoch);
             let batcher = SegBatcher::train(
@@ -459,11 +451,6 @@ impl SegRun {
             });
             for (step, batch) in loader.iter().enumerate() {
                 let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
-                let step_lr = if finetune {
-                    lr
-                } else {
-                    cfg.optim.crop_lr(epoch, step, steps)
-                };
                 let [n, hh, ww] = batch.labels.dims();
                 let label_values: Vec<i64> = batch
                     .labels
@@ -492,7 +479,7 @@ impl SegRun {
                     bail!("training diverged at epoch {epoch} (loss {value}); lower --lr");
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(step_lr, model, grads);
+                model = optim.step(cfg.optim.lr_at(epoch, step, steps), model, grads);
                 state.iteration += 1;
                 loss_sum += value * n as f64;
                 seen += n;
@@ -524,7 +511,7 @@ impl SegRun {
             let row = SegEpochMetrics {
                 epoch,
                 stage: if finetune { "finetune" } else { "crops" }.into(),
-                lr,
+                lr: cfg.optim.lr_at(epoch, 0, steps),
                 train_loss: loss_sum / seen.max(1) as f64,
                 mean_iou: cm.mean_iou(),
                 global_accuracy: cm.global_accuracy(),
@@ -720,29 +707,29 @@ mod tests {
     }
 
     #[test]
-    fn crop_stage_schedules() {
+    fn learning_rate_schedules() {
         let mut o = SegOptimConfig {
             epochs: 4,
             lr: 2e-3,
             lr_decay: 0.5,
             ..SegOptimConfig::default()
         };
-        assert_eq!(o.crop_lr(1, 7, 10), 2e-3);
-        assert_eq!(o.crop_lr(3, 0, 10), 5e-4);
+        assert_eq!(o.lr_at(1, 7, 10), 2e-3);
+        assert_eq!(o.lr_at(3, 0, 10), 5e-4);
         o.lr_schedule = LrSchedule::Cosine;
-        assert_eq!(o.crop_lr(1, 0, 10), 2e-3);
+        assert_eq!(o.lr_at(1, 0, 10), 2e-3);
         assert!(
-            (o.crop_lr(3, 0, 10) - 1e-3).abs() < 1e-12,
+            (o.lr_at(3, 0, 10) - 1e-3).abs() < 1e-12,
             "half way: half the rate"
         );
+        assert!(o.lr_at(4, 9, 10) < 2e-3 * 0.01, "annealed by the last step");
         assert!(
-            o.crop_lr(4, 9, 10) < 2e-3 * 0.01,
-            "annealed by the last step"
-        );
-        assert!(
-            o.crop_lr(2, 5, 10) < o.crop_lr(2, 4, 10),
+            o.lr_at(2, 5, 10) < o.lr_at(2, 4, 10),
             "falls within an epoch"
         );
+        // The fine-tune stage after the 4 crop epochs: its own rate, decayed per epoch.
+        assert_eq!(o.lr_at(5, 3, 10), o.finetune_lr);
+        assert_eq!(o.lr_at(6, 0, 10), o.finetune_lr * 0.5);
         let parsed: SegConfig =
             toml::from_str("[optim]\noptimizer = \"adam\"\nlr_schedule = \"cosine\"").unwrap();
         assert_eq!(parsed.optim.optimizer, SegOptimizer::Adam);

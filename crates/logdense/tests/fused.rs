@@ -4,8 +4,8 @@
 //! heads have one).
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use logdense::fused::{bn_relu_conv, reference_bn_relu_conv};
@@ -38,16 +38,10 @@ fn layer(
         }),
         ..bn
     };
-    let conv = Conv2dConfig::new([channels, out], [kernel, kernel])
-        .with_padding(PaddingConfig2d::Explicit(
-            kernel / 2,
-            kernel / 2,
-            kernel / 2,
-            kernel / 2,
-        ))
-        .with_bias(bias)
-        .init(device);
-    (bn, conv)
+    (
+        bn,
+        logdense::layers::conv(channels, out, kernel, 1, bias, device),
+    )
 }
 
 fn inputs(channels: &[usize], device: &Device) -> Vec<Tensor<4>> {
