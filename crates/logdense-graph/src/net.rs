@@ -80,6 +80,11 @@ pub struct NetSpec {
     pub deep_supervision: bool,
     /// Growth multiplier of LOGLOG hub layers (Appendix C.4); 1 elsewhere.
     pub hub_multiplier: usize,
+    /// Per-block growth rates overriding `growth` (one per block; empty: `growth` everywhere).
+    /// Per-layer architectures only (V1, FC-Log-DenseNet): lets the low-resolution blocks,
+    /// where a segmenter recognises objects and FLOPs are cheap, be wider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_growth: Vec<usize>,
 }
 
 /// What a node computes. Every node first concatenates its inputs along channels.
@@ -177,6 +182,7 @@ impl NetSpec {
             classes: 10,
             deep_supervision: true,
             hub_multiplier: 1,
+            block_growth: Vec::new(),
         }
     }
 
@@ -211,6 +217,7 @@ impl NetSpec {
             classes: 11,
             deep_supervision: true,
             hub_multiplier: 1,
+            block_growth: Vec::new(),
         }
     }
 
@@ -226,6 +233,7 @@ impl NetSpec {
             classes: 11,
             deep_supervision: false,
             hub_multiplier: 1,
+            block_growth: Vec::new(),
         }
     }
 
@@ -268,6 +276,31 @@ impl NetSpec {
         }
         if self.growth == 0 {
             return bad("g", "the growth rate must be at least 1".into());
+        }
+        if !self.block_growth.is_empty() {
+            if !matches!(self.arch, Arch::V1 { .. } | Arch::FcLog) {
+                return bad(
+                    "block_growth",
+                    "per-block growth rates need a per-layer architecture (V1 or FC-Log-DenseNet)"
+                        .into(),
+                );
+            }
+            if self.block_growth.len() != self.blocks.len() {
+                return bad(
+                    "block_growth",
+                    format!(
+                        "{} growth rates for {} blocks; give one per block",
+                        self.block_growth.len(),
+                        self.blocks.len()
+                    ),
+                );
+            }
+            if let Some(b) = self.block_growth.iter().position(|&g| g == 0) {
+                return bad(
+                    "block_growth",
+                    format!("block {b} has growth 0; every growth rate must be at least 1"),
+                );
+            }
         }
         if self.stem.width == 0 || self.stem.kernel == 0 || self.stem.stride == 0 {
             return bad(
@@ -490,11 +523,18 @@ impl Builder {
         let mut inputs = vec![self.layer_nodes[layer]];
         inputs.extend(self.inputs_of_layer[layer].iter().copied());
         let task = self.spec.task();
+        // A segmenter's final prediction is at the image's resolution: where a strided stem
+        // made the network work below it, the head's logits are upsampled (bilinearly) to it.
+        let size = if is_final && task == Task::Segment {
+            (self.spec.input[1], self.spec.input[2])
+        } else {
+            self.size
+        };
         self.push(
             Op::Head { task, is_final },
             inputs,
             self.spec.classes,
-            self.size,
+            size,
             block,
             None,
         );
@@ -533,10 +573,16 @@ impl Builder {
             self.start_block(next, n);
             for i in next..next + n {
                 let inputs = sets[i].iter().map(|&j| latest[j]).collect();
+                let growth = self
+                    .spec
+                    .block_growth
+                    .get(b)
+                    .copied()
+                    .unwrap_or(self.spec.growth);
                 let width = if hubs.binary_search(&i).is_ok() {
-                    self.spec.growth * self.spec.hub_multiplier
+                    growth * self.spec.hub_multiplier
                 } else {
-                    self.spec.growth
+                    growth
                 };
                 latest.push(self.layer(i, inputs, width, b));
             }

@@ -134,3 +134,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn per_block_growth_is_checked() {
+    let mut spec = NetSpec::fc_log_densenet_103(24);
+    spec.blocks = vec![1, 2, 1];
+    spec.input = [3, 32, 32];
+    spec.block_growth = vec![8, 16];
+    assert_eq!(field_of(&spec), "block_growth");
+    spec.block_growth = vec![8, 0, 8];
+    assert_eq!(field_of(&spec), "block_growth");
+    spec.block_growth = vec![8, 16, 8];
+    let graph = spec.build().unwrap();
+    // Each block's layers have its own width; transitions carry a layer at its width.
+    let widths: Vec<usize> = graph.layer_nodes[1..]
+        .iter()
+        .map(|&id| graph.nodes[id].channels)
+        .collect();
+    assert_eq!(widths, vec![8, 16, 16, 8]);
+    let mut v2 = NetSpec::v2(2, 4, 3);
+    v2.block_growth = vec![4, 4, 4];
+    assert_eq!(field_of(&v2), "block_growth");
+}

@@ -70,6 +70,9 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// Timed steps (training and inference each); the median is reported.
     pub steps: usize,
+    /// Input height = width in place of each preset's own (`None`: the preset's), e.g. 64
+    /// to time the fashion-scenes network at the size it trains at.
+    pub input: Option<usize>,
     /// The plain device (autodiff is enabled on a copy for training).
     pub device: Device,
 }
@@ -81,6 +84,7 @@ impl Default for BenchOptions {
             batch: 0,
             warmup: 2,
             steps: 10,
+            input: None,
             device: Device::flex(),
         }
     }
@@ -222,7 +226,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// of this call; memory the allocator kept from earlier work in the same process still counts,
 /// so for a per-preset memory figure run each preset in its own process ([`isolated`]).
 pub fn run_bench(preset: &str, opts: &BenchOptions) -> Result<BenchResult> {
-    let spec = presets::preset(preset).map_err(anyhow::Error::msg)?;
+    let mut spec = presets::preset(preset).map_err(anyhow::Error::msg)?;
+    if let Some(side) = opts.input {
+        spec.input = [spec.input[0], side, side];
+    }
     run_spec(preset, &spec, opts)
 }
 
@@ -656,6 +663,7 @@ mod tests {
             batch: 2,
             warmup: 1,
             steps: 2,
+            input: None,
             device: Device::flex(),
         }
     }
@@ -734,6 +742,21 @@ mod tests {
     }
 
     #[test]
+    fn input_option_resizes_the_preset() {
+        let opts = BenchOptions {
+            input: Some(16),
+            ..tiny_opts()
+        };
+        let r = run_bench("ld-v1-2-4", &opts).unwrap();
+        assert_eq!(r.input, [3, 16, 16]);
+        let mut spec = presets::preset("ld-v1-2-4").unwrap();
+        spec.input = [3, 16, 16];
+        let cost = spec.build().unwrap().cost();
+        assert_eq!(r.gflops_per_image, cost.total.flops as f64 / 1e9);
+        check_consistent(&r);
+    }
+
+    #[test]
     fn bench_tiny_segmenter() {
         // A small FC-Log-DenseNet: deep-supervision heads at 16, 8 and 16 pixels.
         let spec = NetSpec {
@@ -746,6 +769,7 @@ mod tests {
             classes: 3,
             deep_supervision: true,
             hub_multiplier: 1,
+            block_growth: Vec::new(),
         };
         let opts = BenchOptions {
             batch: 0,
@@ -858,6 +882,7 @@ mod tests {
             batch: env("LOGDENSE_BENCH_BATCH").map_or(0, |b| b.parse().unwrap()),
             warmup: 1,
             steps: env("LOGDENSE_BENCH_STEPS").map_or(2, |b| b.parse().unwrap()),
+            input: env("LOGDENSE_BENCH_INPUT").map(|b| b.parse().unwrap()),
             device: Device::flex(),
         };
         let results = run_all(&opts).unwrap();

@@ -8,8 +8,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
+use burn::tensor::ops::MaxPoolOptions;
 
 use crate::fused;
 
@@ -180,7 +180,7 @@ impl DownTransition {
         if self.max_pool {
             max_pool2d(y, MaxPoolOptions::new([2, 2]))
         } else {
-            avg_pool2d(y, AvgPoolOptions::new([2, 2]))
+            fused::avg_pool2(y)
         }
     }
 }
@@ -210,10 +210,9 @@ impl UpTransition {
     /// Upsamples to exactly `size` (cropping the extra row/column an odd size leaves).
     pub fn forward(&self, x: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
         let y = match &self.bn {
-            Some(bn) => bn_relu(bn, x),
-            None => x,
+            Some(bn) => fused::bn_relu_deconv(x, bn, &self.deconv),
+            None => self.deconv.forward(x),
         };
-        let y = self.deconv.forward(y);
         let [_, _, h, w] = y.dims();
         if (h, w) == size {
             y

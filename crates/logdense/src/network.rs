@@ -6,6 +6,8 @@ use crate::layers::{cat_channels, DenseLayer, DownTransition, Head, StemConv, Up
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::prelude::*;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use logdense_graph::{NetGraph, NetSpec, Op, Pool};
 
 /// The module computing one graph node (the image input has none). Variants differ in size,
@@ -43,6 +45,17 @@ pub fn fit_spatial(x: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
     } else {
         x
     }
+}
+
+/// Bilinear upsampling (half-pixel centres) of a strided network's final logits to the
+/// image's runtime size.
+pub fn upsample_logits(logits: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
+    interpolate(
+        logits,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size([size.0, size.1]),
+    )
 }
 
 impl SparseDenseNet {
@@ -148,6 +161,9 @@ impl SparseDenseNet {
                     };
                     m.forward(cat_channels(parts), sizes[like])
                 }
+                NodeModule::Head(m) if node.size != node.in_size => {
+                    upsample_logits(m.forward(parts), sizes[0])
+                }
                 NodeModule::Head(m) => m.forward(parts),
             };
             let [_, _, h, w] = y.dims();
@@ -244,7 +260,8 @@ impl SparseDenseNet {
                 NodeModule::Up(m) => conv_flops(m.deconv.weight.dims(), area(input_hw)),
                 NodeModule::Head(m) => match (&m.linear, &m.conv) {
                     (Some(l), _) => 2 * l.weight.dims().iter().product::<usize>() as u64,
-                    (_, Some(cv)) => conv_flops(cv.weight.dims(), area(out_hw[id])),
+                    // At the head's input resolution (a strided segmenter upsamples after).
+                    (_, Some(cv)) => conv_flops(cv.weight.dims(), area(input_hw)),
                     _ => 0,
                 },
             };

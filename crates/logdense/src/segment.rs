@@ -49,7 +49,12 @@ pub struct SegModelConfig {
     pub preset: String,
     pub growth: Option<usize>,
     pub blocks: Option<Vec<usize>>,
+    /// One growth rate per block, in place of `growth` (e.g. wider low-resolution blocks).
+    pub block_growth: Option<Vec<usize>>,
     pub stem_width: Option<usize>,
+    /// Stride of the stem convolution: 2 runs every block at half the image's resolution and
+    /// upsamples the final logits bilinearly (about 3x less work at 64 x 64).
+    pub stem_stride: Option<usize>,
     pub deep_supervision: Option<bool>,
     pub dropout: f64,
 }
@@ -129,7 +134,9 @@ impl Default for SegModelConfig {
             preset: "fc-ld-small".into(),
             growth: None,
             blocks: None,
+            block_growth: None,
             stem_width: None,
+            stem_stride: None,
             deep_supervision: None,
             dropout: 0.0,
         }
@@ -213,8 +220,14 @@ impl SegConfig {
         if let Some(b) = &m.blocks {
             spec.blocks = b.clone();
         }
+        if let Some(g) = &m.block_growth {
+            spec.block_growth = g.clone();
+        }
         if let Some(w) = m.stem_width {
             spec.stem.width = w;
+        }
+        if let Some(s) = m.stem_stride {
+            spec.stem.stride = s;
         }
         if let Some(d) = m.deep_supervision {
             spec.deep_supervision = d;

@@ -155,3 +155,102 @@ fn fused_layer_equals_the_reference_in_inference() {
     let d = max_abs_diff(fused, reference);
     assert!(d < 1e-4, "inference outputs differ by {d}");
 }
+
+/// One training step of an up transition's BN-ReLU-3x3 stride-2 transposed convolution,
+/// through the fused path (1x1 convolution and overlap-add) or burn's own operations.
+fn deconv_once(seed: u64, size: (usize, usize), fused: bool) -> Outcome {
+    use burn::nn::conv::ConvTranspose2dConfig;
+    use logdense::fused::{bn_relu_deconv, reference_bn_relu_deconv};
+    let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(seed);
+    let (cin, cout) = (5, 3);
+    let (bn, _) = layer(cin, 1, 1, false, &device);
+    let deconv = ConvTranspose2dConfig::new([cin, cout], [3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .with_padding_out([1, 1])
+        .with_bias(false)
+        .init(&device);
+    let x = Tensor::<4>::random(
+        [2, cin, size.0, size.1],
+        Distribution::Normal(0.3, 1.2),
+        &device,
+    )
+    .require_grad();
+    let probe = Tensor::<4>::random(
+        [2, cout, 2 * size.0, 2 * size.1],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let out = if fused {
+        bn_relu_deconv(x.clone(), &bn, &deconv)
+    } else {
+        reference_bn_relu_deconv(x.clone(), &bn, &deconv)
+    };
+    assert_eq!(out.dims(), [2, cout, 2 * size.0, 2 * size.1]);
+    let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
+    let grads = (out.clone() * probe).sum().backward();
+    let tensors = vec![
+        ("output".to_string(), flat(out.detach())),
+        (
+            "input gradient".into(),
+            flat(x.grad(&grads).expect("input")),
+        ),
+        (
+            "gamma gradient".into(),
+            bn.gamma.val().grad(&grads).expect("gamma"),
+        ),
+        (
+            "beta gradient".into(),
+            bn.beta.val().grad(&grads).expect("beta"),
+        ),
+        (
+            "weight gradient".into(),
+            flat(deconv.weight.val().grad(&grads).expect("weight")),
+        ),
+        ("running mean".into(), bn.running_mean.value().inner()),
+        ("running var".into(), bn.running_var.value().inner()),
+    ];
+    Outcome { tensors }
+}
+
+#[test]
+fn fused_up_transition_equals_the_transposed_convolution() {
+    // Square, rectangular and 1-pixel-wide inputs (the overlap-add's edges).
+    for size in [(4, 4), (3, 5), (1, 2)] {
+        assert_same(
+            deconv_once(11, size, true),
+            deconv_once(11, size, false),
+            &format!("input {size:?}"),
+        );
+    }
+}
+
+#[test]
+fn fused_average_pool_equals_burns_with_its_gradient() {
+    use burn::tensor::module::avg_pool2d;
+    use burn::tensor::ops::AvgPoolOptions;
+    let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(12);
+    // Odd sizes: the last row and column are dropped, and get no gradient.
+    for (h, w) in [(6, 8), (7, 5)] {
+        let x = Tensor::<4>::random([2, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let probe = Tensor::<4>::random([2, 3, h / 2, w / 2], Distribution::Default, &device);
+        let run = |fused: bool| {
+            let x = x.clone().detach().require_grad();
+            let y = if fused {
+                logdense::fused::avg_pool2(x.clone())
+            } else {
+                avg_pool2d(x.clone(), AvgPoolOptions::new([2, 2]))
+            };
+            let g = (y.clone() * probe.clone()).sum().backward();
+            (y.inner(), x.grad(&g).expect("input gradient"))
+        };
+        let ((y1, g1), (y2, g2)) = (run(true), run(false));
+        assert_eq!(y1.dims(), [2, 3, h / 2, w / 2]);
+        assert!(max_abs_diff(y1, y2) < 1e-6, "{h}x{w} output");
+        assert!(max_abs_diff(g1, g2) < 1e-6, "{h}x{w} gradient");
+    }
+}

@@ -76,6 +76,29 @@ fn fully_convolutional_networks_match_the_cost_model() {
             ..preset("fc-ld-scenes").unwrap()
         },
     );
+    // A stride-2 stem: every block at half resolution, the final logits upsampled.
+    check(
+        "fc-ld-scenes stride-2 stem @64",
+        NetSpec {
+            input: [3, 64, 64],
+            classes: 11,
+            stem: Stem {
+                stride: 2,
+                ..Stem::cifar(24)
+            },
+            ..preset("fc-ld-scenes").unwrap()
+        },
+    );
+    // Per-block growth rates: wider low-resolution blocks.
+    check(
+        "fc-ld-scenes block growth @32",
+        NetSpec {
+            input: [3, 32, 32],
+            classes: 11,
+            block_growth: vec![8, 8, 12, 16, 24, 16, 12, 8, 8],
+            ..preset("fc-ld-scenes").unwrap()
+        },
+    );
     // An odd size exercises the crop after the transposed convolutions.
     check(
         "fc-ld small @36",
@@ -114,6 +137,58 @@ fn head_outputs_have_the_right_shapes() {
             [2, 11, 32, 32]
         ]
     );
+}
+
+#[test]
+fn a_strided_stem_predicts_at_the_image_resolution() {
+    let _rng = rng_lock();
+    let device = Device::flex();
+    let spec = NetSpec {
+        blocks: vec![2, 2, 2],
+        growth: 4,
+        stem: Stem {
+            stride: 2,
+            ..Stem::cifar(8)
+        },
+        input: [3, 32, 32],
+        ..NetSpec::fc_log_densenet_103(8)
+    };
+    let graph = spec.build().unwrap();
+    let last = *graph.heads().last().unwrap();
+    assert_eq!(
+        (graph.nodes[last].in_size, graph.nodes[last].size),
+        ((16, 16), (32, 32))
+    );
+    let model = SparseDenseNet::new(&spec, 0.0, &device).unwrap();
+    // Auxiliary heads stay at their blocks' scales; the final one comes back to the image's
+    // size, also for an odd runtime size the network was not built for.
+    for side in [32usize, 27] {
+        let image = Tensor::<4>::random(
+            [2, 3, side, side],
+            burn::tensor::Distribution::Default,
+            &device,
+        );
+        let shapes: Vec<[usize; 4]> = model
+            .forward_heads(image)
+            .iter()
+            .map(|h| h.dims())
+            .collect();
+        let half = side.div_ceil(2);
+        assert_eq!(
+            shapes,
+            vec![
+                [2, 11, half, half],
+                [2, 11, half.div_ceil(2), half.div_ceil(2)],
+                [2, 11, side, side]
+            ],
+            "input {side}"
+        );
+    }
+    // Upsampled logits of a constant map stay that constant (bilinear weights sum to 1).
+    let flat = Tensor::<4>::ones([1, 11, 4, 4], &device);
+    let up = logdense::network::upsample_logits(flat, (8, 8));
+    let values: Vec<f32> = up.into_data().try_to_vec::<f32>().unwrap();
+    assert!(values.iter().all(|&v| (v - 1.0).abs() < 1e-6));
 }
 
 /// The loss of a tiny V1 network on a fixed batch, as a function of the input pixels.

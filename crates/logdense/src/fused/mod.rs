@@ -11,18 +11,22 @@
 
 pub mod kernel;
 mod op;
+mod resample;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, DispatchDevice, Flex};
-use burn::nn::conv::Conv2d;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+use burn::tensor::module::avg_pool2d;
+use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, TensorData};
 
 use crate::layers::cat_channels;
 
 pub use op::MAX_INPUTS;
+pub use resample::Resample;
 
 /// Whether the fused path is switched on (`LOGDENSE_FUSED=0` switches it off, for comparison).
 pub fn enabled() -> bool {
@@ -30,38 +34,54 @@ pub fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("LOGDENSE_FUSED").map_or(true, |v| v != "0"))
 }
 
-/// Whether the fused kernels can run this layer on this device.
-fn supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
+/// Whether the fused kernels can run on these tensors: f32 on the flex device.
+fn on_flex_f32(inputs: &[Tensor<4>]) -> bool {
     let device = inputs[0].device();
-    let on_flex = matches!(
+    matches!(
         device.clone().without_autodiff().as_dispatch(),
         DispatchDevice::Flex(_)
-    );
+    ) && inputs.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// Whether the fused kernels can run this layer on this device.
+fn supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
     let [k, kw] = conv.kernel_size;
     let same_padding = match conv.padding {
         PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r] == [k / 2; 4],
         PaddingConfig2d::Same => true,
         PaddingConfig2d::Valid => k == 1,
     };
-    on_flex
+    on_flex_f32(inputs)
         && k == kw
         && k % 2 == 1
         && same_padding
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
         && conv.groups == 1
-        && inputs.iter().all(|t| t.dtype() == DType::F32)
 }
 
 /// `conv(relu(bn(cat(inputs, 1))))` with stride 1 and "same" padding, fused where supported
 /// (a convolution's bias is added after the fused part).
 /// In training (autodiff device, BN training flag on) BN normalises with batch statistics and
 /// updates its running averages exactly as [`BatchNorm::forward`] does.
-pub fn bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -> Tensor<4> {
+pub fn bn_relu_conv(inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -> Tensor<4> {
     assert!(!inputs.is_empty(), "a layer needs at least one input");
     if !(enabled() && supported(&inputs, conv)) {
         return reference_bn_relu_conv(inputs, bn, conv);
     }
+    let out = fused_bn_relu_conv(inputs, bn, conv.weight.val());
+    match &conv.bias {
+        Some(bias) => {
+            let c = bias.dims()[0];
+            out + bias.val().reshape([1, c, 1, 1])
+        }
+        None => out,
+    }
+}
+
+/// The fused call with an explicit weight `[out, in, k, k]` (odd k, stride 1, same padding);
+/// callers have checked [`on_flex_f32`].
+fn fused_bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, weight: Tensor<4>) -> Tensor<4> {
     if inputs.len() > MAX_INPUTS {
         // Beyond the backward step's parent limit, the oldest inputs travel as one block.
         let tail = inputs.split_off(inputs.len() - (MAX_INPUTS - 1));
@@ -79,7 +99,7 @@ pub fn bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -
             tracked(bn.beta.val()),
             &stat(mean),
             &stat(var),
-            tracked(conv.weight.val()),
+            tracked(weight),
             training,
             bn.epsilon,
         );
@@ -91,7 +111,7 @@ pub fn bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -
             &plain(bn.beta.val()),
             &plain(mean),
             &plain(var),
-            &plain(conv.weight.val()),
+            &plain(weight),
             false,
             bn.epsilon,
         );
@@ -118,12 +138,60 @@ pub fn bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -
                 .detach(),
         );
     }
-    match &conv.bias {
-        Some(bias) => {
-            let c = bias.dims()[0];
-            out + bias.val().reshape([1, c, 1, 1])
-        }
-        None => out,
+    out
+}
+
+/// A 2x2 stride-2 average pool: one fused step on flex (see [`Resample`]), burn's pool elsewhere.
+pub fn avg_pool2(x: Tensor<4>) -> Tensor<4> {
+    if enabled() && on_flex_f32(std::slice::from_ref(&x)) {
+        resample(x, Resample::AvgPool2)
+    } else {
+        avg_pool2d(x, AvgPoolOptions::new([2, 2]))
+    }
+}
+
+/// `deconv(relu(bn(x)))` for a 3x3 stride-2 transposed convolution (padding 1, output padding
+/// 1, no bias): on flex, the fused BN-ReLU-1x1 convolution to `9 x cout` channels followed by
+/// the stride-2 overlap-add; elsewhere (or for other shapes) burn's own operations.
+pub fn bn_relu_deconv(x: Tensor<4>, bn: &BatchNorm, deconv: &ConvTranspose2d) -> Tensor<4> {
+    let standard = deconv.kernel_size == [3, 3]
+        && deconv.stride == [2, 2]
+        && deconv.padding == [1, 1]
+        && deconv.padding_out == [1, 1]
+        && deconv.dilation == [1, 1]
+        && deconv.groups == 1
+        && deconv.bias.is_none();
+    if !(enabled() && standard && on_flex_f32(std::slice::from_ref(&x))) {
+        return reference_bn_relu_deconv(x, bn, deconv);
+    }
+    let [cin, cout, _, _] = deconv.weight.dims();
+    // W[i, o, kh, kw] -> [(kh, kw, o), i, 1, 1]: tap-major output channels, as the overlap-add reads.
+    let weight = deconv
+        .weight
+        .val()
+        .permute([2, 3, 1, 0])
+        .reshape([9 * cout, cin, 1, 1]);
+    resample(
+        fused_bn_relu_conv(vec![x], bn, weight),
+        Resample::OverlapAdd3x3S2,
+    )
+}
+
+/// The plain burn path of [`bn_relu_deconv`].
+pub fn reference_bn_relu_deconv(
+    x: Tensor<4>,
+    bn: &BatchNorm,
+    deconv: &ConvTranspose2d,
+) -> Tensor<4> {
+    deconv.forward(relu(bn.forward(x)))
+}
+
+/// A [`Resample`] of a flex f32 tensor, tracked when the tensor is.
+fn resample(x: Tensor<4>, kind: Resample) -> Tensor<4> {
+    if x.device().is_autodiff() {
+        Tensor::from_primitive::<Autodiff<Flex>>(kind.apply_tracked(tracked(x)))
+    } else {
+        Tensor::from_primitive::<Flex>(kind.apply(&plain(x)))
     }
 }
 

@@ -23,7 +23,7 @@ pub const MAX_INPUTS: usize = 29;
 pub type TrackedTensor = FloatTensor<Autodiff<Flex>>;
 
 /// A tensor's values in row-major order: borrowed when it is contiguous, copied otherwise.
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(super) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>().to_vec()),
@@ -31,13 +31,13 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
 }
 
 /// A new contiguous f32 tensor that takes over `values`.
-fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+pub(super) fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.into()))
 }
 
 /// The tensor itself when contiguous (an O(1) clone of its storage), else a contiguous copy, so
 /// that the saved inputs are read in place by the backward step.
-fn contiguous(t: FlexTensor) -> FlexTensor {
+pub(super) fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {
         t
     } else {

@@ -13,6 +13,9 @@ pub(crate) struct BenchArgs {
     /// Batch size (default: 64 for classification, 1 for the 224x224 FC networks).
     #[arg(long)]
     batch: Option<usize>,
+    /// Input height = width instead of each preset's own (e.g. 64 for fc-ld-scenes as trained)
+    #[arg(long)]
+    input: Option<usize>,
     #[arg(long, default_value_t = 2)]
     warmup: usize,
     #[arg(long, default_value_t = 10)]
@@ -54,6 +57,10 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
         opts.presets = a.preset.clone();
     }
     opts.batch = a.batch.unwrap_or(0);
+    if a.input == Some(0) {
+        return Err(usage("--input must be at least 1 pixel"));
+    }
+    opts.input = a.input;
     run_and_print(&opts, a.json)?;
     Ok(())
 }

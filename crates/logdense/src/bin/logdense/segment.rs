@@ -231,7 +231,37 @@ pub(crate) fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
         cm.mean_iou(),
         cm.global_accuracy()
     );
+    println!("confusion (% of each true class's pixels; rows: truth, columns: prediction):");
+    print!("{}", confusion_table(&cm, &names));
     Ok(())
+}
+
+/// The confusion matrix as text, each row normalised to percent of that class's pixels:
+/// shows which classes a model mistakes for which (mean IoU alone does not).
+fn confusion_table(cm: &logdense::data::seg::ConfusionMatrix, names: &[String]) -> String {
+    let k = cm.classes;
+    let short = |i: usize| -> String {
+        names
+            .get(i)
+            .map(|n| n.chars().take(5).collect())
+            .unwrap_or_else(|| i.to_string())
+    };
+    let mut out = format!("{:<14}", "");
+    for p in 0..k {
+        out += &format!("{:>6}", short(p));
+    }
+    out.push('\n');
+    for t in 0..k {
+        let row: u64 = (0..k).map(|p| cm.get(t, p)).sum();
+        let name = names.get(t).cloned().unwrap_or_else(|| t.to_string());
+        out += &format!("{name:<14}");
+        for p in 0..k {
+            let pct = 100.0 * cm.get(t, p) as f64 / row.max(1) as f64;
+            out += &format!("{pct:>6.1}");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 pub(crate) fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
