@@ -115,6 +115,10 @@ pub struct SegOptimConfig {
     /// Wall-clock budget in seconds: no epoch starts that the last epoch's duration says
     /// would end past it.
     pub max_train_s: Option<f64>,
+    /// Progressive resizing: the first `low_res_epochs` crop-stage epochs train on crops
+    /// shrunk by `low_res_factor` (about `factor^2` times cheaper each), the rest at full size.
+    pub low_res_epochs: usize,
+    pub low_res_factor: usize,
 }
 
 impl Default for SegConfig {
@@ -172,6 +176,8 @@ impl Default for SegOptimConfig {
             finetune_batch_size: 4,
             finetune_lr: 5e-4,
             max_train_s: None,
+            low_res_epochs: 0,
+            low_res_factor: 2,
         }
     }
 }
@@ -205,6 +211,19 @@ impl SegConfig {
             if h == 0 || w == 0 {
                 bail!("data.crop (--crop) must be positive");
             }
+        }
+        if o.low_res_epochs > o.epochs {
+            bail!(
+                "optim.low_res_epochs ({}) must not exceed optim.epochs ({})",
+                o.low_res_epochs,
+                o.epochs
+            );
+        }
+        if o.low_res_epochs > 0 && o.low_res_factor < 2 {
+            bail!(
+                "optim.low_res_factor must be at least 2 (got {})",
+                o.low_res_factor
+            );
         }
         seg_preset(&self.model.preset)?;
         Ok(())
@@ -297,10 +316,32 @@ pub fn evaluate(
     loader: Arc<dyn DataLoader<SegBatch>>,
     classes: usize,
 ) -> Result<ConfusionMatrix> {
+    evaluate_with(model, loader, classes, false)
+}
+
+/// The final logits of `images`; with `flip_tta`, plus those of the mirrored images mirrored
+/// back (so the prediction for a mirrored image is exactly the mirrored prediction).
+pub fn predict_logits(model: &SparseDenseNet, images: Tensor<4>, flip_tta: bool) -> Tensor<4> {
+    if flip_tta {
+        let mirrored = model.forward(images.clone().flip([3])).flip([3]);
+        model.forward(images) + mirrored
+    } else {
+        model.forward(images)
+    }
+}
+
+/// [`evaluate`], optionally with flip test-time augmentation: the logits of each image and of
+/// its mirror image (mirrored back) are summed before the argmax.
+pub fn evaluate_with(
+    model: &SparseDenseNet,
+    loader: Arc<dyn DataLoader<SegBatch>>,
+    classes: usize,
+    flip_tta: bool,
+) -> Result<ConfusionMatrix> {
     let mut cm = ConfusionMatrix::new(classes);
     for batch in loader.iter() {
         let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let logits = model.forward(batch.images);
+        let logits = predict_logits(model, batch.images, flip_tta);
         let [n, _, h, w] = logits.dims();
         let pred = logits.argmax(1).reshape([n, h, w]);
         cm.add_tensors(pred, batch.labels, classes as u8);
@@ -389,6 +430,11 @@ impl SegRun {
         let spec = cfg.net_spec(classes, crop_h, crop_w)?;
         cfg.net_spec(classes, eval_set.height, eval_set.width)
             .context("evaluation images")?;
+        if cfg.optim.low_res_epochs > 0 {
+            let f = cfg.optim.low_res_factor;
+            cfg.net_spec(classes, crop_h / f, crop_w / f)
+                .context("optim.low_res_factor: the shrunk crops")?;
+        }
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);
         let mut model = SparseDenseNet::new(&spec, cfg.model.dropout, &ad)?;
@@ -423,16 +469,24 @@ impl SegRun {
         let run_start = Instant::now();
         let wall_before = state.wall_s;
         let mut last_epoch_s = 0.0;
+        let mut last_low_res = false;
         for epoch in state.epochs_done + 1..=total {
+            let finetune = epoch > cfg.optim.epochs;
+            let low_res = !finetune && epoch <= cfg.optim.low_res_epochs;
+            // After shrunk epochs, a full-size one takes about factor^2 times as long.
+            let expected_s = if last_low_res && !low_res {
+                last_epoch_s * (cfg.optim.low_res_factor * cfg.optim.low_res_factor) as f64
+            } else {
+                last_epoch_s
+            };
             if let Some(budget) = cfg.optim.max_train_s {
-                if run_start.elapsed().as_secs_f64() + last_epoch_s > budget {
+                if run_start.elapsed().as_secs_f64() + expected_s > budget {
                     if self.progress {
                         eprintln!("stopping before epoch {epoch}: the {budget:.0} s budget would be exceeded");
                     }
                     break;
                 }
             }
-            let finetune = epoch > cfg.optim.epochs;
             let (crop, batch_size) = if finetune {
                 (None, cfg.optim.finetune_batch_size)
             } else {
@@ -446,7 +500,8 @@ impl SegRun {
                 cfg.data.flip,
                 cfg.seed,
             )
-            .at_epoch(epoch);
+            .at_epoch(epoch)
+            .with_downscale(if low_res { cfg.optim.low_res_factor } else { 1 });
             let loader = logdense_data::seg::seg_loader_on(
                 train_data.clone(),
                 batcher,
@@ -459,7 +514,13 @@ impl SegRun {
             let (mut loss_sum, mut seen) = (0.0, 0usize);
             let steps = loader.num_items().div_ceil(batch_size);
             let bar = self.progress.then(|| {
-                let stage = if finetune { " (full images)" } else { "" };
+                let stage = if finetune {
+                    " (full images)"
+                } else if low_res {
+                    " (shrunk crops)"
+                } else {
+                    ""
+                };
                 epoch_bar(steps, format!("epoch {epoch}/{total}{stage}"))
             });
             for (step, batch) in loader.iter().enumerate() {
@@ -507,6 +568,7 @@ impl SegRun {
             }
             let train_s = t0.elapsed().as_secs_f64();
             last_epoch_s = train_s;
+            last_low_res = low_res;
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -523,7 +585,14 @@ impl SegRun {
             state.wall_s = wall_before + run_start.elapsed().as_secs_f64();
             let row = SegEpochMetrics {
                 epoch,
-                stage: if finetune { "finetune" } else { "crops" }.into(),
+                stage: if finetune {
+                    "finetune"
+                } else if low_res {
+                    "low-res crops"
+                } else {
+                    "crops"
+                }
+                .into(),
                 lr: cfg.optim.lr_at(epoch, 0, steps),
                 train_loss: loss_sum / seen.max(1) as f64,
                 mean_iou: cm.mean_iou(),
@@ -747,6 +816,54 @@ mod tests {
             toml::from_str("[optim]\noptimizer = \"adam\"\nlr_schedule = \"cosine\"").unwrap();
         assert_eq!(parsed.optim.optimizer, SegOptimizer::Adam);
         assert_eq!(parsed.optim.lr_schedule, LrSchedule::Cosine);
+    }
+
+    #[test]
+    fn new_model_and_schedule_options_parse_and_are_checked() {
+        let parsed: SegConfig = toml::from_str(
+            "[model]\npreset = \"fc-ld-scenes\"\nstem_stride = 2\nblock_growth = [8, 8, 12, 16, 24, 16, 12, 8, 8]\n[optim]\nepochs = 5\nlow_res_epochs = 2",
+        )
+        .unwrap();
+        parsed.validate().unwrap();
+        let spec = parsed.net_spec(11, 64, 64).unwrap();
+        assert_eq!((spec.stem.stride, spec.block_growth[4]), (2, 24));
+        assert_eq!(parsed.optim.low_res_factor, 2);
+        let mut bad = parsed.clone();
+        bad.optim.low_res_epochs = 6;
+        let msg = bad.validate().unwrap_err().to_string();
+        assert!(msg.contains("optim.low_res_epochs"), "{msg}");
+        bad.optim.low_res_epochs = 1;
+        bad.optim.low_res_factor = 1;
+        let msg = bad.validate().unwrap_err().to_string();
+        assert!(msg.contains("optim.low_res_factor"), "{msg}");
+        let mut wrong = parsed;
+        wrong.model.block_growth = Some(vec![8, 8]);
+        let msg = wrong.net_spec(11, 64, 64).unwrap_err().to_string();
+        assert!(msg.contains("block_growth"), "{msg}");
+    }
+
+    #[test]
+    fn flip_tta_predictions_mirror_with_the_image() {
+        let device = Device::flex();
+        let spec = NetSpec {
+            blocks: vec![1, 1, 1],
+            growth: 4,
+            input: [3, 16, 16],
+            ..crate::presets::preset("fc-ld-small").unwrap()
+        };
+        let model = SparseDenseNet::new(&spec, 0.0, &device).unwrap();
+        let x = Tensor::<4>::random([2, 3, 16, 12], burn::tensor::Distribution::Default, &device);
+        let with = |img: Tensor<4>, tta| predict_logits(&model, img, tta);
+        let mirrored = with(x.clone().flip([3]), true);
+        let expected = with(x.clone(), true).flip([3]);
+        let diff = (mirrored - expected).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-4, "TTA logits of the mirror differ by {diff}");
+        // Without TTA the network itself is not mirror-symmetric.
+        let plain = (with(x.clone().flip([3]), false) - with(x, false).flip([3]))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(plain > 1e-3, "{plain}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::Rng;
 
-use crate::augment::{crop, hflip, item_rng, Chw};
+use crate::augment::{crop, hflip, item_rng, resize_window, Chw};
 use crate::seg::set::SegSet;
 
 /// One RGB image (CHW) and its class-id map, with its index in the data set it came from.
@@ -128,6 +128,10 @@ pub struct SegBatcher {
     pub epoch: usize,
     /// Random augmentation when true; full images unchanged when false.
     pub train: bool,
+    /// Training images are shrunk by this factor after cropping and flipping (2x2 box average;
+    /// labels take each cell's centre pixel): 1 keeps them. Progressive resizing trains the
+    /// first epochs on cheaper, smaller images.
+    pub downscale: usize,
 }
 
 impl SegBatcher {
@@ -147,6 +151,7 @@ impl SegBatcher {
             seed,
             epoch: 0,
             train: true,
+            downscale: 1,
         }
     }
 
@@ -160,6 +165,7 @@ impl SegBatcher {
             seed: 0,
             epoch: 0,
             train: false,
+            downscale: 1,
         }
     }
 
@@ -167,6 +173,14 @@ impl SegBatcher {
     pub fn at_epoch(&self, epoch: usize) -> Self {
         SegBatcher {
             epoch,
+            ..self.clone()
+        }
+    }
+
+    /// The same batcher shrinking training images by `factor` (see [`Self::downscale`]).
+    pub fn with_downscale(&self, factor: usize) -> Self {
+        SegBatcher {
+            downscale: factor.max(1),
             ..self.clone()
         }
     }
@@ -190,6 +204,16 @@ impl SegBatcher {
         }
         if self.flip && rng.random_bool(0.5) {
             (img, lab) = seg_hflip(&img, &lab, h, w);
+        }
+        let f = self.downscale;
+        if f > 1 && h >= f && w >= f {
+            let (sh, sw) = (h / f, w / f);
+            // Half-pixel bilinear at an integer factor 2 is the 2x2 box average.
+            img = resize_window(&img, Chw::new(3, h, w), 0, 0, sh * f, sw * f, sh, sw);
+            lab = (0..sh * sw)
+                .map(|p| lab[(p / sw * f + f / 2) * w + p % sw * f + f / 2])
+                .collect();
+            (h, w) = (sh, sw);
         }
         (img, lab, h, w)
     }
@@ -377,6 +401,34 @@ mod tests {
         let (img, lab, h, w) = big.prepare(&items[1]);
         assert_eq!((h, w), (H, W));
         assert_eq!((img, lab), (items[1].image.clone(), items[1].label.clone()));
+    }
+
+    #[test]
+    fn downscaled_training_images_average_2x2_cells_and_labels_take_their_centres() {
+        let ds = SegInMemory::new(encoded(2));
+        let item = ds.get(1).unwrap();
+        let t = SegBatcher::train(vec![0.0], vec![1.0], None, false, 1).with_downscale(2);
+        let (img, lab, h, w) = t.prepare(&item);
+        assert_eq!((h, w), (H / 2, W / 2));
+        let plane = h * w;
+        for y in 0..h {
+            for x in 0..w {
+                let p = y * w + x;
+                assert_eq!(
+                    lab[p],
+                    item.label[(2 * y + 1) * W + 2 * x + 1],
+                    "label ({y},{x})"
+                );
+                // G encodes the column, B the row: a 2x2 cell averages to 20 * (2x + 0.5).
+                assert_eq!(img[plane + p], (40 * x + 10) as u8, "column of ({y},{x})");
+                assert_eq!(img[2 * plane + p], (40 * y + 10) as u8, "row of ({y},{x})");
+            }
+        }
+        // Evaluation never shrinks; factor 1 is the identity.
+        let e = SegBatcher::eval(vec![0.0], vec![1.0]).with_downscale(2);
+        assert_eq!(e.prepare(&item).2, H);
+        let same = SegBatcher::train(vec![0.0], vec![1.0], None, false, 1).with_downscale(1);
+        assert_eq!(same.prepare(&item).0, item.image);
     }
 
     #[test]

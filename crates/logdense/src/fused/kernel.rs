@@ -162,7 +162,12 @@ impl Bands {
                 }
             }
         } else {
-            let per_tile = (TILE / geo.pixels()).max(1);
+            // Small maps stack whole images; a batch too small to fill one tile per thread is
+            // split further, so that every thread gets work (an 8 x 8 map at batch 8 is one
+            // 512-pixel tile otherwise).
+            let threads = rayon::current_num_threads().max(1);
+            let target = TILE.min(geo.columns().div_ceil(threads));
+            let per_tile = (target / geo.pixels()).max(1);
             for first in (0..geo.batch).step_by(per_tile) {
                 let segments = (first..(first + per_tile).min(geo.batch))
                     .enumerate()

@@ -90,6 +90,9 @@ pub(crate) struct SegEvalArgs {
     split: Option<String>,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Test-time augmentation: average the logits of each image and its mirror image.
+    #[arg(long)]
+    flip_tta: bool,
 }
 
 #[derive(Args)]
@@ -218,8 +221,9 @@ pub(crate) fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
         cfg.data.workers,
         &device,
     );
-    let cm = logdense::segment::evaluate(&model, loader, classes)?;
-    println!("eval: images={n} split={split:?}");
+    let cm = logdense::segment::evaluate_with(&model, loader, classes, a.flip_tta)?;
+    let tta = if a.flip_tta { " tta=flip" } else { "" };
+    println!("eval: images={n} split={split:?}{tta}");
     for (name, iou) in names.iter().zip(cm.per_class_iou()) {
         match iou {
             Some(v) => println!("  {name:<14} IoU {:.4}", v),
