@@ -8,6 +8,11 @@
 //! every gradient with GEMMs. It runs on the `flex` CPU backend, with and without autodiff;
 //! on any other device, in another dtype, or with `LOGDENSE_FUSED=0` in the environment, the
 //! plain burn path ([`reference_bn_relu_conv`]) runs instead. Tests hold the two equal.
+//!
+//! The FC networks' per-layer transitions go through it too: an up transition's BN-ReLU-3x3
+//! stride-2 transposed convolution is the fused BN-ReLU-1x1 convolution followed by one
+//! overlap-add step ([`bn_relu_deconv`]), and a down transition's 2x2 average pool is one step
+//! ([`avg_pool2`]); see [`Resample`].
 
 pub mod kernel;
 mod op;
