@@ -22,7 +22,8 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use logdense_data::seg::{
-    load_camvid, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher, SegInMemory, SegSplit,
+    load_camvid, subsample_labels, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher,
+    SegInMemory, SegSplit,
 };
 use logdense_graph::NetSpec;
 use serde::{Deserialize, Serialize};
@@ -273,27 +274,6 @@ pub fn seg_loss(logits: Tensor<4>, labels: Tensor<3, Int>, weights: &Tensor<1>) 
     let pixel_weights = weights.clone().select(0, labels.reshape([n * h * w]));
     let total = pixel_weights.clone().sum().clamp_min(1e-8);
     (picked * pixel_weights).sum().neg() / total
-}
-
-/// Nearest-neighbour subsampling of label maps `[N, H, W]` (row-major `labels`) to `h x w`,
-/// sampling the centre of each cell.
-pub fn subsample_labels(
-    labels: &[i64],
-    n: usize,
-    (hh, ww): (usize, usize),
-    (h, w): (usize, usize),
-) -> Vec<i64> {
-    let mut out = Vec::with_capacity(n * h * w);
-    for b in 0..n {
-        for y in 0..h {
-            let sy = ((2 * y + 1) * hh / (2 * h)).min(hh - 1);
-            for x in 0..w {
-                let sx = ((2 * x + 1) * ww / (2 * w)).min(ww - 1);
-                out.push(labels[(b * hh + sy) * ww + sx]);
-            }
-        }
-    }
-    out
 }
 
 /// One evaluated epoch.
@@ -864,16 +844,6 @@ mod tests {
             .max()
             .into_scalar::<f32>();
         assert!(plain > 1e-3, "{plain}");
-    }
-
-    #[test]
-    fn subsampling_picks_cell_centres() {
-        // 1 image 4x4 with values 0..16, down to 2x2: centres (1,1),(1,3),(3,1),(3,3) -> rows 2*y+1.
-        let labels: Vec<i64> = (0..16).collect();
-        assert_eq!(
-            subsample_labels(&labels, 1, (4, 4), (2, 2)),
-            vec![5, 7, 13, 15]
-        );
     }
 
     #[test]

@@ -210,9 +210,10 @@ impl SegBatcher {
             let (sh, sw) = (h / f, w / f);
             // Half-pixel bilinear at an integer factor 2 is the 2x2 box average.
             img = resize_window(&img, Chw::new(3, h, w), 0, 0, sh * f, sw * f, sh, sw);
-            lab = (0..sh * sw)
-                .map(|p| lab[(p / sw * f + f / 2) * w + p % sw * f + f / 2])
-                .collect();
+            if (sh * f, sw * f) != (h, w) {
+                lab = crop(&lab, Chw::new(1, h, w), 0, 0, sh * f, sw * f);
+            }
+            lab = subsample_labels(&lab, 1, (sh * f, sw * f), (sh, sw));
             (h, w) = (sh, sw);
         }
         (img, lab, h, w)
@@ -254,6 +255,27 @@ impl Batcher<SegItem, SegBatch> for SegBatcher {
             labels: Tensor::from_data(TensorData::new(labels, [n, h, w]), device),
         }
     }
+}
+
+/// Nearest-neighbour subsampling of label maps `[N, H, W]` (row-major `labels`) to `h x w`,
+/// sampling the centre of each cell: the auxiliary heads' targets, and shrunk training crops.
+pub fn subsample_labels<T: Copy>(
+    labels: &[T],
+    n: usize,
+    (hh, ww): (usize, usize),
+    (h, w): (usize, usize),
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(n * h * w);
+    for b in 0..n {
+        for y in 0..h {
+            let sy = ((2 * y + 1) * hh / (2 * h)).min(hh - 1);
+            for x in 0..w {
+                let sx = ((2 * x + 1) * ww / (2 * w)).min(ww - 1);
+                out.push(labels[(b * hh + sy) * ww + sx]);
+            }
+        }
+    }
+    out
 }
 
 /// A burn data loader over `set` on the default device; see [`seg_loader_on`].
@@ -424,11 +446,35 @@ mod tests {
                 assert_eq!(img[2 * plane + p], (40 * y + 10) as u8, "row of ({y},{x})");
             }
         }
+        // An odd crop (9 x 11) drops its last row and column: the same crop unshrunk gives
+        // the labels at the cell centres.
+        let odd = SegBatcher::train(vec![0.0], vec![1.0], Some((9, 11)), false, 4);
+        let (_, full, _, _) = odd.prepare(&item);
+        let (_, shrunk, sh, sw) = odd.with_downscale(2).prepare(&item);
+        assert_eq!((sh, sw), (4, 5));
+        for p in 0..sh * sw {
+            let (y, x) = (p / sw, p % sw);
+            assert_eq!(
+                shrunk[p],
+                full[(2 * y + 1) * 11 + 2 * x + 1],
+                "odd crop ({y},{x})"
+            );
+        }
         // Evaluation never shrinks; factor 1 is the identity.
         let e = SegBatcher::eval(vec![0.0], vec![1.0]).with_downscale(2);
         assert_eq!(e.prepare(&item).2, H);
         let same = SegBatcher::train(vec![0.0], vec![1.0], None, false, 1).with_downscale(1);
         assert_eq!(same.prepare(&item).0, item.image);
+    }
+
+    #[test]
+    fn subsampling_picks_cell_centres() {
+        // 1 image 4x4 with values 0..16, down to 2x2: centres (1,1),(1,3),(3,1),(3,3) -> rows 2*y+1.
+        let labels: Vec<i64> = (0..16).collect();
+        assert_eq!(
+            subsample_labels(&labels, 1, (4, 4), (2, 2)),
+            vec![5, 7, 13, 15]
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub mod metrics;
 pub mod set;
 
 pub use batch::{
-    seg_crop, seg_hflip, seg_loader, seg_loader_on, SegBatch, SegBatcher, SegInMemory, SegItem,
+    seg_crop, seg_hflip, seg_loader, seg_loader_on, subsample_labels, SegBatch, SegBatcher,
+    SegInMemory, SegItem,
 };
 pub use camvid::{
     load_camvid, ClassesFile, SegSplit, CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID_COLOR,
