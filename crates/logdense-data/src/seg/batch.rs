@@ -452,10 +452,10 @@ mod tests {
         let (_, full, _, _) = odd.prepare(&item);
         let (_, shrunk, sh, sw) = odd.with_downscale(2).prepare(&item);
         assert_eq!((sh, sw), (4, 5));
-        for p in 0..sh * sw {
+        for (p, &label) in shrunk.iter().enumerate() {
             let (y, x) = (p / sw, p % sw);
             assert_eq!(
-                shrunk[p],
+                label,
                 full[(2 * y + 1) * 11 + 2 * x + 1],
                 "odd crop ({y},{x})"
             );
