@@ -183,12 +183,25 @@ impl Default for SegOptimConfig {
     }
 }
 
-/// Segmentation presets: the paper's networks and a reduced FC-Log-DenseNet for CPUs.
+/// The segmentation presets: the paper's networks and reduced FC-Log-DenseNets for CPUs.
+pub const SEG_PRESETS: [&str; 6] = [
+    "fc-ld-small",
+    "fc-ld-scenes",
+    "fc-ld-103",
+    "fc-densenet-56",
+    "fc-densenet-67",
+    "fc-densenet-103",
+];
+
+/// The spec of a segmentation preset (one of [`SEG_PRESETS`]).
 pub fn seg_preset(name: &str) -> Result<NetSpec> {
-    Ok(match name {
-        "fc-ld-small" | "fc-ld-scenes" | "fc-ld-103" | "fc-densenet-56" | "fc-densenet-67" | "fc-densenet-103" => crate::presets::preset(name).map_err(anyhow::Error::msg)?,
-        other => bail!("model.preset (--preset): unknown segmentation preset '{other}' (fc-ld-small, fc-ld-scenes, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103)"),
-    })
+    if !SEG_PRESETS.contains(&name) {
+        bail!(
+            "model.preset (--preset): unknown segmentation preset '{name}' ({})",
+            SEG_PRESETS.join(", ")
+        );
+    }
+    crate::presets::preset(name).map_err(anyhow::Error::msg)
 }
 
 impl SegConfig {
@@ -453,6 +466,14 @@ impl SegRun {
         for epoch in state.epochs_done + 1..=total {
             let finetune = epoch > cfg.optim.epochs;
             let low_res = !finetune && epoch <= cfg.optim.low_res_epochs;
+            // The stage as metrics.csv records it, and as the progress bar shows it.
+            let (stage, bar_stage) = if finetune {
+                ("finetune", " (full images)")
+            } else if low_res {
+                ("low-res crops", " (shrunk crops)")
+            } else {
+                ("crops", "")
+            };
             // After shrunk epochs, a full-size one takes about factor^2 times as long.
             let expected_s = if last_low_res && !low_res {
                 last_epoch_s * (cfg.optim.low_res_factor * cfg.optim.low_res_factor) as f64
@@ -493,16 +514,9 @@ impl SegRun {
             let t0 = Instant::now();
             let (mut loss_sum, mut seen) = (0.0, 0usize);
             let steps = loader.num_items().div_ceil(batch_size);
-            let bar = self.progress.then(|| {
-                let stage = if finetune {
-                    " (full images)"
-                } else if low_res {
-                    " (shrunk crops)"
-                } else {
-                    ""
-                };
-                epoch_bar(steps, format!("epoch {epoch}/{total}{stage}"))
-            });
+            let bar = self
+                .progress
+                .then(|| epoch_bar(steps, format!("epoch {epoch}/{total}{bar_stage}")));
             for (step, batch) in loader.iter().enumerate() {
                 let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
                 let [n, hh, ww] = batch.labels.dims();
@@ -565,14 +579,7 @@ impl SegRun {
             state.wall_s = wall_before + run_start.elapsed().as_secs_f64();
             let row = SegEpochMetrics {
                 epoch,
-                stage: if finetune {
-                    "finetune"
-                } else if low_res {
-                    "low-res crops"
-                } else {
-                    "crops"
-                }
-                .into(),
+                stage: stage.into(),
                 lr: cfg.optim.lr_at(epoch, 0, steps),
                 train_loss: loss_sum / seen.max(1) as f64,
                 mean_iou: cm.mean_iou(),
