@@ -21,7 +21,7 @@ Timed like ours: `warmup` untimed steps, then the median of `steps` timed ones.
 Usage:
   bench/.venv/bin/python bench/pytorch_reference.py --preset ld-v1-12-16 [--preset P ...]
       [--batch B] [--warmup W] [--steps S] [--threads N] [--logdense target/release/logdense]
-      [--expect-params N] [--check-only] [--json]
+      [--device cpu|cuda] [--expect-params N] [--check-only] [--json]
 """
 
 import argparse
@@ -477,14 +477,17 @@ def run(name, args):
         return check
 
     reset_peak_rss()
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    model = model.to(dev)
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(batch, c, h, w, generator=gen)
+    x = torch.randn(batch, c, h, w, generator=gen).to(dev)
     head_ids = [i for i, n in enumerate(graph.nodes) if n["op"] == "head"]
     weights = head_weights(len(head_ids))
     labels = []
     for hid in head_ids:
         shape = (batch,) + tuple(graph.nodes[hid]["size"]) if segment else (batch,)
-        labels.append(torch.randint(0, spec["classes"], shape, generator=gen))
+        labels.append(torch.randint(0, spec["classes"], shape, generator=gen).to(dev))
 
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, dampening=0,
                           nesterov=True, weight_decay=1e-4)
@@ -504,6 +507,8 @@ def run(name, args):
             raise SystemExit(f"{name}: loss is NaN at step {step}")
         loss.backward()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()  # the step is done when the GPU is
         if step >= args.warmup:
             train_ms.append((time.perf_counter() - t0) * 1e3)
     del opt, outs, loss
@@ -521,6 +526,7 @@ def run(name, args):
     gflops = flops / 1e9
     tr, inf = median(train_ms), median(infer_ms)
     train_ips, infer_ips = batch * 1e3 / tr, batch * 1e3 / inf
+    gpu_peak = torch.cuda.max_memory_allocated(dev) if cuda else None
     return dict(
         preset=name, batch=batch, input=[c, h, w], params=params, gflops_per_image=gflops,
         train_step_ms_median=tr, infer_ms_median=inf, train_img_per_s=train_ips,
@@ -528,6 +534,7 @@ def run(name, args):
         infer_gflop_per_s=gflops * infer_ips, peak_rss_bytes=peak_rss_bytes(),
         steps=args.steps, warmup=args.warmup, threads=torch.get_num_threads(),
         framework=f"pytorch {torch.__version__}", params_match=check["params_match"],
+        device=args.device, peak_gpu_allocated_bytes=gpu_peak,
     )
 
 
@@ -539,6 +546,9 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default) or cuda: the GPU reference for `logdense bench "
+                        "--device vulkan` (timed steps end with torch.cuda.synchronize)")
     p.add_argument("--logdense", default=default_logdense(),
                    help="our binary, to read parameter and FLOP counts from "
                         "`logdense cost --preset P --json` (default: target/release/logdense)")

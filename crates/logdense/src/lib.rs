@@ -9,6 +9,7 @@ pub mod config;
 pub mod fused;
 pub mod layers;
 pub mod network;
+pub mod parity;
 pub mod presets;
 pub mod report;
 pub mod segment;

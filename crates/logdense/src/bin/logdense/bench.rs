@@ -2,6 +2,7 @@
 
 use crate::usage;
 use anyhow::Result;
+use burn::prelude::Device;
 use clap::Args;
 use logdense::train;
 
@@ -62,5 +63,70 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
     }
     opts.input = a.input;
     run_and_print(&opts, a.json)?;
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct CheckDeviceArgs {
+    /// The device to check against the CPU: vulkan (with the vulkan feature), or cpu (which
+    /// only checks the comparison itself).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Presets to compare (repeatable; default: ld-v1-12-16, ld-v2-12-16, densenet-bc-40-12,
+    /// and fc-ld-scenes and fc-densenet-56 at 64x64; segmentation presets run at 64x64).
+    #[arg(long)]
+    preset: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs each preset on the CPU and on `--device` with the same weights and batch; fails if any
+/// head or input gradient differs by more than the tolerance.
+pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
+    use logdense::parity::{compare_devices, DEFAULT_CASES, TOLERANCE};
+    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let cases: Vec<(String, usize, usize)> = if a.preset.is_empty() {
+        DEFAULT_CASES
+            .iter()
+            .map(|&(p, side, batch)| (p.to_string(), side, batch))
+            .collect()
+    } else {
+        a.preset.iter().map(|p| (p.clone(), 64, 2)).collect()
+    };
+    let mut results = Vec::new();
+    for (name, side, batch) in cases {
+        let mut spec =
+            logdense::presets::preset(&name).map_err(|e| usage(format!("--preset: {e}")))?;
+        // Classification presets keep their own input; the fully convolutional ones run at
+        // a small side (224x224 would only make the check slow).
+        if spec.task() == logdense::graph::Task::Segment {
+            spec.input = [spec.input[0], side, side];
+        }
+        let agreement = compare_devices(&name, &spec, batch, &Device::flex(), &device, 0.0)?;
+        if !a.json {
+            println!(
+                "{:<20} heads {:.2e}  input gradient {:.2e}  {}",
+                agreement.preset,
+                agreement.heads_rel_error,
+                agreement.input_grad_rel_error,
+                if agreement.within(TOLERANCE) { "ok" } else { "DIFFERS" }
+            );
+        }
+        results.push(agreement);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    let bad: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.within(TOLERANCE))
+        .map(|r| r.preset.as_str())
+        .collect();
+    anyhow::ensure!(
+        bad.is_empty(),
+        "{} differs from the CPU beyond {TOLERANCE:e} (relative): {}",
+        a.device,
+        bad.join(", ")
+    );
     Ok(())
 }

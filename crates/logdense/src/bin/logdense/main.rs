@@ -12,7 +12,7 @@ mod run_flags;
 mod segment;
 
 use analysis::{CostArgs, DesignArgs, GraphArgs};
-use bench::BenchArgs;
+use bench::{BenchArgs, CheckDeviceArgs};
 use classify::{EvalArgs, PredictArgs, TrainArgs};
 use segment::{DataCommand, SegmentCommand};
 
@@ -43,6 +43,9 @@ pub(crate) enum Command {
     Predict(PredictArgs),
     /// Benchmark training and inference steps: median times, images/s, GFLOP/s, peak memory.
     Bench(BenchArgs),
+    /// Check a device against the CPU: the same networks, weights and batch, one training
+    /// step, compared head by head and in the input gradient.
+    CheckDevice(CheckDeviceArgs),
     /// Semantic segmentation (FC-Log-DenseNet, FC-DenseNet): train, eval, predict.
     #[command(subcommand)]
     Segment(SegmentCommand),
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => classify::eval_cmd(a),
         Command::Predict(a) => classify::predict_cmd(a),
         Command::Bench(a) => bench::bench_cmd(a),
+        Command::CheckDevice(a) => bench::check_device_cmd(a),
         Command::Segment(SegmentCommand::Train(a)) => segment::seg_train_cmd(a),
         Command::Segment(SegmentCommand::Eval(a)) => segment::seg_eval_cmd(a),
         Command::Segment(SegmentCommand::Predict(a)) => segment::seg_predict_cmd(a),

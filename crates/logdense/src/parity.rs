@@ -1,0 +1,175 @@
+//! Cross-device agreement: the same network, weights and batch on two devices, one
+//! training-mode forward and backward, compared head by head and in the input gradient.
+//!
+//! `logdense check-device --device vulkan` runs it against the CPU. On a GPU every layer runs
+//! burn's plain ops (the fused concat-free kernels are CPU-only), so agreement also holds the
+//! fused CPU path against burn's GPU kernels.
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use logdense_graph::NetSpec;
+
+use crate::SparseDenseNet;
+
+/// Both sides compute in f32 but sum in other orders (and a GPU's matrix units may use reduced
+/// internal precision). A wrong tap, a missed input or a stale weight gives errors of order one.
+pub const TOLERANCE: f32 = 2e-2;
+
+/// The presets `check-device` compares by default, with the input side (used by the fully
+/// convolutional ones) and the batch.
+pub const DEFAULT_CASES: &[(&str, usize, usize)] = &[
+    ("ld-v1-12-16", 32, 4),
+    ("ld-v2-12-16", 32, 4),
+    ("densenet-bc-40-12", 32, 4),
+    ("fc-ld-scenes", 64, 2),
+    ("fc-densenet-56", 64, 2),
+];
+
+/// How far `other`'s results are from `reference`'s, each as the largest absolute difference
+/// over the largest magnitude of the reference tensor.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Agreement {
+    pub preset: String,
+    /// The worst over all heads (auxiliary and final).
+    pub heads_rel_error: f32,
+    pub input_grad_rel_error: f32,
+}
+
+impl Agreement {
+    pub fn within(&self, tolerance: f32) -> bool {
+        self.heads_rel_error < tolerance && self.input_grad_rel_error < tolerance
+    }
+}
+
+/// Largest absolute difference relative to the largest magnitude of `reference`.
+pub fn relative_error(reference: &[f32], other: &[f32]) -> f32 {
+    assert_eq!(reference.len(), other.len(), "compared tensors differ in size");
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let diff = reference
+        .iter()
+        .zip(other)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    diff / scale
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// Every head's output and the input gradient of a fixed, non-uniform weighting of the heads
+/// (so that each gradient element differs), for `net` on `device` (an autodiff device).
+fn forward_backward(
+    net: &SparseDenseNet,
+    input: &TensorData,
+    device: &Device,
+) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let x = Tensor::<4>::from_data(input.clone(), device).require_grad();
+    let heads = net.forward_heads(x.clone());
+    let loss = heads
+        .iter()
+        .map(|head| {
+            let n = head.shape().num_elements() as i64;
+            let probe = Tensor::<1, Int>::arange(0..n, device)
+                .float()
+                .mul_scalar(0.37)
+                .sin()
+                .reshape(head.shape());
+            (head.clone() * probe).sum()
+        })
+        .reduce(|a, b| a + b)
+        .expect("a network has at least one head");
+    let grads = loss.backward();
+    let gx = x.grad(&grads).expect("the input requires a gradient");
+    (heads.into_iter().map(values).collect(), values(gx))
+}
+
+/// Builds `spec` on `reference` (seeded), copies the same weights to `other`, and compares
+/// one training-mode step on a seeded batch. `perturb` is added to every weight of the copy
+/// (0 for a real comparison; tests use it to show the measure sees a difference).
+pub fn compare_devices(
+    name: &str,
+    spec: &NetSpec,
+    batch: usize,
+    reference: &Device,
+    other: &Device,
+    perturb: f32,
+) -> anyhow::Result<Agreement> {
+    let reference = reference.clone().autodiff();
+    let other = other.clone().autodiff();
+    reference.seed(11);
+    let net = SparseDenseNet::new(spec, 0.0, &reference)?;
+    let mut copy = net.clone().fork(&other);
+    if perturb != 0.0 {
+        copy = copy.map(&mut Perturb(perturb));
+    }
+    let [c, h, w] = spec.input;
+    let input = Tensor::<4>::random(
+        [batch, c, h, w],
+        Distribution::Normal(0.0, 1.0),
+        &reference,
+    )
+    .into_data();
+    let (heads_ref, grad_ref) = forward_backward(&net, &input, &reference);
+    let (heads_other, grad_other) = forward_backward(&copy, &input, &other);
+    anyhow::ensure!(
+        heads_ref.len() == heads_other.len(),
+        "{name}: {} heads on one device, {} on the other",
+        heads_ref.len(),
+        heads_other.len()
+    );
+    let heads_rel_error = heads_ref
+        .iter()
+        .zip(&heads_other)
+        .map(|(a, b)| relative_error(a, b))
+        .fold(0f32, f32::max);
+    Ok(Agreement {
+        preset: name.to_string(),
+        heads_rel_error,
+        input_grad_rel_error: relative_error(&grad_ref, &grad_other),
+    })
+}
+
+/// Adds a constant to every float parameter.
+struct Perturb(f32);
+
+impl burn::module::ModuleMapper for Perturb {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        param.map(|t| t.add_scalar(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> NetSpec {
+        NetSpec {
+            input: [1, 8, 8],
+            blocks: vec![2, 2],
+            ..crate::presets::preset("ld-v1-12-16").unwrap()
+        }
+    }
+
+    #[test]
+    fn a_device_agrees_with_itself_and_a_perturbed_copy_does_not() {
+        let cpu = Device::flex();
+        let same = compare_devices("small", &small(), 2, &cpu, &cpu, 0.0).unwrap();
+        assert!(same.heads_rel_error < 1e-6, "{same:?}");
+        assert!(same.input_grad_rel_error < 1e-6, "{same:?}");
+        let off = compare_devices("small", &small(), 2, &cpu, &cpu, 0.05).unwrap();
+        assert!(!off.within(TOLERANCE), "{off:?}");
+    }
+
+    #[test]
+    fn relative_error_scales_by_the_reference() {
+        assert_eq!(relative_error(&[2.0, -4.0], &[2.0, -3.0]), 0.25);
+        assert_eq!(relative_error(&[0.0], &[0.0]), 0.0);
+    }
+}

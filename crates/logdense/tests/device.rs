@@ -1,0 +1,23 @@
+//! The same networks on the Vulkan GPU and on the CPU agree (see `logdense::parity`). Built only
+//! with `--features vulkan`, and it needs a GPU; `logdense check-device --device vulkan` runs the
+//! same comparison from the release binary (bench/gpu_check.sh does so on the device machine).
+#![cfg(feature = "vulkan")]
+
+use burn::prelude::*;
+use burn::tensor::DeviceKind;
+use logdense::parity::{compare_devices, DEFAULT_CASES, TOLERANCE};
+use logdense::presets::preset;
+
+#[test]
+fn networks_agree_with_the_cpu_on_vulkan() {
+    let gpu = Device::vulkan(DeviceKind::default());
+    for &(name, side, batch) in DEFAULT_CASES {
+        let mut spec = preset(name).unwrap();
+        if spec.task() == logdense::graph::Task::Segment {
+            spec.input = [spec.input[0], side, side];
+        }
+        let agreement = compare_devices(name, &spec, batch, &Device::flex(), &gpu, 0.0).unwrap();
+        println!("{agreement:?}");
+        assert!(agreement.within(TOLERANCE), "{agreement:?}");
+    }
+}
