@@ -42,39 +42,51 @@ B=$bin/logdense
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/summary.txt"
 nproc | tee -a "$OUT/summary.txt"
 
-stage "device parity: the same networks on Vulkan and on the CPU"
-timeout 90 $B check-device --device vulkan 2>&1 | tee "$OUT/parity.log"
-echo "parity exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
+# Stages to run (default: all), e.g. `bench/gpu_check.sh parity bench`.
+STAGES=" ${*:-parity bench torch seg} "
+want() { [[ "$STAGES" == *" $1 "* ]]; }
 
-stage "logdense bench --device vulkan"
-timeout 150 $B bench --device vulkan --warmup 3 --steps 10 --json \
-    --preset ld-v1-12-16 --preset ld-v1-32-24 --preset densenet-bc-100-12 --preset fc-ld-103 \
-    >"$OUT/bench-vulkan.json" 2>>"$OUT/errors.log"
-echo "bench exit $?" | tee -a "$OUT/summary.txt"
-timeout 60 $B bench --device vulkan --warmup 3 --steps 10 --json --preset fc-ld-scenes \
-    --input 64 --batch 16 >"$OUT/bench-scenes.json" 2>>"$OUT/errors.log"
-echo "bench scenes exit $?" | tee -a "$OUT/summary.txt"
+if want parity; then
+    stage "device parity: the same networks on Vulkan and on the CPU"
+    timeout 100 $B check-device --device vulkan 2>&1 | tee "$OUT/parity.log"
+    echo "parity exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
+fi
 
-stage "PyTorch on CUDA, the same presets"
-timeout 75 python3 bench/pytorch_reference.py --device cuda --logdense $B --warmup 3 \
-    --steps 10 --json --preset ld-v1-12-16 --preset ld-v1-32-24 \
-    --preset densenet-bc-100-12 --preset fc-ld-103 >"$OUT/bench-torch.json" 2>>"$OUT/errors.log"
-echo "torch exit $?" | tee -a "$OUT/summary.txt"
+if want bench; then
+    # One preset per process, so that a slow one (the first steps compile every kernel) costs
+    # only its own limit; one JSON array per line.
+    for args in "ld-v1-12-16" "fc-ld-scenes --input 64 --batch 16" "densenet-bc-100-12" \
+        "fc-ld-103" "ld-v1-32-24"; do
+        stage "logdense bench --device vulkan --preset $args"
+        # shellcheck disable=SC2086
+        timeout 120 $B bench --device vulkan --warmup 2 --steps 5 --json --preset $args \
+            2>>"$OUT/errors.log" | tr -d '\n' >>"$OUT/bench-vulkan.jsonl"
+        status=${PIPESTATUS[0]}
+        echo >>"$OUT/bench-vulkan.jsonl"
+        echo "exit $status (124: over the time limit)" | tee -a "$OUT/summary.txt"
+    done
+fi
 
-stage "fashion-scenes on the GPU: the CPU recipe with as many epochs as ${SEG_SECONDS:=120} s allow"
-$B data fashion-scenes --fashion .gpu/fashion-mnist --out /tmp/scenes --size 64 --train 12500 \
-    --test 500 >/dev/null
-epochs=$(python3 -c 'import json,sys
-r = json.load(open(sys.argv[1]))[0]
-print(max(1, min(30, int(float(sys.argv[2]) * r["train_img_per_s"] / 12500))))' \
-    "$OUT/bench-scenes.json" "$SEG_SECONDS" 2>/dev/null || echo 2)
-echo "epochs $epochs" | tee -a "$OUT/summary.txt"
-timeout $((SEG_SECONDS + 45)) $B segment train --config configs/fashion-scenes.toml \
-    --device vulkan --data /tmp/scenes --epochs "$epochs" \
-    --max-minutes "$(python3 -c "print($SEG_SECONDS / 60)")" --out /tmp/seg 2>&1 |
-    tr '\r' '\n' | grep -v '^\s*$' | tail -40 >"$OUT/seg.log"
-echo "seg exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
-cp /tmp/seg/metrics.csv "$OUT/seg-metrics.csv" 2>/dev/null
-timeout 45 $B segment eval --run /tmp/seg --data /tmp/scenes --device vulkan --flip-tta 2>&1 |
-    tail -30 >>"$OUT/seg.log"
+if want torch; then
+    stage "PyTorch on CUDA, the same presets"
+    timeout 75 python3 bench/pytorch_reference.py --device cuda --logdense $B --warmup 3 \
+        --steps 10 --json --preset ld-v1-12-16 --preset ld-v1-32-24 \
+        --preset densenet-bc-100-12 --preset fc-ld-103 >"$OUT/bench-torch.json" \
+        2>>"$OUT/errors.log"
+    echo "torch exit $?" | tee -a "$OUT/summary.txt"
+fi
+
+if want seg; then
+    stage "fashion-scenes on the GPU: the CPU recipe for ${SEG_EPOCHS:=6} epochs, at most ${SEG_SECONDS:=150} s"
+    $B data fashion-scenes --fashion .gpu/fashion-mnist --out /tmp/scenes --size 64 \
+        --train 12500 --test 500 >/dev/null
+    timeout $((SEG_SECONDS + 45)) $B segment train --config configs/fashion-scenes.toml \
+        --device vulkan --data /tmp/scenes --epochs "$SEG_EPOCHS" \
+        --max-minutes "$(python3 -c "print($SEG_SECONDS / 60)")" --out /tmp/seg 2>&1 |
+        tr '\r' '\n' | grep -v '^\s*$' | tail -40 >"$OUT/seg.log"
+    echo "seg exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
+    cp /tmp/seg/metrics.csv "$OUT/seg-metrics.csv" 2>/dev/null
+    timeout 45 $B segment eval --run /tmp/seg --data /tmp/scenes --device vulkan --flip-tta \
+        2>&1 | tail -30 >>"$OUT/seg.log"
+fi
 stage "done"

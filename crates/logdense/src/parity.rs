@@ -44,8 +44,15 @@ impl Agreement {
 
 /// Largest absolute difference relative to the largest magnitude of `reference`.
 pub fn relative_error(reference: &[f32], other: &[f32]) -> f32 {
-    assert_eq!(reference.len(), other.len(), "compared tensors differ in size");
-    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    assert_eq!(
+        reference.len(),
+        other.len(),
+        "compared tensors differ in size"
+    );
+    let scale = reference
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(1e-12);
     let diff = reference
         .iter()
         .zip(other)
@@ -102,17 +109,22 @@ pub fn compare_devices(
     let other = other.clone().autodiff();
     reference.seed(11);
     let net = SparseDenseNet::new(spec, 0.0, &reference)?;
-    let mut copy = net.clone().fork(&other);
+    // The weights travel as a checkpoint's do (record bytes, loaded into a network built on
+    // the other device), which is how a run trained on one device is evaluated on another.
+    let bytes = net
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
+    let record = burn::store::ModuleRecord::from_bytes(bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read the model back: {e}"))?;
+    let mut copy = SparseDenseNet::new(spec, 0.0, &other)?.load_record(record);
     if perturb != 0.0 {
         copy = copy.map(&mut Perturb(perturb));
     }
     let [c, h, w] = spec.input;
-    let input = Tensor::<4>::random(
-        [batch, c, h, w],
-        Distribution::Normal(0.0, 1.0),
-        &reference,
-    )
-    .into_data();
+    let input = Tensor::<4>::random([batch, c, h, w], Distribution::Normal(0.0, 1.0), &reference)
+        .into_data();
     let (heads_ref, grad_ref) = forward_backward(&net, &input, &reference);
     let (heads_other, grad_other) = forward_backward(&copy, &input, &other);
     anyhow::ensure!(

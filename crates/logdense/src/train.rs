@@ -33,7 +33,7 @@ pub fn device_from_name(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "vulkan")]
-        "vulkan" | "gpu" => Ok(Device::vulkan(burn::tensor::DeviceKind::default())),
+        "vulkan" | "gpu" => vulkan_device(),
         other => bail!(
             "--device: unknown device '{other}' (cpu{})",
             if cfg!(feature = "vulkan") {
@@ -43,6 +43,28 @@ pub fn device_from_name(name: &str) -> Result<Device> {
             }
         ),
     }
+}
+
+/// The default Vulkan adapter, probed with one tiny tensor: without an adapter burn panics in
+/// its device thread, and a user should get an error that says what is missing instead.
+#[cfg(feature = "vulkan")]
+fn vulkan_device() -> Result<Device> {
+    let device = Device::vulkan(burn::tensor::DeviceKind::default());
+    let probe = device.clone();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let usable = std::panic::catch_unwind(move || {
+        Tensor::<1>::zeros([1], &probe).into_data();
+    })
+    .is_ok();
+    std::panic::set_hook(hook);
+    if !usable {
+        bail!(
+            "--device vulkan: no usable Vulkan adapter (a GPU driver with Vulkan support and the \
+             Vulkan loader, libvulkan1, are needed)"
+        );
+    }
+    Ok(device)
 }
 
 /// An item source for the loaders: in memory, or decoded lazily from image files.

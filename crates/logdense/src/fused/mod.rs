@@ -39,13 +39,19 @@ pub fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("LOGDENSE_FUSED").map_or(true, |v| v != "0"))
 }
 
-/// Whether the fused kernels can run on these tensors: f32 on the flex device.
-fn on_flex_f32(inputs: &[Tensor<4>]) -> bool {
-    let device = inputs[0].device();
+fn is_flex(device: Device) -> bool {
     matches!(
-        device.clone().without_autodiff().as_dispatch(),
+        device.without_autodiff().as_dispatch(),
         DispatchDevice::Flex(_)
-    ) && inputs.iter().all(|t| t.dtype() == DType::F32)
+    )
+}
+
+/// Whether the fused kernels can run on these tensors: f32, all on the flex device (a tensor
+/// elsewhere goes to the plain ops, which report a device mismatch as burn does).
+fn on_flex_f32(inputs: &[Tensor<4>]) -> bool {
+    inputs
+        .iter()
+        .all(|t| t.dtype() == DType::F32 && is_flex(t.device()))
 }
 
 /// Whether the fused kernels can run this layer on this device.
@@ -57,6 +63,7 @@ fn supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
         PaddingConfig2d::Valid => k == 1,
     };
     on_flex_f32(inputs)
+        && is_flex(conv.weight.device())
         && k == kw
         && k % 2 == 1
         && same_padding
@@ -165,7 +172,8 @@ pub fn bn_relu_deconv(x: Tensor<4>, bn: &BatchNorm, deconv: &ConvTranspose2d) ->
         && deconv.padding_out == [1, 1]
         && deconv.dilation == [1, 1]
         && deconv.groups == 1
-        && deconv.bias.is_none();
+        && deconv.bias.is_none()
+        && is_flex(deconv.weight.device());
     if !(enabled() && standard && on_flex_f32(std::slice::from_ref(&x))) {
         return reference_bn_relu_deconv(x, bn, deconv);
     }

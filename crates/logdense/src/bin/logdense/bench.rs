@@ -109,7 +109,11 @@ pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
                 agreement.preset,
                 agreement.heads_rel_error,
                 agreement.input_grad_rel_error,
-                if agreement.within(TOLERANCE) { "ok" } else { "DIFFERS" }
+                if agreement.within(TOLERANCE) {
+                    "ok"
+                } else {
+                    "DIFFERS"
+                }
             );
         }
         results.push(agreement);
