@@ -26,6 +26,16 @@ pub const DEFAULT_CASES: &[(&str, usize, usize)] = &[
     ("fc-densenet-56", 64, 2),
 ];
 
+/// A preset as the check runs it: classification presets at their own input, fully
+/// convolutional ones at `side` x `side` (their 224x224 would only make the check slow).
+pub fn case_spec(name: &str, side: usize) -> Result<NetSpec, String> {
+    let mut spec = crate::presets::preset(name)?;
+    if spec.task() == logdense_graph::Task::Segment {
+        spec.input = [spec.input[0], side, side];
+    }
+    Ok(spec)
+}
+
 /// How far `other`'s results are from `reference`'s, each as the largest absolute difference
 /// over the largest magnitude of the reference tensor.
 #[derive(Debug, Clone, serde::Serialize)]

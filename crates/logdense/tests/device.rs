@@ -5,17 +5,13 @@
 
 use burn::prelude::*;
 use burn::tensor::DeviceKind;
-use logdense::parity::{compare_devices, DEFAULT_CASES, TOLERANCE};
-use logdense::presets::preset;
+use logdense::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
 
 #[test]
 fn networks_agree_with_the_cpu_on_vulkan() {
     let gpu = Device::vulkan(DeviceKind::default());
     for &(name, side, batch) in DEFAULT_CASES {
-        let mut spec = preset(name).unwrap();
-        if spec.task() == logdense::graph::Task::Segment {
-            spec.input = [spec.input[0], side, side];
-        }
+        let spec = case_spec(name, side).unwrap();
         let agreement = compare_devices(name, &spec, batch, &Device::flex(), &gpu, 0.0).unwrap();
         println!("{agreement:?}");
         assert!(agreement.within(TOLERANCE), "{agreement:?}");

@@ -83,7 +83,7 @@ pub(crate) struct CheckDeviceArgs {
 /// Runs each preset on the CPU and on `--device` with the same weights and batch; fails if any
 /// head or input gradient differs by more than the tolerance.
 pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
-    use logdense::parity::{compare_devices, DEFAULT_CASES, TOLERANCE};
+    use logdense::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
     let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let cases: Vec<(String, usize, usize)> = if a.preset.is_empty() {
         DEFAULT_CASES
@@ -93,15 +93,16 @@ pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
     } else {
         a.preset.iter().map(|p| (p.clone(), 64, 2)).collect()
     };
+    // Every preset is checked before the first (slow) comparison starts.
+    let cases = cases
+        .into_iter()
+        .map(|(name, side, batch)| {
+            let spec = case_spec(&name, side).map_err(|e| usage(format!("--preset: {e}")))?;
+            Ok((name, spec, batch))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut results = Vec::new();
-    for (name, side, batch) in cases {
-        let mut spec =
-            logdense::presets::preset(&name).map_err(|e| usage(format!("--preset: {e}")))?;
-        // Classification presets keep their own input; the fully convolutional ones run at
-        // a small side (224x224 would only make the check slow).
-        if spec.task() == logdense::graph::Task::Segment {
-            spec.input = [spec.input[0], side, side];
-        }
+    for (name, spec, batch) in cases {
         let agreement = compare_devices(&name, &spec, batch, &Device::flex(), &device, 0.0)?;
         if !a.json {
             println!(
