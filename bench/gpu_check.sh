@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check, in one go on a machine with an NVIDIA GPU and no Rust toolchain: Vulkan
-# against the CPU (`logdense check-device`), `logdense bench --device vulkan` beside PyTorch on CUDA, and a
-# fashion-scenes training on the GPU. Every stage has its own time limit and writes its log
+# The GPU check, in one go on a machine with an NVIDIA GPU and no Rust toolchain: Vulkan against
+# the CPU (`logdense check-device`), `logdense bench --device vulkan` beside PyTorch on CUDA, and
+# a fashion-scenes training on the GPU. Every stage has its own time limit and writes its log
 # under $OUT as it goes (8 files at most), so a stage that hangs costs only its own limit.
 #
 # Prepare on the build machine (from the repository root):
 #   bench/gpu_check.sh --prepare    # builds with --features vulkan, fills .gpu/ (git-ignored)
-# The check machine also needs the Vulkan loader and GL dispatch libraries, unpacked from the
-# .deb files in .gl/ (see README, "GPU"). Then, there:
-#   OUT=/some/dir bench/gpu_check.sh
+# and put the Debian packages of the Vulkan loader and the GL dispatch libraries in .gl/ (also
+# git-ignored): `apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0
+# libgles2` there; the script unpacks them. Then, on the GPU machine, with .gpu/ and .gl/:
+#   OUT=/some/dir bench/gpu_check.sh [parity] [bench] [torch] [seg]    # default: all four
+# Measured results: BENCHMARKS.md, "On a GPU".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

@@ -480,6 +480,8 @@ def run(name, args):
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
     model = model.to(dev)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)  # each preset's own peak
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, c, h, w, generator=gen).to(dev)
     head_ids = [i for i, n in enumerate(graph.nodes) if n["op"] == "head"]
