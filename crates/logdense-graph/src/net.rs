@@ -571,14 +571,14 @@ impl Builder {
         let mut next = 1;
         for (b, &n) in blocks.iter().enumerate() {
             self.start_block(next, n);
+            let growth = self
+                .spec
+                .block_growth
+                .get(b)
+                .copied()
+                .unwrap_or(self.spec.growth);
             for i in next..next + n {
                 let inputs = sets[i].iter().map(|&j| latest[j]).collect();
-                let growth = self
-                    .spec
-                    .block_growth
-                    .get(b)
-                    .copied()
-                    .unwrap_or(self.spec.growth);
                 let width = if hubs.binary_search(&i).is_ok() {
                     growth * self.spec.hub_multiplier
                 } else {
