@@ -82,7 +82,8 @@ pub struct NetSpec {
     pub hub_multiplier: usize,
     /// Per-block growth rates overriding `growth` (one per block; empty: `growth` everywhere).
     /// Per-layer architectures only (V1, FC-Log-DenseNet): lets the low-resolution blocks,
-    /// where a segmenter recognises objects and FLOPs are cheap, be wider.
+    /// where a segmenter recognises objects and FLOPs are cheap, be wider. A transition
+    /// into block `b` narrows a wider layer to `block_growth[b]` channels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub block_growth: Vec<usize>,
 }
@@ -602,10 +603,15 @@ impl Builder {
             } else {
                 (self.halve(b)?, 0)
             };
+            // With per-block growth rates a transition also narrows a layer to the growth of
+            // the block it enters, so wide low-resolution layers do not carry their width
+            // up to the high-resolution blocks, where every channel costs 4x to 16x as much.
+            let entering = self.spec.block_growth.get(b + 1).copied();
             for j in 0..next {
                 if last_reader[j] >= next {
                     let from = latest[j];
-                    let channels = self.nodes[from].channels;
+                    let own = self.nodes[from].channels;
+                    let channels = entering.map_or(own, |g| own.min(g));
                     let op = if up {
                         Op::Up {
                             pre_activation: true,

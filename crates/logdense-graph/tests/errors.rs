@@ -4,7 +4,7 @@
 
 use logdense_graph::design::design;
 use logdense_graph::distance::summarize_sets;
-use logdense_graph::{NetSpec, Pattern, SpecError};
+use logdense_graph::{NetSpec, Op, Pattern, SpecError};
 use proptest::prelude::*;
 
 fn field_of(spec: &NetSpec) -> &'static str {
@@ -146,12 +146,27 @@ fn per_block_growth_is_checked() {
     assert_eq!(field_of(&spec), "block_growth");
     spec.block_growth = vec![8, 16, 8];
     let graph = spec.build().unwrap();
-    // Each block's layers have its own width; transitions carry a layer at its width.
+    // Each block's layers have its own width.
     let widths: Vec<usize> = graph.layer_nodes[1..]
         .iter()
         .map(|&id| graph.nodes[id].channels)
         .collect();
     assert_eq!(widths, vec![8, 16, 16, 8]);
+    // A transition narrows a layer to the growth of the block it enters (the block its cost
+    // counts towards), never widens it: the stem (24) enters block 1 at 16, layer 1 keeps its
+    // 8, and layers 2 and 3 go up into block 2 at 8.
+    let transitions: Vec<(usize, usize, usize, usize)> = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Down { .. } | Op::Up { .. }))
+        .map(|n| (n.layer.unwrap(), n.block, n.in_channels, n.channels))
+        .collect();
+    for &(layer, block, from, to) in &transitions {
+        let entering = spec.block_growth[block];
+        assert_eq!(to, from.min(entering), "transition of layer {layer}");
+    }
+    assert!(transitions.contains(&(0, 1, 24, 16)), "{transitions:?}");
+    assert!(transitions.contains(&(2, 2, 16, 8)), "{transitions:?}");
     let mut v2 = NetSpec::v2(2, 4, 3);
     v2.block_growth = vec![4, 4, 4];
     assert_eq!(field_of(&v2), "block_growth");

@@ -13,7 +13,7 @@ use logdense_graph::{Arch, NetSpec, Pattern, Stem};
 pub const DEFAULT_PRESET: &str = "fashion";
 
 /// Names (or name patterns) for `--help` and error messages.
-pub const PRESET_NAMES: &str = "fashion, ld-v1-N-G, ld-v2-N-G, nearest-N-G, evenly-N-G, nearest-half-N-G, evenly-half-N-G, nhl-N-G, dense-N-G, loglog-N-G, densenet-bc-DEPTH-G, ld-v2-169, ld-v2-265, ld-v2-369, fc-ld-103, fc-ld-small, fc-ld-scenes, fc-densenet-56, fc-densenet-67, fc-densenet-103";
+pub const PRESET_NAMES: &str = "fashion, ld-v1-N-G, ld-v2-N-G, nearest-N-G, evenly-N-G, nearest-half-N-G, evenly-half-N-G, nhl-N-G, dense-N-G, loglog-N-G, densenet-bc-DEPTH-G, ld-v2-169, ld-v2-265, ld-v2-369, fc-ld-103, fc-ld-small, fc-ld-scenes, fc-ld-scenes-wide, fc-densenet-56, fc-densenet-67, fc-densenet-103";
 
 /// An ImageNet Log-DenseNet V2 with the given block sizes (bottleneck layers, g = 32).
 fn imagenet_v2(blocks: Vec<usize>) -> NetSpec {
@@ -60,11 +60,21 @@ pub fn preset(name: &str) -> Result<NetSpec, String> {
         "ld-v2-265" => Some(imagenet_v2(vec![6, 12, 64, 48])),
         "ld-v2-369" => Some(imagenet_v2(vec![8, 16, 80, 80])),
         "fc-ld-103" => Some(NetSpec::fc_log_densenet_103(72)),
-        // The fashion-scenes recipe's network (configs/fashion-scenes.toml): 9 blocks, so the
-        // two full-resolution blocks hold one layer each and the 4 x 4 middle block six.
+        // The fashion-scenes recipe's network until session 5: 9 blocks, so the two
+        // full-resolution blocks hold one layer each and the 4 x 4 middle block six.
         "fc-ld-scenes" => Some(NetSpec {
             blocks: vec![1, 2, 3, 4, 6, 4, 3, 2, 1],
             growth: 12,
+            ..NetSpec::fc_log_densenet_103(24)
+        }),
+        // The fashion-scenes recipe's network since session 6: deeper and wider where the
+        // maps are small (10 layers of 32 channels at 4 x 4), one 12-channel layer per block
+        // at 64 and 32 pixels; transitions narrow each layer to the growth of the block they
+        // enter, so the width does not travel up to the full-resolution blocks.
+        "fc-ld-scenes-wide" => Some(NetSpec {
+            blocks: vec![1, 1, 2, 4, 10, 4, 2, 1, 1],
+            growth: 12,
+            block_growth: vec![12, 12, 16, 24, 32, 24, 16, 12, 12],
             ..NetSpec::fc_log_densenet_103(24)
         }),
         // The reduced FC-Log-DenseNet for CPUs: 5 blocks 2,3,4,3,2, g = 12, stem 24.

@@ -23,7 +23,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use logdense_data::seg::{
     load_camvid, subsample_labels, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher,
-    SegInMemory, SegSplit,
+    SegEpochShare, SegInMemory, SegSplit,
 };
 use logdense_graph::NetSpec;
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,8 @@ pub struct SegConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SegModelConfig {
     /// `fc-ld-small` (5 blocks 2,3,4,3,2, g = 12), `fc-ld-scenes` (9 blocks 1,2,3,4,6,4,3,2,1,
-    /// g = 12), `fc-ld-103`, `fc-densenet-56/67/103`.
+    /// g = 12), `fc-ld-scenes-wide` (9 blocks 1,1,2,4,10,4,2,1,1, growth 12 to 32),
+    /// `fc-ld-103`, `fc-densenet-56/67/103`.
     pub preset: String,
     pub growth: Option<usize>,
     pub blocks: Option<Vec<usize>>,
@@ -72,6 +73,11 @@ pub struct SegDataConfig {
     pub flip: bool,
     pub class_weights: ClassWeights,
     pub train_subset: Option<usize>,
+    /// Images per crop-stage epoch, when the training set is larger than one epoch should
+    /// read: each epoch reads the next `epoch_images` of a seeded order of the whole set
+    /// ([`SegEpochShare`]), so a set of many distinct scenes is read once before any repeats,
+    /// with an evaluation, a checkpoint and a budget check every `epoch_images` images.
+    pub epoch_images: Option<usize>,
     pub eval_subset: Option<usize>,
     pub workers: usize,
 }
@@ -157,6 +163,7 @@ impl Default for SegDataConfig {
             flip: true,
             class_weights: ClassWeights::Computed,
             train_subset: None,
+            epoch_images: None,
             eval_subset: None,
             workers: 2,
         }
@@ -184,9 +191,10 @@ impl Default for SegOptimConfig {
 }
 
 /// The segmentation presets: the paper's networks and reduced FC-Log-DenseNets for CPUs.
-pub const SEG_PRESETS: [&str; 6] = [
+pub const SEG_PRESETS: [&str; 7] = [
     "fc-ld-small",
     "fc-ld-scenes",
+    "fc-ld-scenes-wide",
     "fc-ld-103",
     "fc-densenet-56",
     "fc-densenet-67",
@@ -225,6 +233,9 @@ impl SegConfig {
             if h == 0 || w == 0 {
                 bail!("data.crop (--crop) must be positive");
             }
+        }
+        if self.data.epoch_images == Some(0) {
+            bail!("data.epoch_images must be at least 1");
         }
         if o.low_res_epochs > o.epochs {
             bail!(
@@ -503,14 +514,24 @@ impl SegRun {
             )
             .at_epoch(epoch)
             .with_downscale(if low_res { cfg.optim.low_res_factor } else { 1 });
-            let loader = logdense_data::seg::seg_loader_on(
-                train_data.clone(),
-                batcher,
-                batch_size,
-                Some(cfg.seed),
-                cfg.data.workers,
-                &ad,
-            );
+            let loader = match cfg.data.epoch_images.filter(|_| !finetune) {
+                Some(k) => logdense_data::seg::seg_loader_on(
+                    SegEpochShare::new(train_data.clone(), cfg.seed, epoch, k),
+                    batcher,
+                    batch_size,
+                    Some(cfg.seed),
+                    cfg.data.workers,
+                    &ad,
+                ),
+                None => logdense_data::seg::seg_loader_on(
+                    train_data.clone(),
+                    batcher,
+                    batch_size,
+                    Some(cfg.seed),
+                    cfg.data.workers,
+                    &ad,
+                ),
+            };
             let t0 = Instant::now();
             let (mut loss_sum, mut seen) = (0.0, 0usize);
             let steps = loader.num_items().div_ceil(batch_size);
@@ -772,7 +793,8 @@ mod tests {
         let cfg = SegConfig::load(&path).unwrap();
         assert_eq!(cfg.optim.lr_schedule, LrSchedule::Cosine);
         let spec = cfg.net_spec(11, 64, 64).unwrap();
-        assert_eq!(spec.blocks, vec![1, 2, 3, 4, 6, 4, 3, 2, 1]);
+        assert_eq!(spec.blocks, vec![1, 1, 2, 4, 10, 4, 2, 1, 1]);
+        assert_eq!(spec.block_growth[4], 32);
     }
 
     #[test]

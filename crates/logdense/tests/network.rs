@@ -76,6 +76,14 @@ fn fully_convolutional_networks_match_the_cost_model() {
             ..preset("fc-ld-scenes").unwrap()
         },
     );
+    check(
+        "fc-ld-scenes-wide @64",
+        NetSpec {
+            input: [3, 64, 64],
+            classes: 11,
+            ..preset("fc-ld-scenes-wide").unwrap()
+        },
+    );
     // A stride-2 stem: every block at half resolution, the final logits upsampled.
     check(
         "fc-ld-scenes stride-2 stem @64",

@@ -73,6 +73,59 @@ impl Dataset<SegItem> for SegInMemory {
     }
 }
 
+/// Epoch `epoch`'s share of a set too large to read whole every epoch: `len` items of a
+/// seeded permutation of `set`, starting where the previous epoch's share ended and wrapping
+/// around. Consecutive epochs read disjoint slices, so every item is read once before any is
+/// read twice, and epoch `e`'s share depends only on (`seed`, `e`, `len`): a resumed run
+/// reads what an uninterrupted one would.
+#[derive(Debug, Clone)]
+pub struct SegEpochShare {
+    set: SegInMemory,
+    order: Arc<Vec<usize>>,
+    start: usize,
+    len: usize,
+}
+
+impl SegEpochShare {
+    /// `len` is capped at the set's size; `epoch` counts from 1.
+    pub fn new(set: SegInMemory, seed: u64, epoch: usize, len: usize) -> Self {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let n = set.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let len = len.min(n);
+        let start = if n == 0 {
+            0
+        } else {
+            (epoch.saturating_sub(1) * len) % n
+        };
+        SegEpochShare {
+            set,
+            order: Arc::new(order),
+            start,
+            len,
+        }
+    }
+
+    /// Underlying indices of this share, in share order.
+    pub fn indices(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len).map(|i| self.order[(self.start + i) % self.order.len()])
+    }
+}
+
+impl Dataset<SegItem> for SegEpochShare {
+    /// The item keeps its index in the underlying set (it seeds the augmentation).
+    fn get(&self, index: usize) -> Result<SegItem, DatasetError> {
+        self.set
+            .get(self.order[(self.start + index) % self.order.len()])
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// The `ch x cw` window at (`top`, `left`) of an `h x w` image (3 channels) and of its label.
 /// Panics if the window does not fit.
 #[allow(clippy::too_many_arguments)]
@@ -516,5 +569,26 @@ mod tests {
             }
             assert_eq!(n, 7);
         }
+    }
+
+    #[test]
+    fn epoch_shares_read_every_item_once_before_any_twice() {
+        let ds = SegInMemory::new(encoded(10));
+        let shares: Vec<Vec<usize>> = (1..=5)
+            .map(|e| SegEpochShare::new(ds.clone(), 3, e, 4).indices().collect())
+            .collect();
+        // Epochs 1-2 and the first half of 3 cover 10 distinct items; then the order repeats.
+        let first: Vec<usize> = shares.concat()[..10].to_vec();
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(shares.concat()[10..20], first[..]);
+        // A share is a function of (seed, epoch, len), and its items keep their own index.
+        let again = SegEpochShare::new(ds.clone(), 3, 2, 4);
+        assert_eq!(again.indices().collect::<Vec<_>>(), shares[1]);
+        assert_eq!(again.len(), 4);
+        assert_eq!(again.get(1).unwrap().index, shares[1][1]);
+        // A share larger than the set is the whole set.
+        assert_eq!(SegEpochShare::new(ds, 3, 7, 50).len(), 10);
     }
 }

@@ -14,7 +14,7 @@ pub mod set;
 
 pub use batch::{
     seg_crop, seg_hflip, seg_loader, seg_loader_on, subsample_labels, SegBatch, SegBatcher,
-    SegInMemory, SegItem,
+    SegEpochShare, SegInMemory, SegItem,
 };
 pub use camvid::{
     load_camvid, ClassesFile, SegSplit, CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID_COLOR,

@@ -48,7 +48,7 @@ pub(crate) enum SegmentCommand {
 pub(crate) struct SegTrainArgs {
     #[command(flatten)]
     run: RunFlags,
-    /// fc-ld-small, fc-ld-scenes, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
+    /// fc-ld-small, fc-ld-scenes, fc-ld-scenes-wide, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
     #[arg(long)]
     preset: Option<String>,
     /// Data directory in the SegNet layout.
@@ -72,6 +72,9 @@ pub(crate) struct SegTrainArgs {
     class_weights: Option<String>,
     #[arg(long)]
     train_subset: Option<usize>,
+    /// Images per crop-stage epoch: each epoch reads the next share of a larger training set.
+    #[arg(long)]
+    epoch_images: Option<usize>,
     #[arg(long)]
     eval_subset: Option<usize>,
     /// Wall-clock training budget in minutes (no epoch starts that would end past it).
@@ -171,6 +174,7 @@ pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
             })?;
     }
     cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
+    cfg.data.epoch_images = a.epoch_images.or(cfg.data.epoch_images);
     cfg.data.eval_subset = a.eval_subset.or(cfg.data.eval_subset);
     cfg.seed = a.run.seed.unwrap_or(cfg.seed);
     cfg.data.workers = a.run.workers.unwrap_or(cfg.data.workers);
