@@ -605,7 +605,7 @@ impl Builder {
             };
             // With per-block growth rates a transition also narrows a layer to the growth of
             // the block it enters, so wide low-resolution layers do not carry their width
-            // up to the high-resolution blocks, where every channel costs 4x to 16x as much.
+            // up to the high-resolution blocks, where a channel costs 4x more per doubling.
             let entering = self.spec.block_growth.get(b + 1).copied();
             for j in 0..next {
                 if last_reader[j] >= next {

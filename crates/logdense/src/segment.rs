@@ -849,6 +849,19 @@ mod tests {
         wrong.model.block_growth = Some(vec![8, 8]);
         let msg = wrong.net_spec(11, 64, 64).unwrap_err().to_string();
         assert!(msg.contains("block_growth"), "{msg}");
+        let shares: SegConfig = toml::from_str(
+            "[data]
+epoch_images = 12500
+[optim]
+epochs = 6",
+        )
+        .unwrap();
+        shares.validate().unwrap();
+        assert_eq!(shares.data.epoch_images, Some(12500));
+        let mut none = shares;
+        none.data.epoch_images = Some(0);
+        let msg = none.validate().unwrap_err().to_string();
+        assert!(msg.contains("data.epoch_images"), "{msg}");
     }
 
     #[test]
