@@ -16,6 +16,7 @@ use crate::train::{
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
 use burn::data::dataloader::DataLoader;
+use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig};
@@ -23,7 +24,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use logdense_data::seg::{
     load_camvid, subsample_labels, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher,
-    SegEpochShare, SegInMemory, SegSplit,
+    SegEpochShare, SegInMemory, SegItem, SegSplit,
 };
 use logdense_graph::NetSpec;
 use serde::{Deserialize, Serialize};
@@ -514,24 +515,20 @@ impl SegRun {
             )
             .at_epoch(epoch)
             .with_downscale(if low_res { cfg.optim.low_res_factor } else { 1 });
-            let loader = match cfg.data.epoch_images.filter(|_| !finetune) {
-                Some(k) => logdense_data::seg::seg_loader_on(
-                    SegEpochShare::new(train_data.clone(), cfg.seed, epoch, k),
-                    batcher,
-                    batch_size,
-                    Some(cfg.seed),
-                    cfg.data.workers,
-                    &ad,
-                ),
-                None => logdense_data::seg::seg_loader_on(
-                    train_data.clone(),
-                    batcher,
-                    batch_size,
-                    Some(cfg.seed),
-                    cfg.data.workers,
-                    &ad,
-                ),
-            };
+            // A crop-stage epoch reads its share of the set when `epoch_images` is set.
+            let epoch_set: Arc<dyn Dataset<SegItem>> =
+                match cfg.data.epoch_images.filter(|_| !finetune) {
+                    Some(k) => Arc::new(SegEpochShare::new(train_data.clone(), cfg.seed, epoch, k)),
+                    None => Arc::new(train_data.clone()),
+                };
+            let loader = logdense_data::seg::seg_loader_on(
+                epoch_set,
+                batcher,
+                batch_size,
+                Some(cfg.seed),
+                cfg.data.workers,
+                &ad,
+            );
             let t0 = Instant::now();
             let (mut loss_sum, mut seen) = (0.0, 0usize);
             let steps = loader.num_items().div_ceil(batch_size);

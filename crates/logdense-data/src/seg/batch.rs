@@ -110,15 +110,19 @@ impl SegEpochShare {
 
     /// Underlying indices of this share, in share order.
     pub fn indices(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len).map(|i| self.order[(self.start + i) % self.order.len()])
+        (0..self.len).map(|i| self.source(i))
+    }
+
+    /// The underlying index of the share's item `i`.
+    fn source(&self, i: usize) -> usize {
+        self.order[(self.start + i) % self.order.len()]
     }
 }
 
 impl Dataset<SegItem> for SegEpochShare {
     /// The item keeps its index in the underlying set (it seeds the augmentation).
     fn get(&self, index: usize) -> Result<SegItem, DatasetError> {
-        self.set
-            .get(self.order[(self.start + index) % self.order.len()])
+        self.set.get(self.source(index))
     }
 
     fn len(&self) -> usize {
