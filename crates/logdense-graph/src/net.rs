@@ -86,6 +86,16 @@ pub struct NetSpec {
     /// into block `b` narrows a wider layer to `block_growth[b]` channels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub block_growth: Vec<usize>,
+    /// With deep supervision, auxiliary heads only at blocks whose maps are at least this
+    /// many times smaller than the input (0 or 1: every block). A segmenter's full-resolution
+    /// heads are its dearest and its least informed (they see one or two layers); 4 keeps
+    /// the heads from a quarter of the input's size down.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub aux_min_stride: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 /// What a node computes. Every node first concatenates its inputs along channels.
@@ -184,6 +194,7 @@ impl NetSpec {
             deep_supervision: true,
             hub_multiplier: 1,
             block_growth: Vec::new(),
+            aux_min_stride: 0,
         }
     }
 
@@ -219,6 +230,7 @@ impl NetSpec {
             deep_supervision: true,
             hub_multiplier: 1,
             block_growth: Vec::new(),
+            aux_min_stride: 0,
         }
     }
 
@@ -235,6 +247,7 @@ impl NetSpec {
             deep_supervision: false,
             hub_multiplier: 1,
             block_growth: Vec::new(),
+            aux_min_stride: 0,
         }
     }
 
@@ -544,7 +557,9 @@ impl Builder {
     fn heads_after_block(&mut self, block: usize) {
         let last = self.blocks[block].last_layer;
         let is_final = block + 1 == self.spec.blocks.len();
-        if is_final || self.spec.deep_supervision {
+        let stride = self.spec.input[1] / self.size.0.max(1);
+        let aux = self.spec.deep_supervision && stride >= self.spec.aux_min_stride;
+        if is_final || aux {
             self.head(last, block, is_final);
         }
     }

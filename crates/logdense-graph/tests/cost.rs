@@ -311,3 +311,37 @@ fn classifier_head_output_is_a_vector_of_logits() {
         .total;
     assert_eq!(total.activation_bytes_shared, 4 * floats as u64);
 }
+
+#[test]
+fn auxiliary_heads_can_be_kept_to_coarse_blocks() {
+    // 9 blocks at 64, 32, 16, 8, 4, 8, 16, 32, 64 pixels.
+    let mut spec = NetSpec::fc_log_densenet_103(8);
+    spec.blocks = vec![1; 9];
+    spec.growth = 4;
+    spec.input = [3, 64, 64];
+    spec.classes = 3;
+    let head_sizes = |spec: &NetSpec| -> Vec<(usize, usize)> {
+        let graph = spec.build().unwrap();
+        graph.heads().iter().map(|&h| graph.nodes[h].size).collect()
+    };
+    let every = head_sizes(&spec);
+    assert_eq!(every.len(), 9, "deep supervision: one head per block");
+    for (min_stride, aux) in [(0, 8), (1, 8), (2, 7), (4, 5), (8, 3), (16, 1), (32, 0)] {
+        spec.aux_min_stride = min_stride;
+        let sizes = head_sizes(&spec);
+        // The final head stays at the input's size; the auxiliary ones are the coarse blocks'.
+        assert_eq!(
+            sizes.len(),
+            aux + 1,
+            "aux_min_stride {min_stride}: {sizes:?}"
+        );
+        assert_eq!(*sizes.last().unwrap(), (64, 64));
+        assert!(sizes[..aux].iter().all(|&(h, _)| 64 / h >= min_stride));
+    }
+    // Specs written before the field existed read as "every block".
+    spec.aux_min_stride = 0;
+    let json = serde_json::to_string(&spec).unwrap();
+    assert!(!json.contains("aux_min_stride"));
+    let back: NetSpec = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, spec);
+}

@@ -770,6 +770,7 @@ mod tests {
             deep_supervision: true,
             hub_multiplier: 1,
             block_growth: Vec::new(),
+            aux_min_stride: 0,
         };
         let opts = BenchOptions {
             batch: 0,

@@ -13,7 +13,7 @@ use logdense_graph::{Arch, NetSpec, Pattern, Stem};
 pub const DEFAULT_PRESET: &str = "fashion";
 
 /// Names (or name patterns) for `--help` and error messages.
-pub const PRESET_NAMES: &str = "fashion, ld-v1-N-G, ld-v2-N-G, nearest-N-G, evenly-N-G, nearest-half-N-G, evenly-half-N-G, nhl-N-G, dense-N-G, loglog-N-G, densenet-bc-DEPTH-G, ld-v2-169, ld-v2-265, ld-v2-369, fc-ld-103, fc-ld-small, fc-ld-scenes, fc-ld-scenes-wide, fc-densenet-56, fc-densenet-67, fc-densenet-103";
+pub const PRESET_NAMES: &str = "fashion, ld-v1-N-G, ld-v2-N-G, nearest-N-G, evenly-N-G, nearest-half-N-G, evenly-half-N-G, nhl-N-G, dense-N-G, loglog-N-G, densenet-bc-DEPTH-G, ld-v2-169, ld-v2-265, ld-v2-369, fc-ld-103, fc-ld-small, fc-ld-scenes, fc-ld-scenes-wide, fc-ld-scenes-slim, fc-densenet-56, fc-densenet-67, fc-densenet-103";
 
 /// An ImageNet Log-DenseNet V2 with the given block sizes (bottleneck layers, g = 32).
 fn imagenet_v2(blocks: Vec<usize>) -> NetSpec {
@@ -76,6 +76,18 @@ pub fn preset(name: &str) -> Result<NetSpec, String> {
             growth: 12,
             block_growth: vec![12, 12, 16, 24, 32, 24, 16, 12, 12],
             ..NetSpec::fc_log_densenet_103(24)
+        }),
+        // The fashion-scenes recipe's network since session 7: the wide one with slim
+        // full-resolution ends (a 16-channel stem, 8 and 6 channels in the 64 x 64 blocks,
+        // 8 in the 32 x 32 block on the way up), which held over half of its FLOPs and add
+        // little to recognising garments, no auxiliary head at 64 x 64, and 14 layers at
+        // 4 x 4, where a layer costs almost nothing.
+        "fc-ld-scenes-slim" => Some(NetSpec {
+            blocks: vec![1, 1, 2, 4, 14, 4, 2, 1, 1],
+            growth: 12,
+            block_growth: vec![8, 12, 16, 24, 32, 24, 16, 8, 6],
+            aux_min_stride: 2,
+            ..NetSpec::fc_log_densenet_103(16)
         }),
         // The reduced FC-Log-DenseNet for CPUs: 5 blocks 2,3,4,3,2, g = 12, stem 24.
         "fc-ld-small" => Some(NetSpec {

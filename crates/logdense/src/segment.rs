@@ -48,6 +48,7 @@ pub struct SegConfig {
 pub struct SegModelConfig {
     /// `fc-ld-small` (5 blocks 2,3,4,3,2, g = 12), `fc-ld-scenes` (9 blocks 1,2,3,4,6,4,3,2,1,
     /// g = 12), `fc-ld-scenes-wide` (9 blocks 1,1,2,4,10,4,2,1,1, growth 12 to 32),
+    /// `fc-ld-scenes-slim` (the wide one with 6 to 8 channels at full resolution),
     /// `fc-ld-103`, `fc-densenet-56/67/103`.
     pub preset: String,
     pub growth: Option<usize>,
@@ -59,6 +60,9 @@ pub struct SegModelConfig {
     /// upsamples the final logits bilinearly (4x fewer FLOPs; 2.7x the images/s at 64 x 64).
     pub stem_stride: Option<usize>,
     pub deep_supervision: Option<bool>,
+    /// Auxiliary heads only where the maps are at least this many times smaller than the
+    /// input (see [`NetSpec::aux_min_stride`]).
+    pub aux_min_stride: Option<usize>,
     pub dropout: f64,
 }
 
@@ -94,13 +98,18 @@ pub enum SegOptimizer {
 
 /// How the crop stage's learning rate moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum LrSchedule {
     /// `lr * lr_decay^(epoch - 1)`, Jegou et al.'s schedule.
     Exponential,
     /// Half a cosine from `lr` to 0 over the crop stage's iterations: a budgeted run ends
     /// annealed instead of stopping at a high rate.
     Cosine,
+    /// Half a cosine from `lr` to 0 over the wall-clock budget `max_train_s` (budgeted
+    /// training): the rate follows the time spent, and the crop stage trains until the budget
+    /// is spent, stopping part-way through an epoch, instead of leaving unused the time an
+    /// epoch that would not fit leaves over. `epochs` is then an upper bound.
+    BudgetCosine,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,8 +129,9 @@ pub struct SegOptimConfig {
     pub finetune_epochs: usize,
     pub finetune_batch_size: usize,
     pub finetune_lr: f64,
-    /// Wall-clock budget in seconds: no epoch starts that the last epoch's duration says
-    /// would end past it.
+    /// Wall-clock budget in seconds of training, counted across resumed runs: no epoch starts
+    /// that the last epoch's duration says would end past it (with `BudgetCosine`, training
+    /// stops at the first step past it).
     pub max_train_s: Option<f64>,
     /// Progressive resizing: the first `low_res_epochs` crop-stage epochs train on crops
     /// shrunk by `low_res_factor` (about `factor^2` times cheaper each), the rest at full size.
@@ -150,6 +160,7 @@ impl Default for SegModelConfig {
             stem_width: None,
             stem_stride: None,
             deep_supervision: None,
+            aux_min_stride: None,
             dropout: 0.0,
         }
     }
@@ -192,10 +203,11 @@ impl Default for SegOptimConfig {
 }
 
 /// The segmentation presets: the paper's networks and reduced FC-Log-DenseNets for CPUs.
-pub const SEG_PRESETS: [&str; 7] = [
+pub const SEG_PRESETS: [&str; 8] = [
     "fc-ld-small",
     "fc-ld-scenes",
     "fc-ld-scenes-wide",
+    "fc-ld-scenes-slim",
     "fc-ld-103",
     "fc-densenet-56",
     "fc-densenet-67",
@@ -238,6 +250,11 @@ impl SegConfig {
         if self.data.epoch_images == Some(0) {
             bail!("data.epoch_images must be at least 1");
         }
+        if o.lr_schedule == LrSchedule::BudgetCosine
+            && !o.max_train_s.is_some_and(|b| b.is_finite() && b > 0.0)
+        {
+            bail!("optim.lr_schedule = \"budget-cosine\" needs a positive optim.max_train_s (--max-minutes)");
+        }
         if o.low_res_epochs > o.epochs {
             bail!(
                 "optim.low_res_epochs ({}) must not exceed optim.epochs ({})",
@@ -276,6 +293,9 @@ impl SegConfig {
         }
         if let Some(d) = m.deep_supervision {
             spec.deep_supervision = d;
+        }
+        if let Some(s) = m.aux_min_stride {
+            spec.aux_min_stride = s;
         }
         spec.classes = classes;
         spec.input = [3, height, width];
@@ -390,8 +410,8 @@ fn optimizer(cfg: &SegConfig) -> ModuleOptimizer {
 
 impl SegOptimConfig {
     /// The rate at `epoch` (from 1, crop stage then fine-tune stage), `step` of `steps`
-    /// iterations into it.
-    pub fn lr_at(&self, epoch: usize, step: usize, steps: usize) -> f64 {
+    /// iterations into it, `spent_s` seconds of training into the run.
+    pub fn lr_at(&self, epoch: usize, step: usize, steps: usize, spent_s: f64) -> f64 {
         if epoch > self.epochs {
             return self.finetune_lr * self.lr_decay.powi((epoch - self.epochs - 1) as i32);
         }
@@ -400,6 +420,11 @@ impl SegOptimConfig {
             LrSchedule::Cosine => {
                 let done = (epoch - 1) as f64 + step as f64 / steps.max(1) as f64;
                 let fraction = (done / self.epochs.max(1) as f64).min(1.0);
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos())
+            }
+            LrSchedule::BudgetCosine => {
+                let budget = self.max_train_s.unwrap_or(f64::INFINITY);
+                let fraction = (spent_s / budget).clamp(0.0, 1.0);
                 self.lr * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos())
             }
         }
@@ -473,6 +498,8 @@ impl SegRun {
         let total = cfg.optim.epochs + cfg.optim.finetune_epochs;
         let run_start = Instant::now();
         let wall_before = state.wall_s;
+        // Seconds of training so far, across resumed runs: the budget counts them all.
+        let spent = || wall_before + run_start.elapsed().as_secs_f64();
         let mut last_epoch_s = 0.0;
         let mut last_low_res = false;
         for epoch in state.epochs_done + 1..=total {
@@ -492,8 +519,12 @@ impl SegRun {
             } else {
                 last_epoch_s
             };
+            // Budgeted training stops part-way through an epoch instead (below).
+            let stops_mid_epoch = cfg.optim.lr_schedule == LrSchedule::BudgetCosine && !finetune;
+            let epoch_start_s = spent();
             if let Some(budget) = cfg.optim.max_train_s {
-                if run_start.elapsed().as_secs_f64() + expected_s > budget {
+                let expected_s = if stops_mid_epoch { 0.0 } else { expected_s };
+                if epoch_start_s + expected_s > budget {
                     if self.progress {
                         eprintln!("stopping before epoch {epoch}: the {budget:.0} s budget would be exceeded");
                     }
@@ -535,7 +566,13 @@ impl SegRun {
             let bar = self
                 .progress
                 .then(|| epoch_bar(steps, format!("epoch {epoch}/{total}{bar_stage}")));
+            let mut budget_spent = false;
             for (step, batch) in loader.iter().enumerate() {
+                let spent_s = spent();
+                if stops_mid_epoch && cfg.optim.max_train_s.is_some_and(|b| spent_s >= b) {
+                    budget_spent = true;
+                    break;
+                }
                 let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
                 let [n, hh, ww] = batch.labels.dims();
                 let label_values: Vec<i64> = batch
@@ -565,7 +602,7 @@ impl SegRun {
                     bail!("training diverged at epoch {epoch} (loss {value}); lower --lr");
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(cfg.optim.lr_at(epoch, step, steps), model, grads);
+                model = optim.step(cfg.optim.lr_at(epoch, step, steps, spent_s), model, grads);
                 state.iteration += 1;
                 loss_sum += value * n as f64;
                 seen += n;
@@ -584,6 +621,9 @@ impl SegRun {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
+            if budget_spent && seen == 0 {
+                break;
+            }
             let eval_loader = logdense_data::seg::seg_loader_on(
                 eval_data.clone(),
                 SegBatcher::eval(state.mean.clone(), state.std.clone()),
@@ -594,11 +634,11 @@ impl SegRun {
             );
             let cm = evaluate(&model.valid(), eval_loader, classes)?;
             state.epochs_done = epoch;
-            state.wall_s = wall_before + run_start.elapsed().as_secs_f64();
+            state.wall_s = spent();
             let row = SegEpochMetrics {
                 epoch,
                 stage: stage.into(),
-                lr: cfg.optim.lr_at(epoch, 0, steps),
+                lr: cfg.optim.lr_at(epoch, 0, steps, epoch_start_s),
                 train_loss: loss_sum / seen.max(1) as f64,
                 mean_iou: cm.mean_iou(),
                 global_accuracy: cm.global_accuracy(),
@@ -624,6 +664,15 @@ impl SegRun {
             rows.push(row);
             save_checkpoint(&self.dir, &model, &optim, &state)?;
             write_reports(&self.dir, &rows)?;
+            if budget_spent {
+                if self.progress {
+                    eprintln!(
+                        "the {:.0} s budget was spent {seen} images into epoch {epoch}",
+                        cfg.optim.max_train_s.unwrap_or_default()
+                    );
+                }
+                break;
+            }
         }
         let last = rows.last().context("no epoch was trained")?;
         let summary = SegSummary {
@@ -788,10 +837,12 @@ mod tests {
     fn the_shipped_recipe_loads_and_builds() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/fashion-scenes.toml");
         let cfg = SegConfig::load(&path).unwrap();
-        assert_eq!(cfg.optim.lr_schedule, LrSchedule::Cosine);
+        assert_eq!(cfg.optim.lr_schedule, LrSchedule::BudgetCosine);
+        assert_eq!(cfg.optim.max_train_s, Some(870.0));
         let spec = cfg.net_spec(11, 64, 64).unwrap();
-        assert_eq!(spec.blocks, vec![1, 1, 2, 4, 10, 4, 2, 1, 1]);
-        assert_eq!(spec.block_growth[4], 32);
+        assert_eq!(spec.blocks, vec![1, 1, 2, 4, 14, 4, 2, 1, 1]);
+        assert_eq!(spec.block_growth, vec![8, 12, 16, 24, 32, 24, 16, 8, 6]);
+        assert_eq!((spec.stem.width, spec.aux_min_stride), (16, 2));
     }
 
     #[test]
@@ -802,26 +853,55 @@ mod tests {
             lr_decay: 0.5,
             ..SegOptimConfig::default()
         };
-        assert_eq!(o.lr_at(1, 7, 10), 2e-3);
-        assert_eq!(o.lr_at(3, 0, 10), 5e-4);
+        assert_eq!(o.lr_at(1, 7, 10, 0.0), 2e-3);
+        assert_eq!(o.lr_at(3, 0, 10, 0.0), 5e-4);
         o.lr_schedule = LrSchedule::Cosine;
-        assert_eq!(o.lr_at(1, 0, 10), 2e-3);
+        assert_eq!(o.lr_at(1, 0, 10, 0.0), 2e-3);
         assert!(
-            (o.lr_at(3, 0, 10) - 1e-3).abs() < 1e-12,
+            (o.lr_at(3, 0, 10, 0.0) - 1e-3).abs() < 1e-12,
             "half way: half the rate"
         );
-        assert!(o.lr_at(4, 9, 10) < 2e-3 * 0.01, "annealed by the last step");
         assert!(
-            o.lr_at(2, 5, 10) < o.lr_at(2, 4, 10),
+            o.lr_at(4, 9, 10, 0.0) < 2e-3 * 0.01,
+            "annealed by the last step"
+        );
+        assert!(
+            o.lr_at(2, 5, 10, 0.0) < o.lr_at(2, 4, 10, 0.0),
             "falls within an epoch"
         );
         // The fine-tune stage after the 4 crop epochs: its own rate, decayed per epoch.
-        assert_eq!(o.lr_at(5, 3, 10), o.finetune_lr);
-        assert_eq!(o.lr_at(6, 0, 10), o.finetune_lr * 0.5);
+        assert_eq!(o.lr_at(5, 3, 10, 0.0), o.finetune_lr);
+        assert_eq!(o.lr_at(6, 0, 10, 0.0), o.finetune_lr * 0.5);
         let parsed: SegConfig =
             toml::from_str("[optim]\noptimizer = \"adam\"\nlr_schedule = \"cosine\"").unwrap();
         assert_eq!(parsed.optim.optimizer, SegOptimizer::Adam);
         assert_eq!(parsed.optim.lr_schedule, LrSchedule::Cosine);
+    }
+
+    #[test]
+    fn budget_cosine_follows_the_time_spent_and_needs_a_budget() {
+        let o = SegOptimConfig {
+            epochs: 50,
+            lr: 2e-3,
+            lr_schedule: LrSchedule::BudgetCosine,
+            max_train_s: Some(800.0),
+            ..SegOptimConfig::default()
+        };
+        // The epoch and step do not matter, only the seconds spent out of the budget.
+        assert_eq!(o.lr_at(1, 0, 10, 0.0), 2e-3);
+        assert_eq!(o.lr_at(1, 0, 10, 0.0), o.lr_at(7, 3, 10, 0.0));
+        assert!((o.lr_at(3, 0, 10, 400.0) - 1e-3).abs() < 1e-12, "half way");
+        assert!((o.lr_at(3, 0, 10, 200.0) - 1e-3 * (1.0 + 0.5f64.sqrt())).abs() < 1e-12);
+        assert_eq!(o.lr_at(9, 5, 10, 800.0), 0.0);
+        assert_eq!(o.lr_at(9, 5, 10, 950.0), 0.0, "past the budget: still 0");
+        let parsed: SegConfig =
+            toml::from_str("[optim]\nlr_schedule = \"budget-cosine\"\nmax_train_s = 870.0")
+                .unwrap();
+        parsed.validate().unwrap();
+        let mut unbudgeted = parsed;
+        unbudgeted.optim.max_train_s = None;
+        let msg = unbudgeted.validate().unwrap_err().to_string();
+        assert!(msg.contains("max_train_s"), "{msg}");
     }
 
     #[test]

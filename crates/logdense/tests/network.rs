@@ -68,9 +68,10 @@ fn fully_convolutional_networks_match_the_cost_model() {
             ..preset("fc-ld-103").unwrap()
         },
     );
-    // The fashion-scenes networks at the size they train at (the wide one's transitions
-    // narrow layers to the growth of the block they enter).
-    for name in ["fc-ld-scenes", "fc-ld-scenes-wide"] {
+    // The fashion-scenes networks at the size they train at (the wide and slim ones'
+    // transitions narrow layers to the growth of the block they enter; the slim one has no
+    // auxiliary head at full resolution).
+    for name in ["fc-ld-scenes", "fc-ld-scenes-wide", "fc-ld-scenes-slim"] {
         check(
             &format!("{name} @64"),
             NetSpec {

@@ -101,3 +101,61 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
 }
+
+#[test]
+fn budget_cosine_trains_until_the_budget_is_spent_and_a_resume_adds_nothing() {
+    let fashion = std::path::Path::new(logdense::data::FASHION_MNIST_DIR);
+    assert!(
+        fashion.exists(),
+        "Fashion-MNIST is missing: apt-get install dataset-fashion-mnist"
+    );
+    let data = temp("budget-data");
+    logdense::data::fashion_scenes::generate(&data, 32, 96, 16, 3, fashion).unwrap();
+    let mut cfg: SegConfig = toml::from_str(
+        "[model]
+growth = 4
+blocks = [1, 1, 1]
+aux_min_stride = 2
+[data]
+crop = [32, 32]
+workers = 0
+class_weights = \"none\"
+[optim]
+epochs = 100000
+finetune_epochs = 0
+batch_size = 8
+lr = 3e-3
+lr_schedule = \"budget-cosine\"
+max_train_s = 2.0",
+    )
+    .unwrap();
+    cfg.data.dir = data.clone();
+    let dir = temp("budget-run");
+    let run = SegRun {
+        dir: dir.clone(),
+        cfg,
+        device: Device::flex(),
+        progress: false,
+    };
+    let (model, summary) = run.train(false).unwrap();
+    // Heads at 32, 16 and 32 pixels: only the 16-pixel auxiliary head and the final one stay.
+    assert_eq!(model.graph.heads().len(), 2);
+    let read_rows = || -> Vec<logdense::segment::SegEpochMetrics> {
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap()
+    };
+    let rows = read_rows();
+    // The budget, not the epoch bound, ended the run, after the first step past it (the last
+    // epoch's evaluation comes after that).
+    assert!(!rows.is_empty() && rows.len() < 100000);
+    assert_eq!(summary.epochs, rows.len());
+    assert!(summary.wall_s >= 2.0, "stopped early: {} s", summary.wall_s);
+    // The rate follows the time spent: each epoch starts lower than the one before.
+    assert!(rows.windows(2).all(|w| w[1].lr < w[0].lr), "{rows:?}");
+    assert!(rows[0].lr <= 3e-3 && rows.last().unwrap().lr > 0.0);
+    // The budget counts across resumed runs: resuming trains nothing more.
+    let (_, resumed) = run.train(true).unwrap();
+    assert_eq!(read_rows().len(), rows.len());
+    assert_eq!(resumed.mean_iou, summary.mean_iou);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+}

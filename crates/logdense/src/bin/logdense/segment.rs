@@ -48,7 +48,7 @@ pub(crate) enum SegmentCommand {
 pub(crate) struct SegTrainArgs {
     #[command(flatten)]
     run: RunFlags,
-    /// fc-ld-small, fc-ld-scenes, fc-ld-scenes-wide, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
+    /// fc-ld-small, fc-ld-scenes, fc-ld-scenes-wide, fc-ld-scenes-slim, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
     #[arg(long)]
     preset: Option<String>,
     /// Data directory in the SegNet layout.
@@ -77,7 +77,9 @@ pub(crate) struct SegTrainArgs {
     epoch_images: Option<usize>,
     #[arg(long)]
     eval_subset: Option<usize>,
-    /// Wall-clock training budget in minutes (no epoch starts that would end past it).
+    /// Wall-clock training budget in minutes (no epoch starts that would end past it; with
+    /// `optim.lr_schedule = "budget-cosine"` the rate anneals over it and training stops at
+    /// the first step past it).
     #[arg(long)]
     max_minutes: Option<f64>,
 }
