@@ -10,15 +10,21 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
+/// A fresh fashion-scenes set of 32 x 32 canvases in a temporary directory.
+fn scenes(name: &str, train: usize, test: usize, seed: u64) -> PathBuf {
     let fashion = std::path::Path::new(logdense::data::FASHION_MNIST_DIR);
     assert!(
         fashion.exists(),
         "Fashion-MNIST is missing: apt-get install dataset-fashion-mnist"
     );
-    let data = temp("data");
-    logdense::data::fashion_scenes::generate(&data, 32, 480, 60, 7, fashion).unwrap();
+    let data = temp(name);
+    logdense::data::fashion_scenes::generate(&data, 32, train, test, seed, fashion).unwrap();
+    data
+}
+
+#[test]
+fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
+    let data = scenes("data", 480, 60, 7);
     let mut cfg = SegConfig::default();
     cfg.data.dir = data.clone();
     cfg.data.crop = Some([32, 32]);
@@ -104,13 +110,7 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
 
 #[test]
 fn budget_cosine_trains_until_the_budget_is_spent_and_a_resume_adds_nothing() {
-    let fashion = std::path::Path::new(logdense::data::FASHION_MNIST_DIR);
-    assert!(
-        fashion.exists(),
-        "Fashion-MNIST is missing: apt-get install dataset-fashion-mnist"
-    );
-    let data = temp("budget-data");
-    logdense::data::fashion_scenes::generate(&data, 32, 96, 16, 3, fashion).unwrap();
+    let data = scenes("budget-data", 96, 16, 3);
     let mut cfg: SegConfig = toml::from_str(
         "[model]
 growth = 4
