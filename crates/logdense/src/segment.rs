@@ -415,19 +415,19 @@ impl SegOptimConfig {
         if epoch > self.epochs {
             return self.finetune_lr * self.lr_decay.powi((epoch - self.epochs - 1) as i32);
         }
-        match self.lr_schedule {
-            LrSchedule::Exponential => self.lr * self.lr_decay.powi(epoch as i32 - 1),
+        // The two cosines differ only in what counts as the fraction of the run done.
+        let fraction = match self.lr_schedule {
+            LrSchedule::Exponential => return self.lr * self.lr_decay.powi(epoch as i32 - 1),
             LrSchedule::Cosine => {
                 let done = (epoch - 1) as f64 + step as f64 / steps.max(1) as f64;
-                let fraction = (done / self.epochs.max(1) as f64).min(1.0);
-                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos())
+                (done / self.epochs.max(1) as f64).min(1.0)
             }
             LrSchedule::BudgetCosine => {
                 let budget = self.max_train_s.unwrap_or(f64::INFINITY);
-                let fraction = (spent_s / budget).clamp(0.0, 1.0);
-                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos())
+                (spent_s / budget).clamp(0.0, 1.0)
             }
-        }
+        };
+        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos())
     }
 }
 
@@ -513,17 +513,22 @@ impl SegRun {
             } else {
                 ("crops", "")
             };
+            // Budgeted training stops part-way through an epoch instead (below), so an epoch
+            // starts whenever some budget is left.
+            let mid_epoch_budget = cfg
+                .optim
+                .max_train_s
+                .filter(|_| cfg.optim.lr_schedule == LrSchedule::BudgetCosine && !finetune);
             // After shrunk epochs, a full-size one takes about factor^2 times as long.
-            let expected_s = if last_low_res && !low_res {
+            let expected_s = if mid_epoch_budget.is_some() {
+                0.0
+            } else if last_low_res && !low_res {
                 last_epoch_s * (cfg.optim.low_res_factor * cfg.optim.low_res_factor) as f64
             } else {
                 last_epoch_s
             };
-            // Budgeted training stops part-way through an epoch instead (below).
-            let stops_mid_epoch = cfg.optim.lr_schedule == LrSchedule::BudgetCosine && !finetune;
             let epoch_start_s = spent();
             if let Some(budget) = cfg.optim.max_train_s {
-                let expected_s = if stops_mid_epoch { 0.0 } else { expected_s };
                 if epoch_start_s + expected_s > budget {
                     if self.progress {
                         eprintln!("stopping before epoch {epoch}: the {budget:.0} s budget would be exceeded");
@@ -569,7 +574,7 @@ impl SegRun {
             let mut budget_spent = false;
             for (step, batch) in loader.iter().enumerate() {
                 let spent_s = spent();
-                if stops_mid_epoch && cfg.optim.max_train_s.is_some_and(|b| spent_s >= b) {
+                if mid_epoch_budget.is_some_and(|b| spent_s >= b) {
                     budget_spent = true;
                     break;
                 }
@@ -668,7 +673,7 @@ impl SegRun {
                 if self.progress {
                     eprintln!(
                         "the {:.0} s budget was spent {seen} images into epoch {epoch}",
-                        cfg.optim.max_train_s.unwrap_or_default()
+                        mid_epoch_budget.unwrap_or_default()
                     );
                 }
                 break;
