@@ -88,6 +88,22 @@ fn quiet_on_closed_pipe() {
     }
 }
 
+/// Runs `work` on a thread of rayon's global pool, the one burn's flex backend, gemm and our
+/// fused kernels split their work over. Called from the main thread, every parallel op would
+/// hand its work to the pool's threads (one per core) and block, and between ops those threads
+/// spin and yield beside the main thread: three busy threads on two cores. On a pool thread
+/// the caller works on its own ops' parts instead. Measured on the 2-core CPU:
+/// `logdense bench --preset fc-ld-scenes-slim --input 64 --batch 16 --steps 20` 108-110 ->
+/// 91-92 ms a step; fashion-scenes training 145 -> 171 images/s; `ld-v1-12-16` at batch 64,
+/// dominated by large matrix products, unchanged (465 vs 463 ms). `LOGDENSE_RUN_ON_POOL=0`
+/// runs on the main thread, for comparisons.
+fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if std::env::var_os("LOGDENSE_RUN_ON_POOL").is_some_and(|v| v == "0") {
+        return work();
+    }
+    rayon::scope(|_| work())
+}
+
 /// Training frees and allocates the same large tensor buffers every step. By default glibc's
 /// malloc trims the freed top of its heap back to the kernel and page-faults it in again on the
 /// next step. Keeping the freed top, growing the heap 256 MiB at a time, and serving buffers
@@ -112,7 +128,7 @@ fn main() -> ExitCode {
     quiet_on_closed_pipe();
     keep_freed_memory();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let run = move || match cli.command {
         Command::Graph(a) => analysis::graph_cmd(a),
         Command::Cost(a) => analysis::cost_cmd(a),
         Command::Design(a) => analysis::design_cmd(a),
@@ -126,6 +142,7 @@ fn main() -> ExitCode {
         Command::Segment(SegmentCommand::Predict(a)) => segment::seg_predict_cmd(a),
         Command::Data(DataCommand::FashionScenes(a)) => segment::scenes_cmd(a),
     };
+    let result = on_compute_pool(run);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
