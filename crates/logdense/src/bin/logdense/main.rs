@@ -101,6 +101,12 @@ fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     if std::env::var_os("LOGDENSE_RUN_ON_POOL").is_some_and(|v| v == "0") {
         return work();
     }
+    // The pool's threads get the main thread's 8 MiB stack (rayon's default is 2 MiB), so that
+    // nothing that ran on the main thread runs out of stack on a pool thread. This is the
+    // first use of the pool; should it already exist, it is used as it is.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(8 << 20)
+        .build_global();
     rayon::scope(|_| work())
 }
 
