@@ -159,3 +159,22 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::on_compute_pool;
+
+    #[test]
+    fn commands_run_on_a_thread_of_the_compute_pool() {
+        // Outside the pool, rayon reports no worker index; inside, the caller is a worker, and
+        // parallel work it starts still runs (and sums) correctly from there.
+        assert_eq!(rayon::current_thread_index(), None);
+        let (index, sum) = on_compute_pool(|| {
+            use rayon::prelude::*;
+            let sum: u64 = (1..=1000u64).into_par_iter().sum();
+            (rayon::current_thread_index(), sum)
+        });
+        assert!(index.is_some(), "the work ran outside rayon's pool");
+        assert_eq!(sum, 500_500);
+    }
+}
