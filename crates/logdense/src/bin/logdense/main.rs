@@ -92,11 +92,11 @@ fn quiet_on_closed_pipe() {
 /// fused kernels split their work over. Called from the main thread, every parallel op would
 /// hand its work to the pool's threads (one per core) and block, and between ops those threads
 /// spin and yield beside the main thread: three busy threads on two cores. On a pool thread
-/// the caller works on its own ops' parts instead. Measured on the 2-core CPU:
-/// `logdense bench --preset fc-ld-scenes-slim --input 64 --batch 16 --steps 20` 108-110 ->
-/// 91-92 ms a step; fashion-scenes training 145 -> 171 images/s; `ld-v1-12-16` at batch 64,
-/// dominated by large matrix products, unchanged (465 vs 463 ms). `LOGDENSE_RUN_ON_POOL=0`
-/// runs on the main thread, for comparisons.
+/// the caller works on its own ops' parts instead. Measured on the 2-core CPU (BENCHMARKS.md,
+/// "The caller on the compute pool"): the `fc-ld-scenes-slim` training step at batch 16 went
+/// from 99-107 to 82-88 ms, fashion-scenes training from 125-149 to 157-187 images/s, and the
+/// classification presets, dominated by large matrix products, train 5-15 % faster.
+/// `LOGDENSE_RUN_ON_POOL=0` runs on the main thread, for comparisons.
 fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     if std::env::var_os("LOGDENSE_RUN_ON_POOL").is_some_and(|v| v == "0") {
         return work();
@@ -134,7 +134,7 @@ fn main() -> ExitCode {
     quiet_on_closed_pipe();
     keep_freed_memory();
     let cli = Cli::parse();
-    let run = move || match cli.command {
+    let result = on_compute_pool(move || match cli.command {
         Command::Graph(a) => analysis::graph_cmd(a),
         Command::Cost(a) => analysis::cost_cmd(a),
         Command::Design(a) => analysis::design_cmd(a),
@@ -147,8 +147,7 @@ fn main() -> ExitCode {
         Command::Segment(SegmentCommand::Eval(a)) => segment::seg_eval_cmd(a),
         Command::Segment(SegmentCommand::Predict(a)) => segment::seg_predict_cmd(a),
         Command::Data(DataCommand::FashionScenes(a)) => segment::scenes_cmd(a),
-    };
-    let result = on_compute_pool(run);
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
