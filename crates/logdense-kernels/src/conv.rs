@@ -1,0 +1,690 @@
+//! The fused dense-layer kernels on plain `f32` slices: BN-ReLU-conv over a *list* of NCHW
+//! inputs, forward and backward, with no concatenated copy, no stored BN or ReLU output and no
+//! transposed convolution.
+//!
+//! Work is split into tiles of whole image rows: a band of rows of one image, or several small
+//! images stacked. A tile's inputs are normalised and rectified once into a zero-padded band
+//! buffer `[channels, rows + halos, width + 2 pad]`; in that buffer every kernel tap is a plain
+//! offset, so the im2col matrix is a set of contiguous row copies, and one GEMM on `gemm`'s
+//! AVX-512 kernels computes the tile (output positions in padded-width coordinates; the pad
+//! columns and halo rows are computed and dropped). The input gradient is itself a convolution
+//! of the output gradient with the flipped, transposed weights, so it is tiled the same way and
+//! needs no col2im scatter: tiles are independent and run in parallel.
+
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+/// Output pixels per tile (about): large enough for full micro-kernel panels, small enough that
+/// the im2col tile of a wide layer stays in cache.
+const TILE: usize = 512;
+
+/// Shapes of one fused call: `inputs[j]` is `[batch, channels[j], height, width]`, the
+/// convolution has `out_channels` filters of `kernel x kernel` (stride 1, "same" padding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Channels of each input, in concatenation order.
+    pub channels: Vec<usize>,
+    pub out_channels: usize,
+    /// The (square, odd) kernel size.
+    pub kernel: usize,
+}
+
+impl Geometry {
+    /// Channels of the (never formed) concatenation: the convolution's input channels.
+    pub fn in_channels(&self) -> usize {
+        self.channels.iter().sum()
+    }
+    fn pixels(&self) -> usize {
+        self.height * self.width
+    }
+    fn columns(&self) -> usize {
+        self.batch * self.pixels()
+    }
+    fn taps(&self) -> usize {
+        self.kernel * self.kernel
+    }
+    /// Rows of the im2col matrix of the inputs (= the weight's columns).
+    fn patch(&self) -> usize {
+        self.in_channels() * self.taps()
+    }
+}
+
+/// Panics unless there is one input per entry of `geo.channels`, each of its shape.
+fn check_inputs(geo: &Geometry, inputs: &[&[f32]]) {
+    assert!(geo.kernel % 2 == 1, "the kernel size must be odd");
+    assert_eq!(inputs.len(), geo.channels.len(), "one slice per input");
+    for (x, &c) in inputs.iter().zip(&geo.channels) {
+        assert_eq!(x.len(), geo.batch * c * geo.pixels(), "input shape");
+    }
+}
+
+/// Per-channel mean and biased variance over batch and space, accumulated in f64.
+pub fn batch_stats(geo: &Geometry, inputs: &[&[f32]]) -> (Vec<f32>, Vec<f32>) {
+    check_inputs(geo, inputs);
+    let hw = geo.pixels();
+    let count = geo.columns() as f64;
+    let planes: Vec<(usize, usize)> = geo
+        .channels
+        .iter()
+        .enumerate()
+        .flat_map(|(j, &c)| (0..c).map(move |cl| (j, cl)))
+        .collect();
+    planes
+        .par_iter()
+        .map(|&(j, cl)| {
+            let c = geo.channels[j];
+            let (mut sum, mut sq) = (0f64, 0f64);
+            for b in 0..geo.batch {
+                let plane = &inputs[j][(b * c + cl) * hw..][..hw];
+                let (s, q) = plane
+                    .iter()
+                    .fold((0f32, 0f32), |(s, q), &v| (s + v, q + v * v));
+                sum += s as f64;
+                sq += q as f64;
+            }
+            let mean = sum / count;
+            ((mean) as f32, (sq / count - mean * mean).max(0.0) as f32)
+        })
+        .unzip()
+}
+
+/// The batch-norm affine `scale * x + shift` per channel, from the statistics it normalises with.
+#[derive(Debug, Clone)]
+pub struct Affine {
+    /// `gamma / sqrt(var + epsilon)`.
+    pub scale: Vec<f32>,
+    /// `beta - mean * scale`.
+    pub shift: Vec<f32>,
+    pub mean: Vec<f32>,
+    /// `1 / sqrt(var + epsilon)`.
+    pub inv_std: Vec<f32>,
+}
+
+impl Affine {
+    /// The affine of `gamma * (x - mean) / sqrt(var + epsilon) + beta`, per channel.
+    pub fn new(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], epsilon: f64) -> Self {
+        let inv_std: Vec<f32> = var
+            .iter()
+            .map(|&v| (1.0 / (v as f64 + epsilon).sqrt()) as f32)
+            .collect();
+        let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, r)| g * r).collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Affine {
+            scale,
+            shift,
+            mean: mean.to_vec(),
+            inv_std,
+        }
+    }
+}
+
+/// Rows `y0..y0 + rows` of one image inside a tile, at padded row `offset` of its band buffer.
+#[derive(Debug, Clone)]
+struct Segment {
+    image: usize,
+    y0: usize,
+    rows: usize,
+    offset: usize,
+}
+
+/// A tile: segments stacked in one band buffer of `padded_rows` rows (each segment carries
+/// `pad` halo rows above and below).
+#[derive(Debug, Clone)]
+struct Tile {
+    segments: Vec<Segment>,
+    padded_rows: usize,
+}
+
+/// Band geometry shared by all tiles of a call.
+struct Bands {
+    pad: usize,
+    /// Padded width.
+    wp: usize,
+    tiles: Vec<Tile>,
+    /// The largest tile's band buffer, in elements per channel (with the read-past slack).
+    max_plane: usize,
+}
+
+impl Bands {
+    fn new(geo: &Geometry) -> Self {
+        let pad = geo.kernel / 2;
+        let wp = geo.width + 2 * pad;
+        let mut tiles = Vec::new();
+        let mut push = |segments: Vec<Segment>| {
+            let padded_rows = segments.iter().map(|s| s.rows + 2 * pad).sum();
+            tiles.push(Tile {
+                segments,
+                padded_rows,
+            });
+        };
+        if geo.pixels() >= TILE {
+            let band = (TILE / geo.width).clamp(1, geo.height);
+            for image in 0..geo.batch {
+                for y0 in (0..geo.height).step_by(band) {
+                    let rows = band.min(geo.height - y0);
+                    push(vec![Segment {
+                        image,
+                        y0,
+                        rows,
+                        offset: 0,
+                    }]);
+                }
+            }
+        } else {
+            // Small maps stack whole images; a batch too small to fill one tile per thread is
+            // split further, so that every thread gets work (an 8 x 8 map at batch 8 is one
+            // 512-pixel tile otherwise).
+            let threads = rayon::current_num_threads().max(1);
+            let target = TILE.min(geo.columns().div_ceil(threads));
+            let per_tile = (target / geo.pixels()).max(1);
+            for first in (0..geo.batch).step_by(per_tile) {
+                let segments = (first..(first + per_tile).min(geo.batch))
+                    .enumerate()
+                    .map(|(i, image)| Segment {
+                        image,
+                        y0: 0,
+                        rows: geo.height,
+                        offset: i * (geo.height + 2 * pad),
+                    })
+                    .collect();
+                push(segments);
+            }
+        }
+        let max_rows = tiles.iter().map(|t| t.padded_rows).max().unwrap_or(0);
+        Bands {
+            pad,
+            wp,
+            tiles,
+            max_plane: max_rows * wp + 2 * pad,
+        }
+    }
+
+    /// Output columns of a tile (padded-width coordinates, halo rows included).
+    fn columns(&self, tile: &Tile) -> usize {
+        (tile.padded_rows - 2 * self.pad) * self.wp
+    }
+
+    fn plane(&self, tile: &Tile) -> usize {
+        tile.padded_rows * self.wp + 2 * self.pad
+    }
+
+    /// Fills `band` (`[channels, plane]`) with `act(channel, value)` of the sources' rows the
+    /// tile reads, zero outside the image.
+    fn fill(
+        &self,
+        geo: &Geometry,
+        tile: &Tile,
+        sources: &[&[f32]],
+        channels: &[usize],
+        band: &mut [f32],
+        act: impl Fn(usize, f32) -> f32,
+    ) {
+        let (h, w, hw, pad, wp) = (geo.height, geo.width, geo.pixels(), self.pad, self.wp);
+        let plane = self.plane(tile);
+        let mut c = 0;
+        for (j, &cj) in channels.iter().enumerate() {
+            for cl in 0..cj {
+                let dst_plane = &mut band[c * plane..][..plane];
+                dst_plane[tile.padded_rows * wp..].fill(0.0);
+                for seg in &tile.segments {
+                    let src = &sources[j][(seg.image * cj + cl) * hw..][..hw];
+                    for t in 0..seg.rows + 2 * pad {
+                        let row = &mut dst_plane[(seg.offset + t) * wp..][..wp];
+                        let y = (seg.y0 + t) as isize - pad as isize;
+                        if y < 0 || y >= h as isize {
+                            row.fill(0.0);
+                            continue;
+                        }
+                        row[..pad].fill(0.0);
+                        row[pad + w..].fill(0.0);
+                        let src_row = &src[y as usize * w..][..w];
+                        for (d, &v) in row[pad..pad + w].iter_mut().zip(src_row) {
+                            *d = act(c, v);
+                        }
+                    }
+                }
+                c += 1;
+            }
+        }
+    }
+
+    /// The im2col matrix (`channels * taps` rows of `columns` values) of a filled band: each
+    /// row is one contiguous copy at the tap's offset.
+    fn im2col(&self, tile: &Tile, band: &[f32], channels: usize, kernel: usize, col: &mut [f32]) {
+        let (n, plane) = (self.columns(tile), self.plane(tile));
+        for c in 0..channels {
+            for ky in 0..kernel {
+                for kx in 0..kernel {
+                    let row = (c * kernel + ky) * kernel + kx;
+                    col[row * n..][..n]
+                        .copy_from_slice(&band[c * plane + ky * self.wp + kx..][..n]);
+                }
+            }
+        }
+    }
+
+    /// Calls `visit(segment, output row within the image, tile column of the row's first pixel)`
+    /// for every real output row of a tile.
+    fn rows(&self, tile: &Tile, mut visit: impl FnMut(&Segment, usize, usize)) {
+        for seg in &tile.segments {
+            for i in 0..seg.rows {
+                visit(seg, seg.y0 + i, (seg.offset + i) * self.wp);
+            }
+        }
+    }
+}
+
+/// A strided matrix view: the slice it starts at, its row stride and its column stride.
+type View<'a, T> = (T, usize, usize);
+
+/// The one past the last element a `rows x cols` matrix with strides `(rs, cs)` addresses
+/// (0 when it is empty).
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// `dst (m x n) = [dst +] lhs (m x k) * rhs (k x n)`, each matrix given as a slice it starts at
+/// with its (row stride, column stride), on the calling thread.
+///
+/// Panics if a matrix reaches past the end of its slice.
+///
+/// # Safety
+///
+/// Safe to call. Inside, `gemm::gemm` is called on raw pointers; its contract is that each of
+/// the three pointers addresses a valid strided matrix of the given shape for the duration of
+/// the call and that `dst` does not overlap `lhs` or `rhs`. The asserts check that every
+/// addressed element lies inside its slice, and `dst` is a `&mut` borrow, which cannot alias
+/// the shared borrows `lhs` and `rhs`.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: View<&mut [f32]>,
+    accumulate: bool,
+    lhs: View<&[f32]>,
+    rhs: View<&[f32]>,
+) {
+    assert!(
+        extent(m, n, dst.1, dst.2) <= dst.0.len(),
+        "matmul: dst out of bounds"
+    );
+    assert!(
+        extent(m, k, lhs.1, lhs.2) <= lhs.0.len(),
+        "matmul: lhs out of bounds"
+    );
+    assert!(
+        extent(k, n, rhs.1, rhs.2) <= rhs.0.len(),
+        "matmul: rhs out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above keep every addressed element inside its slice, and the borrows
+    // keep `dst` apart from `lhs` and `rhs` (see the doc comment).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.0.as_mut_ptr(),
+            dst.2 as isize,
+            dst.1 as isize,
+            accumulate,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// An output buffer that parallel tiles write into, each tile its own rows: a `&mut [f32]`
+/// split at run time instead of at compile time.
+struct DisjointRows<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buffer: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: `DisjointRows` is a `&mut [f32]` that threads share; the only access is through
+// `DisjointRows::row`, whose contract makes concurrent accesses disjoint.
+unsafe impl Send for DisjointRows<'_> {}
+unsafe impl Sync for DisjointRows<'_> {}
+
+impl<'a> DisjointRows<'a> {
+    fn new(buffer: &'a mut [f32]) -> Self {
+        DisjointRows {
+            ptr: buffer.as_mut_ptr(),
+            len: buffer.len(),
+            _buffer: std::marker::PhantomData,
+        }
+    }
+
+    /// The elements `start..start + len` of the buffer, for writing.
+    ///
+    /// Panics if the range reaches past the end of the buffer.
+    ///
+    /// # Safety
+    ///
+    /// While the returned slice lives, no other call may hand out a range overlapping it (from
+    /// any thread). The kernels uphold this by giving every output row (image, channel, y) to
+    /// exactly one tile and dropping each slice before the next is taken.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len, "row out of bounds");
+        // SAFETY: in bounds (checked), the buffer is mutably borrowed for 'a, and the caller
+        // guarantees that no overlapping slice is alive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
+/// Splits the tiles into one contiguous share per thread and runs `each` on every tile of a
+/// share with that share's state, returning each share's state.
+fn for_tiles<S: Send>(
+    bands: &Bands,
+    init: impl Fn() -> S + Sync,
+    each: impl Fn(&mut S, &Tile) + Sync,
+) -> Vec<S> {
+    let tiles = bands.tiles.len();
+    let shares = rayon::current_num_threads().clamp(1, tiles.max(1));
+    (0..shares)
+        .into_par_iter()
+        .map(|s| {
+            let mut state = init();
+            for tile in &bands.tiles[(s * tiles / shares)..((s + 1) * tiles / shares)] {
+                each(&mut state, tile);
+            }
+            state
+        })
+        .collect()
+}
+
+/// `out[b, g] = sum over c, ky, kx of weight[g, c, ky, kx] * relu(affine(x))[b, c, shifted]`.
+/// `weight` is `[out_channels, in_channels, kernel, kernel]`; `out` is `[batch, out_channels, H, W]`.
+///
+/// Panics if a slice's length does not match `geo`.
+///
+/// # Safety
+///
+/// Safe to call. Tiles run in parallel and write their output rows through
+/// [`DisjointRows::row`]: every output row (image, channel, y) belongs to exactly one tile,
+/// so no two threads ever hold overlapping rows.
+pub fn forward(
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    affine: &Affine,
+    weight: &[f32],
+    out: &mut [f32],
+) {
+    let (g, patch, hw, w) = (geo.out_channels, geo.patch(), geo.pixels(), geo.width);
+    let (channels, kernel) = (geo.in_channels(), geo.kernel);
+    assert_eq!(weight.len(), g * patch, "weight shape");
+    assert_eq!(out.len(), geo.batch * g * hw, "output shape");
+    check_inputs(geo, inputs);
+    assert_eq!(affine.scale.len(), channels, "affine shape");
+    let bands = Bands::new(geo);
+    let max_cols = bands.max_plane;
+    let out = DisjointRows::new(out);
+    let act = |c: usize, v: f32| (affine.scale[c] * v + affine.shift[c]).max(0.0);
+    for_tiles(
+        &bands,
+        || {
+            (
+                vec![0f32; channels * bands.max_plane],
+                vec![0f32; g * max_cols],
+            )
+        },
+        |(band, result), tile| {
+            let (n, plane) = (bands.columns(tile), bands.plane(tile));
+            bands.fill(geo, tile, inputs, &geo.channels, band, act);
+            // One GEMM per tap, reading the band at the tap's offset: out += W_tap * band_tap.
+            for tap in 0..kernel * kernel {
+                let shift = (tap / kernel) * bands.wp + tap % kernel;
+                matmul(
+                    g,
+                    n,
+                    channels,
+                    (&mut result[..], n, 1),
+                    tap > 0,
+                    (&weight[tap..], patch, kernel * kernel),
+                    (&band[shift..], plane, 1),
+                );
+            }
+            bands.rows(tile, |seg, y, at| {
+                for f in 0..g {
+                    // SAFETY: row y of image seg.image is computed by this tile only, and the
+                    // slice is dropped at the end of the iteration.
+                    let dst = unsafe { out.row((seg.image * g + f) * hw + y * w, w) };
+                    dst.copy_from_slice(&result[f * n + at..][..w]);
+                }
+            });
+        },
+    );
+}
+
+/// Gradients of [`forward`] with respect to each input, gamma, beta and the weight.
+#[derive(Debug, Clone)]
+pub struct Gradients {
+    pub inputs: Vec<Vec<f32>>,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub weight: Vec<f32>,
+}
+
+/// The backward pass of [`forward`]. With `batch_stats` the affine came from this batch's
+/// statistics, so the input gradient includes their dependence on the input (training-mode BN);
+/// otherwise the statistics are constants (running averages). `affine` is the one [`forward`]
+/// ran with (built from `gamma`), `out_grad` the gradient of the loss with respect to its output.
+///
+/// Panics if a slice's length does not match `geo`.
+///
+/// # Safety
+///
+/// Safe to call. Tiles run in parallel and write their rows of the input gradients through
+/// [`DisjointRows::row`]: every input row (image, channel, y) belongs to exactly one tile, so
+/// no two threads ever hold overlapping rows.
+pub fn backward(
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    gamma: &[f32],
+    affine: &Affine,
+    batch_stats: bool,
+    weight: &[f32],
+    out_grad: &[f32],
+) -> Gradients {
+    let (g, patch, hw, taps, w) = (
+        geo.out_channels,
+        geo.patch(),
+        geo.pixels(),
+        geo.taps(),
+        geo.width,
+    );
+    let (channels, kernel) = (geo.in_channels(), geo.kernel);
+    check_inputs(geo, inputs);
+    assert_eq!(gamma.len(), channels, "gamma shape");
+    assert_eq!(affine.scale.len(), channels, "affine shape");
+    assert_eq!(weight.len(), g * patch, "weight shape");
+    assert_eq!(out_grad.len(), geo.batch * g * hw, "output gradient shape");
+    // W' [c, (g, ky, kx)] = W[g, c, k-1-ky, k-1-kx]: the weights seen from the output
+    // gradient, whose band reads dOut at +ky where the convolution read its input at -ky.
+    let mut weight_t = vec![0f32; channels * g * taps];
+    for f in 0..g {
+        for c in 0..channels {
+            for t in 0..taps {
+                weight_t[c * g * taps + f * taps + t] =
+                    weight[(f * channels + c) * taps + taps - 1 - t];
+            }
+        }
+    }
+    let mut grad_inputs: Vec<Vec<f32>> = geo
+        .channels
+        .iter()
+        .map(|&c| vec![0f32; geo.batch * c * hw])
+        .collect();
+    let grad_rows: Vec<DisjointRows> = grad_inputs
+        .iter_mut()
+        .map(|v| DisjointRows::new(v))
+        .collect();
+    let bands = Bands::new(geo);
+    let (pad, wp) = (bands.pad, bands.wp);
+    let max_cols = bands.max_plane;
+    let act = |c: usize, v: f32| (affine.scale[c] * v + affine.shift[c]).max(0.0);
+
+    struct Share {
+        band: Vec<f32>,
+        out_band: Vec<f32>,
+        out_col: Vec<f32>,
+        dy: Vec<f32>,
+        weight: Vec<f32>,
+        sum_dy: Vec<f64>,
+        sum_dy_xhat: Vec<f64>,
+    }
+    let shares = for_tiles(
+        &bands,
+        || Share {
+            band: vec![0f32; channels * bands.max_plane],
+            out_band: vec![0f32; g * bands.max_plane],
+            out_col: vec![0f32; g * taps * max_cols],
+            dy: vec![0f32; channels * max_cols],
+            weight: vec![0f32; g * patch],
+            sum_dy: vec![0f64; channels],
+            sum_dy_xhat: vec![0f64; channels],
+        },
+        |s, tile| {
+            let (n, plane) = (bands.columns(tile), bands.plane(tile));
+            bands.fill(geo, tile, inputs, &geo.channels, &mut s.band, act);
+            bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_, v| v);
+            bands.im2col(tile, &s.out_band, g, kernel, &mut s.out_col);
+            // dY (channels x n) = W' (channels x g*taps) * im2col(dOut) (g*taps x n).
+            matmul(
+                channels,
+                n,
+                g * taps,
+                (&mut s.dy[..], n, 1),
+                false,
+                (&weight_t[..], g * taps, 1),
+                (&s.out_col[..], n, 1),
+            );
+            // dW (g x patch) += dOut (g x n) * col^T (n x patch), with dOut read from its band
+            // at the centre tap once the halo rows (other rows' values) are zeroed.
+            for seg in &tile.segments {
+                for f in 0..g {
+                    let p = &mut s.out_band[f * plane..][..plane];
+                    p[seg.offset * wp..][..pad * wp].fill(0.0);
+                    p[(seg.offset + pad + seg.rows) * wp..][..pad * wp].fill(0.0);
+                }
+            }
+            // dW_tap (g x channels) += dOut (g x n) * band_tap^T (n x channels).
+            for tap in 0..taps {
+                let shift = (tap / kernel) * wp + tap % kernel;
+                matmul(
+                    g,
+                    channels,
+                    n,
+                    (&mut s.weight[tap..], patch, taps),
+                    true,
+                    (&s.out_band[pad * wp + pad..], plane, 1),
+                    (&s.band[shift..], 1, plane),
+                );
+            }
+            // Through the ReLU (its output is in the band); gather the BN sums; park the
+            // pre-ReLU gradient in the input gradients.
+            bands.rows(tile, |seg, y, at| {
+                let mut c = 0;
+                for (j, &cj) in geo.channels.iter().enumerate() {
+                    for cl in 0..cj {
+                        let index = (seg.image * cj + cl) * hw + y * w;
+                        let x = &inputs[j][index..][..w];
+                        let activated = &s.band[c * plane + at + pad * wp + pad..][..w];
+                        // SAFETY: row y of image seg.image is computed by this tile only, and the
+                        // slice is dropped at the end of the iteration.
+                        let dst = unsafe { grad_rows[j].row(index, w) };
+                        let (mean, inv_std) = (affine.mean[c], affine.inv_std[c]);
+                        let (mut sd, mut sdx) = (0f32, 0f32);
+                        for (((d, &v), &a), &dy) in dst
+                            .iter_mut()
+                            .zip(x)
+                            .zip(activated)
+                            .zip(&s.dy[c * n + at..][..w])
+                        {
+                            let g = if a > 0.0 { dy } else { 0.0 };
+                            *d = g;
+                            sd += g;
+                            sdx += g * (v - mean) * inv_std;
+                        }
+                        s.sum_dy[c] += sd as f64;
+                        s.sum_dy_xhat[c] += sdx as f64;
+                        c += 1;
+                    }
+                }
+            });
+        },
+    );
+    let mut grad_weight = vec![0f32; g * patch];
+    let mut sum_dy = vec![0f64; channels];
+    let mut sum_dy_xhat = vec![0f64; channels];
+    for s in &shares {
+        grad_weight
+            .iter_mut()
+            .zip(&s.weight)
+            .for_each(|(a, b)| *a += b);
+        sum_dy.iter_mut().zip(&s.sum_dy).for_each(|(a, b)| *a += b);
+        sum_dy_xhat
+            .iter_mut()
+            .zip(&s.sum_dy_xhat)
+            .for_each(|(a, b)| *a += b);
+    }
+    // Through the batch norm, plane by plane.
+    let count = geo.columns() as f32;
+    let mut offset = 0;
+    for (j, grad) in grad_inputs.iter_mut().enumerate() {
+        let cj = geo.channels[j];
+        let first = offset;
+        grad.par_chunks_mut(hw)
+            .enumerate()
+            .with_min_len((4096 / hw).max(1))
+            .for_each(|(plane, dst)| {
+                let c = first + plane % cj;
+                let x = &inputs[j][plane * hw..][..hw];
+                let k = gamma[c] * affine.inv_std[c];
+                if batch_stats {
+                    let (mean_dy, mean_dy_xhat) =
+                        (sum_dy[c] as f32 / count, sum_dy_xhat[c] as f32 / count);
+                    let (mean, inv_std) = (affine.mean[c], affine.inv_std[c]);
+                    for (d, &v) in dst.iter_mut().zip(x) {
+                        *d = k * (*d - mean_dy - (v - mean) * inv_std * mean_dy_xhat);
+                    }
+                } else {
+                    dst.iter_mut().for_each(|d| *d *= k);
+                }
+            });
+        offset += cj;
+    }
+    Gradients {
+        inputs: grad_inputs,
+        gamma: sum_dy_xhat.iter().map(|&v| v as f32).collect(),
+        beta: sum_dy.iter().map(|&v| v as f32).collect(),
+        weight: grad_weight,
+    }
+}

@@ -1,0 +1,25 @@
+//! # logdense-kernels
+//!
+//! The CPU kernels behind `logdense`'s fused layers, on plain `f32` slices in NCHW order, with
+//! no tensor library:
+//!
+//! - [`conv`]: a dense layer's BN-ReLU-conv over a *list* of inputs (the channel-wise
+//!   concatenation the layer reads is never formed), forward and backward, with batch
+//!   statistics or given ones, computed with `gemm`'s kernels on row-band tiles in parallel;
+//! - [`resample`]: the transitions' 2x2 average pool and the stride-2 3x3 overlap-add that
+//!   turns a 1x1 convolution into a 3x3 stride-2 transposed convolution, forward and backward;
+//! - [`naive`]: textbook reference implementations of the same operations (concatenate, batch
+//!   norm, ReLU, direct convolution, window average, transposed convolution) in plain loops
+//!   with `f64` arithmetic, which the tests hold the fast kernels to.
+//!
+//! Why a crate of its own: a sparse-dense network spends most of its time in these loops, and
+//! they are easier to test exhaustively, benchmark and reason about (the crate's `unsafe` is
+//! two documented helpers in [`conv`]) without the autodiff machinery around them. `logdense`
+//! wraps them as burn operations with handwritten backward steps.
+
+pub mod conv;
+pub mod naive;
+pub mod resample;
+
+pub use conv::{Affine, Geometry, Gradients};
+pub use resample::Resample;
