@@ -1,5 +1,9 @@
 //! The building blocks every network node is made of, in pre-activation order (BN-ReLU-conv,
 //! as DenseNet and the paper use). Each maps to one [`logdense_graph::Op`].
+//!
+//! The layers that can run through the [`fused`] kernels carry a `fused` flag (the network's
+//! `NetOptions::fused`): on, they take the fused path wherever it applies (see [`fused`]); off,
+//! plain burn operations.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{
@@ -12,6 +16,10 @@ use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
 
 use crate::fused;
+use crate::tensor_ops::fit_spatial;
+
+/// Re-exported from [`crate::tensor_ops`], where it lives.
+pub use crate::tensor_ops::cat_channels;
 
 /// He (fan-in) normal initialisation, as DenseNet's reference code uses for convolutions.
 fn he_normal() -> Initializer {
@@ -42,15 +50,6 @@ pub fn conv(
         .with_bias(bias)
         .with_initializer(he_normal())
         .init(device)
-}
-
-/// The channel-wise concatenation of a node's inputs (the single input itself, uncopied).
-pub fn cat_channels(mut parts: Vec<Tensor<4>>) -> Tensor<4> {
-    if parts.len() == 1 {
-        parts.pop().expect("one input")
-    } else {
-        Tensor::cat(parts, 1)
-    }
 }
 
 fn bn(channels: usize, device: &Device) -> BatchNorm {
@@ -111,6 +110,9 @@ pub struct DenseLayer {
     pub bottleneck: Option<Bottleneck>,
     pub conv: Conv2d,
     pub dropout: Dropout,
+    /// Whether the BN-ReLU-convs take the fused path where it applies (not a parameter: no
+    /// record entry).
+    pub fused: bool,
 }
 
 impl DenseLayer {
@@ -119,6 +121,7 @@ impl DenseLayer {
         growth: usize,
         bottleneck: Option<usize>,
         dropout: f64,
+        fused: bool,
         device: &Device,
     ) -> Self {
         let (bottleneck, conv_in) = match bottleneck {
@@ -136,6 +139,7 @@ impl DenseLayer {
             bottleneck,
             conv: conv(conv_in, growth, 3, 1, false, device),
             dropout: DropoutConfig::new(dropout).init(),
+            fused,
         }
     }
 
@@ -144,10 +148,10 @@ impl DenseLayer {
     pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Tensor<4> {
         let y = match &self.bottleneck {
             Some(b) => {
-                let narrow = fused::bn_relu_conv(inputs, &self.bn, &b.conv);
-                fused::bn_relu_conv(vec![narrow], &b.bn, &self.conv)
+                let narrow = fused::bn_relu_conv(inputs, &self.bn, &b.conv, self.fused);
+                fused::bn_relu_conv(vec![narrow], &b.bn, &self.conv, self.fused)
             }
-            None => fused::bn_relu_conv(inputs, &self.bn, &self.conv),
+            None => fused::bn_relu_conv(inputs, &self.bn, &self.conv, self.fused),
         };
         self.dropout.forward(y)
     }
@@ -160,27 +164,37 @@ pub struct DownTransition {
     pub conv: Conv2d,
     pub dropout: Dropout,
     pub max_pool: bool,
+    /// Whether the BN-ReLU-conv and the average pool take the fused path where it applies.
+    pub fused: bool,
 }
 
 impl DownTransition {
-    pub fn new(cin: usize, cout: usize, max_pool: bool, dropout: f64, device: &Device) -> Self {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        max_pool: bool,
+        dropout: f64,
+        fused: bool,
+        device: &Device,
+    ) -> Self {
         DownTransition {
             bn: bn(cin, device),
             conv: conv(cin, cout, 1, 1, false, device),
             dropout: DropoutConfig::new(dropout).init(),
             max_pool,
+            fused,
         }
     }
 
     /// `inputs` are the channel groups the transition reads, concatenated by the fused op.
     pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Tensor<4> {
-        let y = self
-            .dropout
-            .forward(fused::bn_relu_conv(inputs, &self.bn, &self.conv));
+        let y = self.dropout.forward(fused::bn_relu_conv(
+            inputs, &self.bn, &self.conv, self.fused,
+        ));
         if self.max_pool {
             max_pool2d(y, MaxPoolOptions::new([2, 2]))
         } else {
-            fused::avg_pool2(y)
+            fused::avg_pool2(y, self.fused)
         }
     }
 }
@@ -190,10 +204,18 @@ impl DownTransition {
 pub struct UpTransition {
     pub bn: Option<BatchNorm>,
     pub deconv: ConvTranspose2d,
+    /// Whether the BN-ReLU-deconv takes the fused path where it applies (only with `bn`).
+    pub fused: bool,
 }
 
 impl UpTransition {
-    pub fn new(cin: usize, cout: usize, pre_activation: bool, device: &Device) -> Self {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        pre_activation: bool,
+        fused: bool,
+        device: &Device,
+    ) -> Self {
         let deconv = ConvTranspose2dConfig::new([cin, cout], [3, 3])
             .with_stride([2, 2])
             .with_padding([1, 1])
@@ -204,20 +226,21 @@ impl UpTransition {
         UpTransition {
             bn: pre_activation.then(|| bn(cin, device)),
             deconv,
+            fused,
         }
     }
 
     /// Upsamples to exactly `size` (cropping the extra row/column an odd size leaves).
     pub fn forward(&self, x: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
         let y = match &self.bn {
-            Some(bn) => fused::bn_relu_deconv(x, bn, &self.deconv),
+            Some(bn) => fused::bn_relu_deconv(x, bn, &self.deconv, self.fused),
             None => self.deconv.forward(x),
         };
         let [_, _, h, w] = y.dims();
         if (h, w) == size {
             y
         } else {
-            crate::network::fit_spatial(y, size)
+            fit_spatial(y, size)
         }
     }
 }
@@ -230,14 +253,17 @@ pub struct Head {
     pub bn: BatchNorm,
     pub linear: Option<Linear>,
     pub conv: Option<Conv2d>,
+    /// Whether a segmentation head's BN-ReLU-conv takes the fused path where it applies.
+    pub fused: bool,
 }
 
 impl Head {
-    pub fn new(cin: usize, classes: usize, segment: bool, device: &Device) -> Self {
+    pub fn new(cin: usize, classes: usize, segment: bool, fused: bool, device: &Device) -> Self {
         Head {
             bn: bn(cin, device),
             linear: (!segment).then(|| LinearConfig::new(cin, classes).init(device)),
             conv: segment.then(|| conv(cin, classes, 1, 1, true, device)),
+            fused,
         }
     }
 
@@ -253,7 +279,7 @@ impl Head {
                 let classes = logits.dims()[1];
                 logits.reshape([n, classes, 1, 1])
             }
-            (None, Some(conv)) => fused::bn_relu_conv(inputs, &self.bn, conv),
+            (None, Some(conv)) => fused::bn_relu_conv(inputs, &self.bn, conv, self.fused),
             (None, None) => unreachable!("a head is either a classifier or a segmenter"),
         }
     }

@@ -13,6 +13,7 @@ pub mod parity;
 pub mod presets;
 pub mod report;
 pub mod segment;
+pub mod tensor_ops;
 pub mod train;
 
 pub use logdense_data as data;

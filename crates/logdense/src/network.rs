@@ -1,14 +1,21 @@
 //! One network type for every architecture: [`SparseDenseNet`] executes a
 //! [`logdense_graph::NetGraph`] node by node, so Log-DenseNet V1/V2, DenseNet-BC,
 //! LogLog-DenseNet, FC-Log-DenseNet and FC-DenseNet differ only in their graph.
+//!
+//! [`NetOptions`] chooses, per model, whether the layers run through the fused kernels
+//! ([`crate::fused`]); [`SparseDenseNet::fused_active`] says whether they actually do.
 
-use crate::layers::{cat_channels, DenseLayer, DownTransition, Head, StemConv, UpTransition};
+use crate::fused;
+use crate::layers::{DenseLayer, DownTransition, Head, StemConv, UpTransition};
+use crate::tensor_ops::cat_channels;
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::prelude::*;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::DType;
 use logdense_graph::{NetGraph, NetSpec, Op, Pool};
+
+/// Re-exported from [`crate::tensor_ops`], where they live.
+pub use crate::tensor_ops::{fit_spatial, upsample_logits};
 
 /// The module computing one graph node (the image input has none). Variants differ in size,
 /// but a network holds one per node in a `Vec`, so boxing would only add indirection.
@@ -31,41 +38,54 @@ pub struct SparseDenseNet {
     pub graph: NetGraph,
 }
 
-/// Crops or zero-pads the spatial dimensions to `size` (keeps the top-left corner).
-pub fn fit_spatial(x: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
-    let x = if h > size.0 || w > size.1 {
-        x.slice([0..n, 0..c, 0..h.min(size.0), 0..w.min(size.1)])
-    } else {
-        x
-    };
-    let [_, _, h, w] = x.dims();
-    if h < size.0 || w < size.1 {
-        x.pad((0, size.1 - w, 0, size.0 - h), 0.0)
-    } else {
-        x
-    }
+/// How [`SparseDenseNet::new_with`] builds a network.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetOptions {
+    /// Dropout rate after every feature-layer convolution and transition convolution.
+    pub dropout: f64,
+    /// Whether the layers run through the fused kernels ([`crate::fused`]) where they apply:
+    /// on the flex CPU device in f32. Elsewhere the plain burn path runs whatever this says;
+    /// [`SparseDenseNet::fused_active`] reports which one a model takes. The choice is not
+    /// part of the weights: checkpoints are the same either way.
+    pub fused: bool,
 }
 
-/// Bilinear upsampling (half-pixel centres) of a strided network's final logits to the
-/// image's runtime size.
-pub fn upsample_logits(logits: Tensor<4>, size: (usize, usize)) -> Tensor<4> {
-    interpolate(
-        logits,
-        InterpolateOptions::new(InterpolateMode::Bilinear)
-            .with_align_corners(false)
-            .with_output_size([size.0, size.1]),
-    )
+impl Default for NetOptions {
+    /// No dropout, fused kernels on.
+    fn default() -> Self {
+        NetOptions {
+            dropout: 0.0,
+            fused: true,
+        }
+    }
 }
 
 impl SparseDenseNet {
     /// Builds the modules of `spec` on `device`; `dropout` applies after every feature-layer
-    /// convolution and transition convolution.
+    /// convolution and transition convolution. The fused kernels are on (see
+    /// [`Self::new_with`]).
     pub fn new(
         spec: &NetSpec,
         dropout: f64,
         device: &Device,
     ) -> Result<Self, logdense_graph::SpecError> {
+        Self::new_with(
+            spec,
+            &NetOptions {
+                dropout,
+                ..NetOptions::default()
+            },
+            device,
+        )
+    }
+
+    /// Builds the modules of `spec` on `device` with `options`.
+    pub fn new_with(
+        spec: &NetSpec,
+        options: &NetOptions,
+        device: &Device,
+    ) -> Result<Self, logdense_graph::SpecError> {
+        let NetOptions { dropout, fused } = *options;
         let graph = spec.build()?;
         let segment = graph.task == logdense_graph::Task::Segment;
         let modules = graph
@@ -91,6 +111,7 @@ impl SparseDenseNet {
                     node.channels,
                     bottleneck,
                     dropout,
+                    fused,
                     device,
                 )),
                 Op::Down { pool } => NodeModule::Down(DownTransition::new(
@@ -98,20 +119,72 @@ impl SparseDenseNet {
                     node.channels,
                     pool == Pool::Max,
                     dropout,
+                    fused,
                     device,
                 )),
                 Op::Up { pre_activation, .. } => NodeModule::Up(UpTransition::new(
                     node.in_channels,
                     node.channels,
                     pre_activation,
+                    fused,
                     device,
                 )),
-                Op::Head { .. } => {
-                    NodeModule::Head(Head::new(node.in_channels, node.channels, segment, device))
-                }
+                Op::Head { .. } => NodeModule::Head(Head::new(
+                    node.in_channels,
+                    node.channels,
+                    segment,
+                    fused,
+                    device,
+                )),
             })
             .collect();
         Ok(SparseDenseNet { modules, graph })
+    }
+
+    /// The same network with the fused kernels switched on or off in every layer (for
+    /// instance after loading a checkpoint into a network built with other options).
+    pub fn with_fused(mut self, fused: bool) -> Self {
+        for module in &mut self.modules {
+            match module {
+                NodeModule::Stem(_) => {}
+                NodeModule::Layer(m) => m.fused = fused,
+                NodeModule::Down(m) => m.fused = fused,
+                NodeModule::Up(m) => m.fused = fused,
+                NodeModule::Head(m) => m.fused = fused,
+            }
+        }
+        self
+    }
+
+    /// Whether the fused option is on for some layer that has a fused path (every network
+    /// has one: its feature layers or transitions), whatever the device.
+    pub fn fused_requested(&self) -> bool {
+        self.modules.iter().any(|module| match module {
+            NodeModule::Stem(_) => false,
+            NodeModule::Layer(m) => m.fused,
+            NodeModule::Down(m) => m.fused,
+            NodeModule::Up(m) => m.fused && m.bn.is_some(),
+            NodeModule::Head(m) => m.fused && m.conv.is_some(),
+        })
+    }
+
+    /// Whether the fused kernels run for this model: the option is on
+    /// ([`Self::fused_requested`]) and every weight is f32 on the flex CPU device. Inputs on
+    /// that device in f32 then take the fused path; on any other device or dtype, the plain
+    /// burn path runs, and this says `false`.
+    pub fn fused_active(&self) -> bool {
+        struct OnFlexF32(bool);
+        impl burn::module::ModuleVisitor for OnFlexF32 {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                self.0 &= param.val().dtype() == DType::F32 && fused::is_flex(&param.lazy_device());
+            }
+        }
+        if !self.fused_requested() {
+            return false;
+        }
+        let mut check = OnFlexF32(true);
+        self.visit(&mut check);
+        check.0
     }
 
     /// Runs the network; returns every head's output `[N, classes, H, W]` in graph order

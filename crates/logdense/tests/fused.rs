@@ -2,13 +2,40 @@
 //! norm, ReLU, convolution): outputs, every gradient and the running statistics, in training
 //! and inference, for 3x3 and 1x1 kernels, with and without a convolution bias (segmentation
 //! heads have one).
+//!
+//! Every comparison also checks, through `fused::kernel_runs`, that the fused kernels really
+//! ran (forward and backward) when the flag was on and the shapes supported, and that with
+//! the flag off the plain path ran instead: a silent fallback would make the comparisons
+//! trivially equal.
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use logdense::fused::{bn_relu_conv, reference_bn_relu_conv};
+use logdense::fused::{bn_relu_conv, kernel_runs, reference_bn_relu_conv, KernelRuns};
+
+/// Which path a test call takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// The fused function with the flag on: the kernels must run.
+    Fused,
+    /// The fused function with the flag off: the plain path must run.
+    FlagOff,
+    /// The plain burn reference itself.
+    Reference,
+}
+
+/// The kernel runs on this thread since `before`.
+fn runs_since(before: KernelRuns) -> KernelRuns {
+    let now = kernel_runs();
+    KernelRuns {
+        conv_forward: now.conv_forward - before.conv_forward,
+        conv_backward: now.conv_backward - before.conv_backward,
+        resample_forward: now.resample_forward - before.resample_forward,
+        resample_backward: now.resample_backward - before.resample_backward,
+    }
+}
 
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -64,9 +91,10 @@ struct Outcome {
     tensors: Vec<(String, Tensor<1>)>,
 }
 
-/// Builds a layer and inputs from `seed` and runs one training forward and backward through
-/// the fused operation or the reference. The same seed gives the same layer and inputs.
-fn train_once(seed: u64, channels: &[usize], kernel: usize, bias: bool, fused: bool) -> Outcome {
+/// Builds a layer and inputs from `seed` and runs one training forward and backward along
+/// `path`, checking that the fused kernels ran exactly when they should. The same seed gives
+/// the same layer and inputs.
+fn train_once(seed: u64, channels: &[usize], kernel: usize, bias: bool, path: Path) -> Outcome {
     // burn's RNG is process-global: tests running in parallel would interleave their draws.
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
@@ -75,13 +103,25 @@ fn train_once(seed: u64, channels: &[usize], kernel: usize, bias: bool, fused: b
     let (bn, conv) = layer(cin, 6, kernel, bias, &device);
     let xs = inputs(channels, &device);
     let probe = Tensor::<4>::random([3, 6, 9, 7], Distribution::Normal(0.0, 1.0), &device);
-    let out = if fused {
-        bn_relu_conv(xs.clone(), &bn, &conv)
-    } else {
-        reference_bn_relu_conv(xs.clone(), &bn, &conv)
+    assert!(logdense::fused::conv_supported(&xs, &conv));
+    let before = kernel_runs();
+    let out = match path {
+        Path::Fused => bn_relu_conv(xs.clone(), &bn, &conv, true),
+        Path::FlagOff => bn_relu_conv(xs.clone(), &bn, &conv, false),
+        Path::Reference => reference_bn_relu_conv(xs.clone(), &bn, &conv),
     };
     let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
     let grads = (out.clone() * probe).sum().backward();
+    let ran = u64::from(path == Path::Fused);
+    assert_eq!(
+        runs_since(before),
+        KernelRuns {
+            conv_forward: ran,
+            conv_backward: ran,
+            ..KernelRuns::default()
+        },
+        "{path:?}: fused kernel runs"
+    );
     let mut tensors = vec![("output".to_string(), flat(out.detach()))];
     for (j, x) in xs.iter().enumerate() {
         let g = x.grad(&grads).expect("input gradient");
@@ -123,9 +163,14 @@ fn fused_layer_equals_the_reference_in_training_with_gradients() {
     for (kernel, bias) in [(3, false), (1, false), (1, true)] {
         let channels = [4, 2, 5];
         assert_same(
-            train_once(7, &channels, kernel, bias, true),
-            train_once(7, &channels, kernel, bias, false),
+            train_once(7, &channels, kernel, bias, Path::Fused),
+            train_once(7, &channels, kernel, bias, Path::Reference),
             &format!("kernel {kernel}, bias {bias}"),
+        );
+        assert_same(
+            train_once(7, &channels, kernel, bias, Path::FlagOff),
+            train_once(7, &channels, kernel, bias, Path::Reference),
+            &format!("flag off: kernel {kernel}, bias {bias}"),
         );
     }
 }
@@ -134,8 +179,8 @@ fn fused_layer_equals_the_reference_in_training_with_gradients() {
 fn more_inputs_than_one_call_takes_are_grouped() {
     let channels = vec![1; logdense::fused::MAX_INPUTS + 4];
     assert_same(
-        train_once(9, &channels, 3, false, true),
-        train_once(9, &channels, 3, false, false),
+        train_once(9, &channels, 3, false, Path::Fused),
+        train_once(9, &channels, 3, false, Path::Reference),
         "33 inputs",
     );
 }
@@ -147,18 +192,41 @@ fn fused_layer_equals_the_reference_in_inference() {
     device.seed(8);
     let (bn, conv) = layer(7, 5, 3, true, &device);
     // A training call moves the running statistics off 0 / 1 first.
-    let _ = bn_relu_conv(inputs(&[3, 4], &device), &bn, &conv);
+    let before = kernel_runs();
+    let _ = bn_relu_conv(inputs(&[3, 4], &device), &bn, &conv, true);
+    assert_eq!(
+        runs_since(before).conv_forward,
+        1,
+        "the training call ran fused"
+    );
     let (bn, conv) = (bn.valid(), conv.valid());
     let xs: Vec<Tensor<4>> = inputs(&[3, 4], &Device::flex());
-    let fused = bn_relu_conv(xs.clone(), &bn, &conv);
+    assert!(logdense::fused::conv_supported(&xs, &conv));
+    let before = kernel_runs();
+    let fused = bn_relu_conv(xs.clone(), &bn, &conv, true);
+    assert_eq!(
+        runs_since(before).conv_forward,
+        1,
+        "the inference call ran fused"
+    );
+    let before = kernel_runs();
+    let flag_off = bn_relu_conv(xs.clone(), &bn, &conv, false);
+    assert_eq!(
+        runs_since(before),
+        KernelRuns::default(),
+        "flag off ran fused"
+    );
     let reference = reference_bn_relu_conv(xs, &bn, &conv);
-    let d = max_abs_diff(fused, reference);
+    let d = max_abs_diff(fused, reference.clone());
     assert!(d < 1e-4, "inference outputs differ by {d}");
+    let d = max_abs_diff(flag_off, reference);
+    assert!(d < 1e-6, "flag off: inference outputs differ by {d}");
 }
 
 /// One training step of an up transition's BN-ReLU-3x3 stride-2 transposed convolution,
-/// through the fused path (1x1 convolution and overlap-add) or burn's own operations.
-fn deconv_once(seed: u64, size: (usize, usize), fused: bool) -> Outcome {
+/// through the fused path (1x1 convolution and overlap-add) or burn's own operations, checking
+/// that the fused kernels ran exactly when they should.
+fn deconv_once(seed: u64, size: (usize, usize), path: Path) -> Outcome {
     use burn::nn::conv::ConvTranspose2dConfig;
     use logdense::fused::{bn_relu_deconv, reference_bn_relu_deconv};
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,14 +251,27 @@ fn deconv_once(seed: u64, size: (usize, usize), fused: bool) -> Outcome {
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let out = if fused {
-        bn_relu_deconv(x.clone(), &bn, &deconv)
-    } else {
-        reference_bn_relu_deconv(x.clone(), &bn, &deconv)
+    assert!(logdense::fused::deconv_supported(&x, &deconv));
+    let before = kernel_runs();
+    let out = match path {
+        Path::Fused => bn_relu_deconv(x.clone(), &bn, &deconv, true),
+        Path::FlagOff => bn_relu_deconv(x.clone(), &bn, &deconv, false),
+        Path::Reference => reference_bn_relu_deconv(x.clone(), &bn, &deconv),
     };
     assert_eq!(out.dims(), [2, cout, 2 * size.0, 2 * size.1]);
     let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
     let grads = (out.clone() * probe).sum().backward();
+    let ran = u64::from(path == Path::Fused);
+    assert_eq!(
+        runs_since(before),
+        KernelRuns {
+            conv_forward: ran,
+            conv_backward: ran,
+            resample_forward: ran,
+            resample_backward: ran,
+        },
+        "{path:?}: fused kernel runs"
+    );
     let tensors = vec![
         ("output".to_string(), flat(out.detach())),
         (
@@ -220,9 +301,14 @@ fn fused_up_transition_equals_the_transposed_convolution() {
     // Square, rectangular and 1-pixel-wide inputs (the overlap-add's edges).
     for size in [(4, 4), (3, 5), (1, 2)] {
         assert_same(
-            deconv_once(11, size, true),
-            deconv_once(11, size, false),
+            deconv_once(11, size, Path::Fused),
+            deconv_once(11, size, Path::Reference),
             &format!("input {size:?}"),
+        );
+        assert_same(
+            deconv_once(11, size, Path::FlagOff),
+            deconv_once(11, size, Path::Reference),
+            &format!("flag off: input {size:?}"),
         );
     }
 }
@@ -238,19 +324,107 @@ fn fused_average_pool_equals_burns_with_its_gradient() {
     for (h, w) in [(6, 8), (7, 5)] {
         let x = Tensor::<4>::random([2, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
         let probe = Tensor::<4>::random([2, 3, h / 2, w / 2], Distribution::Default, &device);
-        let run = |fused: bool| {
+        let run = |path: Path| {
             let x = x.clone().detach().require_grad();
-            let y = if fused {
-                logdense::fused::avg_pool2(x.clone())
-            } else {
-                avg_pool2d(x.clone(), AvgPoolOptions::new([2, 2]))
+            let before = kernel_runs();
+            let y = match path {
+                Path::Fused => logdense::fused::avg_pool2(x.clone(), true),
+                Path::FlagOff => logdense::fused::avg_pool2(x.clone(), false),
+                Path::Reference => avg_pool2d(x.clone(), AvgPoolOptions::new([2, 2])),
             };
             let g = (y.clone() * probe.clone()).sum().backward();
+            let ran = u64::from(path == Path::Fused);
+            assert_eq!(
+                runs_since(before),
+                KernelRuns {
+                    resample_forward: ran,
+                    resample_backward: ran,
+                    ..KernelRuns::default()
+                },
+                "{path:?}: fused kernel runs"
+            );
             (y.inner(), x.grad(&g).expect("input gradient"))
         };
-        let ((y1, g1), (y2, g2)) = (run(true), run(false));
+        let ((y1, g1), (y2, g2)) = (run(Path::Fused), run(Path::Reference));
         assert_eq!(y1.dims(), [2, 3, h / 2, w / 2]);
-        assert!(max_abs_diff(y1, y2) < 1e-6, "{h}x{w} output");
-        assert!(max_abs_diff(g1, g2) < 1e-6, "{h}x{w} gradient");
+        assert!(max_abs_diff(y1, y2.clone()) < 1e-6, "{h}x{w} output");
+        assert!(max_abs_diff(g1, g2.clone()) < 1e-6, "{h}x{w} gradient");
+        let (y3, g3) = run(Path::FlagOff);
+        assert!(max_abs_diff(y3, y2) < 1e-6, "{h}x{w} output, flag off");
+        assert!(max_abs_diff(g3, g2) < 1e-6, "{h}x{w} gradient, flag off");
     }
+}
+
+/// A whole FC network built with the fused option and without: `fused_active` says which one
+/// runs the kernels, the kernels run only in the first, both give the same outputs and input
+/// gradients, and their records (checkpoints) are interchangeable.
+#[test]
+fn the_network_option_chooses_the_path_and_leaves_the_weights_alone() {
+    use logdense::graph::{NetSpec, Stem};
+    use logdense::network::NetOptions;
+    use logdense::SparseDenseNet;
+    let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(13);
+    let spec = NetSpec {
+        blocks: vec![2, 2, 2],
+        growth: 4,
+        stem: Stem::cifar(8),
+        input: [3, 16, 16],
+        ..NetSpec::fc_log_densenet_103(8)
+    };
+    let fused = SparseDenseNet::new_with(&spec, &NetOptions::default(), &device).unwrap();
+    assert!(fused.fused_requested() && fused.fused_active());
+    let plain = SparseDenseNet::new_with(
+        &spec,
+        &NetOptions {
+            fused: false,
+            ..NetOptions::default()
+        },
+        &device,
+    )
+    .unwrap()
+    .load_record(fused.clone().into_record());
+    assert!(!plain.fused_requested() && !plain.fused_active());
+    assert_eq!(plain.flat_weights(), fused.flat_weights());
+    assert!(plain.clone().with_fused(true).fused_active());
+    assert!(SparseDenseNet::new(&spec, 0.0, &device)
+        .unwrap()
+        .fused_active());
+    let image = Tensor::<4>::random([2, 3, 16, 16], Distribution::Default, &device);
+    let run = |model: &SparseDenseNet| {
+        let x = image.clone().require_grad();
+        let before = kernel_runs();
+        // Every head enters the loss, so that every fused step gets its backward.
+        let heads = model.forward_heads(x.clone());
+        let loss = heads
+            .iter()
+            .map(|h| (h.clone() * h.clone()).sum())
+            .reduce(|a, b| a + b)
+            .expect("heads");
+        let out = heads.last().expect("a final head").clone();
+        let grads = loss.backward();
+        let grad = x.grad(&grads).expect("input gradient");
+        (out.inner(), grad, runs_since(before))
+    };
+    let (out_f, grad_f, runs_f) = run(&fused);
+    let (out_p, grad_p, runs_p) = run(&plain);
+    assert_eq!(
+        runs_p,
+        KernelRuns::default(),
+        "the plain network ran fused kernels"
+    );
+    // Layers, down transitions (conv and average pool), up transitions (conv and overlap-add)
+    // and the segmentation heads all ran fused, forward and backward.
+    assert!(runs_f.conv_forward > 0 && runs_f.conv_backward == runs_f.conv_forward);
+    assert!(runs_f.resample_forward > 0 && runs_f.resample_backward == runs_f.resample_forward);
+    let scale = out_p.clone().abs().max().into_scalar::<f32>().max(1.0);
+    let d = max_abs_diff(out_f, out_p);
+    assert!(d < 1e-4 * scale, "outputs differ by {d} (scale {scale})");
+    let scale = grad_p.clone().abs().max().into_scalar::<f32>().max(1.0);
+    let d = max_abs_diff(grad_f, grad_p);
+    assert!(
+        d < 1e-3 * scale,
+        "input gradients differ by {d} (scale {scale})"
+    );
 }

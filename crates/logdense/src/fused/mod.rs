@@ -5,18 +5,29 @@
 //! running the input gradient as a transposed convolution. The fused operation
 //! ([`bn_relu_conv`]) packs the normalised, rectified inputs straight into GEMM tiles, keeps only
 //! the inputs themselves (which the network holds anyway) for the backward pass, and computes
-//! every gradient with GEMMs. It runs on the `flex` CPU backend, with and without autodiff;
-//! on any other device, in another dtype, or with `LOGDENSE_FUSED=0` in the environment, the
-//! plain burn path ([`reference_bn_relu_conv`]) runs instead. Tests hold the two equal.
+//! every gradient with GEMMs. The kernels are `logdense_kernels`' (plain loops and GEMMs on
+//! `f32` slices); this module wraps them as burn operations, with and without autodiff.
 //!
 //! The FC networks' per-layer transitions go through it too: an up transition's BN-ReLU-3x3
 //! stride-2 transposed convolution is the fused BN-ReLU-1x1 convolution followed by one
 //! overlap-add step ([`bn_relu_deconv`]), and a down transition's 2x2 average pool is one step
 //! ([`avg_pool2`]); see [`Resample`].
+//!
+//! # When the fused path runs
+//!
+//! Every function takes a `fused` flag: the model's option (`NetOptions::fused` in
+//! [`crate::network`], carried by each layer). With the flag on, the fused kernels run where
+//! they apply: on the `flex` CPU backend, in `f32`, for the shapes [`conv_supported`] and
+//! [`deconv_supported`] accept. Everywhere else (flag off, another device, another dtype, other
+//! shapes) the plain burn path runs instead ([`reference_bn_relu_conv`],
+//! [`reference_bn_relu_deconv`], burn's `avg_pool2d`), silently and with the same result; tests
+//! hold the two equal. `SparseDenseNet::fused_active` reports whether a model's layers take
+//! the fused path, and [`kernel_runs`] counts the fused kernels that actually ran.
 
-pub mod kernel;
 mod op;
 mod resample;
+
+use std::cell::Cell;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, DispatchDevice, Flex};
@@ -28,34 +39,72 @@ use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, TensorData};
 
-use crate::layers::cat_channels;
+use crate::tensor_ops::cat_channels;
 
+pub use logdense_kernels::Resample;
 pub use op::MAX_INPUTS;
-pub use resample::Resample;
 
-/// Whether the fused path is switched on (`LOGDENSE_FUSED=0` switches it off, for comparison).
-pub fn enabled() -> bool {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var("LOGDENSE_FUSED").map_or(true, |v| v != "0"))
+/// How many times each fused kernel ran on one thread (see [`kernel_runs`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelRuns {
+    /// Fused BN-ReLU-conv forwards (layers, transitions, segmentation heads, and the first
+    /// half of a fused up transition).
+    pub conv_forward: u64,
+    /// Their backward steps.
+    pub conv_backward: u64,
+    /// Average-pool and overlap-add forwards.
+    pub resample_forward: u64,
+    /// Their backward steps.
+    pub resample_backward: u64,
 }
 
-fn is_flex(device: Device) -> bool {
+thread_local! {
+    static RUNS: Cell<KernelRuns> = const {
+        Cell::new(KernelRuns {
+            conv_forward: 0,
+            conv_backward: 0,
+            resample_forward: 0,
+            resample_backward: 0,
+        })
+    };
+}
+
+/// The fused kernels that have run on the calling thread so far (a forward counts on the thread
+/// that called it, a backward step on the thread that ran `backward()`). The difference of two
+/// readings tells whether a call took the fused path or the plain one; it costs one
+/// thread-local increment per kernel call.
+pub fn kernel_runs() -> KernelRuns {
+    RUNS.with(Cell::get)
+}
+
+/// Counts a kernel run on this thread.
+fn count(update: impl FnOnce(&mut KernelRuns)) {
+    RUNS.with(|runs| {
+        let mut r = runs.get();
+        update(&mut r);
+        runs.set(r);
+    });
+}
+
+/// Whether `device` is the `flex` CPU device (with or without autodiff).
+pub fn is_flex(device: &Device) -> bool {
     matches!(
-        device.without_autodiff().as_dispatch(),
+        device.clone().without_autodiff().as_dispatch(),
         DispatchDevice::Flex(_)
     )
 }
 
 /// Whether the fused kernels can run on these tensors: f32, all on the flex device (a tensor
 /// elsewhere goes to the plain ops, which report a device mismatch as burn does).
-fn on_flex_f32(inputs: &[Tensor<4>]) -> bool {
+pub fn on_flex_f32(inputs: &[Tensor<4>]) -> bool {
     inputs
         .iter()
-        .all(|t| t.dtype() == DType::F32 && is_flex(t.device()))
+        .all(|t| t.dtype() == DType::F32 && is_flex(&t.device()))
 }
 
-/// Whether the fused kernels can run this layer on this device.
-fn supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
+/// Whether the fused kernels can run this convolution: a square odd kernel with "same"
+/// padding, stride 1, no dilation or groups, its weight and every input f32 on the flex device.
+pub fn conv_supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
     let [k, kw] = conv.kernel_size;
     let same_padding = match conv.padding {
         PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r] == [k / 2; 4],
@@ -63,7 +112,8 @@ fn supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
         PaddingConfig2d::Valid => k == 1,
     };
     on_flex_f32(inputs)
-        && is_flex(conv.weight.device())
+        && is_flex(&conv.weight.device())
+        && conv.weight.dtype() == DType::F32
         && k == kw
         && k % 2 == 1
         && same_padding
@@ -72,13 +122,19 @@ fn supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
         && conv.groups == 1
 }
 
-/// `conv(relu(bn(cat(inputs, 1))))` with stride 1 and "same" padding, fused where supported
-/// (a convolution's bias is added after the fused part).
-/// In training (autodiff device, BN training flag on) BN normalises with batch statistics and
-/// updates its running averages exactly as [`BatchNorm::forward`] does.
-pub fn bn_relu_conv(inputs: Vec<Tensor<4>>, bn: &BatchNorm, conv: &Conv2d) -> Tensor<4> {
+/// `conv(relu(bn(cat(inputs, 1))))`: with `fused` on and where [`conv_supported`], through the
+/// fused kernels (a convolution's bias is added after the fused part), otherwise through
+/// [`reference_bn_relu_conv`]. In training (autodiff device, BN training flag on) BN normalises
+/// with batch statistics and updates its running averages exactly as [`BatchNorm::forward`]
+/// does.
+pub fn bn_relu_conv(
+    inputs: Vec<Tensor<4>>,
+    bn: &BatchNorm,
+    conv: &Conv2d,
+    fused: bool,
+) -> Tensor<4> {
     assert!(!inputs.is_empty(), "a layer needs at least one input");
-    if !(enabled() && supported(&inputs, conv)) {
+    if !(fused && conv_supported(&inputs, conv)) {
         return reference_bn_relu_conv(inputs, bn, conv);
     }
     let out = fused_bn_relu_conv(inputs, bn, conv.weight.val());
@@ -153,28 +209,43 @@ fn fused_bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, weight: Tensor
     out
 }
 
-/// A 2x2 stride-2 average pool: one fused step on flex (see [`Resample`]), burn's pool elsewhere.
-pub fn avg_pool2(x: Tensor<4>) -> Tensor<4> {
-    if enabled() && on_flex_f32(std::slice::from_ref(&x)) {
+/// A 2x2 stride-2 average pool: with `fused` on and `x` f32 on flex, one fused step (see
+/// [`Resample`]); otherwise burn's pool.
+pub fn avg_pool2(x: Tensor<4>, fused: bool) -> Tensor<4> {
+    if fused && on_flex_f32(std::slice::from_ref(&x)) {
         resample(x, Resample::AvgPool2)
     } else {
         avg_pool2d(x, AvgPoolOptions::new([2, 2]))
     }
 }
 
-/// `deconv(relu(bn(x)))` for a 3x3 stride-2 transposed convolution (padding 1, output padding
-/// 1, no bias): on flex, the fused BN-ReLU-1x1 convolution to `9 x cout` channels followed by
-/// the stride-2 overlap-add; elsewhere (or for other shapes) burn's own operations.
-pub fn bn_relu_deconv(x: Tensor<4>, bn: &BatchNorm, deconv: &ConvTranspose2d) -> Tensor<4> {
-    let standard = deconv.kernel_size == [3, 3]
+/// Whether the fused path of [`bn_relu_deconv`] can run this transposed convolution: kernel
+/// 3, stride 2, padding 1, output padding 1, no dilation, groups or bias, its weight and `x`
+/// f32 on the flex device.
+pub fn deconv_supported(x: &Tensor<4>, deconv: &ConvTranspose2d) -> bool {
+    deconv.kernel_size == [3, 3]
         && deconv.stride == [2, 2]
         && deconv.padding == [1, 1]
         && deconv.padding_out == [1, 1]
         && deconv.dilation == [1, 1]
         && deconv.groups == 1
         && deconv.bias.is_none()
-        && is_flex(deconv.weight.device());
-    if !(enabled() && standard && on_flex_f32(std::slice::from_ref(&x))) {
+        && is_flex(&deconv.weight.device())
+        && deconv.weight.dtype() == DType::F32
+        && on_flex_f32(std::slice::from_ref(x))
+}
+
+/// `deconv(relu(bn(x)))` for a 3x3 stride-2 transposed convolution (padding 1, output padding
+/// 1, no bias): with `fused` on and where [`deconv_supported`], the fused BN-ReLU-1x1
+/// convolution to `9 x cout` channels followed by the stride-2 overlap-add; otherwise
+/// [`reference_bn_relu_deconv`].
+pub fn bn_relu_deconv(
+    x: Tensor<4>,
+    bn: &BatchNorm,
+    deconv: &ConvTranspose2d,
+    fused: bool,
+) -> Tensor<4> {
+    if !(fused && deconv_supported(&x, deconv)) {
         return reference_bn_relu_deconv(x, bn, deconv);
     }
     let [cin, cout, _, _] = deconv.weight.dims();
@@ -202,19 +273,19 @@ pub fn reference_bn_relu_deconv(
 /// A [`Resample`] of a flex f32 tensor, tracked when the tensor is.
 fn resample(x: Tensor<4>, kind: Resample) -> Tensor<4> {
     if x.device().is_autodiff() {
-        Tensor::from_primitive::<Autodiff<Flex>>(kind.apply_tracked(tracked(x)))
+        Tensor::from_primitive::<Autodiff<Flex>>(resample::apply_tracked(kind, tracked(x)))
     } else {
-        Tensor::from_primitive::<Flex>(kind.apply(&plain(x)))
+        Tensor::from_primitive::<Flex>(resample::apply(kind, &plain(x)))
     }
 }
 
-/// A float tensor's `Autodiff<Flex>` primitive ([`supported`] checked the device).
+/// A float tensor's `Autodiff<Flex>` primitive ([`conv_supported`] checked the device).
 fn tracked<const D: usize>(t: Tensor<D>) -> op::TrackedTensor {
     t.try_into_primitive::<Autodiff<Flex>>()
         .expect("an autodiff flex tensor")
 }
 
-/// A float tensor's `Flex` primitive ([`supported`] checked the device).
+/// A float tensor's `Flex` primitive ([`conv_supported`] checked the device).
 fn plain<const D: usize>(t: Tensor<D>) -> FlexTensor {
     t.try_into_primitive::<Flex>().expect("a flex tensor")
 }

@@ -13,7 +13,9 @@ use burn::backend::TensorMetadata;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Shape, TensorData};
 
-use super::kernel::{self, Affine, Geometry};
+use logdense_kernels::conv::{self as kernel, Affine, Geometry};
+
+use super::count;
 
 /// The most layer inputs one fused call takes (the backward step's parent count is a const
 /// generic; callers concatenate groups beyond this).
@@ -94,6 +96,7 @@ pub(super) fn forward(
     epsilon: f64,
 ) -> (FlexTensor, Vec<f32>, Vec<f32>) {
     let geo = geometry(inputs, weight);
+    count(|runs| runs.conv_forward += 1);
     let slices: Vec<_> = inputs.iter().map(values).collect();
     let refs: Vec<&[f32]> = slices.iter().map(|s| s.as_ref()).collect();
     let (mean, var) = if batch_stats {
@@ -133,6 +136,7 @@ impl<const N: usize> Backward<Flex, N> for FusedLayerBackward<N> {
         let out_grad = contiguous(grads.consume::<Flex>(&ops.node));
         let s = ops.state;
         let geo = geometry(&s.inputs, &s.weight);
+        count(|runs| runs.conv_backward += 1);
         let slices: Vec<_> = s.inputs.iter().map(values).collect();
         let refs: Vec<&[f32]> = slices.iter().map(|v| v.as_ref()).collect();
         let gamma = values(&s.gamma);
