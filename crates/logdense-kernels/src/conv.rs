@@ -428,7 +428,7 @@ fn for_tiles<S: Send>(
 /// # Safety
 ///
 /// Safe to call. Tiles run in parallel and write their output rows through
-/// [`DisjointRows::row`]: every output row (image, channel, y) belongs to exactly one tile,
+/// `DisjointRows::row`: every output row (image, channel, y) belongs to exactly one tile,
 /// so no two threads ever hold overlapping rows.
 pub fn forward(
     geo: &Geometry,
@@ -502,7 +502,7 @@ pub struct Gradients {
 /// # Safety
 ///
 /// Safe to call. Tiles run in parallel and write their rows of the input gradients through
-/// [`DisjointRows::row`]: every input row (image, channel, y) belongs to exactly one tile, so
+/// `DisjointRows::row`: every input row (image, channel, y) belongs to exactly one tile, so
 /// no two threads ever hold overlapping rows.
 pub fn backward(
     geo: &Geometry,

@@ -13,9 +13,11 @@
 //!   with `f64` arithmetic, which the tests hold the fast kernels to.
 //!
 //! Why a crate of its own: a sparse-dense network spends most of its time in these loops, and
-//! they are easier to test exhaustively, benchmark and reason about (the crate's `unsafe` is
-//! two documented helpers in [`conv`]) without the autodiff machinery around them. `logdense`
-//! wraps them as burn operations with handwritten backward steps.
+//! they are easier to test exhaustively, benchmark and reason about without the autodiff
+//! machinery around them. `logdense` wraps them as burn operations with handwritten backward
+//! steps. The crate's `unsafe` is confined to [`conv`]: a bounds-checked call of `gemm`'s
+//! matrix product on raw pointers, and an output buffer that parallel tiles write disjoint
+//! rows of; each states its contract in a `# Safety` section.
 
 pub mod conv;
 pub mod naive;

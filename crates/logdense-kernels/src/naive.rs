@@ -31,7 +31,7 @@ pub fn concat(inputs: &[&[f64]], channels: &[usize], batch: usize, pixels: usize
     out
 }
 
-/// The inverse of [`concat`]: the channel groups of `x` (`[batch, sum of channels, pixels]`).
+/// The inverse of [`concat()`]: the channel groups of `x` (`[batch, sum of channels, pixels]`).
 pub fn split(x: &[f64], channels: &[usize], batch: usize, pixels: usize) -> Vec<Vec<f64>> {
     let total: usize = channels.iter().sum();
     let mut first = 0;
