@@ -2,12 +2,20 @@
 //! the optimiser (burnpack bytes), written to a temporary file, synced, then renamed over the
 //! previous checkpoint, so a kill at any moment leaves either the old or the new one whole.
 
+use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"LDCKPT01";
+
+/// The run directory's checkpoint file.
+pub const CHECKPOINT_FILE: &str = "checkpoint.ldck";
 
 /// Where training stands after an epoch. The data order, augmentation and dropout of every
 /// epoch are functions of (seed, epoch), so this is all the random state there is.
@@ -26,6 +34,12 @@ pub struct TrainState {
     pub class_names: Vec<String>,
     /// Wall time spent in finished epochs, summed over resumes.
     pub wall_s: f64,
+    /// The stage the next epoch belongs to (see [`crate::engine::Stage`]).
+    #[serde(default)]
+    pub stage: usize,
+    /// Epochs of that stage already finished.
+    #[serde(default)]
+    pub stage_epoch: usize,
 }
 
 impl TrainState {
@@ -46,6 +60,8 @@ impl TrainState {
             std,
             class_names,
             wall_s: 0.0,
+            stage: 0,
+            stage_epoch: 0,
         }
     }
 }
@@ -119,6 +135,54 @@ impl Checkpoint {
     }
 }
 
+/// Writes the run directory's checkpoint (atomically, see [`Checkpoint::save`]).
+pub fn save_checkpoint(
+    dir: &Path,
+    model: &SparseDenseNet,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<()> {
+    let model_bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
+    let optim_bytes = optim
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e}"))?;
+    Checkpoint {
+        state: state.clone(),
+        model: model_bytes.to_vec(),
+        optimizer: optim_bytes.to_vec(),
+    }
+    .save(&dir.join(CHECKPOINT_FILE))
+}
+
+/// Restores model weights, optimiser state and training state from a checkpoint file.
+pub fn load_checkpoint(
+    path: &Path,
+    model: SparseDenseNet,
+    optim: ModuleOptimizer,
+) -> Result<(SparseDenseNet, ModuleOptimizer, TrainState)> {
+    let ck = Checkpoint::load(path)?;
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let optim = optim
+        .from_bytes(Bytes::from_bytes_vec(ck.optimizer))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((model.load_record(record), optim, ck.state))
+}
+
+/// A model and its training state loaded from a run directory's checkpoint.
+pub fn load_trained(dir: &Path, device: &Device) -> Result<(SparseDenseNet, TrainState)> {
+    let ckpt_path = dir.join(CHECKPOINT_FILE);
+    let ck = Checkpoint::load(&ckpt_path)?;
+    let model = SparseDenseNet::new(&ck.state.spec, 0.0, device)?;
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
+    Ok((model.load_record(record), ck.state))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +201,8 @@ mod tests {
             std: vec![0.25],
             class_names: vec!["a".into()],
             wall_s: 1.5,
+            stage: 1,
+            stage_epoch: 2,
         };
         Checkpoint {
             state: state.clone(),

@@ -9,8 +9,10 @@
 //! dataset = "fashion-mnist"
 //! dir = "/usr/share/datasets/fashion-mnist"
 //! [optim]
-//! epochs = 4
+//! epochs = 20                 # an upper bound under the budget
 //! batch_size = 64
+//! lr_schedule = "budget-cosine"  # to 0 over the budget
+//! max_train_s = 450.0            # the default budget of budget-cosine
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -34,6 +36,10 @@ pub struct TrainConfig {
 pub struct ModelConfig {
     pub preset: String,
     pub dropout: f64,
+    /// Run the layers through the fused CPU kernels where they apply (`--no-fused`: plain
+    /// burn ops, the reference the tests hold the kernels to). `summary.json` reports whether
+    /// they ran.
+    pub fused: bool,
     pub growth: Option<usize>,
     pub blocks: Option<Vec<usize>>,
     pub pattern: Option<String>,
@@ -74,6 +80,26 @@ pub struct OptimConfig {
     pub gamma: f64,
     /// Extra epochs optimising the final prediction alone (SPEC: one, with deep supervision).
     pub final_only_epochs: usize,
+    /// How the main stage's rate moves: `step` (the paper's: `gamma` at each milestone),
+    /// `cosine` (to 0 over the epochs) or `budget-cosine` (to 0 over the wall-clock budget).
+    pub lr_schedule: ClassSchedule,
+    /// Wall-clock budget of training in seconds, counted across resumed runs (`--max-minutes`;
+    /// with `budget-cosine` it defaults to [`DEFAULT_BUDGET_S`], otherwise to none). With
+    /// `budget-cosine` the stages train until their share of it is spent, stopping part-way
+    /// through an epoch (`epochs` and `final_only_epochs` are then upper bounds); otherwise no
+    /// epoch starts that the last one's duration says would end past it.
+    pub max_train_s: Option<f64>,
+    /// With `budget-cosine`: the share of the budget the final-head-only stage gets.
+    pub final_only_share: f64,
+}
+
+/// The main stage's learning-rate schedule of a classification run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassSchedule {
+    Step,
+    Cosine,
+    BudgetCosine,
 }
 
 impl Default for TrainConfig {
@@ -92,6 +118,7 @@ impl Default for ModelConfig {
         ModelConfig {
             preset: crate::presets::DEFAULT_PRESET.into(),
             dropout: 0.0,
+            fused: true,
             growth: None,
             blocks: None,
             pattern: None,
@@ -119,10 +146,24 @@ impl Default for DataConfig {
     }
 }
 
+/// The wall-clock budget of `budget-cosine` when none is given: 7.5 minutes of training, so
+/// that `logdense train` ends its training, with the last evaluation, within 8 minutes on a
+/// slow 2-core machine.
+pub const DEFAULT_BUDGET_S: f64 = 450.0;
+
+impl OptimConfig {
+    /// The wall-clock budget in seconds: `max_train_s`, or [`DEFAULT_BUDGET_S`] under
+    /// `budget-cosine`.
+    pub fn budget_s(&self) -> Option<f64> {
+        self.max_train_s
+            .or((self.lr_schedule == ClassSchedule::BudgetCosine).then_some(DEFAULT_BUDGET_S))
+    }
+}
+
 impl Default for OptimConfig {
     fn default() -> Self {
         OptimConfig {
-            epochs: 3,
+            epochs: 30,
             batch_size: 64,
             lr: 0.1,
             momentum: 0.9,
@@ -131,6 +172,9 @@ impl Default for OptimConfig {
             milestones: vec![0.5, 0.75],
             gamma: 0.1,
             final_only_epochs: 1,
+            lr_schedule: ClassSchedule::BudgetCosine,
+            max_train_s: None,
+            final_only_share: 0.2,
         }
     }
 }
@@ -171,6 +215,17 @@ impl TrainConfig {
         if !(o.lr.is_finite() && o.lr > 0.0) {
             bail!("optim.lr (--lr) must be a positive number, got {}", o.lr);
         }
+        if let Some(b) = o.max_train_s {
+            if !(b.is_finite() && b > 0.0) {
+                bail!("optim.max_train_s (--max-minutes) must be a positive number of seconds, got {b}");
+            }
+        }
+        if !(0.0..1.0).contains(&o.final_only_share) {
+            bail!(
+                "optim.final_only_share must lie in [0, 1), got {}",
+                o.final_only_share
+            );
+        }
         if o.milestones.iter().any(|m| !(0.0..=1.0).contains(m)) {
             bail!(
                 "optim.milestones must be fractions in [0, 1], got {:?}",
@@ -187,10 +242,18 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// How the network is built (dropout, fused kernels).
+    pub fn net_options(&self) -> crate::network::NetOptions {
+        crate::network::NetOptions {
+            dropout: self.model.dropout,
+            fused: self.model.fused,
+        }
+    }
+
     /// The network this config describes (before the data fixes input shape and classes).
     pub fn net_spec(&self) -> Result<NetSpec> {
         let m = &self.model;
-        let mut spec = crate::presets::preset(&m.preset)
+        let mut spec = crate::presets::preset_for(&m.preset, logdense_graph::Task::Classify)
             .map_err(anyhow::Error::msg)
             .context("model.preset (--preset)")?;
         if let Some(g) = m.growth {
@@ -235,6 +298,38 @@ mod tests {
         let c = TrainConfig::default();
         let back: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_default_budget_applies_to_budget_cosine_only() {
+        let c = TrainConfig::default();
+        assert_eq!(c.optim.lr_schedule, ClassSchedule::BudgetCosine);
+        assert_eq!(c.optim.budget_s(), Some(DEFAULT_BUDGET_S));
+        let step: TrainConfig = toml::from_str("[optim]\nlr_schedule = \"step\"").unwrap();
+        assert_eq!(
+            step.optim.budget_s(),
+            None,
+            "a paper schedule is not cut short"
+        );
+        let set: TrainConfig =
+            toml::from_str("[optim]\nlr_schedule = \"step\"\nmax_train_s = 60.0").unwrap();
+        assert_eq!(set.optim.budget_s(), Some(60.0));
+        // The stages split the budget: the final-head-only stage takes its share at the end.
+        let stages = c.stages(4);
+        assert_eq!(stages.len(), 2);
+        let end = DEFAULT_BUDGET_S * (1.0 - c.optim.final_only_share);
+        assert_eq!(stages[0].budget, Some((0.0, end)));
+        assert_eq!(stages[1].budget, Some((end, DEFAULT_BUDGET_S)));
+        assert!(stages[1].final_head_only && (stages[1].lr - 1e-3).abs() < 1e-12);
+        // Without auxiliary heads there is no final-only stage, and the main one takes it all.
+        assert_eq!(c.stages(1)[0].budget, Some((0.0, DEFAULT_BUDGET_S)));
+        let mut bad = TrainConfig::default();
+        bad.optim.max_train_s = Some(f64::NAN);
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_train_s"));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod datasets;
+pub mod device;
+pub mod engine;
 pub mod fused;
 pub mod layers;
 pub mod network;
@@ -18,22 +21,17 @@ pub mod train;
 
 pub use logdense_data as data;
 pub use logdense_graph as graph;
-pub use network::SparseDenseNet;
+pub use network::{NetOptions, SparseDenseNet};
 
 /// Runs `work` on a thread of rayon's global pool, the one burn's flex backend, gemm and our
 /// fused kernels split their work over. The CLI runs every command through it, and a program
 /// that trains through this library should too. Called from the main thread, every parallel
 /// op would hand its work to the pool's threads (one per core) and block, and between ops
 /// those threads spin and yield beside the main thread: three busy threads on two cores. On a
-/// pool thread the caller works on its own ops' parts instead. Measured on the 2-core CPU
-/// (BENCHMARKS.md, "The caller on the compute pool"): the `fc-ld-scenes-slim` training step at
-/// batch 16 went from 99-107 to 82-88 ms, fashion-scenes training from 125-149 to 157-187
-/// images/s, and the classification presets, dominated by large matrix products, train 5-15 %
-/// faster. `LOGDENSE_RUN_ON_POOL=0` runs on the main thread, for comparisons.
+/// pool thread the caller works on its own ops' parts instead (the figures:
+/// docs/2026-11-performance-history.md, "The caller on the compute pool"). The CLI's
+/// `--no-compute-pool` skips it, for comparisons.
 pub fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    if std::env::var_os("LOGDENSE_RUN_ON_POOL").is_some_and(|v| v == "0") {
-        return work();
-    }
     // The pool's threads get the main thread's 8 MiB stack (rayon's default is 2 MiB), so that
     // nothing that ran on the main thread runs out of stack on a pool thread. In the CLI this is
     // the pool's first use; should it already exist, it is used as it is.

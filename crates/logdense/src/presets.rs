@@ -1,19 +1,51 @@
-//! Named network presets, as torchvision and timm name theirs.
+//! The model registry: every named network, as torchvision and timm name theirs.
 //!
-//! Parametric families: `ld-v1-N-G` (V1, LOG, 3 blocks of N, growth G, CIFAR shape, the
-//! networks of Table 1), `ld-v2-N-G`, `nearest-N-G`, `evenly-N-G`, `nearest-half-N-G`,
-//! `nhl-N-G` (NEAREST-HALF-AND-LOG), `dense-N-G` (Table 2's D), `loglog-N-G`,
-//! `densenet-bc-DEPTH-G` (depth = 6N + 4). Fixed ones: `ld-v2-169`, `ld-v2-265`,
-//! `ld-v2-369` (ImageNet), `fc-ld-103`, `fc-densenet-56/67/103`, and `fashion`, the CPU
-//! default for Fashion-MNIST.
+//! [`PRESETS`] is the one table of names. Each entry has its task, a one-line summary and its
+//! builder; the builders, `logdense presets`, the CLI's help and every "unknown preset" error
+//! come from it. A family entry (`ld-v1-N-G`) names a network for every pair of numbers.
 
-use logdense_graph::{Arch, NetSpec, Pattern, Stem};
+use logdense_graph::{NetSpec, Pattern, Stem, Task};
 
 /// The preset that `logdense train` uses with no arguments.
 pub const DEFAULT_PRESET: &str = "fashion";
 
-/// Names (or name patterns) for `--help` and error messages.
-pub const PRESET_NAMES: &str = "fashion, ld-v1-N-G, ld-v2-N-G, nearest-N-G, evenly-N-G, nearest-half-N-G, evenly-half-N-G, nhl-N-G, dense-N-G, loglog-N-G, densenet-bc-DEPTH-G, ld-v2-169, ld-v2-265, ld-v2-369, fc-ld-103, fc-ld-small, fc-ld-scenes, fc-ld-scenes-wide, fc-ld-scenes-slim, fc-densenet-56, fc-densenet-67, fc-densenet-103";
+/// How an entry builds its network.
+#[derive(Clone, Copy)]
+pub enum Builder {
+    /// One network.
+    Fixed(fn() -> NetSpec),
+    /// A family named `PREFIX-A-B` (e.g. `ld-v1-12-16`: 12 layers per block, growth 16); the
+    /// builder checks the numbers.
+    Family(fn(usize, usize) -> Result<NetSpec, String>),
+}
+
+/// One entry of the registry.
+#[derive(Clone, Copy)]
+pub struct Preset {
+    /// The name, or for a family its pattern (`ld-v1-N-G`).
+    pub name: &'static str,
+    pub task: Task,
+    pub summary: &'static str,
+    pub builder: Builder,
+}
+
+impl Preset {
+    /// The family's prefix (`ld-v1-` of `ld-v1-N-G`), `None` for a fixed preset.
+    fn prefix(&self) -> Option<&'static str> {
+        match self.builder {
+            Builder::Fixed(_) => None,
+            Builder::Family(_) => {
+                let base = self.name.rsplitn(3, '-').nth(2).unwrap_or("");
+                Some(&self.name[..base.len() + 1])
+            }
+        }
+    }
+}
+
+/// Three CIFAR-shaped blocks of `n` V1 layers with growth `g` and the given pattern.
+fn v1(pattern: Pattern, n: usize, g: usize) -> Result<NetSpec, String> {
+    Ok(NetSpec::v1(pattern, n, g, 3))
+}
 
 /// An ImageNet Log-DenseNet V2 with the given block sizes (bottleneck layers, g = 32).
 fn imagenet_v2(blocks: Vec<usize>) -> NetSpec {
@@ -28,8 +60,8 @@ fn imagenet_v2(blocks: Vec<usize>) -> NetSpec {
 }
 
 /// Small Log-DenseNet V1 for 28x28 grey images on a CPU budget: a 3x3 stem with BN-ReLU and
-/// a stride-2 max pool (28 -> 14) so no block runs at full resolution, then 3 LOG blocks at
-/// 14, 7 and 3 pixels.
+/// a stride-2 max pool (28 -> 14) so no block runs at full resolution, then 3 LOG blocks of 5
+/// layers, g = 16, at 14, 7 and 3 pixels.
 fn fashion() -> NetSpec {
     NetSpec {
         stem: Stem {
@@ -43,105 +75,262 @@ fn fashion() -> NetSpec {
     }
 }
 
-/// A parametric preset family: its name prefix and its constructor from the two numbers.
-type Family = (&'static str, fn(usize, usize) -> NetSpec);
-
-fn parse_pair(rest: &str) -> Option<(usize, usize)> {
-    let (a, b) = rest.split_once('-')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
-}
-
-/// Looks a preset up by name.
-pub fn preset(name: &str) -> Result<NetSpec, String> {
-    let unknown = || format!("unknown preset '{name}' (known: {PRESET_NAMES})");
-    let fixed = match name {
-        "fashion" => Some(fashion()),
-        "ld-v2-169" => Some(imagenet_v2(vec![6, 12, 32, 32])),
-        "ld-v2-265" => Some(imagenet_v2(vec![6, 12, 64, 48])),
-        "ld-v2-369" => Some(imagenet_v2(vec![8, 16, 80, 80])),
-        "fc-ld-103" => Some(NetSpec::fc_log_densenet_103(72)),
-        // The fashion-scenes recipe's network until session 5: 9 blocks, so the two
-        // full-resolution blocks hold one layer each and the 4 x 4 middle block six.
-        "fc-ld-scenes" => Some(NetSpec {
+/// The registry. Order: classification, then segmentation; fixed names before families
+/// whose prefix they share would otherwise shadow (`ld-v2-169` before `ld-v2-N-G`).
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "fashion",
+        task: Task::Classify,
+        summary: "the CPU default: Log-DenseNet V1 for 28x28 grey images, 3 blocks of 5, g = 16, 0.13 M parameters",
+        builder: Builder::Fixed(fashion),
+    },
+    Preset {
+        name: "ld-v2-169",
+        task: Task::Classify,
+        summary: "ImageNet Log-DenseNet V2, blocks 6,12,32,32, bottleneck, g = 32",
+        builder: Builder::Fixed(|| imagenet_v2(vec![6, 12, 32, 32])),
+    },
+    Preset {
+        name: "ld-v2-265",
+        task: Task::Classify,
+        summary: "ImageNet Log-DenseNet V2, blocks 6,12,64,48, bottleneck, g = 32",
+        builder: Builder::Fixed(|| imagenet_v2(vec![6, 12, 64, 48])),
+    },
+    Preset {
+        name: "ld-v2-369",
+        task: Task::Classify,
+        summary: "ImageNet Log-DenseNet V2, blocks 8,16,80,80, bottleneck, g = 32",
+        builder: Builder::Fixed(|| imagenet_v2(vec![8, 16, 80, 80])),
+    },
+    Preset {
+        name: "ld-v1-N-G",
+        task: Task::Classify,
+        summary: "Log-DenseNet V1 (LOG, independent transitions), 3 blocks of N, growth G (Table 1's LD)",
+        builder: Builder::Family(|n, g| v1(Pattern::Log, n, g)),
+    },
+    Preset {
+        name: "ld-v2-N-G",
+        task: Task::Classify,
+        summary: "Log-DenseNet V2 (block compression), 3 blocks of N, growth G (Table 1's LD2)",
+        builder: Builder::Family(|n, g| Ok(NetSpec::v2(n, g, 3))),
+    },
+    Preset {
+        name: "nearest-half-N-G",
+        task: Task::Classify,
+        summary: "V1 with NEAREST-HALF inputs (Table 2)",
+        builder: Builder::Family(|n, g| v1(Pattern::NearestHalf, n, g)),
+    },
+    Preset {
+        name: "evenly-half-N-G",
+        task: Task::Classify,
+        summary: "V1 with EVENLY-SPACED-HALF inputs (Table 2)",
+        builder: Builder::Family(|n, g| v1(Pattern::EvenlySpacedHalf, n, g)),
+    },
+    Preset {
+        name: "nearest-N-G",
+        task: Task::Classify,
+        summary: "V1 with NEAREST inputs at LOG's budget (Table 1)",
+        builder: Builder::Family(|n, g| v1(Pattern::Nearest, n, g)),
+    },
+    Preset {
+        name: "evenly-N-G",
+        task: Task::Classify,
+        summary: "V1 with EVENLY-SPACED inputs at LOG's budget (Table 1)",
+        builder: Builder::Family(|n, g| v1(Pattern::EvenlySpaced, n, g)),
+    },
+    Preset {
+        name: "nhl-N-G",
+        task: Task::Classify,
+        summary: "V1 with NEAREST-HALF-AND-LOG inputs (Table 2's N+LD)",
+        builder: Builder::Family(|n, g| v1(Pattern::NearestHalfAndLog, n, g)),
+    },
+    Preset {
+        name: "dense-N-G",
+        task: Task::Classify,
+        summary: "V1 with DENSE inputs, no bottleneck (Table 2's D)",
+        builder: Builder::Family(|n, g| v1(Pattern::Dense, n, g)),
+    },
+    Preset {
+        name: "loglog-N-G",
+        task: Task::Classify,
+        summary: "LogLog-DenseNet (Appendix A, 4-input augmentation), bottleneck (Fig. 8)",
+        builder: Builder::Family(|n, g| {
+            Ok(NetSpec {
+                bottleneck: true,
+                ..NetSpec::v1(Pattern::LogLog { min_inputs: 4 }, n, g, 3)
+            })
+        }),
+    },
+    Preset {
+        name: "densenet-bc-DEPTH-G",
+        task: Task::Classify,
+        summary: "DenseNet-BC, depth 6n + 4 (e.g. densenet-bc-100-12), compression 0.5",
+        builder: Builder::Family(|depth, g| {
+            if depth < 10 || (depth - 4) % 6 != 0 {
+                return Err(format!(
+                    "a DenseNet-BC depth is 6n + 4 with n >= 1 (e.g. 100), got {depth}"
+                ));
+            }
+            Ok(NetSpec::densenet_bc((depth - 4) / 6, g, 3))
+        }),
+    },
+    Preset {
+        name: "fc-ld-103",
+        task: Task::Segment,
+        summary: "FC-Log-DenseNet-103 (Sec. 4.2): 11 blocks 4..15..4, g = 24, 72-channel stem, 4.49 M parameters",
+        builder: Builder::Fixed(|| NetSpec::fc_log_densenet_103(72)),
+    },
+    Preset {
+        name: "fc-ld-small",
+        task: Task::Segment,
+        summary: "reduced FC-Log-DenseNet for CPUs: 5 blocks 2,3,4,3,2, g = 12, 24-channel stem",
+        builder: Builder::Fixed(|| NetSpec {
+            blocks: vec![2, 3, 4, 3, 2],
+            growth: 12,
+            ..NetSpec::fc_log_densenet_103(24)
+        }),
+    },
+    Preset {
+        name: "fc-ld-scenes",
+        task: Task::Segment,
+        summary: "9 blocks 1,2,3,4,6,4,3,2,1, g = 12: one layer per full-resolution block, six at 4 x 4",
+        builder: Builder::Fixed(|| NetSpec {
             blocks: vec![1, 2, 3, 4, 6, 4, 3, 2, 1],
             growth: 12,
             ..NetSpec::fc_log_densenet_103(24)
         }),
-        // The fashion-scenes recipe's network since session 6: deeper and wider where the
-        // maps are small (10 layers of 32 channels at 4 x 4), one 12-channel layer per block
-        // at 64 and 32 pixels; transitions narrow each layer to the growth of the block they
-        // enter, so the width does not travel up to the full-resolution blocks.
-        "fc-ld-scenes-wide" => Some(NetSpec {
+    },
+    Preset {
+        name: "fc-ld-scenes-wide",
+        task: Task::Segment,
+        summary: "deeper and wider where maps are small: blocks 1,1,2,4,10,4,2,1,1, growth 12..32..12",
+        // Transitions narrow each layer to the growth of the block they enter, so the width
+        // does not travel up to the full-resolution blocks.
+        builder: Builder::Fixed(|| NetSpec {
             blocks: vec![1, 1, 2, 4, 10, 4, 2, 1, 1],
             growth: 12,
             block_growth: vec![12, 12, 16, 24, 32, 24, 16, 12, 12],
             ..NetSpec::fc_log_densenet_103(24)
         }),
-        // The fashion-scenes recipe's network since session 7: the wide one with slim
-        // full-resolution ends (a 16-channel stem, 8 and 6 channels in the 64 x 64 blocks,
-        // 8 in the 32 x 32 block on the way up; in the wide one the blocks at 64 and 32
-        // pixels hold 70 % of the FLOPs and add little to telling garments apart), no
-        // auxiliary head at 64 x 64, and 14 layers at 4 x 4, where a layer costs almost
-        // nothing.
-        "fc-ld-scenes-slim" => Some(NetSpec {
+    },
+    Preset {
+        name: "fc-ld-scenes-slim",
+        task: Task::Segment,
+        summary: "the fashion-scenes recipe: the wide one with slim full-resolution ends and 14 layers at 4 x 4, 0.92 M parameters",
+        // A 16-channel stem, 8 and 6 channels in the 64 x 64 blocks, 8 in the 32 x 32 block
+        // on the way up (the blocks at 64 and 32 pixels hold most of the FLOPs and add little
+        // to telling garments apart), no auxiliary head at 64 x 64, and 14 layers at 4 x 4,
+        // where a layer costs almost nothing.
+        builder: Builder::Fixed(|| NetSpec {
             blocks: vec![1, 1, 2, 4, 14, 4, 2, 1, 1],
             growth: 12,
             block_growth: vec![8, 12, 16, 24, 32, 24, 16, 8, 6],
             aux_min_stride: 2,
             ..NetSpec::fc_log_densenet_103(16)
         }),
-        // The reduced FC-Log-DenseNet for CPUs: 5 blocks 2,3,4,3,2, g = 12, stem 24.
-        "fc-ld-small" => Some(NetSpec {
-            blocks: vec![2, 3, 4, 3, 2],
-            growth: 12,
-            ..NetSpec::fc_log_densenet_103(24)
-        }),
-        "fc-densenet-56" => NetSpec::tiramisu(56),
-        "fc-densenet-67" => NetSpec::tiramisu(67),
-        "fc-densenet-103" => NetSpec::tiramisu(103),
-        _ => None,
-    };
-    if let Some(spec) = fixed {
-        return Ok(spec);
+    },
+    Preset {
+        name: "fc-densenet-56",
+        task: Task::Segment,
+        summary: "FC-DenseNet56 (Tiramisu), g = 12, blocks of 4",
+        builder: Builder::Fixed(|| NetSpec::tiramisu(56).expect("a Tiramisu depth")),
+    },
+    Preset {
+        name: "fc-densenet-67",
+        task: Task::Segment,
+        summary: "FC-DenseNet67 (Tiramisu), g = 16, blocks of 5, 3.46 M parameters",
+        builder: Builder::Fixed(|| NetSpec::tiramisu(67).expect("a Tiramisu depth")),
+    },
+    Preset {
+        name: "fc-densenet-103",
+        task: Task::Segment,
+        summary: "FC-DenseNet103 (Tiramisu), g = 16, 9.32 M parameters",
+        builder: Builder::Fixed(|| NetSpec::tiramisu(103).expect("a Tiramisu depth")),
+    },
+];
+
+/// The registry's names (family patterns included), comma-separated, for help and errors;
+/// `task` restricts them to one task.
+pub fn names(task: Option<Task>) -> String {
+    PRESETS
+        .iter()
+        .filter(|p| task.is_none_or(|t| p.task == t))
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_pair(rest: &str) -> Option<(usize, usize)> {
+    let (a, b) = rest.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// The registry entry a name refers to.
+pub fn lookup(name: &str) -> Result<&'static Preset, String> {
+    let unknown = || format!("unknown preset '{name}' (known: {})", names(None));
+    if let Some(p) = PRESETS
+        .iter()
+        .find(|p| matches!(p.builder, Builder::Fixed(_)) && p.name == name)
+    {
+        return Ok(p);
     }
-    let families: [Family; 10] = [
-        ("ld-v1-", |n, g| NetSpec::v1(Pattern::Log, n, g, 3)),
-        ("ld-v2-", |n, g| NetSpec::v2(n, g, 3)),
-        ("nearest-half-", |n, g| {
-            NetSpec::v1(Pattern::NearestHalf, n, g, 3)
-        }),
-        ("evenly-half-", |n, g| {
-            NetSpec::v1(Pattern::EvenlySpacedHalf, n, g, 3)
-        }),
-        ("nearest-", |n, g| NetSpec::v1(Pattern::Nearest, n, g, 3)),
-        ("evenly-", |n, g| {
-            NetSpec::v1(Pattern::EvenlySpaced, n, g, 3)
-        }),
-        ("nhl-", |n, g| {
-            NetSpec::v1(Pattern::NearestHalfAndLog, n, g, 3)
-        }),
-        ("dense-", |n, g| NetSpec::v1(Pattern::Dense, n, g, 3)),
-        ("loglog-", |n, g| NetSpec {
-            bottleneck: true,
-            ..NetSpec::v1(Pattern::LogLog { min_inputs: 4 }, n, g, 3)
-        }),
-        ("densenet-bc-", |depth, g| {
-            NetSpec::densenet_bc(depth.saturating_sub(4) / 6, g, 3)
-        }),
-    ];
-    for (prefix, make) in families {
-        if let Some(rest) = name.strip_prefix(prefix) {
-            let (a, b) = parse_pair(rest).ok_or_else(unknown)?;
-            let spec = make(a, b);
-            if let Arch::DenseNetBc { .. } = spec.arch {
-                if a < 10 || (a - 4) % 6 != 0 {
-                    return Err(format!("preset '{name}': a DenseNet-BC depth is 6n + 4 with n >= 1 (e.g. 100), got {a}"));
-                }
+    // The longest matching family prefix wins (`nearest-half-` over `nearest-`).
+    PRESETS
+        .iter()
+        .filter_map(|p| {
+            p.prefix()
+                .filter(|pre| name.starts_with(pre))
+                .map(|pre| (pre.len(), p))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, p)| p)
+        .ok_or_else(unknown)
+}
+
+/// Builds a preset's network by name.
+pub fn preset(name: &str) -> Result<NetSpec, String> {
+    let entry = lookup(name)?;
+    match entry.builder {
+        Builder::Fixed(build) => Ok(build()),
+        Builder::Family(build) => {
+            let prefix = entry.prefix().expect("a family has a prefix");
+            let (a, b) = parse_pair(&name[prefix.len()..]).ok_or_else(|| {
+                format!(
+                    "preset '{name}': the family {} takes two numbers after '{prefix}'",
+                    entry.name
+                )
+            })?;
+            if a == 0 || b == 0 {
+                return Err(format!(
+                    "preset '{name}': both numbers of {} must be at least 1",
+                    entry.name
+                ));
             }
-            return Ok(spec);
+            build(a, b).map_err(|e| format!("preset '{name}': {e}"))
         }
     }
-    Err(unknown())
+}
+
+/// A preset of the given task (an error names the task's presets otherwise).
+pub fn preset_for(name: &str, task: Task) -> Result<NetSpec, String> {
+    let entry = lookup(name)?;
+    if entry.task != task {
+        return Err(format!(
+            "'{name}' is a {} preset; {} presets: {}",
+            task_name(entry.task),
+            task_name(task),
+            names(Some(task))
+        ));
+    }
+    preset(name)
+}
+
+/// The word for a task in messages and listings.
+pub fn task_name(task: Task) -> &'static str {
+    match task {
+        Task::Classify => "classification",
+        Task::Segment => "segmentation",
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +348,53 @@ mod tests {
         assert_eq!(preset("ld-v2-369").unwrap().blocks, vec![8, 16, 80, 80]);
         assert!(preset("nope").unwrap_err().contains("unknown preset"));
         assert!(preset("densenet-bc-99-12").is_err());
+        assert!(preset("ld-v1-0-16").is_err());
+        assert!(preset("ld-v1-12").unwrap_err().contains("two numbers"));
+        // The longest prefix wins.
+        let nh = preset("nearest-half-4-8").unwrap();
+        assert_eq!(
+            nh.arch,
+            logdense_graph::Arch::V1 {
+                pattern: Pattern::NearestHalf
+            }
+        );
+        let n = preset("nearest-4-8").unwrap();
+        assert_eq!(
+            n.arch,
+            logdense_graph::Arch::V1 {
+                pattern: Pattern::Nearest
+            }
+        );
+    }
+
+    #[test]
+    fn every_entry_builds_and_has_the_task_it_claims() {
+        for p in PRESETS {
+            let name = p.name.replace("-N-G", "-2-4").replace("-DEPTH-G", "-16-4");
+            let spec = preset(&name).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+            assert_eq!(spec.task(), p.task, "{}", p.name);
+            assert!(
+                !p.summary.is_empty() && !p.summary.contains('\n'),
+                "{}",
+                p.name
+            );
+            assert_eq!(lookup(&name).unwrap().name, p.name);
+        }
+        let names: Vec<_> = PRESETS.iter().map(|p| p.name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a name is registered twice");
+    }
+
+    #[test]
+    fn task_checks_name_the_other_presets() {
+        assert!(preset_for("fc-ld-small", Task::Segment).is_ok());
+        let e = preset_for("ld-v1-12-16", Task::Segment).unwrap_err();
+        assert!(
+            e.contains("classification preset") && e.contains("fc-ld-scenes-slim"),
+            "{e}"
+        );
+        assert!(!e.contains("ld-v2-N-G"), "{e}");
     }
 }

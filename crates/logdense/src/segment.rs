@@ -8,18 +8,13 @@
 //! the label map subsampled to their scale (nearest neighbour, which SPEC.md allows).
 
 use crate::checkpoint::TrainState;
+use crate::engine::{self, BatchLoss, Engine, EpochStats, Progress, Schedule, Stage, Task};
 use crate::report::{self, Panel};
-use crate::train::{
-    epoch_bar, head_weights, load_checkpoint, save_checkpoint, saved_rows, seed_epoch,
-    weighted_loss, CHECKPOINT_FILE,
-};
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
 use burn::data::dataloader::DataLoader;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use logdense_data::seg::{
@@ -30,7 +25,6 @@ use logdense_graph::NetSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 pub const SEG_CONFIG_FILE: &str = "segment.toml";
 
@@ -46,10 +40,7 @@ pub struct SegConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SegModelConfig {
-    /// `fc-ld-small` (5 blocks 2,3,4,3,2, g = 12), `fc-ld-scenes` (9 blocks 1,2,3,4,6,4,3,2,1,
-    /// g = 12), `fc-ld-scenes-wide` (9 blocks 1,1,2,4,10,4,2,1,1, growth 12 to 32),
-    /// `fc-ld-scenes-slim` (the wide one with 6 to 8 channels at full resolution),
-    /// `fc-ld-103`, `fc-densenet-56/67/103`.
+    /// A segmentation preset of the registry (`logdense presets`).
     pub preset: String,
     pub growth: Option<usize>,
     pub blocks: Option<Vec<usize>>,
@@ -57,13 +48,16 @@ pub struct SegModelConfig {
     pub block_growth: Option<Vec<usize>>,
     pub stem_width: Option<usize>,
     /// Stride of the stem convolution: 2 runs every block at half the image's resolution and
-    /// upsamples the final logits bilinearly (4x fewer FLOPs; 2.7x the images/s at 64 x 64).
+    /// upsamples the final logits bilinearly (4x fewer FLOPs).
     pub stem_stride: Option<usize>,
     pub deep_supervision: Option<bool>,
     /// Auxiliary heads only where the maps are at least this many times smaller than the
     /// input (see [`NetSpec::aux_min_stride`]).
     pub aux_min_stride: Option<usize>,
     pub dropout: f64,
+    /// Run the layers through the fused CPU kernels where they apply (see the classification
+    /// config's `model.fused`).
+    pub fused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +156,7 @@ impl Default for SegModelConfig {
             deep_supervision: None,
             aux_min_stride: None,
             dropout: 0.0,
+            fused: true,
         }
     }
 }
@@ -202,27 +197,10 @@ impl Default for SegOptimConfig {
     }
 }
 
-/// The segmentation presets: the paper's networks and reduced FC-Log-DenseNets for CPUs.
-pub const SEG_PRESETS: [&str; 8] = [
-    "fc-ld-small",
-    "fc-ld-scenes",
-    "fc-ld-scenes-wide",
-    "fc-ld-scenes-slim",
-    "fc-ld-103",
-    "fc-densenet-56",
-    "fc-densenet-67",
-    "fc-densenet-103",
-];
-
-/// The spec of a segmentation preset (one of [`SEG_PRESETS`]).
+/// The spec of a segmentation preset (an error lists the segmentation presets otherwise).
 pub fn seg_preset(name: &str) -> Result<NetSpec> {
-    if !SEG_PRESETS.contains(&name) {
-        bail!(
-            "model.preset (--preset): unknown segmentation preset '{name}' ({})",
-            SEG_PRESETS.join(", ")
-        );
-    }
-    crate::presets::preset(name).map_err(anyhow::Error::msg)
+    crate::presets::preset_for(name, logdense_graph::Task::Segment)
+        .map_err(|e| anyhow::anyhow!("model.preset (--preset): {e}"))
 }
 
 impl SegConfig {
@@ -382,6 +360,281 @@ pub struct SegRun {
     pub progress: bool,
 }
 
+impl SegConfig {
+    /// The optimiser of this configuration.
+    pub fn optimizer(&self) -> engine::Optimizer {
+        engine::Optimizer {
+            rule: match self.optim.optimizer {
+                SegOptimizer::Rmsprop => engine::Rule::Rmsprop,
+                SegOptimizer::Adam => engine::Rule::Adam,
+            },
+            weight_decay: self.optim.weight_decay,
+        }
+    }
+}
+
+impl SegOptimConfig {
+    /// The run's stages: random crops (the first `low_res_epochs` on shrunk crops), then
+    /// full-image fine-tuning at its own rate, decayed per epoch.
+    pub fn stages(&self) -> Vec<Stage> {
+        let budgeted = self.lr_schedule == LrSchedule::BudgetCosine;
+        vec![
+            Stage {
+                name: "crops",
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                lr: self.lr,
+                schedule: match self.lr_schedule {
+                    LrSchedule::Exponential => Schedule::Exponential {
+                        decay: self.lr_decay,
+                    },
+                    LrSchedule::Cosine => Schedule::Cosine,
+                    LrSchedule::BudgetCosine => Schedule::BudgetCosine,
+                },
+                final_head_only: false,
+                budget: self.max_train_s.filter(|_| budgeted).map(|b| (0.0, b)),
+            },
+            Stage {
+                name: "finetune",
+                epochs: self.finetune_epochs,
+                batch_size: self.finetune_batch_size,
+                lr: self.finetune_lr,
+                schedule: Schedule::Exponential {
+                    decay: self.lr_decay,
+                },
+                final_head_only: false,
+                budget: None,
+            },
+        ]
+    }
+
+    /// The rate at `epoch` (from 1, crop stage then fine-tune stage), `step` of `steps`
+    /// iterations into it, `spent_s` seconds of training into the run.
+    pub fn lr_at(&self, epoch: usize, step: usize, steps: usize, spent_s: f64) -> f64 {
+        let stages = self.stages();
+        let (stage, stage_epoch) = if epoch > self.epochs {
+            (&stages[1], epoch - self.epochs - 1)
+        } else {
+            (&stages[0], epoch - 1)
+        };
+        stage.schedule.lr(
+            stage.lr,
+            Progress {
+                stage_epoch,
+                step,
+                steps,
+                stage_epochs: stage.epochs,
+                spent_s,
+                budget: stage.budget,
+            },
+        )
+    }
+}
+
+/// The per-batch targets of segmentation: the label map and its values on the host (for the
+/// auxiliary heads' subsampled maps).
+pub struct SegTargets {
+    labels: Tensor<3, Int>,
+    values: Vec<i64>,
+}
+
+/// The segmentation loss of a batch: the head-weighted, class-weighted per-pixel
+/// cross-entropy of every head's logits against the label map, subsampled (nearest
+/// neighbour) to the head's scale. `class_weights` has `classes + 1` entries, void last (0).
+pub fn segment_loss(
+    outputs: Vec<Tensor<4>>,
+    labels: &Tensor<3, Int>,
+    label_values: &[i64],
+    class_weights: &Tensor<1>,
+    weights: &[f64],
+) -> Tensor<1> {
+    let [n, hh, ww] = labels.dims();
+    let device = labels.device();
+    engine::weighted_loss(outputs, weights, |_, out| {
+        let [_, _, h, w] = out.dims();
+        let labels = if (h, w) == (hh, ww) {
+            labels.clone()
+        } else {
+            let sub = subsample_labels(label_values, n, (hh, ww), (h, w));
+            Tensor::<3, Int>::from_data(TensorData::new(sub, [n, h, w]), &device)
+        };
+        seg_loss(out, labels, class_weights)
+    })
+    .expect("the final head has weight")
+}
+
+/// The host copy of a label map's values.
+pub fn label_values(labels: &Tensor<3, Int>) -> Vec<i64> {
+    labels
+        .clone()
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("integer labels")
+}
+
+/// Semantic segmentation as the engine trains it.
+pub struct Segment {
+    cfg: SegConfig,
+    stages: Vec<Stage>,
+    train: SegInMemory,
+    eval: SegInMemory,
+    crop: (usize, usize),
+    classes: usize,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    class_weights: Tensor<1>,
+    /// The plain device evaluation runs on.
+    device: Device,
+}
+
+impl Segment {
+    fn low_res(&self, stage: usize, stage_epoch: usize) -> bool {
+        stage == 0 && stage_epoch < self.cfg.optim.low_res_epochs
+    }
+}
+
+impl Task for Segment {
+    type Batch = SegBatch;
+    type Targets = SegTargets;
+    type Eval = ConfusionMatrix;
+    type Row = SegEpochMetrics;
+
+    fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    fn epoch_label(&self, stage: usize, stage_epoch: usize) -> &'static str {
+        if self.low_res(stage, stage_epoch) {
+            "low-res crops"
+        } else {
+            self.stages[stage].name
+        }
+    }
+
+    fn epoch_cost(&self, stage: usize, stage_epoch: usize) -> f64 {
+        if self.low_res(stage, stage_epoch) {
+            let f = self.cfg.optim.low_res_factor as f64;
+            1.0 / (f * f)
+        } else {
+            1.0
+        }
+    }
+
+    fn loader(
+        &self,
+        stage: usize,
+        stage_epoch: usize,
+        epoch: usize,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<SegBatch>> {
+        let cfg = &self.cfg;
+        let finetune = stage == 1;
+        let batcher = SegBatcher::train(
+            self.mean.clone(),
+            self.std.clone(),
+            (!finetune).then_some(self.crop),
+            cfg.data.flip,
+            cfg.seed,
+        )
+        .at_epoch(epoch)
+        .with_downscale(if self.low_res(stage, stage_epoch) {
+            cfg.optim.low_res_factor
+        } else {
+            1
+        });
+        // A crop-stage epoch reads its share of the set when `epoch_images` is set.
+        let epoch_set: Arc<dyn Dataset<SegItem>> = match cfg.data.epoch_images.filter(|_| !finetune)
+        {
+            Some(k) => Arc::new(SegEpochShare::new(self.train.clone(), cfg.seed, epoch, k)),
+            None => Arc::new(self.train.clone()),
+        };
+        logdense_data::seg::seg_loader_on(
+            epoch_set,
+            batcher,
+            self.stages[stage].batch_size,
+            Some(cfg.seed),
+            cfg.data.workers,
+            device,
+        )
+    }
+
+    fn split(&self, batch: SegBatch) -> (Tensor<4>, SegTargets) {
+        let values = label_values(&batch.labels);
+        (
+            batch.images,
+            SegTargets {
+                labels: batch.labels,
+                values,
+            },
+        )
+    }
+
+    fn batch_len(&self, t: &SegTargets) -> usize {
+        t.labels.dims()[0]
+    }
+
+    fn loss(&self, outputs: Vec<Tensor<4>>, t: &SegTargets, weights: &[f64]) -> BatchLoss {
+        BatchLoss {
+            loss: segment_loss(outputs, &t.labels, &t.values, &self.class_weights, weights),
+            hits: 0,
+        }
+    }
+
+    fn evaluate(&self, model: &SparseDenseNet) -> Result<ConfusionMatrix> {
+        let loader = logdense_data::seg::seg_loader_on(
+            Arc::new(self.eval.clone()),
+            SegBatcher::eval(self.mean.clone(), self.std.clone()),
+            8,
+            None,
+            self.cfg.data.workers,
+            &self.device,
+        );
+        evaluate(model, loader, self.classes)
+    }
+
+    fn row(&self, s: &EpochStats, cm: ConfusionMatrix) -> SegEpochMetrics {
+        SegEpochMetrics {
+            epoch: s.epoch,
+            stage: self.epoch_label(s.stage, s.stage_epoch).into(),
+            lr: s.lr,
+            train_loss: s.train_loss,
+            mean_iou: cm.mean_iou(),
+            global_accuracy: cm.global_accuracy(),
+            per_class_iou: cm.per_class_iou(),
+            images_per_s: s.images_per_s,
+            epoch_s: s.epoch_s,
+        }
+    }
+
+    fn row_epoch(row: &SegEpochMetrics) -> usize {
+        row.epoch
+    }
+
+    fn epoch_line(&self, r: &SegEpochMetrics) -> String {
+        format!(
+            "train loss {:.4} | {} mIoU {:.4} global acc {:.2}% | {:.1} img/s, {:.1} s",
+            r.train_loss,
+            match self.cfg.data.eval_split {
+                SegSplit::Val => "val",
+                _ => "test",
+            },
+            r.mean_iou,
+            100.0 * r.global_accuracy,
+            r.images_per_s,
+            r.epoch_s
+        )
+    }
+
+    fn bar_message(&self, loss: f64, _: usize, _: usize, ips: f64, lr: f64) -> String {
+        format!("loss {loss:.4} {ips:.1} img/s lr {lr:.3e}")
+    }
+
+    fn write_reports(&self, dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
+        write_reports(dir, rows)
+    }
+}
+
 /// What a finished segmentation run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct SegSummary {
@@ -391,52 +644,15 @@ pub struct SegSummary {
     pub epochs: usize,
     pub wall_s: f64,
     pub params: usize,
-}
-
-fn optimizer(cfg: &SegConfig) -> ModuleOptimizer {
-    let decay = (cfg.optim.weight_decay > 0.0)
-        .then(|| WeightDecayConfig::new(cfg.optim.weight_decay as f32));
-    match cfg.optim.optimizer {
-        // Lasagne/Keras RMSprop as Jegou et al. used it: squared-gradient average 0.9, no momentum.
-        SegOptimizer::Rmsprop => RmsPropConfig::new()
-            .with_alpha(0.9)
-            .with_momentum(0.0)
-            .with_epsilon(1e-6)
-            .with_weight_decay(decay)
-            .init(),
-        SegOptimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
-    }
-}
-
-impl SegOptimConfig {
-    /// The rate at `epoch` (from 1, crop stage then fine-tune stage), `step` of `steps`
-    /// iterations into it, `spent_s` seconds of training into the run.
-    pub fn lr_at(&self, epoch: usize, step: usize, steps: usize, spent_s: f64) -> f64 {
-        if epoch > self.epochs {
-            return self.finetune_lr * self.lr_decay.powi((epoch - self.epochs - 1) as i32);
-        }
-        // The two cosines differ only in what counts as the fraction of the run done.
-        let fraction = match self.lr_schedule {
-            LrSchedule::Exponential => return self.lr * self.lr_decay.powi(epoch as i32 - 1),
-            LrSchedule::Cosine => {
-                let done = (epoch - 1) as f64 + step as f64 / steps.max(1) as f64;
-                (done / self.epochs.max(1) as f64).min(1.0)
-            }
-            LrSchedule::BudgetCosine => {
-                let budget = self.max_train_s.unwrap_or(f64::INFINITY);
-                (spent_s / budget).clamp(0.0, 1.0)
-            }
-        };
-        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos())
-    }
+    /// Whether the fused CPU kernels ran the layers.
+    pub fused: bool,
 }
 
 impl SegRun {
     pub fn train(&self, resume: bool) -> Result<(SparseDenseNet, SegSummary)> {
         let cfg = &self.cfg;
         cfg.validate()?;
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create run directory {}", self.dir.display()))?;
+        engine::create_run_dir(&self.dir)?;
         let mut train_set = load_camvid(&cfg.data.dir, SegSplit::Train)?;
         let mut eval_set = load_camvid(&cfg.data.dir, cfg.data.eval_split)?;
         if let Some(n) = cfg.data.train_subset {
@@ -451,234 +667,66 @@ impl SegRun {
             .class_weights
             .resolve(&train_set)
             .map_err(|e| anyhow::anyhow!("data.class_weights: {e}"))?;
-        let (crop_h, crop_w) = cfg
+        let crop = cfg
             .data
             .crop
             .map(|[h, w]| (h.min(train_set.height), w.min(train_set.width)))
             .unwrap_or((train_set.height, train_set.width));
         // One network serves both stages: it is fully convolutional; its spec records the crop size.
-        let spec = cfg.net_spec(classes, crop_h, crop_w)?;
+        let spec = cfg.net_spec(classes, crop.0, crop.1)?;
         cfg.net_spec(classes, eval_set.height, eval_set.width)
             .context("evaluation images")?;
         if cfg.optim.low_res_epochs > 0 {
             let f = cfg.optim.low_res_factor;
-            cfg.net_spec(classes, crop_h / f, crop_w / f)
+            cfg.net_spec(classes, crop.0 / f, crop.1 / f)
                 .context("optim.low_res_factor: the shrunk crops")?;
         }
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);
-        let mut model = SparseDenseNet::new(&spec, cfg.model.dropout, &ad)?;
-        let mut optim = optimizer(cfg);
+        let options = crate::network::NetOptions {
+            dropout: cfg.model.dropout,
+            fused: cfg.model.fused,
+        };
+        let model = SparseDenseNet::new_with(&spec, &options, &ad)?;
         let (mean, std) = train_set.channel_mean_std();
-        let mut state = TrainState::fresh(
+        let state = TrainState::fresh(
             spec.clone(),
             cfg.seed,
-            mean,
-            std,
+            mean.clone(),
+            std.clone(),
             train_set.class_names.clone(),
         );
-        let mut rows: Vec<SegEpochMetrics> = Vec::new();
-        if resume {
-            (model, optim, state) = load_checkpoint(&self.dir.join(CHECKPOINT_FILE), model, optim)?;
-            rows = saved_rows(&self.dir, state.epochs_done, |r: &SegEpochMetrics| r.epoch)?;
-        }
         report::write_atomic(
             &self.dir.join(SEG_CONFIG_FILE),
             toml::to_string_pretty(cfg)?.as_bytes(),
         )?;
-
         let mut class_weights = weights.unwrap_or_else(|| vec![1.0; classes]);
         class_weights.push(0.0);
-        let weight_tensor =
-            Tensor::<1>::from_data(TensorData::new(class_weights, [classes + 1]), &ad);
-        let train_data = SegInMemory::new(train_set);
-        let eval_data = SegInMemory::new(eval_set);
-        let heads = model.graph.heads().len();
-        let loss_weights = head_weights(heads, false);
-        let total = cfg.optim.epochs + cfg.optim.finetune_epochs;
-        let run_start = Instant::now();
-        let wall_before = state.wall_s;
-        // Seconds of training so far, across resumed runs: the budget counts them all.
-        let spent = || wall_before + run_start.elapsed().as_secs_f64();
-        let mut last_epoch_s = 0.0;
-        let mut last_low_res = false;
-        for epoch in state.epochs_done + 1..=total {
-            let finetune = epoch > cfg.optim.epochs;
-            let low_res = !finetune && epoch <= cfg.optim.low_res_epochs;
-            // The stage as metrics.csv records it, and as the progress bar shows it.
-            let (stage, bar_stage) = if finetune {
-                ("finetune", " (full images)")
-            } else if low_res {
-                ("low-res crops", " (shrunk crops)")
-            } else {
-                ("crops", "")
-            };
-            // Budgeted training stops part-way through an epoch instead (below), so an epoch
-            // starts whenever some budget is left.
-            let mid_epoch_budget = cfg
-                .optim
-                .max_train_s
-                .filter(|_| cfg.optim.lr_schedule == LrSchedule::BudgetCosine && !finetune);
-            // After shrunk epochs, a full-size one takes about factor^2 times as long.
-            let expected_s = if mid_epoch_budget.is_some() {
-                0.0
-            } else if last_low_res && !low_res {
-                last_epoch_s * (cfg.optim.low_res_factor * cfg.optim.low_res_factor) as f64
-            } else {
-                last_epoch_s
-            };
-            let epoch_start_s = spent();
-            if let Some(budget) = cfg.optim.max_train_s {
-                if epoch_start_s + expected_s > budget {
-                    if self.progress {
-                        eprintln!("stopping before epoch {epoch}: the {budget:.0} s budget would be exceeded");
-                    }
-                    break;
-                }
-            }
-            let (crop, batch_size) = if finetune {
-                (None, cfg.optim.finetune_batch_size)
-            } else {
-                (Some((crop_h, crop_w)), cfg.optim.batch_size)
-            };
-            seed_epoch(&ad, cfg.seed, epoch);
-            let batcher = SegBatcher::train(
-                state.mean.clone(),
-                state.std.clone(),
-                crop,
-                cfg.data.flip,
-                cfg.seed,
-            )
-            .at_epoch(epoch)
-            .with_downscale(if low_res { cfg.optim.low_res_factor } else { 1 });
-            // A crop-stage epoch reads its share of the set when `epoch_images` is set.
-            let epoch_set: Arc<dyn Dataset<SegItem>> =
-                match cfg.data.epoch_images.filter(|_| !finetune) {
-                    Some(k) => Arc::new(SegEpochShare::new(train_data.clone(), cfg.seed, epoch, k)),
-                    None => Arc::new(train_data.clone()),
-                };
-            let loader = logdense_data::seg::seg_loader_on(
-                epoch_set,
-                batcher,
-                batch_size,
-                Some(cfg.seed),
-                cfg.data.workers,
+        let task = Segment {
+            cfg: cfg.clone(),
+            stages: cfg.optim.stages(),
+            train: SegInMemory::new(train_set),
+            eval: SegInMemory::new(eval_set),
+            crop,
+            classes,
+            mean,
+            std,
+            class_weights: Tensor::<1>::from_data(
+                TensorData::new(class_weights, [classes + 1]),
                 &ad,
-            );
-            let t0 = Instant::now();
-            let (mut loss_sum, mut seen) = (0.0, 0usize);
-            let steps = loader.num_items().div_ceil(batch_size);
-            let bar = self
-                .progress
-                .then(|| epoch_bar(steps, format!("epoch {epoch}/{total}{bar_stage}")));
-            let mut budget_spent = false;
-            for (step, batch) in loader.iter().enumerate() {
-                let spent_s = spent();
-                if mid_epoch_budget.is_some_and(|b| spent_s >= b) {
-                    budget_spent = true;
-                    break;
-                }
-                let batch = batch.map_err(|e| anyhow::anyhow!("{e}"))?;
-                let [n, hh, ww] = batch.labels.dims();
-                let label_values: Vec<i64> = batch
-                    .labels
-                    .clone()
-                    .into_data()
-                    .convert::<i64>()
-                    .try_into_vec::<i64>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                let outputs = model.forward_heads(batch.images);
-                let loss = weighted_loss(
-                    outputs.into_iter().zip(loss_weights.iter().copied()),
-                    |out| {
-                        let [_, _, h, w] = out.dims();
-                        let labels = if (h, w) == (hh, ww) {
-                            batch.labels.clone()
-                        } else {
-                            let sub = subsample_labels(&label_values, n, (hh, ww), (h, w));
-                            Tensor::<3, Int>::from_data(TensorData::new(sub, [n, h, w]), &ad)
-                        };
-                        seg_loss(out, labels, &weight_tensor)
-                    },
-                );
-                let loss = loss.expect("the final head has weight");
-                let value = loss.clone().detach().into_scalar::<f32>() as f64;
-                if !value.is_finite() {
-                    bail!("training diverged at epoch {epoch} (loss {value}); lower --lr");
-                }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(cfg.optim.lr_at(epoch, step, steps, spent_s), model, grads);
-                state.iteration += 1;
-                loss_sum += value * n as f64;
-                seen += n;
-                if let Some(b) = &bar {
-                    b.set_message(format!(
-                        "loss {:.4} {:.1} img/s",
-                        loss_sum / seen as f64,
-                        seen as f64 / t0.elapsed().as_secs_f64().max(1e-9)
-                    ));
-                    b.inc(1);
-                }
-            }
-            let train_s = t0.elapsed().as_secs_f64();
-            last_epoch_s = train_s;
-            last_low_res = low_res;
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
-            if budget_spent && seen == 0 {
-                break;
-            }
-            let eval_loader = logdense_data::seg::seg_loader_on(
-                eval_data.clone(),
-                SegBatcher::eval(state.mean.clone(), state.std.clone()),
-                8,
-                None,
-                cfg.data.workers,
-                &self.device,
-            );
-            let cm = evaluate(&model.valid(), eval_loader, classes)?;
-            state.epochs_done = epoch;
-            state.wall_s = spent();
-            let row = SegEpochMetrics {
-                epoch,
-                stage: stage.into(),
-                lr: cfg.optim.lr_at(epoch, 0, steps, epoch_start_s),
-                train_loss: loss_sum / seen.max(1) as f64,
-                mean_iou: cm.mean_iou(),
-                global_accuracy: cm.global_accuracy(),
-                per_class_iou: cm.per_class_iou(),
-                images_per_s: seen as f64 / train_s.max(1e-9),
-                epoch_s: t0.elapsed().as_secs_f64(),
-            };
-            if self.progress {
-                eprintln!(
-                    "epoch {epoch}/{total} ({}): train loss {:.4} | {} mIoU {:.4} global acc {:.2}% | {:.1} img/s, {:.1} s",
-                    row.stage,
-                    row.train_loss,
-                    match cfg.data.eval_split {
-                        SegSplit::Val => "val",
-                        _ => "test",
-                    },
-                    row.mean_iou,
-                    100.0 * row.global_accuracy,
-                    row.images_per_s,
-                    row.epoch_s
-                );
-            }
-            rows.push(row);
-            save_checkpoint(&self.dir, &model, &optim, &state)?;
-            write_reports(&self.dir, &rows)?;
-            if budget_spent {
-                if self.progress {
-                    eprintln!(
-                        "the {:.0} s budget was spent {seen} images into epoch {epoch}",
-                        mid_epoch_budget.unwrap_or_default()
-                    );
-                }
-                break;
-            }
-        }
+            ),
+            device: self.device.clone(),
+        };
+        let engine = Engine {
+            dir: &self.dir,
+            device: &self.device,
+            seed: cfg.seed,
+            optimizer: cfg.optimizer(),
+            max_train_s: cfg.optim.max_train_s,
+            progress: self.progress,
+            stop_after: None,
+        };
+        let (model, state, rows) = engine.run(&task, model, state, resume)?;
         let last = rows.last().context("no epoch was trained")?;
         let summary = SegSummary {
             mean_iou: last.mean_iou,
@@ -687,8 +735,9 @@ impl SegRun {
             epochs: state.epochs_done,
             wall_s: state.wall_s,
             params: model.trainable_params(),
+            fused: model.valid().fused_active(),
         };
-        report::write_json_atomic(&self.dir.join("summary.json"), &summary)?;
+        engine::write_summary(&self.dir, &summary)?;
         Ok((model, summary))
     }
 }
@@ -742,7 +791,7 @@ fn write_reports(dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
 pub fn load_run(dir: &Path, device: &Device) -> Result<(SegConfig, SparseDenseNet, TrainState)> {
     let cfg = SegConfig::load(&dir.join(SEG_CONFIG_FILE))
         .with_context(|| format!("{} is not a segmentation run directory", dir.display()))?;
-    let (model, state) = crate::train::load_trained(dir, device)?;
+    let (model, state) = crate::checkpoint::load_trained(dir, device)?;
     Ok((cfg, model, state))
 }
 

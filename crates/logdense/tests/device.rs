@@ -8,7 +8,7 @@ use logdense::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
 
 #[test]
 fn networks_agree_with_the_cpu_on_vulkan() {
-    let gpu = logdense::train::device_from_name("vulkan").unwrap();
+    let gpu = logdense::device::device_from_name("vulkan").unwrap();
     for &(name, side, batch) in DEFAULT_CASES {
         let spec = case_spec(name, side).unwrap();
         let agreement = compare_devices(name, &spec, batch, &Device::flex(), &gpu, 0.0).unwrap();

@@ -2,9 +2,9 @@
 //! a CI-sized run that must learn, and exact resume.
 
 use burn::prelude::*;
-use logdense::checkpoint::Checkpoint;
-use logdense::config::TrainConfig;
-use logdense::train::{Run, CHECKPOINT_FILE};
+use logdense::checkpoint::{Checkpoint, CHECKPOINT_FILE};
+use logdense::config::{ClassSchedule, TrainConfig};
+use logdense::train::Run;
 use std::path::PathBuf;
 
 /// burn's random generator is global to the process: tests that train must not interleave,
@@ -33,6 +33,10 @@ fn small_config(train: usize, test: usize, epochs: usize) -> TrainConfig {
     cfg.data.workers = 0;
     cfg.optim.epochs = epochs;
     cfg.optim.final_only_epochs = 0;
+    // The paper's step schedule over a fixed number of epochs (the default anneals over a
+    // wall-clock budget instead).
+    cfg.optim.lr_schedule = ClassSchedule::Step;
+    cfg.optim.max_train_s = None;
     cfg
 }
 
@@ -73,7 +77,7 @@ fn ci_sized_training_learns_fashion_mnist() {
     }
     // eval from the run directory reproduces the last epoch's test accuracy.
     let t = logdense::train::Trained::load(&dir, &Device::flex()).unwrap();
-    let data = logdense::train::load_data(&t.cfg).unwrap();
+    let data = logdense::datasets::load_data(&t.cfg).unwrap();
     let batcher = logdense::data::ClassBatcher::eval(
         t.state.mean.clone(),
         t.state.std.clone(),
@@ -238,7 +242,28 @@ fn trains_from_imagenet_style_class_folders() {
     .unwrap();
     assert_eq!(model.graph.spec.input, [3, 32, 32]);
     assert_eq!(model.graph.spec.classes, 2);
-    assert!((0.0..=1.0).contains(&summary.test_accuracy));
+    assert_eq!(summary.epochs, 1);
+    // The run's own evaluation equals a fresh one of the saved model on the decoded val/ images.
+    let t = logdense::train::Trained::load(&run, &Device::flex()).unwrap();
+    let data = logdense::datasets::load_data(&t.cfg).unwrap();
+    assert_eq!(data.test.len(), 8);
+    let batcher = logdense::data::ClassBatcher::eval(
+        t.state.mean.clone(),
+        t.state.std.clone(),
+        t.cfg.data.augment.clone(),
+    );
+    let loader = logdense::data::loader_on(data.test, batcher, 3, None, 0, &Device::flex());
+    let (_, acc) = logdense::train::evaluate(&t.model, loader).unwrap();
+    assert!(
+        (acc - summary.test_accuracy).abs() < 1e-9,
+        "eval {acc} vs training {}",
+        summary.test_accuracy
+    );
+    assert_eq!(
+        (acc * 8.0).round(),
+        acc * 8.0,
+        "a fraction of the 8 val images"
+    );
     let state = Checkpoint::load(&run.join(CHECKPOINT_FILE)).unwrap().state;
     assert_eq!(
         state.class_names,
@@ -247,4 +272,57 @@ fn trains_from_imagenet_style_class_folders() {
     assert_eq!(state.mean.len(), 3);
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::remove_dir_all(&run).unwrap();
+}
+
+/// The wall-clock budget: the main stage anneals over its share and stops part-way through an
+/// epoch, the final-head-only stage takes the rest, and training ends at the budget (plus the
+/// last evaluation), however many epochs were allowed.
+#[test]
+fn budgeted_training_stops_at_the_budget_and_runs_both_stages() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    require_fashion_mnist();
+    let dir = temp_run("budget");
+    let mut cfg = small_config(20000, 500, 50);
+    cfg.model.blocks = Some(vec![1, 1, 1]);
+    cfg.model.growth = Some(8);
+    cfg.optim.final_only_epochs = 5;
+    cfg.optim.lr_schedule = ClassSchedule::BudgetCosine;
+    cfg.optim.max_train_s = Some(6.0);
+    cfg.optim.final_only_share = 0.25;
+    let (_, summary) = Run {
+        dir: dir.clone(),
+        cfg: cfg.clone(),
+        device: Device::flex(),
+        progress: false,
+        stop_after: None,
+    }
+    .train(false)
+    .unwrap();
+    let rows: Vec<logdense::report::EpochMetrics> =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    let main: Vec<_> = rows.iter().filter(|r| !r.final_only).collect();
+    let last_stage: Vec<_> = rows.iter().filter(|r| r.final_only).collect();
+    assert!(!main.is_empty() && !last_stage.is_empty(), "{rows:?}");
+    assert!(
+        rows.len() < 55,
+        "the budget did not stop training: {} epochs",
+        rows.len()
+    );
+    assert_eq!(summary.epochs, rows.len());
+    // The main stage's rate fell from 0.1 towards 0 over its share; the final-only stage runs
+    // at the step schedule's last rate.
+    assert!(main.last().unwrap().lr < 0.1, "{rows:?}");
+    let final_lr = cfg.optim.lr * cfg.optim.gamma.powi(2);
+    assert!(
+        last_stage.iter().all(|r| (r.lr - final_lr).abs() < 1e-12),
+        "{rows:?}"
+    );
+    // At most the budget plus one evaluation of 500 images and a checkpoint.
+    assert!(summary.wall_s < 6.0 + 20.0, "wall {:.1} s", summary.wall_s);
+    assert!(
+        summary.wall_s >= 6.0,
+        "stopped before the budget: {:.1} s",
+        summary.wall_s
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

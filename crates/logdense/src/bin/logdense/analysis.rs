@@ -31,36 +31,31 @@ pub(crate) struct GraphArgs {
 
 #[derive(Args)]
 pub(crate) struct CostArgs {
-    /// ld-v1, ld-v2, densenet-bc, loglog, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
-    #[arg(long, default_value = "ld-v1")]
-    net: String,
-    /// A named preset instead of --net and its shape options (e.g. fashion, ld-v1-12-16, fc-ld-103).
+    /// The network: a preset of the registry (`logdense presets`), e.g. ld-v1-12-16,
+    /// densenet-bc-100-12, fc-ld-103; the options below change it.
+    #[arg(long, default_value = "ld-v1-12-16")]
+    preset: String,
+    /// Connection pattern of a V1 network (dense, log, nearest, evenly-spaced, nearest-half,
+    /// evenly-spaced-half, nearest-half-and-log, loglog, loglog-plain).
     #[arg(long)]
-    preset: Option<String>,
-    /// Connection pattern of ld-v1 networks.
-    #[arg(long, default_value = "log")]
-    pattern: String,
-    /// Layers per block.
-    #[arg(long, default_value_t = 12)]
-    n: usize,
-    /// Growth rate.
-    #[arg(long, default_value_t = 16)]
-    g: usize,
-    #[arg(long, default_value_t = 3)]
-    blocks: usize,
-    /// Input height = width (default: 32 for classification, 224 for FC networks).
+    pattern: Option<String>,
+    /// Number of blocks, each as long as the preset's first.
+    #[arg(long)]
+    blocks: Option<usize>,
+    /// Input height = width (default: the preset's, 32 for CIFAR shapes, 224 for FC networks).
     #[arg(long)]
     input: Option<usize>,
+    /// Bottleneck layers (BN-ReLU-1x1conv(4g) before each 3x3).
     #[arg(long)]
     bottleneck: bool,
     #[arg(long)]
     classes: Option<usize>,
-    /// Initial convolution width (default 2g; FC-Log-DenseNet: 72, FC-DenseNet: 48).
+    /// Initial convolution width.
     #[arg(long)]
     stem_width: Option<usize>,
     /// LOGLOG hub-layer growth multiplier.
-    #[arg(long, default_value_t = 1)]
-    hub_multiplier: usize,
+    #[arg(long)]
+    hub_multiplier: Option<usize>,
     #[arg(long)]
     json: bool,
     /// Print the paper's cost columns (Tables 1-3, Fig. 5b) beside ours.
@@ -167,16 +162,24 @@ pub(crate) fn graph_cmd(a: GraphArgs) -> Result<()> {
 }
 
 fn cost_spec(a: &CostArgs) -> Result<NetSpec> {
-    let mut spec = match (&a.preset, a.net.as_str()) {
-        (Some(p), _) => logdense::presets::preset(p).map_err(|e| usage(format!("--preset: {e}")))?,
-        (None, "ld-v1") => NetSpec::v1(parse_pattern(&a.pattern)?, a.n, a.g, a.blocks),
-        (None, "ld-v2") => NetSpec::v2(a.n, a.g, a.blocks),
-        (None, "densenet-bc") => NetSpec::densenet_bc(a.n, a.g, a.blocks),
-        (None, "loglog") => NetSpec { hub_multiplier: a.hub_multiplier, ..NetSpec::v1(Pattern::LogLog { min_inputs: 4 }, a.n, a.g, a.blocks) },
-        (None, "fc-ld-103") => NetSpec { growth: a.g, ..NetSpec::fc_log_densenet_103(a.stem_width.unwrap_or(72)) },
-        (None, "fc-densenet-56" | "fc-densenet-67" | "fc-densenet-103") => NetSpec::tiramisu(a.net[12..].parse().expect("matched names")).expect("known depth"),
-        (None, other) => return Err(usage(format!("--net: unknown network '{other}' (ld-v1, ld-v2, densenet-bc, loglog, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103)"))),
-    };
+    let mut spec =
+        logdense::presets::preset(&a.preset).map_err(|e| usage(format!("--preset: {e}")))?;
+    if let Some(p) = &a.pattern {
+        let pattern = parse_pattern(p)?;
+        match &mut spec.arch {
+            Arch::V1 { pattern: old } => *old = pattern,
+            other => {
+                return Err(usage(format!(
+                    "--pattern applies to V1 presets only, not {other:?}"
+                )))
+            }
+        }
+    }
+    if let Some(b) = a.blocks {
+        let n = spec.blocks.first().copied().unwrap_or(1);
+        spec.blocks = vec![n; b];
+        spec.block_growth.clear();
+    }
     if a.bottleneck {
         spec.bottleneck = true;
     }
@@ -186,11 +189,14 @@ fn cost_spec(a: &CostArgs) -> Result<NetSpec> {
     if let Some(c) = a.classes {
         spec.classes = c;
     }
-    if let (Some(w), false) = (a.stem_width, matches!(spec.arch, Arch::FcLog)) {
+    if let Some(w) = a.stem_width {
         spec.stem = Stem {
             width: w,
             ..spec.stem
         };
+    }
+    if let Some(h) = a.hub_multiplier {
+        spec.hub_multiplier = h;
     }
     Ok(spec)
 }
@@ -224,7 +230,7 @@ pub(crate) fn cost_cmd(a: CostArgs) -> Result<()> {
     let c = g.cost();
     println!(
         "{} ({} layers, g = {}, input {}x{})",
-        a.preset.as_deref().unwrap_or(&a.net),
+        a.preset,
         g.num_layers(),
         spec.growth,
         spec.input[1],
@@ -378,6 +384,49 @@ pub(crate) fn design_cmd(a: DesignArgs) -> Result<()> {
             "    ... ({} more layers; --json prints all)",
             d.sets.len() - 41
         );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct PresetsArgs {
+    /// Only this task's presets: classification or segmentation.
+    #[arg(long, value_parser = ["classification", "segmentation"])]
+    task: Option<String>,
+    /// One JSON object per preset (name, task, summary, and for a fixed preset its
+    /// parameters and GFLOPs) instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `logdense presets`: the registry, one line per preset.
+pub(crate) fn presets_cmd(a: PresetsArgs) -> Result<()> {
+    use logdense::presets::{self, Builder, PRESETS};
+    for p in PRESETS {
+        let task = presets::task_name(p.task);
+        if a.task.as_deref().is_some_and(|t| t != task) {
+            continue;
+        }
+        let cost = match p.builder {
+            Builder::Fixed(build) => Some(build().build()?.cost().total),
+            Builder::Family(_) => None,
+        };
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "name": p.name, "task": task, "summary": p.summary,
+                    "params": cost.as_ref().map(|c| c.params),
+                    "gflops": cost.as_ref().map(|c| c.gflops()),
+                })
+            );
+        } else {
+            let size = cost.map_or_else(
+                || "-".to_string(),
+                |c| format!("{:.2} M, {:.2} GFLOPs", c.params as f64 / 1e6, c.gflops()),
+            );
+            println!("{:<22} {:<15} {:<26} {}", p.name, task, size, p.summary);
+        }
     }
     Ok(())
 }

@@ -4,7 +4,6 @@ use crate::usage;
 use anyhow::Result;
 use burn::prelude::Device;
 use clap::Args;
-use logdense::train;
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -23,6 +22,9 @@ pub(crate) struct BenchArgs {
     steps: usize,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Time plain burn ops instead of the fused CPU kernels.
+    #[arg(long)]
+    no_fused: bool,
     /// Peak-memory sweep instead: V1 LOG and dense V1 with g = 24 at n = 12, 52, 100, 200
     /// (batch 16), each preset in its own process.
     #[arg(long)]
@@ -44,11 +46,12 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
         sweep_and_print(&opts, a.json)?;
         return Ok(());
     }
-    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let mut opts = BenchOptions {
         warmup: a.warmup,
         steps: a.steps,
         device,
+        fused: !a.no_fused,
         ..BenchOptions::default()
     };
     if !a.preset.is_empty() {
@@ -84,7 +87,7 @@ pub(crate) struct CheckDeviceArgs {
 /// head or input gradient differs by more than the tolerance.
 pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
     use logdense::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
-    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let cases: Vec<(String, usize, usize)> = if a.preset.is_empty() {
         DEFAULT_CASES
             .iter()

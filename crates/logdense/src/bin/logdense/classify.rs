@@ -4,7 +4,7 @@ use crate::run_flags::{RunFlags, RunKind};
 use crate::usage;
 use anyhow::{Context, Result};
 use clap::Args;
-use logdense::config::TrainConfig;
+use logdense::config::{ClassSchedule, TrainConfig};
 use logdense::train::{self, Run, Trained};
 use std::path::PathBuf;
 
@@ -12,8 +12,7 @@ use std::path::PathBuf;
 pub(crate) struct TrainArgs {
     #[command(flatten)]
     run: RunFlags,
-    /// Network preset (default: fashion).
-    #[arg(long)]
+    #[arg(long, help = crate::preset_help(logdense::graph::Task::Classify, "fashion"))]
     preset: Option<String>,
     /// Data directory (default: /usr/share/datasets/fashion-mnist).
     #[arg(long)]
@@ -34,6 +33,18 @@ pub(crate) struct TrainArgs {
     train_subset: Option<usize>,
     #[arg(long)]
     test_subset: Option<usize>,
+    /// Wall-clock training budget in minutes (default 7.5 with `budget-cosine`): the rate
+    /// anneals over it and training stops at the first step past it; with the other schedules
+    /// no epoch starts that would end past it.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    /// step (the paper's: x0.1 after 1/2 and 3/4 of the epochs), cosine (over the epochs) or
+    /// budget-cosine (over the wall-clock budget; the default).
+    #[arg(long, value_parser = ["step", "cosine", "budget-cosine"])]
+    lr_schedule: Option<String>,
+    /// Run every layer on plain burn ops instead of the fused CPU kernels (`model.fused`).
+    #[arg(long)]
+    no_fused: bool,
 }
 
 #[derive(Args)]
@@ -56,7 +67,8 @@ pub(crate) struct PredictArgs {
 }
 
 pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
-    let device = train::device_from_name(&a.run.device).map_err(|e| usage(e.to_string()))?;
+    let device =
+        logdense::device::device_from_name(&a.run.device).map_err(|e| usage(e.to_string()))?;
     let (cfg, dir, resume) = a.run.start(
         a.preset.as_ref(),
         RunKind {
@@ -96,6 +108,19 @@ fn apply_overrides(mut cfg: TrainConfig, a: &TrainArgs) -> Result<TrainConfig> {
     cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
     cfg.data.test_subset = a.test_subset.or(cfg.data.test_subset);
     cfg.data.workers = a.run.workers.unwrap_or(cfg.data.workers);
+    if let Some(m) = a.max_minutes {
+        cfg.optim.max_train_s = Some(m * 60.0);
+    }
+    if a.no_fused {
+        cfg.model.fused = false;
+    }
+    if let Some(s) = &a.lr_schedule {
+        cfg.optim.lr_schedule = match s.as_str() {
+            "step" => ClassSchedule::Step,
+            "cosine" => ClassSchedule::Cosine,
+            _ => ClassSchedule::BudgetCosine,
+        };
+    }
     cfg.validate().map_err(|e| usage(format!("{e:#}")))?;
     Ok(cfg)
 }
@@ -114,12 +139,12 @@ fn finish_training(run: Run, resume: bool) -> Result<()> {
 }
 
 pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
-    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let mut t = Trained::load(&a.run, &device)?;
     if let Some(d) = a.data {
         t.cfg.data.dir = Some(d);
     }
-    let data = train::load_data(&t.cfg)?;
+    let data = logdense::datasets::load_data(&t.cfg)?;
     let n = data.test.len();
     let batcher = logdense::data::ClassBatcher::eval(
         t.state.mean.clone(),
@@ -138,7 +163,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
 
 pub(crate) fn predict_cmd(a: PredictArgs) -> Result<()> {
     use burn::prelude::*;
-    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let t = Trained::load(&a.run, &device)?;
     let [c, h, w] = t.state.spec.input;
     let img = image::open(&a.image)

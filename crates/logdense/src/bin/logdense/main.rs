@@ -11,7 +11,7 @@ mod classify;
 mod run_flags;
 mod segment;
 
-use analysis::{CostArgs, DesignArgs, GraphArgs};
+use analysis::{CostArgs, DesignArgs, GraphArgs, PresetsArgs};
 use bench::{BenchArgs, CheckDeviceArgs};
 use classify::{EvalArgs, PredictArgs, TrainArgs};
 use segment::{DataCommand, SegmentCommand};
@@ -25,6 +25,14 @@ use segment::{DataCommand, SegmentCommand};
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Process tuning: run the command on the calling thread instead of a thread of the
+    /// compute pool (rayon's, which burn, gemm and the fused kernels share). For comparisons.
+    #[arg(long, global = true)]
+    no_compute_pool: bool,
+    /// Process tuning: leave glibc malloc's defaults instead of keeping freed memory in the
+    /// heap (see `keep_freed_memory`). For comparisons.
+    #[arg(long, global = true)]
+    malloc_defaults: bool,
 }
 
 #[derive(Subcommand)]
@@ -33,6 +41,8 @@ pub(crate) enum Command {
     Graph(GraphArgs),
     /// Analytic cost of a network: FLOPs, parameters, activation memory, per block.
     Cost(CostArgs),
+    /// The model registry: every preset with its task, size and a one-line summary.
+    Presets(PresetsArgs),
     /// Search for input sets with at most K inputs per layer that minimise the MBD.
     Design(DesignArgs),
     /// Train a classifier (default: a small Log-DenseNet on Fashion-MNIST, on CPU).
@@ -73,6 +83,14 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
+/// The `--preset` help of a command of `task`: its default and the registry's names.
+pub(crate) fn preset_help(task: logdense::graph::Task, default: &str) -> String {
+    format!(
+        "Network preset (default: {default}): {}",
+        logdense::presets::names(Some(task))
+    )
+}
+
 pub(crate) fn parse_pattern(s: &str) -> Result<Pattern> {
     s.parse::<Pattern>()
         .map_err(|e| usage(format!("--pattern: {e}")))
@@ -90,15 +108,12 @@ fn quiet_on_closed_pipe() {
 
 /// Training frees and allocates the same large tensor buffers every step. By default glibc's
 /// malloc trims the freed top of its heap back to the kernel and page-faults it in again on the
-/// next step. Keeping the freed top, growing the heap 256 MiB at a time, and serving buffers
-/// up to 32 MiB from the heap (setting the first two stops glibc from raising that threshold
-/// itself) measured 38.7 -> 49.8 images/s on fashion-scenes segmentation training (peak
-/// memory 282 -> 319 MB) and 555 -> 531 ms per ld-v1-12-16 training step at batch 64.
-/// `LOGDENSE_KEEP_FREED_MEMORY=0` leaves malloc's defaults, for comparisons.
+/// next step. This keeps the freed top, grows the heap 256 MiB at a time, and serves buffers up
+/// to 32 MiB from the heap (setting the first two stops glibc from raising that threshold
+/// itself): faster steps for a little more peak memory (docs/2026-11-performance-history.md,
+/// "The malloc setting", has the figures).
+/// `--malloc-defaults` leaves malloc's defaults, for comparisons.
 fn keep_freed_memory() {
-    if std::env::var_os("LOGDENSE_KEEP_FREED_MEMORY").is_some_and(|v| v == "0") {
-        return;
-    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes malloc's tuning; called before any other thread starts.
     unsafe {
@@ -110,12 +125,16 @@ fn keep_freed_memory() {
 
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
-    keep_freed_memory();
     let cli = Cli::parse();
-    let result = logdense::on_compute_pool(move || match cli.command {
+    if !cli.malloc_defaults {
+        keep_freed_memory();
+    }
+    let command = cli.command;
+    let run = move || match command {
         Command::Graph(a) => analysis::graph_cmd(a),
         Command::Cost(a) => analysis::cost_cmd(a),
         Command::Design(a) => analysis::design_cmd(a),
+        Command::Presets(a) => analysis::presets_cmd(a),
         Command::Train(a) => classify::train_cmd(a),
         Command::Eval(a) => classify::eval_cmd(a),
         Command::Predict(a) => classify::predict_cmd(a),
@@ -125,7 +144,12 @@ fn main() -> ExitCode {
         Command::Segment(SegmentCommand::Eval(a)) => segment::seg_eval_cmd(a),
         Command::Segment(SegmentCommand::Predict(a)) => segment::seg_predict_cmd(a),
         Command::Data(DataCommand::FashionScenes(a)) => segment::scenes_cmd(a),
-    });
+    };
+    let result = if cli.no_compute_pool {
+        run()
+    } else {
+        logdense::on_compute_pool(run)
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

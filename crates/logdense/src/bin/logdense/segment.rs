@@ -4,7 +4,6 @@ use crate::run_flags::{RunFlags, RunKind};
 use crate::usage;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use logdense::train;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -48,8 +47,7 @@ pub(crate) enum SegmentCommand {
 pub(crate) struct SegTrainArgs {
     #[command(flatten)]
     run: RunFlags,
-    /// fc-ld-small, fc-ld-scenes, fc-ld-scenes-wide, fc-ld-scenes-slim, fc-ld-103, fc-densenet-56, fc-densenet-67, fc-densenet-103.
-    #[arg(long)]
+    #[arg(long, help = crate::preset_help(logdense::graph::Task::Segment, "fc-ld-small"))]
     preset: Option<String>,
     /// Data directory in the SegNet layout.
     #[arg(long)]
@@ -82,6 +80,9 @@ pub(crate) struct SegTrainArgs {
     /// the first step past it).
     #[arg(long)]
     max_minutes: Option<f64>,
+    /// Run every layer on plain burn ops instead of the fused CPU kernels (`model.fused`).
+    #[arg(long)]
+    no_fused: bool,
 }
 
 #[derive(Args)]
@@ -146,7 +147,8 @@ fn parse_split(s: &str) -> Result<logdense::data::seg::SegSplit> {
 
 pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
     use logdense::segment::{SegConfig, SegRun, SEG_CONFIG_FILE};
-    let device = train::device_from_name(&a.run.device).map_err(|e| usage(e.to_string()))?;
+    let device =
+        logdense::device::device_from_name(&a.run.device).map_err(|e| usage(e.to_string()))?;
     let (mut cfg, dir, resume) = a.run.start(
         a.preset.as_ref(),
         RunKind {
@@ -183,6 +185,9 @@ pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
     if let Some(m) = a.max_minutes {
         cfg.optim.max_train_s = Some(m * 60.0);
     }
+    if a.no_fused {
+        cfg.model.fused = false;
+    }
     cfg.validate().map_err(|e| usage(format!("{e:#}")))?;
     if !cfg.data.dir.exists() {
         return Err(usage(format!(
@@ -208,7 +213,7 @@ pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
 
 pub(crate) fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
     use logdense::data::seg::{load_camvid, SegBatcher, SegInMemory};
-    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let (cfg, model, state) = logdense::segment::load_run(&a.run, &device)?;
     let dir = a.data.unwrap_or(cfg.data.dir.clone());
     let split = match &a.split {
@@ -275,7 +280,7 @@ fn confusion_table(cm: &logdense::data::seg::ConfusionMatrix, names: &[String]) 
 }
 
 pub(crate) fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
-    let device = train::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let (cfg, model, state) = logdense::segment::load_run(&a.run, &device)?;
     let img = image::open(&a.image)
         .with_context(|| format!("cannot read image {}", a.image.display()))?
