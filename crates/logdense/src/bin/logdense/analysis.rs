@@ -402,6 +402,12 @@ pub(crate) struct PresetsArgs {
 /// `logdense presets`: the registry, one line per preset.
 pub(crate) fn presets_cmd(a: PresetsArgs) -> Result<()> {
     use logdense::presets::{self, Builder, PRESETS};
+    if !a.json {
+        println!(
+            "{:<22} {:<15} {:<26} summary",
+            "name", "task", "size (at its own input)"
+        );
+    }
     for p in PRESETS {
         let task = presets::task_name(p.task);
         if a.task.as_deref().is_some_and(|t| t != task) {
