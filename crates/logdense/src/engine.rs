@@ -273,7 +273,7 @@ pub trait Task {
         epoch: usize,
         device: &Device,
     ) -> Arc<dyn DataLoader<Self::Batch>>;
-    /// The batch's images and its weighted loss over the heads (`weights` per head).
+    /// Splits a batch into its images and its targets.
     fn split(&self, batch: Self::Batch) -> (Tensor<4>, Self::Targets);
     /// Per-batch targets, passed from [`Task::split`] to [`Task::loss`].
     type Targets;

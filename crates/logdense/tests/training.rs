@@ -1,6 +1,7 @@
 //! Training on the real Fashion-MNIST (installed by `.ci/run` / the README's set-up):
 //! a CI-sized run that must learn, and exact resume.
 
+use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use logdense::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use logdense::config::{ClassSchedule, TrainConfig};
@@ -40,6 +41,22 @@ fn small_config(train: usize, test: usize, epochs: usize) -> TrainConfig {
     cfg
 }
 
+/// Test accuracy of a run directory's saved model on its test set, evaluated afresh in batches
+/// of `batch`, and the number of test images.
+fn fresh_evaluation(run: &std::path::Path, batch: usize) -> (f64, usize) {
+    let t = logdense::train::Trained::load(run, &Device::flex()).unwrap();
+    let data = logdense::datasets::load_data(&t.cfg).unwrap();
+    let images = data.test.len();
+    let batcher = logdense::data::ClassBatcher::eval(
+        t.state.mean.clone(),
+        t.state.std.clone(),
+        t.cfg.data.augment.clone(),
+    );
+    let loader = logdense::data::loader_on(data.test, batcher, batch, None, 0, &Device::flex());
+    let (_, acc) = logdense::train::evaluate(&t.model, loader).unwrap();
+    (acc, images)
+}
+
 #[test]
 fn ci_sized_training_learns_fashion_mnist() {
     let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
@@ -76,15 +93,8 @@ fn ci_sized_training_learns_fashion_mnist() {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     // eval from the run directory reproduces the last epoch's test accuracy.
-    let t = logdense::train::Trained::load(&dir, &Device::flex()).unwrap();
-    let data = logdense::datasets::load_data(&t.cfg).unwrap();
-    let batcher = logdense::data::ClassBatcher::eval(
-        t.state.mean.clone(),
-        t.state.std.clone(),
-        t.cfg.data.augment.clone(),
-    );
-    let loader = logdense::data::loader_on(data.test, batcher, 100, None, 0, &Device::flex());
-    let (_, acc) = logdense::train::evaluate(&t.model, loader).unwrap();
+    let (acc, images) = fresh_evaluation(&dir, 100);
+    assert_eq!(images, 1000);
     assert!(
         (acc - summary.test_accuracy).abs() < 1e-9,
         "eval {acc} vs training {}",
@@ -244,16 +254,8 @@ fn trains_from_imagenet_style_class_folders() {
     assert_eq!(model.graph.spec.classes, 2);
     assert_eq!(summary.epochs, 1);
     // The run's own evaluation equals a fresh one of the saved model on the decoded val/ images.
-    let t = logdense::train::Trained::load(&run, &Device::flex()).unwrap();
-    let data = logdense::datasets::load_data(&t.cfg).unwrap();
-    assert_eq!(data.test.len(), 8);
-    let batcher = logdense::data::ClassBatcher::eval(
-        t.state.mean.clone(),
-        t.state.std.clone(),
-        t.cfg.data.augment.clone(),
-    );
-    let loader = logdense::data::loader_on(data.test, batcher, 3, None, 0, &Device::flex());
-    let (_, acc) = logdense::train::evaluate(&t.model, loader).unwrap();
+    let (acc, images) = fresh_evaluation(&run, 3);
+    assert_eq!(images, 8);
     assert!(
         (acc - summary.test_accuracy).abs() < 1e-9,
         "eval {acc} vs training {}",
