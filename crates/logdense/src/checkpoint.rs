@@ -1,6 +1,12 @@
 //! Checkpoints that survive crashes: one file holding the training state (JSON), the model and
-//! the optimiser (burnpack bytes), written to a temporary file, synced, then renamed over the
-//! previous checkpoint, so a kill at any moment leaves either the old or the new one whole.
+//! the optimiser (burnpack bytes) and the run's metric rows (JSON), written to a temporary
+//! file, synced, then renamed over the previous checkpoint, so a kill at any moment leaves
+//! either the old or the new one whole, and an epoch's weights and metrics are committed by
+//! one rename. A CRC-32 over the whole content detects corruption anywhere in the file.
+//!
+//! Format (little-endian): the magic `LDCKPT02`, the CRC-32 (4 bytes) of everything after it,
+//! then four parts, each a u64 length and its bytes: state, model, optimiser, metrics. Files
+//! of the first format (`LDCKPT01`: no checksum, no metrics) still load.
 
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
@@ -12,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"LDCKPT01";
+const MAGIC: &[u8; 8] = b"LDCKPT02";
+/// The first format: no checksum, three parts.
+const MAGIC_V1: &[u8; 8] = b"LDCKPT01";
 
 /// The run directory's checkpoint file.
 pub const CHECKPOINT_FILE: &str = "checkpoint.ldck";
@@ -67,10 +75,14 @@ impl TrainState {
 }
 
 /// The pieces of a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     pub state: TrainState,
     pub model: Vec<u8>,
     pub optimizer: Vec<u8>,
+    /// The run's metric rows up to this epoch, as the JSON array `metrics.json` holds (empty in
+    /// checkpoints of the first format).
+    pub metrics: Vec<u8>,
 }
 
 fn put(out: &mut Vec<u8>, part: &[u8]) {
@@ -78,60 +90,122 @@ fn put(out: &mut Vec<u8>, part: &[u8]) {
     out.extend_from_slice(part);
 }
 
+/// Why a checkpoint's bytes were refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CheckpointError {
+    #[error("not a logdense checkpoint (bad magic)")]
+    BadMagic,
+    #[error("truncated (in the {0})")]
+    Truncated(&'static str),
+    #[error("corrupt: checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("corrupt: {0} bytes after the last part")]
+    Trailing(usize),
+    #[error("bad state: {0}")]
+    State(String),
+}
+
 impl Checkpoint {
-    /// Writes atomically: `path.tmp`, fsync, rename.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// The file's bytes (see the module documentation for the format).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        put(
+            &mut body,
+            &serde_json::to_vec(&self.state).expect("a state always serialises"),
+        );
+        put(&mut body, &self.model);
+        put(&mut body, &self.optimizer);
+        put(&mut body, &self.metrics);
         let mut bytes = MAGIC.to_vec();
-        put(&mut bytes, &serde_json::to_vec(&self.state)?);
-        put(&mut bytes, &self.model);
-        put(&mut bytes, &self.optimizer);
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        bytes
+    }
+
+    /// Parses a checkpoint's bytes, checking the checksum; never panics, and allocates no more
+    /// than the input's size.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let magic = bytes.get(..MAGIC.len()).ok_or(CheckpointError::BadMagic)?;
+        // The layout is read first, so that a short file is called truncated; then the
+        // checksum finds corruption anywhere else.
+        let (mut at, parts, stored) = if magic == MAGIC {
+            let stored = bytes
+                .get(8..12)
+                .ok_or(CheckpointError::Truncated("checksum"))?;
+            (
+                12,
+                4,
+                Some(u32::from_le_bytes(stored.try_into().expect("4 bytes"))),
+            )
+        } else if magic == MAGIC_V1 {
+            (8, 3, None)
+        } else {
+            return Err(CheckpointError::BadMagic);
+        };
+        let mut take = |what: &'static str| -> Result<&[u8], CheckpointError> {
+            let len = bytes
+                .get(at..at + 8)
+                .ok_or(CheckpointError::Truncated(what))?;
+            let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+            let start = at + 8;
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| start.checked_add(l))
+                .filter(|&e| e <= bytes.len())
+                .ok_or(CheckpointError::Truncated(what))?;
+            at = end;
+            Ok(&bytes[start..end])
+        };
+        let state = take("state")?;
+        let model = take("model")?;
+        let optimizer = take("optimizer")?;
+        let metrics = if parts == 4 { take("metrics")? } else { &[] };
+        if at != bytes.len() {
+            return Err(CheckpointError::Trailing(bytes.len() - at));
+        }
+        if let Some(stored) = stored {
+            let computed = crc32fast::hash(&bytes[12..]);
+            if stored != computed {
+                return Err(CheckpointError::Checksum { stored, computed });
+            }
+        }
+        let state =
+            serde_json::from_slice(state).map_err(|e| CheckpointError::State(e.to_string()))?;
+        let (model, optimizer, metrics) = (model.to_vec(), optimizer.to_vec(), metrics.to_vec());
+        Ok(Checkpoint {
+            state,
+            model,
+            optimizer,
+            metrics,
+        })
+    }
+
+    /// Writes atomically: `path.tmp`, fsync, rename; a failed write removes the partial
+    /// temporary file.
+    pub fn save(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(&bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()?;
-        drop(f);
+        let written = (|| -> Result<()> {
+            let mut f = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            f.write_all(&self.to_bytes())
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            f.sync_all()
+                .with_context(|| format!("cannot sync {}", tmp.display()))
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         Ok(())
     }
 
+    /// Reads and checks a checkpoint file; errors name the file and what is wrong.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            bail!(
-                "{} is not a logdense checkpoint (bad magic)",
-                path.display()
-            );
-        }
-        let mut at = MAGIC.len();
-        let mut take = |what: &str| -> Result<Vec<u8>> {
-            let len_end = at + 8;
-            if bytes.len() < len_end {
-                bail!(
-                    "checkpoint {} is truncated (in the {what} length)",
-                    path.display()
-                );
-            }
-            let len = u64::from_le_bytes(bytes[at..len_end].try_into().expect("8 bytes")) as usize;
-            let end = len_end.checked_add(len).filter(|&e| e <= bytes.len());
-            let Some(end) = end else {
-                bail!("checkpoint {} is truncated (in the {what})", path.display())
-            };
-            at = end;
-            Ok(bytes[len_end..end].to_vec())
-        };
-        let state = serde_json::from_slice(&take("state")?)
-            .with_context(|| format!("checkpoint {}: bad state", path.display()))?;
-        let model = take("model")?;
-        let optimizer = take("optimizer")?;
-        Ok(Checkpoint {
-            state,
-            model,
-            optimizer,
-        })
+        Self::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", path.display()))
     }
 }
 
@@ -141,6 +215,7 @@ pub fn save_checkpoint(
     model: &SparseDenseNet,
     optim: &ModuleOptimizer,
     state: &TrainState,
+    metrics: Vec<u8>,
 ) -> Result<()> {
     let model_bytes = model
         .clone()
@@ -154,23 +229,37 @@ pub fn save_checkpoint(
         state: state.clone(),
         model: model_bytes.to_vec(),
         optimizer: optim_bytes.to_vec(),
+        metrics,
     }
     .save(&dir.join(CHECKPOINT_FILE))
 }
 
-/// Restores model weights, optimiser state and training state from a checkpoint file.
+/// Restores model weights, optimiser state and training state from a checkpoint file, and
+/// returns its metric rows (JSON). The checkpoint must hold the network `model` was built
+/// from (a run resumed with other data or another network is refused, naming both).
 pub fn load_checkpoint(
     path: &Path,
     model: SparseDenseNet,
     optim: ModuleOptimizer,
-) -> Result<(SparseDenseNet, ModuleOptimizer, TrainState)> {
+) -> Result<(SparseDenseNet, ModuleOptimizer, TrainState, Vec<u8>)> {
     let ck = Checkpoint::load(path)?;
+    if ck.state.spec != model.graph.spec {
+        bail!(
+            "checkpoint {} holds another network than this run builds (data or model changed?): \
+             input {:?} with {} classes in the checkpoint, {:?} with {} now",
+            path.display(),
+            ck.state.spec.input,
+            ck.state.spec.classes,
+            model.graph.spec.input,
+            model.graph.spec.classes
+        );
+    }
     let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let optim = optim
         .from_bytes(Bytes::from_bytes_vec(ck.optimizer))
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok((model.load_record(record), optim, ck.state))
+    Ok((model.load_record(record), optim, ck.state, ck.metrics))
 }
 
 /// A model and its training state loaded from a run directory's checkpoint.
@@ -204,18 +293,20 @@ mod tests {
             stage: 1,
             stage_epoch: 2,
         };
-        Checkpoint {
+        let ck = Checkpoint {
             state: state.clone(),
             model: vec![1, 2, 3],
             optimizer: vec![9; 10],
-        }
-        .save(&path)
-        .unwrap();
+            metrics: b"[]".to_vec(),
+        };
+        ck.save(&path).unwrap();
         let back = Checkpoint::load(&path).unwrap();
         assert_eq!(
             (back.state, back.model, back.optimizer),
             (state, vec![1, 2, 3], vec![9; 10])
         );
+        assert_eq!(back.metrics, b"[]");
+        assert!(!dir.join("checkpoint.tmp").exists());
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
         let e = Checkpoint::load(&path).err().unwrap().to_string();
@@ -230,5 +321,86 @@ mod tests {
             .to_string()
             .contains("bad magic"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            state: TrainState::fresh(
+                logdense_graph::NetSpec::v1(logdense_graph::Pattern::Log, 2, 4, 1),
+                3,
+                vec![0.5],
+                vec![0.25],
+                vec!["a".into(), "b".into()],
+            ),
+            model: (0..200u8).collect(),
+            optimizer: vec![7; 64],
+            metrics: br#"[{"epoch":1}]"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn corruption_anywhere_is_detected_and_named() {
+        let bytes = sample().to_bytes();
+        assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), sample());
+        // Every single flipped byte, in any part (the lengths included), is refused.
+        for k in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[k] ^= 0x40;
+            let e = Checkpoint::from_bytes(&bad).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    CheckpointError::Checksum { .. }
+                        | CheckpointError::Truncated(_)
+                        | CheckpointError::Trailing(_)
+                        | CheckpointError::BadMagic
+                ),
+                "byte {k}: {e}"
+            );
+        }
+        // 64 flipped bytes in the middle of the model: the checksum says so.
+        let mut bad = bytes.clone();
+        let mid = bytes.len() / 2;
+        for b in &mut bad[mid - 32..mid + 32] {
+            *b = !*b;
+        }
+        let e = Checkpoint::from_bytes(&bad).unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch"), "{e}");
+        // Bytes appended after the last part.
+        let mut long = bytes.clone();
+        long.extend_from_slice(b"xx");
+        assert_eq!(
+            Checkpoint::from_bytes(&long).unwrap_err(),
+            CheckpointError::Trailing(2)
+        );
+        // Every prefix is refused without a panic.
+        for n in 0..bytes.len() {
+            assert!(Checkpoint::from_bytes(&bytes[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn first_format_checkpoints_still_load() {
+        let ck = sample();
+        let mut v1 = MAGIC_V1.to_vec();
+        put(&mut v1, &serde_json::to_vec(&ck.state).unwrap());
+        put(&mut v1, &ck.model);
+        put(&mut v1, &ck.optimizer);
+        let back = Checkpoint::from_bytes(&v1).unwrap();
+        assert_eq!(
+            (back.state, back.model, back.optimizer),
+            (ck.state, ck.model, ck.optimizer)
+        );
+        assert!(back.metrics.is_empty());
+    }
+
+    #[test]
+    fn a_huge_length_is_truncation_not_an_allocation() {
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(
+            Checkpoint::from_bytes(&bytes).unwrap_err(),
+            CheckpointError::Truncated("state")
+        );
     }
 }

@@ -326,8 +326,19 @@ impl Engine<'_> {
         let mut optim = self.optimizer.build();
         let mut rows: Vec<T::Row> = Vec::new();
         if resume {
-            (model, optim, state) = load_checkpoint(&self.dir.join(CHECKPOINT_FILE), model, optim)?;
-            rows = saved_rows(self.dir, state.epochs_done, T::row_epoch)?;
+            let metrics;
+            (model, optim, state, metrics) =
+                load_checkpoint(&self.dir.join(CHECKPOINT_FILE), model, optim)?;
+            rows = if metrics.is_empty() {
+                // A checkpoint of the first format: the rows come from metrics.json.
+                saved_rows(self.dir, state.epochs_done, T::row_epoch)?
+            } else {
+                serde_json::from_slice(&metrics).context("the checkpoint's metric rows")?
+            };
+            // The metric files follow the checkpoint, whatever a kill left of them.
+            if !rows.is_empty() {
+                task.write_reports(self.dir, &rows)?;
+            }
         }
         let stages = task.stages();
         let heads = model.graph.heads().len();
@@ -478,7 +489,10 @@ impl Engine<'_> {
                 }
             }
             rows.push(row);
-            save_checkpoint(self.dir, &model, &optim, &state)?;
+            // Weights and metrics of the epoch are committed together by the checkpoint's
+            // rename; the metric files are derived from it.
+            let metrics = serde_json::to_vec(&rows).context("the metric rows")?;
+            save_checkpoint(self.dir, &model, &optim, &state, metrics)?;
             task.write_reports(self.dir, &rows)?;
             if self.stop_after.is_some_and(|k| epoch >= k) {
                 break;
