@@ -292,6 +292,39 @@ pub struct Augment {
 }
 
 impl Augment {
+    /// Checks the values serde cannot: a message naming the field (`data.augment.FIELD`).
+    pub fn validate(&self) -> Result<(), String> {
+        const MAX_SIDE: u32 = 1 << 16;
+        for (field, v) in [
+            ("random_resized_crop", self.random_resized_crop),
+            ("resize", self.resize),
+            ("center_crop", self.center_crop),
+        ] {
+            if let Some(v) = v {
+                if v == 0 || v > MAX_SIDE {
+                    return Err(format!(
+                        "data.augment.{field} must lie in 1..={MAX_SIDE} pixels, got {v}"
+                    ));
+                }
+            }
+        }
+        if let Some(p) = self.pad_crop {
+            if p > MAX_SIDE as usize {
+                return Err(format!(
+                    "data.augment.pad_crop must be at most {MAX_SIDE} pixels, got {p}"
+                ));
+            }
+        }
+        if let Some(s) = self.blur_sigma {
+            if !(s.is_finite() && (0.1..=100.0).contains(&s)) {
+                return Err(format!(
+                    "data.augment.blur_sigma must lie in [0.1, 100] (sigma is drawn from [0.1, blur_sigma]), got {s}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// No augmentation.
     pub fn none() -> Self {
         Self::default()

@@ -26,13 +26,18 @@ pub struct Cost {
     pub activation_bytes_shared: u64,
 }
 
-impl std::ops::AddAssign for Cost {
-    fn add_assign(&mut self, o: Cost) {
-        self.flops += o.flops;
-        self.params += o.params;
-        self.weight_params += o.weight_params;
-        self.activation_bytes += o.activation_bytes;
-        self.activation_bytes_shared += o.activation_bytes_shared;
+impl Cost {
+    /// The sum, or `None` if a field overflows.
+    pub fn checked_add(self, o: Cost) -> Option<Cost> {
+        Some(Cost {
+            flops: self.flops.checked_add(o.flops)?,
+            params: self.params.checked_add(o.params)?,
+            weight_params: self.weight_params.checked_add(o.weight_params)?,
+            activation_bytes: self.activation_bytes.checked_add(o.activation_bytes)?,
+            activation_bytes_shared: self
+                .activation_bytes_shared
+                .checked_add(o.activation_bytes_shared)?,
+        })
     }
 }
 
@@ -51,42 +56,55 @@ pub struct CostReport {
 
 const BYTES_PER_FLOAT: u64 = 4;
 
-fn area(size: (usize, usize)) -> u64 {
-    (size.0 * size.1) as u64
+/// The product of `factors`, or `None` on overflow.
+fn mul(factors: &[u64]) -> Option<u64> {
+    factors.iter().try_fold(1u64, |a, &f| a.checked_mul(f))
+}
+
+fn area(size: (usize, usize)) -> Option<u64> {
+    mul(&[size.0 as u64, size.1 as u64])
 }
 
 /// BN-ReLU in front of a convolution: 2 parameters per channel; autograd keeps the ReLU output.
-fn pre_activation(cin: u64, hw: u64) -> Cost {
-    Cost {
-        params: 2 * cin,
-        activation_bytes: cin * hw * BYTES_PER_FLOAT,
+fn pre_activation(cin: u64, hw: u64) -> Option<Cost> {
+    Some(Cost {
+        params: mul(&[2, cin])?,
+        activation_bytes: mul(&[cin, hw, BYTES_PER_FLOAT])?,
         ..Cost::default()
-    }
+    })
 }
 
 /// A k x k convolution evaluated at `hw` output positions.
-fn conv(cin: u64, cout: u64, k: u64, hw: u64, bias: bool) -> Cost {
-    let weights = cin * cout * k * k;
-    Cost {
-        flops: 2 * weights * hw,
-        params: weights + if bias { cout } else { 0 },
+fn conv(cin: u64, cout: u64, k: u64, hw: u64, bias: bool) -> Option<Cost> {
+    let weights = mul(&[cin, cout, k, k])?;
+    Some(Cost {
+        flops: mul(&[2, weights, hw])?,
+        params: weights.checked_add(if bias { cout } else { 0 })?,
         weight_params: weights,
         ..Cost::default()
-    }
+    })
 }
 
-/// The cost of one node.
-pub fn node_cost(node: &Node) -> Cost {
+/// The cost of one node (`None` if it overflows 64 bits; [`NetSpec::build`](crate::NetSpec::build)
+/// refuses such networks, so a built graph's nodes never do).
+pub fn node_cost(node: &Node) -> Option<Cost> {
     let cin = node.in_channels as u64;
     let cout = node.channels as u64;
-    let hw_in = area(node.in_size);
-    let hw_out = area(node.size);
+    let hw_in = area(node.in_size)?;
+    let hw_out = area(node.size)?;
     let mut c = Cost::default();
+    let add = |c: Cost, o: Option<Cost>| c.checked_add(o?);
+    let bytes = |factors: &[u64]| -> Option<Cost> {
+        Some(Cost {
+            activation_bytes: mul(factors)?,
+            ..Cost::default()
+        })
+    };
     if node.inputs.len() > 1 {
-        c.activation_bytes += cin * hw_in * BYTES_PER_FLOAT;
+        c = add(c, bytes(&[cin, hw_in, BYTES_PER_FLOAT]))?;
     }
     match node.op {
-        Op::Input => return Cost::default(),
+        Op::Input => return Some(Cost::default()),
         Op::Stem {
             kernel,
             stride,
@@ -95,46 +113,49 @@ pub fn node_cost(node: &Node) -> Cost {
             let (h, w) = node.in_size;
             let k = kernel;
             let conv_out = |x: usize| (x + 2 * (k / 2)).saturating_sub(k) / stride + 1;
-            let hw_conv = (conv_out(h) * conv_out(w)) as u64;
-            c += conv(cin, cout, k as u64, hw_conv, false);
+            let hw_conv = mul(&[conv_out(h) as u64, conv_out(w) as u64])?;
+            c = add(c, conv(cin, cout, k as u64, hw_conv, false))?;
             if max_pool {
-                c += pre_activation(cout, hw_conv);
-                c.activation_bytes += cout * hw_conv * BYTES_PER_FLOAT;
+                c = add(c, pre_activation(cout, hw_conv))?;
+                c = add(c, bytes(&[cout, hw_conv, BYTES_PER_FLOAT]))?;
             }
         }
         Op::Layer { bottleneck, .. } => {
-            c += pre_activation(cin, hw_in);
+            c = add(c, pre_activation(cin, hw_in))?;
             match bottleneck {
-                None => c += conv(cin, cout, 3, hw_out, false),
+                None => c = add(c, conv(cin, cout, 3, hw_out, false))?,
                 Some(w) => {
                     let w = w as u64;
-                    c += conv(cin, w, 1, hw_in, false);
-                    c.activation_bytes += w * hw_in * BYTES_PER_FLOAT;
-                    c += pre_activation(w, hw_in);
-                    c += conv(w, cout, 3, hw_out, false);
+                    c = add(c, conv(cin, w, 1, hw_in, false))?;
+                    c = add(c, bytes(&[w, hw_in, BYTES_PER_FLOAT]))?;
+                    c = add(c, pre_activation(w, hw_in))?;
+                    c = add(c, conv(w, cout, 3, hw_out, false))?;
                 }
             }
         }
         Op::Down { .. } => {
-            c += pre_activation(cin, hw_in);
-            c += conv(cin, cout, 1, hw_in, false);
+            c = add(c, pre_activation(cin, hw_in))?;
+            c = add(c, conv(cin, cout, 1, hw_in, false))?;
         }
         Op::Up {
             pre_activation: pre,
             ..
         } => {
             if pre {
-                c += pre_activation(cin, hw_in);
+                c = add(c, pre_activation(cin, hw_in))?;
             }
             // A transposed convolution does k*k*cin*cout MACs per *input* position.
-            c += conv(cin, cout, 3, hw_in, false);
+            c = add(c, conv(cin, cout, 3, hw_in, false))?;
         }
         Op::Head { task, .. } => {
-            c += pre_activation(cin, hw_in);
-            c += match task {
-                Task::Classify => conv(cin, cout, 1, 1, true),
-                Task::Segment => conv(cin, cout, 1, hw_in, true),
-            };
+            c = add(c, pre_activation(cin, hw_in))?;
+            c = add(
+                c,
+                match task {
+                    Task::Classify => conv(cin, cout, 1, 1, true),
+                    Task::Segment => conv(cin, cout, 1, hw_in, true),
+                },
+            )?;
         }
     }
     // A classifier's output is one vector of logits (global pooling removes the resolution).
@@ -142,24 +163,32 @@ pub fn node_cost(node: &Node) -> Cost {
         Op::Head {
             task: Task::Classify,
             ..
-        } => cout * BYTES_PER_FLOAT,
-        _ => cout * hw_out * BYTES_PER_FLOAT,
+        } => mul(&[cout, BYTES_PER_FLOAT])?,
+        _ => mul(&[cout, hw_out, BYTES_PER_FLOAT])?,
     };
-    c.activation_bytes += output;
-    c.activation_bytes_shared += output;
-    c
+    c.checked_add(Cost {
+        activation_bytes: output,
+        activation_bytes_shared: output,
+        ..Cost::default()
+    })
 }
 
 impl NetGraph {
     /// FLOPs, parameters and activation memory, in total and per block.
     pub fn cost(&self) -> CostReport {
+        self.try_cost()
+            .expect("NetSpec::build refuses networks whose cost overflows 64 bits")
+    }
+
+    /// [`NetGraph::cost`] with every sum and product checked: `None` on overflow.
+    pub fn try_cost(&self) -> Option<CostReport> {
         let mut per_block = vec![Cost::default(); self.blocks.len()];
         let mut total = Cost::default();
         for node in &self.nodes {
-            let c = node_cost(node);
-            per_block[node.block] += c;
-            total += c;
+            let c = node_cost(node)?;
+            per_block[node.block] = per_block[node.block].checked_add(c)?;
+            total = total.checked_add(c)?;
         }
-        CostReport { total, per_block }
+        Some(CostReport { total, per_block })
     }
 }

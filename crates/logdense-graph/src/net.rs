@@ -282,6 +282,61 @@ impl NetSpec {
         if self.blocks.is_empty() {
             return bad("blocks", "a network needs at least one block".into());
         }
+        // Sizes are bounded before anything is allocated, so that a huge request is refused at
+        // once instead of exhausting memory (the cost arithmetic is checked as well).
+        let layers = self
+            .blocks
+            .iter()
+            .try_fold(0usize, |a, &n| a.checked_add(n))
+            .filter(|&l| l <= MAX_LAYERS);
+        let Some(layers) = layers else {
+            return bad(
+                "n",
+                format!(
+                    "at most {MAX_LAYERS} layers in all, got blocks {:?}",
+                    self.blocks
+                ),
+            );
+        };
+        let pattern = match self.arch {
+            Arch::V1 { pattern } => pattern,
+            _ => Pattern::Log,
+        };
+        let connections = pattern.connection_bound(layers);
+        if connections > MAX_CONNECTIONS {
+            return bad(
+                "n",
+                format!(
+                    "{layers} layers of pattern {pattern} make up to {connections} connections, \
+                     above the limit of {MAX_CONNECTIONS}; use fewer layers"
+                ),
+            );
+        }
+        for (field, value) in [
+            ("g", self.growth),
+            ("stem-width", self.stem.width),
+            ("classes", self.classes),
+            ("hub-multiplier", self.hub_multiplier),
+        ]
+        .into_iter()
+        .chain(self.block_growth.iter().map(|&g| ("block_growth", g)))
+        {
+            if value > MAX_CHANNELS {
+                return bad(field, format!("at most {MAX_CHANNELS}, got {value}"));
+            }
+        }
+        if self.input[0] > MAX_CHANNELS || self.input[1].max(self.input[2]) > MAX_SIDE {
+            return bad(
+                "input",
+                format!(
+                    "at most {MAX_CHANNELS} channels and {MAX_SIDE} pixels a side, got {:?}",
+                    self.input
+                ),
+            );
+        }
+        if self.stem.kernel > MAX_SIDE || self.stem.stride > MAX_SIDE {
+            return bad("stem", format!("kernel and stride at most {MAX_SIDE}"));
+        }
         if let Some(b) = self.blocks.iter().position(|&n| n == 0) {
             return bad(
                 "n",
@@ -359,7 +414,8 @@ impl NetSpec {
         Ok(())
     }
 
-    /// Builds the tensor graph, checking the spec.
+    /// Builds the tensor graph, checking the spec (sizes, and that its cost can be counted
+    /// in 64 bits).
     pub fn build(&self) -> Result<NetGraph, SpecError> {
         self.validate()?;
         let mut b = Builder::new(self.clone())?;
@@ -384,9 +440,26 @@ impl NetSpec {
             Arch::DenseNetBc { compression } => b.densenet_bc(compression)?,
             Arch::FcDenseNet => b.tiramisu()?,
         }
-        Ok(b.finish())
+        let graph = b.finish();
+        graph.try_cost().ok_or_else(|| SpecError::Invalid {
+            field: "n",
+            message: "the network's FLOPs, parameters or activation bytes overflow 64 bits; \
+                      use a smaller network or input"
+                .into(),
+        })?;
+        Ok(graph)
     }
 }
+
+/// The most feature layers a network may have.
+pub const MAX_LAYERS: usize = 100_000;
+/// The most connections (inputs summed over layers) a network may have: the input sets are
+/// built in memory.
+pub const MAX_CONNECTIONS: u128 = 50_000_000;
+/// The most channels of any width option (growth, stem, classes, input channels).
+pub const MAX_CHANNELS: usize = 1 << 20;
+/// The longest side of an input image (and of a stem's kernel or stride).
+pub const MAX_SIDE: usize = 1 << 16;
 
 /// Incremental graph construction shared by all architectures.
 struct Builder {

@@ -260,7 +260,7 @@ fn per_block_costs_sum_to_the_total() {
         let mut sum = Cost::default();
         for c in &r.per_block {
             assert!(c.flops > 0 && c.params > 0);
-            sum += *c;
+            sum = sum.checked_add(*c).expect("no overflow");
         }
         assert_eq!(sum, r.total, "{:?}", spec.arch);
     }

@@ -100,7 +100,7 @@ proptest! {
         let mut sum = Cost::default();
         for c in &report.per_block {
             prop_assert!(c.flops > 0 && c.params > 0);
-            sum += *c;
+            sum = sum.checked_add(*c).expect("no overflow");
         }
         prop_assert_eq!(sum, report.total);
 
@@ -146,7 +146,7 @@ proptest! {
             let r = graph.cost();
             let mut sum = Cost::default();
             for c in &r.per_block {
-                sum += *c;
+                sum = sum.checked_add(*c).expect("no overflow");
             }
             prop_assert_eq!(sum, r.total);
         }

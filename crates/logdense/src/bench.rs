@@ -250,6 +250,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     } else {
         opts.batch
     };
+    crate::resources::check_training_fits(spec, batch, "--batch")?;
     reset_peak_rss();
 
     let device = opts.device.clone().inner();
@@ -479,14 +480,7 @@ pub fn estimated_train_bytes(spec: &NetSpec, batch: usize) -> Result<u64> {
     Ok(c.activation_bytes * batch as u64 + 12 * c.params)
 }
 
-/// Memory available to a new process (`MemAvailable` in `/proc/meminfo`), in bytes.
-pub fn available_memory_bytes() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|k| k * 1024)
-}
+pub use crate::resources::available_memory_bytes;
 
 /// The memory sweep: V1 LOG (`ld-v1-N-G`) against DenseNet (`dense-N-G`, the V1 dense
 /// pattern) trained at one batch size, each preset in its own process.

@@ -9,7 +9,7 @@
 //! of the first format (`LDCKPT01`: no checksum, no metrics) still load.
 
 use crate::SparseDenseNet;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
@@ -244,7 +244,7 @@ pub fn load_checkpoint(
 ) -> Result<(SparseDenseNet, ModuleOptimizer, TrainState, Vec<u8>)> {
     let ck = Checkpoint::load(path)?;
     if ck.state.spec != model.graph.spec {
-        bail!(
+        return Err(crate::error::invalid(format!(
             "checkpoint {} holds another network than this run builds (data or model changed?): \
              input {:?} with {} classes in the checkpoint, {:?} with {} now",
             path.display(),
@@ -252,7 +252,7 @@ pub fn load_checkpoint(
             ck.state.spec.classes,
             model.graph.spec.input,
             model.graph.spec.classes
-        );
+        )));
     }
     let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.model))
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

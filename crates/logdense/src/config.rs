@@ -146,6 +146,14 @@ impl Default for DataConfig {
     }
 }
 
+/// The largest batch size a configuration may ask for (the memory check refuses smaller ones
+/// that do not fit).
+pub const MAX_BATCH: usize = 1 << 20;
+/// The most epochs of a stage.
+pub const MAX_EPOCHS: usize = 1_000_000;
+/// The most loader worker threads.
+pub const MAX_WORKERS: usize = 256;
+
 /// The wall-clock budget of `budget-cosine` when none is given: 7.5 minutes of training, so
 /// that `logdense train` ends its training, with the last evaluation, within 8 minutes on a
 /// slow 2-core machine.
@@ -187,9 +195,11 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
-    let cfg: T =
-        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
-    validate(&cfg).with_context(|| format!("invalid config {}", path.display()))?;
+    // A bad value is bad input wherever it came from: the CLI exits 2 as for a bad flag.
+    let cfg: T = toml::from_str(&text)
+        .map_err(|e| crate::error::invalid(format!("invalid config {}: {e}", path.display())))?;
+    validate(&cfg)
+        .map_err(|e| crate::error::invalid(format!("invalid config {}: {e:#}", path.display())))?;
     Ok(cfg)
 }
 
@@ -212,9 +222,42 @@ impl TrainConfig {
         if o.batch_size == 0 {
             bail!("optim.batch_size (--batch-size) must be at least 1");
         }
+        if o.batch_size > MAX_BATCH {
+            bail!(
+                "optim.batch_size (--batch-size) must be at most {MAX_BATCH}, got {}",
+                o.batch_size
+            );
+        }
+        if o.epochs > MAX_EPOCHS || o.final_only_epochs > MAX_EPOCHS {
+            bail!(
+                "optim.epochs (--epochs) and optim.final_only_epochs must be at most {MAX_EPOCHS}"
+            );
+        }
         if !(o.lr.is_finite() && o.lr > 0.0) {
             bail!("optim.lr (--lr) must be a positive number, got {}", o.lr);
         }
+        if !(0.0..1.0).contains(&o.momentum) {
+            bail!("optim.momentum must lie in [0, 1), got {}", o.momentum);
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            bail!(
+                "optim.weight_decay must be a non-negative number, got {}",
+                o.weight_decay
+            );
+        }
+        if !(o.gamma.is_finite() && o.gamma > 0.0) {
+            bail!("optim.gamma must be a positive number, got {}", o.gamma);
+        }
+        if self.data.workers > MAX_WORKERS {
+            bail!(
+                "data.workers (--workers) must be at most {MAX_WORKERS}, got {}",
+                self.data.workers
+            );
+        }
+        if self.data.train_subset == Some(0) || self.data.test_subset == Some(0) {
+            bail!("data.train_subset and data.test_subset (--train-subset, --test-subset) must be at least 1");
+        }
+        self.data.augment.validate().map_err(anyhow::Error::msg)?;
         if let Some(b) = o.max_train_s {
             if !(b.is_finite() && b > 0.0) {
                 bail!("optim.max_train_s (--max-minutes) must be a positive number of seconds, got {b}");

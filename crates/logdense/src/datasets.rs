@@ -2,6 +2,7 @@
 //! statistics and shapes the network and the normalisation need.
 
 use crate::config::TrainConfig;
+use crate::error::invalid;
 use anyhow::{bail, Result};
 use burn::data::dataset::Dataset;
 use logdense_data::{
@@ -58,6 +59,19 @@ pub fn load_data(cfg: &TrainConfig) -> Result<ClassData> {
     if let Some(n) = d.test_subset {
         test = test.subset(n, cfg.seed ^ 0x5eed);
     }
+    check_splits(
+        &dir,
+        (
+            train.len(),
+            [train.channels, train.height, train.width],
+            &train.class_names,
+        ),
+        (
+            test.len(),
+            [test.channels, test.height, test.width],
+            &test.class_names,
+        ),
+    )?;
     let (mean, std) = train.channel_mean_std();
     let first = test.image(0).to_vec();
     let (_, shape) = d.augment.apply_eval(
@@ -74,6 +88,35 @@ pub fn load_data(cfg: &TrainConfig) -> Result<ClassData> {
     })
 }
 
+/// Refuses splits a run cannot use: an empty one, or a test split whose image shape or class
+/// names differ from the training split's (each given as its size, `[c, h, w]` and names).
+pub fn check_splits(
+    dir: &Path,
+    train: (usize, [usize; 3], &[String]),
+    test: (usize, [usize; 3], &[String]),
+) -> Result<()> {
+    let at = dir.display();
+    if train.0 == 0 || test.0 == 0 {
+        return Err(invalid(format!(
+            "data.dir {at}: the {} split holds no images",
+            if train.0 == 0 { "training" } else { "test" }
+        )));
+    }
+    if train.1 != test.1 {
+        return Err(invalid(format!(
+            "data.dir {at}: test images are {:?} (channels, height, width) but training images {:?}",
+            test.1, train.1
+        )));
+    }
+    if train.2 != test.2 {
+        return Err(invalid(format!(
+            "data.dir {at}: the test split's classes {:?} differ from the training split's {:?}",
+            test.2, train.2
+        )));
+    }
+    Ok(())
+}
+
 /// ImageNet-style class folders `DIR/train/CLASS/*` and `DIR/val/CLASS/*`, decoded lazily (the
 /// data set need not fit in memory). The augmentation must bring images to one size
 /// (`random_resized_crop`, or `resize` + `center_crop`); statistics come from a seeded sample
@@ -82,13 +125,16 @@ fn load_folders(cfg: &TrainConfig, dir: &Path) -> Result<ClassData> {
     let train = logdense_data::ImageFolder::new(&dir.join("train"), None, None)?;
     let test = logdense_data::ImageFolder::new(&dir.join("val"), None, None)?;
     if train.class_names != test.class_names {
-        bail!(
-            "{}: train/ and val/ hold different class folders",
+        return Err(invalid(format!(
+            "data.dir {}: train/ and val/ hold different class folders",
             dir.display()
-        );
+        )));
     }
     if train.items.is_empty() || test.items.is_empty() {
-        bail!("{}: train/ or val/ holds no images", dir.display());
+        return Err(invalid(format!(
+            "data.dir {}: train/ or val/ holds no images",
+            dir.display()
+        )));
     }
     let a = &cfg.data.augment;
     if a.random_resized_crop.is_none() && a.center_crop.is_none() {

@@ -326,6 +326,7 @@ impl Engine<'_> {
         let mut optim = self.optimizer.build();
         let mut rows: Vec<T::Row> = Vec::new();
         if resume {
+            let classes_now = state.class_names.clone();
             let metrics;
             (model, optim, state, metrics) =
                 load_checkpoint(&self.dir.join(CHECKPOINT_FILE), model, optim)?;
@@ -335,6 +336,12 @@ impl Engine<'_> {
             } else {
                 serde_json::from_slice(&metrics).context("the checkpoint's metric rows")?
             };
+            if state.class_names != classes_now {
+                return Err(crate::error::invalid(format!(
+                    "--resume: the data's classes {classes_now:?} are not the run's {:?}",
+                    state.class_names
+                )));
+            }
             // The metric files follow the checkpoint, whatever a kill left of them.
             if !rows.is_empty() {
                 task.write_reports(self.dir, &rows)?;
@@ -518,10 +525,104 @@ pub fn saved_rows<T: DeserializeOwned>(
     Ok(rows)
 }
 
-/// Creates the run directory.
-pub fn create_run_dir(dir: &Path) -> Result<()> {
+/// A run directory held by this process while it trains: the lock is released when this is
+/// dropped, or when the process ends however it ends.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// The files a run writes, removed by `--overwrite`.
+const RUN_FILES: [&str; 7] = [
+    CHECKPOINT_FILE,
+    "checkpoint.tmp",
+    "metrics.csv",
+    "metrics.json",
+    "curves.png",
+    "summary.json",
+    "summary.tmp",
+];
+
+/// Opens `dir` for a training run: creates it and takes its lock (`run.lock`), refusing a
+/// directory another training holds. A directory that already holds a run (a checkpoint or
+/// metrics) is refused unless `resume` (continue it) or `overwrite` (replace it: its
+/// checkpoint and metric files are removed first); `resume` needs a checkpoint.
+pub fn open_run_dir(dir: &Path, resume: bool, overwrite: bool) -> Result<RunLock> {
     std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let lock_path = dir.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if !try_lock(&file) {
+        let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+        return Err(crate::error::invalid(format!(
+            "run directory {} is in use by another training (process {}); wait for it, or \
+             choose another --out",
+            dir.display(),
+            holder.trim()
+        )));
+    }
+    {
+        use std::io::{Seek, Write};
+        let mut f = &file;
+        let _ = f.set_len(0);
+        let _ = f.seek(std::io::SeekFrom::Start(0));
+        let _ = write!(f, "{}", std::process::id());
+    }
+    // A temporary checkpoint is what a process killed mid-write left: never a whole one.
+    let _ = std::fs::remove_file(dir.join("checkpoint.tmp"));
+    let holds_run = ["metrics.json", CHECKPOINT_FILE]
+        .iter()
+        .any(|f| dir.join(f).exists());
+    if resume {
+        if !dir.join(CHECKPOINT_FILE).exists() {
+            return Err(crate::error::invalid(format!(
+                "--resume: {} holds no checkpoint to continue from",
+                dir.display()
+            )));
+        }
+    } else if holds_run {
+        if !overwrite {
+            return Err(crate::error::invalid(format!(
+                "run directory {} already holds a run; continue it with --resume {}, replace it \
+                 with --overwrite, or choose another --out",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        for f in RUN_FILES {
+            match std::fs::remove_file(dir.join(f)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("--overwrite: cannot remove {}", dir.join(f).display())
+                    })
+                }
+            }
+        }
+    }
+    Ok(RunLock { _file: file })
+}
+
+/// An exclusive, non-blocking lock on `file` (`flock`); where there is no `flock`, no lock.
+fn try_lock(file: &std::fs::File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor this function borrows for the call; the lock
+        // lives as long as the descriptor.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        true
+    }
 }
 
 /// Writes the run's final summary (atomically) as `summary.json`.
@@ -580,6 +681,36 @@ mod tests {
         assert_eq!(b.lr(2e-3, at(0, 0, 900.0)), 0.0);
         assert_eq!(b.lr(2e-3, at(0, 0, 950.0)), 0.0, "past the share: still 0");
         assert_eq!(Schedule::Constant.lr(0.3, at(3, 9, 1e6)), 0.3);
+    }
+
+    #[test]
+    fn run_directories_are_locked_and_never_clobbered() {
+        let dir = std::env::temp_dir().join(format!("logdense-rundir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let lock = open_run_dir(&dir, false, false).unwrap();
+        // A second training into the same directory is refused while the first holds it.
+        let e = open_run_dir(&dir, false, false).err().unwrap();
+        assert!(crate::error::is_invalid_input(&e));
+        assert!(e.to_string().contains("in use by another training"), "{e}");
+        drop(lock);
+        // A finished run is refused without --resume or --overwrite.
+        std::fs::write(dir.join(CHECKPOINT_FILE), b"x").unwrap();
+        std::fs::write(dir.join("metrics.csv"), b"x").unwrap();
+        let e = open_run_dir(&dir, false, false).err().unwrap().to_string();
+        assert!(
+            e.contains("already holds a run") && e.contains("--overwrite"),
+            "{e}"
+        );
+        assert!(
+            dir.join(CHECKPOINT_FILE).exists(),
+            "a refused start removed nothing"
+        );
+        drop(open_run_dir(&dir, true, false).unwrap());
+        drop(open_run_dir(&dir, false, true).unwrap());
+        assert!(!dir.join(CHECKPOINT_FILE).exists() && !dir.join("metrics.csv").exists());
+        let e = open_run_dir(&dir, true, false).err().unwrap().to_string();
+        assert!(e.contains("holds no checkpoint"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use crate::checkpoint::TrainState;
 use crate::engine::{self, BatchLoss, Engine, EpochStats, Progress, Schedule, Stage, Task};
+use crate::error::invalid;
 use crate::report::{self, Panel};
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
@@ -211,19 +212,58 @@ impl SegConfig {
 
     pub fn validate(&self) -> Result<()> {
         let o = &self.optim;
+        use crate::config::{MAX_BATCH, MAX_EPOCHS, MAX_WORKERS};
         if o.epochs + o.finetune_epochs == 0 {
             bail!("optim.epochs + optim.finetune_epochs (--epochs, --finetune-epochs) must be at least 1");
+        }
+        if o.epochs > MAX_EPOCHS || o.finetune_epochs > MAX_EPOCHS {
+            bail!("optim.epochs and optim.finetune_epochs must be at most {MAX_EPOCHS}");
         }
         if o.batch_size == 0 || o.finetune_batch_size == 0 {
             bail!("optim.batch_size and optim.finetune_batch_size must be at least 1");
         }
-        if !(o.lr > 0.0 && o.finetune_lr > 0.0 && o.lr_decay > 0.0 && o.lr_decay <= 1.0) {
+        if o.batch_size.max(o.finetune_batch_size) > MAX_BATCH {
+            bail!("optim.batch_size and optim.finetune_batch_size must be at most {MAX_BATCH}");
+        }
+        if !(o.lr.is_finite()
+            && o.finetune_lr.is_finite()
+            && o.lr > 0.0
+            && o.finetune_lr > 0.0
+            && o.lr_decay > 0.0
+            && o.lr_decay <= 1.0)
+        {
             bail!("optim.lr and optim.finetune_lr must be positive and optim.lr_decay in (0, 1]");
         }
-        if let Some([h, w]) = self.data.crop {
-            if h == 0 || w == 0 {
-                bail!("data.crop (--crop) must be positive");
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            bail!(
+                "optim.weight_decay must be a non-negative number, got {}",
+                o.weight_decay
+            );
+        }
+        if let Some(b) = o.max_train_s {
+            if !(b.is_finite() && b > 0.0) {
+                bail!("optim.max_train_s (--max-minutes) must be a positive number of seconds, got {b}");
             }
+        }
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            bail!(
+                "model.dropout must lie in [0, 1), got {}",
+                self.model.dropout
+            );
+        }
+        if let Some([h, w]) = self.data.crop {
+            if h == 0 || w == 0 || h.max(w) > logdense_graph::MAX_SIDE {
+                bail!(
+                    "data.crop (--crop) must lie in 1..={} pixels",
+                    logdense_graph::MAX_SIDE
+                );
+            }
+        }
+        if self.data.workers > MAX_WORKERS {
+            bail!("data.workers (--workers) must be at most {MAX_WORKERS}");
+        }
+        if self.data.train_subset == Some(0) || self.data.eval_subset == Some(0) {
+            bail!("data.train_subset and data.eval_subset must be at least 1");
         }
         if self.data.epoch_images == Some(0) {
             bail!("data.epoch_images must be at least 1");
@@ -278,7 +318,7 @@ impl SegConfig {
         spec.classes = classes;
         spec.input = [3, height, width];
         spec.build()
-            .map_err(|e| anyhow::anyhow!("model does not fit the data: {e}"))?;
+            .map_err(|e| invalid(format!("model does not fit the data: {e}")))?;
         Ok(spec)
     }
 }
@@ -358,6 +398,8 @@ pub struct SegRun {
     pub cfg: SegConfig,
     pub device: Device,
     pub progress: bool,
+    /// Replace a run the directory already holds (otherwise it is refused unless resumed).
+    pub overwrite: bool,
 }
 
 impl SegConfig {
@@ -651,8 +693,8 @@ pub struct SegSummary {
 impl SegRun {
     pub fn train(&self, resume: bool) -> Result<(SparseDenseNet, SegSummary)> {
         let cfg = &self.cfg;
-        cfg.validate()?;
-        engine::create_run_dir(&self.dir)?;
+        cfg.validate().map_err(|e| invalid(format!("{e:#}")))?;
+        let _lock = engine::open_run_dir(&self.dir, resume, self.overwrite)?;
         let mut train_set = load_camvid(&cfg.data.dir, SegSplit::Train)?;
         let mut eval_set = load_camvid(&cfg.data.dir, cfg.data.eval_split)?;
         if let Some(n) = cfg.data.train_subset {
@@ -680,6 +722,19 @@ impl SegRun {
             let f = cfg.optim.low_res_factor;
             cfg.net_spec(classes, crop.0 / f, crop.1 / f)
                 .context("optim.low_res_factor: the shrunk crops")?;
+        }
+        crate::resources::check_training_fits(
+            &spec,
+            cfg.optim.batch_size,
+            "optim.batch_size (--batch-size)",
+        )?;
+        if cfg.optim.finetune_epochs > 0 {
+            let full = cfg.net_spec(classes, train_set.height, train_set.width)?;
+            crate::resources::check_training_fits(
+                &full,
+                cfg.optim.finetune_batch_size,
+                "optim.finetune_batch_size",
+            )?;
         }
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);

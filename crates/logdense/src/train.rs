@@ -6,6 +6,7 @@ use crate::checkpoint::{load_trained, TrainState};
 use crate::config::{ClassSchedule, TrainConfig};
 use crate::datasets::{load_data, ClassData, Items};
 use crate::engine::{self, BatchLoss, Engine, EpochStats, Schedule, Stage, Task};
+use crate::error::invalid;
 use crate::report::{self, EpochMetrics};
 use crate::SparseDenseNet;
 use anyhow::{Context, Result};
@@ -26,7 +27,7 @@ pub fn spec_for_data(cfg: &TrainConfig, data: &ClassData) -> Result<NetSpec> {
     spec.input = data.input;
     spec.classes = data.class_names.len();
     spec.build()
-        .map_err(|e| anyhow::anyhow!("model does not fit the data: {e}"))?;
+        .map_err(|e| invalid(format!("model does not fit the data: {e}")))?;
     Ok(spec)
 }
 
@@ -265,6 +266,8 @@ pub struct Run {
     pub progress: bool,
     /// Stop after this many epochs in total, as a crash would (for resume tests).
     pub stop_after: Option<usize>,
+    /// Replace a run the directory already holds (otherwise it is refused unless resumed).
+    pub overwrite: bool,
 }
 
 /// What a finished run reports.
@@ -282,10 +285,15 @@ impl Run {
     /// Trains from scratch, or continues from the run directory's checkpoint if `resume`.
     pub fn train(&self, resume: bool) -> Result<(SparseDenseNet, Summary)> {
         let cfg = &self.cfg;
-        cfg.validate()?;
-        engine::create_run_dir(&self.dir)?;
+        cfg.validate().map_err(|e| invalid(format!("{e:#}")))?;
+        let _lock = engine::open_run_dir(&self.dir, resume, self.overwrite)?;
         let data = load_data(cfg)?;
         let spec = spec_for_data(cfg, &data)?;
+        crate::resources::check_training_fits(
+            &spec,
+            cfg.optim.batch_size,
+            "optim.batch_size (--batch-size)",
+        )?;
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);
         let model = SparseDenseNet::new_with(&spec, &cfg.net_options(), &ad)?;

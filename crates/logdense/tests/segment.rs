@@ -42,6 +42,7 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
         cfg,
         device: Device::flex(),
         progress: false,
+        overwrite: false,
     }
     .train(false)
     .unwrap();
@@ -136,6 +137,7 @@ max_train_s = 2.0",
         cfg,
         device: Device::flex(),
         progress: false,
+        overwrite: false,
     };
     let (model, summary) = run.train(false).unwrap();
     // Heads at 32, 16 and 32 pixels: only the 16-pixel auxiliary head and the final one stay.

@@ -69,6 +69,7 @@ fn ci_sized_training_learns_fashion_mnist() {
         device: Device::flex(),
         progress: false,
         stop_after: None,
+        overwrite: false,
     };
     let (_, summary) = run.train(false).unwrap();
     let rows: Vec<logdense::report::EpochMetrics> =
@@ -119,6 +120,7 @@ fn two_epochs_equal_one_plus_resume_plus_one() {
         device: Device::flex(),
         progress: false,
         stop_after: None,
+        overwrite: false,
     }
     .train(false)
     .unwrap();
@@ -129,6 +131,7 @@ fn two_epochs_equal_one_plus_resume_plus_one() {
         device: Device::flex(),
         progress: false,
         stop_after: Some(1),
+        overwrite: false,
     }
     .train(false)
     .unwrap();
@@ -145,6 +148,7 @@ fn two_epochs_equal_one_plus_resume_plus_one() {
         device: Device::flex(),
         progress: false,
         stop_after: None,
+        overwrite: false,
     }
     .train(true)
     .unwrap();
@@ -197,6 +201,7 @@ fn missing_data_gives_an_install_hint() {
         device: Device::flex(),
         progress: false,
         stop_after: None,
+        overwrite: false,
     }
     .train(false)
     .err()
@@ -247,6 +252,7 @@ fn trains_from_imagenet_style_class_folders() {
         device: Device::flex(),
         progress: false,
         stop_after: None,
+        overwrite: false,
     }
     .train(false)
     .unwrap();
@@ -297,6 +303,7 @@ fn budgeted_training_stops_at_the_budget_and_runs_both_stages() {
         device: Device::flex(),
         progress: false,
         stop_after: None,
+        overwrite: false,
     }
     .train(false)
     .unwrap();

@@ -221,7 +221,12 @@ pub(crate) fn cost_cmd(a: CostArgs) -> Result<()> {
         return paper_table();
     }
     let spec = cost_spec(&a)?;
-    let g = spec.build()?;
+    // The network comes from --preset and the options changing it: the error names those.
+    let g = spec.build().map_err(|e| match e {
+        logdense::graph::SpecError::Invalid { field, message } => {
+            usage(format!("--preset {} ({field}): {message}", a.preset))
+        }
+    })?;
     let v = cost_json(&g)?;
     if a.json {
         println!("{v}");

@@ -35,8 +35,16 @@ pub(crate) struct BenchArgs {
 
 pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
     use logdense::bench::{run_and_print, sweep_and_print, BenchOptions, SweepOptions};
-    if a.steps == 0 {
-        return Err(usage("--steps must be at least 1"));
+    const MAX_STEPS: usize = 1_000_000;
+    if a.steps == 0 || a.steps > MAX_STEPS || a.warmup > MAX_STEPS {
+        return Err(usage(format!(
+            "--steps must lie in 1..={MAX_STEPS} and --warmup in 0..={MAX_STEPS}"
+        )));
+    }
+    if a.batch == Some(0) {
+        return Err(usage(
+            "--batch must be at least 1 (omit it for each preset's default)",
+        ));
     }
     if a.memory_sweep {
         let opts = SweepOptions {

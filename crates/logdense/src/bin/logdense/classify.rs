@@ -87,6 +87,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
             device,
             progress: true,
             stop_after: None,
+            overwrite: a.run.overwrite,
         },
         resume,
     )
@@ -145,6 +146,16 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
         t.cfg.data.dir = Some(d);
     }
     let data = logdense::datasets::load_data(&t.cfg)?;
+    if data.class_names != t.state.class_names || data.input != t.state.spec.input {
+        return Err(usage(format!(
+            "--data: its test set ({} classes, images {:?}) is not what the run was trained on \
+             ({} classes, images {:?})",
+            data.class_names.len(),
+            data.input,
+            t.state.class_names.len(),
+            t.state.spec.input
+        )));
+    }
     let n = data.test.len();
     let batcher = logdense::data::ClassBatcher::eval(
         t.state.mean.clone(),

@@ -123,6 +123,22 @@ fn keep_freed_memory() {
     }
 }
 
+/// The error and its causes on one line, each cause once: a library error that already quotes
+/// its cause (a decoder's message, say) does not repeat it.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
     let cli = Cli::parse();
@@ -153,10 +169,41 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            let is_usage = e.downcast_ref::<UsageError>().is_some()
-                || e.downcast_ref::<logdense::graph::SpecError>().is_some();
+            eprintln!("error: {}", error_line(&e));
+            let is_usage =
+                e.downcast_ref::<UsageError>().is_some() || logdense::error::is_invalid_input(&e);
             ExitCode::from(if is_usage { 2 } else { 1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+    use anyhow::Context;
+
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        #[derive(Debug)]
+        struct Inner;
+        impl std::fmt::Display for Inner {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Invalid PNG signature.")
+            }
+        }
+        impl std::error::Error for Inner {}
+        // A message that quotes its cause, wrapped in context: the cause appears once.
+        let quoted: anyhow::Result<()> = Err(anyhow::Error::new(Inner))
+            .context("x.png: cannot decode image: Invalid PNG signature.");
+        let e = quoted.context("data.dir /d").unwrap_err();
+        assert_eq!(
+            error_line(&e),
+            "data.dir /d: x.png: cannot decode image: Invalid PNG signature."
+        );
+        let plain: anyhow::Result<()> = Err(anyhow::Error::new(Inner)).context("reading x.png");
+        assert_eq!(
+            error_line(&plain.unwrap_err()),
+            "reading x.png: Invalid PNG signature."
+        );
     }
 }

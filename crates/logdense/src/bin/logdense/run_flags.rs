@@ -14,8 +14,12 @@ pub(crate) struct RunFlags {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["config", "preset", "out"])]
+    #[arg(long, conflicts_with_all = ["config", "preset", "out", "overwrite"])]
     pub resume: Option<PathBuf>,
+    /// Replace the run the --out directory already holds (without it, such a directory is
+    /// refused unless resumed).
+    #[arg(long)]
+    pub overwrite: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Loader worker threads.

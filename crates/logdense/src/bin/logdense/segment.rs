@@ -202,6 +202,7 @@ pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
         cfg,
         device,
         progress: true,
+        overwrite: a.run.overwrite,
     }
     .train(resume)?;
     println!(
@@ -221,6 +222,14 @@ pub(crate) fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
         None => cfg.data.eval_split,
     };
     let set = load_camvid(&dir, split)?;
+    if set.class_names != state.class_names {
+        return Err(usage(format!(
+            "--data {}: its classes {:?} are not the run's {:?}",
+            dir.display(),
+            set.class_names,
+            state.class_names
+        )));
+    }
     let n = set.len();
     let classes = set.classes;
     let names = set.class_names.clone();
@@ -286,6 +295,17 @@ pub(crate) fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
         .with_context(|| format!("cannot read image {}", a.image.display()))?
         .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
+    // The network must accept the image's size (its pooling halves it once per block).
+    let spec = logdense::graph::NetSpec {
+        input: [3, h, w],
+        ..state.spec.clone()
+    };
+    spec.build().map_err(|e| {
+        usage(format!(
+            "{}: a {w}x{h} image does not fit the run's network: {e}",
+            a.image.display()
+        ))
+    })?;
     let mut chw = vec![0u8; 3 * h * w];
     for (x, y, p) in img.enumerate_pixels() {
         for c in 0..3 {
