@@ -116,6 +116,7 @@ fn killed_and_resumed_training_ends_with_the_uninterrupted_runs_tensors() {
     }
     let status = start(&config, &killed).wait().unwrap();
     assert!(status.success(), "the last resume did not finish");
+    eprintln!("{kills_inside_a_write} of 3 kills aimed at a checkpoint write landed inside one");
     assert!(
         kills_inside_a_write >= 1,
         "no kill landed inside a checkpoint write"
