@@ -196,8 +196,20 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
     // A bad value is bad input wherever it came from: the CLI exits 2 as for a bad flag.
-    let cfg: T = toml::from_str(&text)
-        .map_err(|e| crate::error::invalid(format!("invalid config {}: {e}", path.display())))?;
+    let cfg: T = toml::from_str(&text).map_err(|e| {
+        // One line: where, then what (toml's own message spans several lines with a drawing).
+        let at = e.span().map_or_else(String::new, |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        crate::error::invalid(format!(
+            "invalid config {}: {at}{}",
+            path.display(),
+            e.message().trim()
+        ))
+    })?;
     validate(&cfg)
         .map_err(|e| crate::error::invalid(format!("invalid config {}: {e:#}", path.display())))?;
     Ok(cfg)

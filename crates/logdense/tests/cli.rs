@@ -1,0 +1,246 @@
+//! Hostile but fair input to the `logdense` binary: every case gets a clear one-line error
+//! that names the option, field or file, and exit code 2 (bad input) or 1 (a failure such as
+//! a corrupt file), never a panic (101), an abort (134) or an allocation that exhausts memory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("logdense-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the binary; returns its exit code and standard error.
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_logdense"))
+        .args(args)
+        .output()
+        .expect("the logdense binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+/// Asserts exit code `code` and an error line that contains `needle`.
+fn refused(args: &[&str], code: i32, needle: &str) {
+    let (got, stderr) = run(args);
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    assert_eq!(got, code, "{args:?} exited {got}:\n{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_else(|| panic!("{args:?}: no error line in:\n{stderr}"));
+    assert!(line.contains(needle), "{args:?}: {line:?} lacks {needle:?}");
+}
+
+#[test]
+fn sizes_that_cannot_be_built_or_counted_are_refused_at_once() {
+    refused(
+        &["cost", "--preset", "ld-v1-20000-16", "--pattern", "dense"],
+        2,
+        "connections",
+    );
+    refused(
+        &[
+            "cost",
+            "--preset",
+            "ld-v1-12-16",
+            "--classes",
+            "18446744073709551615",
+        ],
+        2,
+        "classes",
+    );
+    refused(
+        &["cost", "--preset", "ld-v1-12-16", "--input", "4000000000"],
+        2,
+        "input",
+    );
+    refused(&["cost", "--preset", "ld-v1-12-16000000000"], 2, "(g)");
+    refused(&["cost", "--preset", "ld-v1-0-16"], 2, "--preset");
+    refused(
+        &["cost", "--preset", "ld-v1-1000-100000", "--input", "65536"],
+        2,
+        "overflow",
+    );
+    refused(&["graph", "--layers", "100000000"], 2, "--layers");
+    refused(
+        &[
+            "bench",
+            "--preset",
+            "ld-v1-2-4",
+            "--steps",
+            "18446744073709551615",
+        ],
+        2,
+        "--steps",
+    );
+    refused(
+        &["bench", "--preset", "ld-v1-2-4", "--batch", "0"],
+        2,
+        "--batch",
+    );
+    refused(
+        &[
+            "bench",
+            "--preset",
+            "ld-v1-2-4",
+            "--batch",
+            "100000000",
+            "--steps",
+            "1",
+        ],
+        2,
+        "--batch",
+    );
+}
+
+#[test]
+fn bad_options_and_config_fields_exit_2_naming_them() {
+    let dir = temp("config");
+    let out = dir.join("run");
+    let out = out.to_str().unwrap();
+    refused(
+        &["train", "--batch-size", "1000000000", "--out", out],
+        2,
+        "batch_size",
+    );
+    refused(
+        &["train", "--max-minutes", "nan", "--out", out],
+        2,
+        "max_train_s",
+    );
+    refused(&["train", "--lr", "0", "--out", out], 2, "optim.lr");
+    refused(
+        &["train", "--preset", "fc-ld-103", "--out", out],
+        2,
+        "segmentation preset",
+    );
+    for (text, needle) in [
+        ("[optim]\nmomentum = -5.0\n", "optim.momentum"),
+        ("[optim]\nweight_decay = -1e-4\n", "optim.weight_decay"),
+        (
+            "[optim]\ngamma = -0.1\nlr_schedule = \"step\"\n",
+            "optim.gamma",
+        ),
+        ("[optim]\nepochz = 3\n", "epochz"),
+        (
+            "[data]\naugment = { random_resized_crop = 0 }\n",
+            "random_resized_crop",
+        ),
+        ("[data]\naugment = { blur_sigma = -2.0 }\n", "blur_sigma"),
+        ("[data]\nworkers = 100000\n", "data.workers"),
+        ("[model]\ndropout = 1.5\n", "model.dropout"),
+    ] {
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        refused(
+            &["train", "--config", file.to_str().unwrap(), "--out", out],
+            2,
+            needle,
+        );
+        assert!(
+            run(&["train", "--config", file.to_str().unwrap(), "--out", out])
+                .1
+                .contains("bad.toml"),
+            "the error names the file"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes an IDX image file of `n` images of `side x side` and its label file.
+fn write_idx(dir: &Path, prefix: &str, n: u32, side: u32) {
+    let mut images = vec![0, 0, 8, 3];
+    for v in [n, side, side] {
+        images.extend_from_slice(&v.to_be_bytes());
+    }
+    images.extend((0..n * side * side).map(|k| (k % 251) as u8));
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend_from_slice(&n.to_be_bytes());
+    labels.extend((0..n).map(|k| (k % 10) as u8));
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+}
+
+#[test]
+fn data_a_run_cannot_use_is_refused_naming_the_directory() {
+    let dir = temp("data");
+    let out = dir.join("run");
+    let args = |data: &Path| {
+        vec![
+            "train".to_string(),
+            "--dataset".into(),
+            "mnist".into(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    // An empty test split.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    write_idx(&empty, "train", 8, 28);
+    write_idx(&empty, "t10k", 0, 28);
+    let a = args(&empty);
+    refused(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        2,
+        "holds no images",
+    );
+    // A test split of another image size.
+    let sizes = dir.join("sizes");
+    std::fs::create_dir_all(&sizes).unwrap();
+    write_idx(&sizes, "train", 8, 28);
+    write_idx(&sizes, "t10k", 4, 14);
+    let a = args(&sizes);
+    refused(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        2,
+        "test images are",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_finished_run_is_kept_and_a_corrupt_checkpoint_is_named() {
+    let dir = temp("run");
+    let run_dir = dir.join("run");
+    let out = run_dir.to_str().unwrap();
+    let train = [
+        "train",
+        "--train-subset",
+        "128",
+        "--test-subset",
+        "64",
+        "--epochs",
+        "1",
+        "--lr-schedule",
+        "step",
+        "--workers",
+        "0",
+        "--out",
+        out,
+    ];
+    let (code, stderr) = run(&train);
+    assert_eq!(code, 0, "{stderr}");
+    // Training into the finished run again is refused, and the run is untouched.
+    let before = std::fs::read(run_dir.join("checkpoint.ldck")).unwrap();
+    refused(&train, 2, "already holds a run");
+    assert_eq!(
+        std::fs::read(run_dir.join("checkpoint.ldck")).unwrap(),
+        before
+    );
+    // 64 flipped bytes in the middle of the checkpoint: eval names the file and the checksum.
+    let mut bad = before.clone();
+    let mid = bad.len() / 2;
+    for b in &mut bad[mid - 32..mid + 32] {
+        *b = !*b;
+    }
+    std::fs::write(run_dir.join("checkpoint.ldck"), &bad).unwrap();
+    refused(&["eval", "--run", out], 1, "checksum mismatch");
+    refused(&["train", "--resume", out], 1, "checkpoint.ldck");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
