@@ -62,11 +62,12 @@ pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -
     write_atomic(path, &serde_json::to_vec_pretty(value)?)
 }
 
-/// Registers the bundled DejaVu Sans Mono font (plotters' ab_glyph backend has no system fonts).
+/// Registers the bundled DejaVu Sans font, a proportional one (plotters' ab_glyph backend has
+/// no system fonts).
 pub fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let font: &'static [u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+        let font: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
         if plotters::style::register_font("sans-serif", FontStyle::Normal, font).is_err() {
             eprintln!("warning: could not register the plot font; plots will lack text");
         }
@@ -85,7 +86,7 @@ pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
     let epoch = |r: &EpochMetrics| r.epoch as f64;
     let loss = Panel {
         title: "loss",
-        y_label: "cross-entropy",
+        y_label: "cross-entropy (nats)",
         series: vec![
             (
                 "train",
@@ -98,8 +99,8 @@ pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
         ],
     };
     let error = Panel {
-        title: "test error (%)",
-        y_label: "%",
+        title: "test error",
+        y_label: "error (%)",
         series: vec![(
             "test",
             rows.iter()
@@ -122,7 +123,9 @@ pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
         let areas = root.split_evenly((1, panels.len().max(1)));
         for (panel, area) in panels.iter().zip(areas.iter()) {
             let points = panel.series.iter().flat_map(|(_, p)| p.iter());
-            let max_x = points.clone().map(|p| p.0).fold(1.0, f64::max);
+            // Epochs are whole numbers from 1: the axis spans them with half an epoch either
+            // side and is labelled at integers only.
+            let max_x = points.clone().map(|p| p.0).fold(1.0, f64::max).ceil();
             let max_y = points
                 .map(|p| p.1)
                 .filter(|y| y.is_finite())
@@ -133,11 +136,20 @@ pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
                 .margin(10)
                 .x_label_area_size(35)
                 .y_label_area_size(55)
-                .build_cartesian_2d(0.0..max_x, 0.0..max_y)?;
+                .build_cartesian_2d(0.5..max_x + 0.5, 0.0..max_y)?;
+            let epochs = max_x as usize;
             chart
                 .configure_mesh()
                 .x_desc("epoch")
                 .y_desc(panel.y_label)
+                .x_labels(epochs.min(20) + 1)
+                .x_label_formatter(&|x| {
+                    if (x - x.round()).abs() < 1e-6 && *x >= 1.0 {
+                        format!("{}", x.round() as i64)
+                    } else {
+                        String::new()
+                    }
+                })
                 .draw()?;
             for (k, (label, pts)) in panel.series.iter().enumerate() {
                 let color = COLORS[k % COLORS.len()];
@@ -156,4 +168,98 @@ pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
         root.present()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {}", tmp.display()))
+}
+
+/// Fig. 1's picture of a connection pattern: row `i` marks the layers layer `i` reads (from
+/// `sets[i]`), with layer indices on both axes, block boundaries as lines and `title` above.
+pub fn plot_connection_matrix(
+    path: &Path,
+    sets: &[Vec<usize>],
+    block_len: Option<usize>,
+    title: &str,
+) -> Result<()> {
+    register_font();
+    let n = sets.len().max(1);
+    let tmp = path.with_extension("tmp.png");
+    {
+        let side = (n as u32 * 14).clamp(360, 900);
+        let root = BitMapBackend::new(&tmp, (side + 90, side + 110)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let last = n as f64 - 0.5;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(-0.5..last, last..-0.5)?;
+        let ticks = n.min(25);
+        let whole = |v: &f64| {
+            if (v - v.round()).abs() < 1e-6 && *v >= 0.0 {
+                format!("{}", v.round() as i64)
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("input layer j (x_0 is the initial convolution)")
+            .y_desc("layer i")
+            .x_labels(ticks)
+            .y_labels(ticks)
+            .x_label_formatter(&whole)
+            .y_label_formatter(&whole)
+            .draw()?;
+        chart.draw_series(sets.iter().enumerate().flat_map(|(i, set)| {
+            set.iter().map(move |&j| {
+                let (x, y) = (j as f64, i as f64);
+                Rectangle::new([(x - 0.45, y - 0.45), (x + 0.45, y + 0.45)], BLACK.filled())
+            })
+        }))?;
+        // The diagonal: a layer's own position, for orientation.
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(-0.5, -0.5), (last, last)],
+            BLACK.mix(0.2),
+        )))?;
+        if let Some(len) = block_len.filter(|&l| l > 0 && l < n) {
+            let red = RED.mix(0.7);
+            let mut at = len as f64 + 0.5;
+            while at < last {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(at, -0.5), (at, last)],
+                    red.stroke_width(2),
+                )))?;
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(-0.5, at), (last, at)],
+                    red.stroke_width(2),
+                )))?;
+                at += len as f64;
+            }
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {}", tmp.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_matrix_marks_each_input_of_each_layer() {
+        let dir = std::env::temp_dir().join(format!("logdense-fig1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fig1.png");
+        let sets = logdense_graph::Pattern::Log.input_sets(24);
+        plot_connection_matrix(&path, &sets, Some(12), "log: L = 24").unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert!(img.width() >= 360 && img.height() >= 360);
+        // Dark cells, red block boundaries and white background are all there.
+        let px: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+        assert!(px.iter().any(|p| p[0] < 40 && p[1] < 40 && p[2] < 40));
+        assert!(px.iter().any(|p| p[0] > 200 && p[1] < 120 && p[2] < 120));
+        assert!(px.iter().filter(|p| **p == [255, 255, 255]).count() > px.len() / 2);
+        assert!(!dir.join("fig1.tmp.png").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,7 +1,7 @@
 //! `graph`, `cost`, `design`: the tensor-free analyses of logdense-graph.
 
 use crate::{parse_pattern, usage};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use logdense::graph::{
     design, distance, paper, Arch, NetGraph, NetSpec, Pattern, Stem, TransitionHops,
@@ -78,24 +78,6 @@ pub(crate) struct DesignArgs {
     png: Option<PathBuf>,
 }
 
-pub(crate) fn draw_matrix(sets: &[Vec<usize>], path: &std::path::Path) -> Result<()> {
-    let n = sets.len();
-    let cell = (600 / n.max(1)).clamp(1, 16) as u32;
-    let size = n as u32 * cell;
-    let mut img = image::GrayImage::from_pixel(size, size, image::Luma([255u8]));
-    for (i, set) in sets.iter().enumerate() {
-        for &j in set {
-            for dy in 0..cell {
-                for dx in 0..cell {
-                    img.put_pixel(j as u32 * cell + dx, i as u32 * cell + dy, image::Luma([0]));
-                }
-            }
-        }
-    }
-    img.save(path)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 pub(crate) fn graph_cmd(a: GraphArgs) -> Result<()> {
     let pattern = parse_pattern(&a.pattern)?;
     if a.layers == 0 {
@@ -135,7 +117,11 @@ pub(crate) fn graph_cmd(a: GraphArgs) -> Result<()> {
     let mean_inputs = logdense::graph::pattern::mean_inputs(&sets);
     let max_inputs = sets.iter().map(Vec::len).max().unwrap_or(0);
     if let Some(p) = &a.png {
-        draw_matrix(&sets, p)?;
+        let title = format!(
+            "{pattern}: L = {}, {} block(s), MBD {}, {connections} connections",
+            a.layers, a.blocks, summary.mbd
+        );
+        logdense::report::plot_connection_matrix(p, &sets, Some(a.layers / a.blocks), &title)?;
     }
     if a.json {
         let v = serde_json::json!({
@@ -355,7 +341,11 @@ pub(crate) fn design_cmd(a: DesignArgs) -> Result<()> {
     let log_conn = logdense::graph::pattern::connection_count(&log_sets);
     let log_max = log_sets.iter().map(Vec::len).max().unwrap_or(0);
     if let Some(p) = &a.png {
-        draw_matrix(&d.sets, p)?;
+        let title = format!(
+            "designed: L = {}, at most {} inputs, MBD {}, {} connections",
+            d.layers, d.max_inputs, d.mbd, d.connections
+        );
+        logdense::report::plot_connection_matrix(p, &d.sets, None, &title)?;
     }
     if a.json {
         println!(
