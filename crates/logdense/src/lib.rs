@@ -16,6 +16,7 @@ pub mod network;
 pub mod parity;
 pub mod presets;
 pub mod report;
+pub mod reproduce;
 pub mod resources;
 pub mod segment;
 pub mod tensor_ops;

@@ -262,7 +262,7 @@ fn gf(spec: NetSpec) -> Result<f64> {
 }
 
 /// The paper's cost columns beside ours.
-fn paper_table() -> Result<()> {
+pub(crate) fn paper_table() -> Result<()> {
     println!("Table 1 (V1 LD = N = E budget; LD2 = V2), GFLOPS at 32x32, 3 blocks, no bottleneck");
     println!("  (n,g)     LD paper   ours     LD2 paper  ours");
     for ((n, g), ld, ld2) in paper::TABLE1 {

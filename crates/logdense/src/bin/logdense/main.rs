@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod analysis;
 mod bench;
 mod classify;
+mod reproduce;
 mod run_flags;
 mod segment;
 
@@ -56,6 +57,9 @@ pub(crate) enum Command {
     /// Check a device against the CPU: the same networks, weights and batch, one training
     /// step, compared head by head and in the input gradient.
     CheckDevice(CheckDeviceArgs),
+    /// The paper's experiments: table1, table2, fig8 as grids of training runs (shardable,
+    /// resumable), costs, and report (merge finished runs into the tables).
+    Reproduce(reproduce::ReproduceArgs),
     /// Semantic segmentation (FC-Log-DenseNet, FC-DenseNet): train, eval, predict.
     #[command(subcommand)]
     Segment(SegmentCommand),
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => classify::predict_cmd(a),
         Command::Bench(a) => bench::bench_cmd(a),
         Command::CheckDevice(a) => bench::check_device_cmd(a),
+        Command::Reproduce(a) => reproduce::reproduce_cmd(a),
         Command::Segment(SegmentCommand::Train(a)) => segment::seg_train_cmd(a),
         Command::Segment(SegmentCommand::Eval(a)) => segment::seg_eval_cmd(a),
         Command::Segment(SegmentCommand::Predict(a)) => segment::seg_predict_cmd(a),

@@ -1,0 +1,133 @@
+//! `reproduce`: the paper's experiments as plans of ordinary training runs.
+
+use crate::usage;
+use anyhow::Result;
+use clap::Args;
+use logdense::reproduce::{self, Experiment, Options};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct ReproduceArgs {
+    /// table1, table2 or fig8 (training); costs (the paper's cost columns beside ours); or
+    /// report (merge the finished runs under --out into runs.csv and table.md).
+    experiment: String,
+    /// A small grid for a CPU (n = 24, g = 8, on which NEAREST's MBD is twice LOG's; 10000
+    /// training images, 4 epochs) instead of the paper's grid and schedule.
+    #[arg(long)]
+    quick: bool,
+    /// fashion-mnist (default), mnist, cifar10, cifar100, svhn.
+    #[arg(long, default_value = "fashion-mnist")]
+    dataset: String,
+    /// Data directory (default: the data set's own).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Seeds per network.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// Epochs per run (default: 4 with --quick, the paper's otherwise).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Train on a seeded subset of this many images.
+    #[arg(long)]
+    subset: Option<usize>,
+    /// Evaluate on a seeded subset of the test set.
+    #[arg(long)]
+    test_subset: Option<usize>,
+    /// Where the runs go (OUT/EXPERIMENT/RUN).
+    #[arg(long, default_value = "runs/reproduce")]
+    out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Run only the K-th of N disjoint slices of the run list (for a cluster's job array).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Print the plan (a line per run, its directory and estimated cost) and stop.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
+    if a.experiment == "costs" {
+        return crate::analysis::paper_table();
+    }
+    if a.experiment == "report" {
+        let mut any = false;
+        for e in [Experiment::Table1, Experiment::Table2, Experiment::Fig8] {
+            if !a.out.join(e.name()).is_dir() {
+                continue;
+            }
+            let rows = reproduce::report(&a.out, e)?;
+            any = true;
+            println!(
+                "{}: {} finished runs -> {}",
+                e.name(),
+                rows.len(),
+                a.out.join(e.name()).join("table.md").display()
+            );
+        }
+        if !any {
+            return Err(usage(format!(
+                "--out: {} holds no experiment",
+                a.out.display()
+            )));
+        }
+        return Ok(());
+    }
+    let experiment: Experiment = a
+        .experiment
+        .parse()
+        .map_err(|e: String| usage(format!("{e}, or costs, report")))?;
+    let opts = Options {
+        quick: a.quick,
+        dataset: a.dataset.clone(),
+        data: a.data.clone(),
+        seeds: a.seeds,
+        epochs: a.epochs,
+        subset: a.subset,
+        test_subset: a.test_subset,
+        out: a.out.clone(),
+    };
+    let mut runs = reproduce::plan(experiment, &opts).map_err(|e| usage(format!("{e:#}")))?;
+    if let Some(s) = &a.shard {
+        let (k, n) = reproduce::parse_shard(s).map_err(|e| usage(format!("{e:#}")))?;
+        runs = reproduce::shard(runs, k, n).map_err(|e| usage(format!("{e:#}")))?;
+    }
+    if a.dry_run {
+        let mut total = 0.0;
+        for r in &runs {
+            total += r.train_flops;
+            println!(
+                "{:<14} n={:<3} g={:<3} seed={} mbd={:<3} connections={:<5} {:.3} GFLOPs/image  {:.2e} training FLOPs  {}{}",
+                r.cell.label,
+                r.cell.n,
+                r.cell.g,
+                r.seed,
+                r.mbd,
+                r.connections,
+                r.gflops,
+                r.train_flops,
+                r.dir.display(),
+                if r.dir.join("summary.json").exists() { "  (finished)" } else { "" }
+            );
+        }
+        println!(
+            "{} runs, {:.2e} training FLOPs in all ({} epochs of {} images each)",
+            runs.len(),
+            total,
+            runs.first().map_or(0, |r| r.epochs),
+            runs.first().map_or(0, |r| r.images)
+        );
+        return Ok(());
+    }
+    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let trained = reproduce::execute(&runs, &opts, &device, true)?;
+    let rows = reproduce::report(&a.out, experiment)?;
+    println!(
+        "{}: trained {trained} runs; {} finished in {} -> {}",
+        experiment.name(),
+        rows.len(),
+        a.out.display(),
+        a.out.join(experiment.name()).join("table.md").display()
+    );
+    Ok(())
+}

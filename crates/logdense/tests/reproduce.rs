@@ -1,0 +1,62 @@
+//! `logdense reproduce` across machines: two shards of one plan train into one directory (as
+//! two machines of a job array would), a killed shard's rerun skips what finished, and the
+//! report merges every finished run into runs.csv and table.md.
+
+use burn::prelude::*;
+use logdense::reproduce::{self, Experiment, Options};
+
+#[test]
+fn two_shards_into_one_directory_merge_into_the_table() {
+    let out = std::env::temp_dir().join(format!("logdense-repro-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = Options {
+        quick: true,
+        dataset: "fashion-mnist".into(),
+        data: None,
+        seeds: 1,
+        epochs: Some(1),
+        subset: Some(128),
+        test_subset: Some(64),
+        out: out.clone(),
+    };
+    let plan = reproduce::plan(Experiment::Table1, &opts).unwrap();
+    assert_eq!(plan.len(), 4);
+    let device = Device::flex();
+    let first = reproduce::shard(plan.clone(), 1, 2).unwrap();
+    let second = reproduce::shard(plan.clone(), 2, 2).unwrap();
+    assert_eq!(
+        reproduce::execute(&first, &opts, &device, false).unwrap(),
+        2
+    );
+    // Before the second shard has run, the report holds the first shard's runs.
+    assert_eq!(
+        reproduce::report(&out, Experiment::Table1).unwrap().len(),
+        2
+    );
+    assert_eq!(
+        reproduce::execute(&second, &opts, &device, false).unwrap(),
+        2
+    );
+    // A rerun of a shard skips its finished runs.
+    assert_eq!(
+        reproduce::execute(&first, &opts, &device, false).unwrap(),
+        0
+    );
+    let rows = reproduce::report(&out, Experiment::Table1).unwrap();
+    assert_eq!(rows.len(), 4);
+    let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+    for l in ["LD", "N", "E", "LD2"] {
+        assert!(labels.contains(&l), "{labels:?}");
+    }
+    assert!(rows
+        .iter()
+        .all(|r| (0.0..=100.0).contains(&r.final_test_error) && r.epochs == 2));
+    let csv = std::fs::read_to_string(out.join("table1/runs.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    let table = std::fs::read_to_string(out.join("table1/table.md")).unwrap();
+    assert!(
+        table.contains("| (24, 8) |") && table.contains("MBD 8"),
+        "{table}"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
