@@ -216,6 +216,18 @@ impl NetSpec {
         }
     }
 
+    /// DenseNet "without block compression", Table 2's D: bottleneck layers, and transitions
+    /// `BN-ReLU-1x1conv-avgpool` over the whole stack that keep its width (compression 1).
+    /// This is the authors' `DenseNet` class (`anytime_models/models/anytime_network.py`)
+    /// with its default `--reduction_ratio 1.0`; it reproduces Table 2's D GFLOPS within 1 %
+    /// (tests/paper_readings.rs). No deep supervision, like [`NetSpec::densenet_bc`].
+    pub fn densenet_uncompressed(n: usize, growth: usize, nblock: usize) -> Self {
+        NetSpec {
+            arch: Arch::DenseNetBc { compression: 1.0 },
+            ..Self::densenet_bc(n, growth, nblock)
+        }
+    }
+
     /// FC-Log-DenseNet-103: blocks 4,5,7,10,12,15,12,10,7,5,4, g = 24, an initial convolution
     /// of `stem_width` channels (the authors' script: 72), 11 CamVid classes, 224x224.
     pub fn fc_log_densenet_103(stem_width: usize) -> Self {
