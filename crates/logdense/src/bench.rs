@@ -477,7 +477,9 @@ pub fn estimated_train_bytes(spec: &NetSpec, batch: usize) -> Result<u64> {
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .cost()
         .total;
-    Ok(c.activation_bytes * batch as u64 + 12 * c.params)
+    Ok(c.activation_bytes
+        .saturating_mul(batch as u64)
+        .saturating_add(c.params.saturating_mul(12)))
 }
 
 pub use crate::resources::available_memory_bytes;
