@@ -10,6 +10,7 @@ pub mod datasets;
 pub mod device;
 pub mod engine;
 pub mod fused;
+pub mod fuzzing;
 pub mod layers;
 pub mod network;
 pub mod parity;
