@@ -3,5 +3,10 @@ use libfuzzer_sys::fuzz_target;
 use logdense_data::fuzzing::DECODE_LIMIT as DECODE;
 
 fuzz_target!(|data: &[u8]| {
-    logdense_fuzz::check(data, 4, logdense_fuzz::FLOOR + 8 * DECODE, logdense_data::fuzzing::folder_image);
+    logdense_fuzz::check(
+        data,
+        4,
+        logdense_fuzz::FLOOR + 8 * DECODE,
+        logdense_data::fuzzing::folder_image,
+    );
 });

@@ -2,5 +2,10 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    logdense_fuzz::check(data, 64, logdense_fuzz::FLOOR, logdense::fuzzing::train_config);
+    logdense_fuzz::check(
+        data,
+        64,
+        logdense_fuzz::FLOOR,
+        logdense::fuzzing::train_config,
+    );
 });

@@ -119,7 +119,10 @@ fn cifar() {
         ("ok-empty", vec![0]),
         ("bad-label", with(0, cifar_records(&[&[10]]))),
         ("bad-coarse", with(1, cifar_records(&[&[20, 5]]))),
-        ("bad-truncated", with(0, cifar_records(&[&[1]])[..3000].to_vec())),
+        (
+            "bad-truncated",
+            with(0, cifar_records(&[&[1]])[..3000].to_vec()),
+        ),
     ];
     replay("cifar", seeds, fuzzing::cifar);
 }
@@ -196,7 +199,8 @@ impl Mat {
             m.extend_from_slice(&self.u32(body.len() as u32));
             m.extend_from_slice(&body);
             if self.compress {
-                let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+                let mut z =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
                 z.write_all(&m).unwrap();
                 let z = z.finish().unwrap();
                 out.extend_from_slice(&self.u32(15));
@@ -299,7 +303,10 @@ fn folder_image() {
     let seeds = vec![
         ("ok-rgb.png", png(&rgb, 8, 6, ExtendedColorType::Rgb8)),
         ("ok-grey.png", png(&grey, 5, 4, ExtendedColorType::L8)),
-        ("ok-rgba16.png", png(&rgba16, 2, 2, ExtendedColorType::Rgba16)),
+        (
+            "ok-rgba16.png",
+            png(&rgba16, 2, 2, ExtendedColorType::Rgba16),
+        ),
         ("ok-rgb.jpg", jpeg(&rgb, 8, 6)),
         ("bad-100000x100000.png", png_claiming(100_000, 100_000)),
         ("bad-4000x4000.png", png_claiming(4000, 4000)),
@@ -321,7 +328,10 @@ fn camvid_label() {
     let seeds = vec![
         ("ok-grey.png", png(&ids, 4, 4, ExtendedColorType::L8)),
         ("ok-rgb-grey.png", png(&rgb, 4, 4, ExtendedColorType::Rgb8)),
-        ("bad-colour.png", png(&colour, 4, 4, ExtendedColorType::Rgb8)),
+        (
+            "bad-colour.png",
+            png(&colour, 4, 4, ExtendedColorType::Rgb8),
+        ),
         ("bad-id-12.png", png(&high, 4, 4, ExtendedColorType::L8)),
         ("bad-100000x100000.png", png_claiming(100_000, 100_000)),
     ];

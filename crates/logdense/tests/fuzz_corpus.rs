@@ -102,7 +102,10 @@ fn checkpoint() {
 #[test]
 fn train_config() {
     let seeds = vec![
-        ("ok-default.toml", TrainConfig::default().to_toml().into_bytes()),
+        (
+            "ok-default.toml",
+            TrainConfig::default().to_toml().into_bytes(),
+        ),
         (
             "ok-small.toml",
             b"seed = 3\n[model]\npreset = \"fashion\"\nblocks = [2, 2, 2]\ngrowth = 8\n\
@@ -115,7 +118,9 @@ fn train_config() {
         ("bad-syntax.toml", b"[model\npreset = ".to_vec()),
     ];
     replay("train_config", seeds, |d| {
-        fuzzing::train_config(d).map(drop).map_err(|e| format!("{e:#}"))
+        fuzzing::train_config(d)
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
     });
 }
 
@@ -126,13 +131,23 @@ fn seg_config() {
     )
     .unwrap();
     let seeds = vec![
-        ("ok-default.toml", toml::to_string_pretty(&SegConfig::default()).unwrap().into_bytes()),
+        (
+            "ok-default.toml",
+            toml::to_string_pretty(&SegConfig::default())
+                .unwrap()
+                .into_bytes(),
+        ),
         ("ok-fashion-scenes.toml", recipe),
         ("bad-zero-batch.toml", b"[optim]\nbatch_size = 0\n".to_vec()),
-        ("bad-unknown-field.toml", b"[data]\nfolder = \"x\"\n".to_vec()),
+        (
+            "bad-unknown-field.toml",
+            b"[data]\nfolder = \"x\"\n".to_vec(),
+        ),
         ("bad-syntax.toml", b"crop = [64, ".to_vec()),
     ];
     replay("seg_config", seeds, |d| {
-        fuzzing::seg_config(d).map(drop).map_err(|e| format!("{e:#}"))
+        fuzzing::seg_config(d)
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
     });
 }
