@@ -146,19 +146,51 @@ fn resolve_dir(dir: &Path, sub: &str, hint: &str) -> Result<PathBuf, DataError> 
     }
 }
 
-/// Appends the records of one file: `label_bytes` leading bytes per record, of which the one at
-/// `label_at` is the label (must be `< classes`).
-fn read_records(
+/// The record layout of a CIFAR binary file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CifarLayout {
+    /// CIFAR-10: one label byte (0..10) per record.
+    Cifar10,
+    /// CIFAR-100: a coarse label byte (0..20), then the fine label byte (0..100) kept.
+    Cifar100,
+}
+
+impl CifarLayout {
+    /// Leading label bytes per record.
+    pub fn label_bytes(self) -> usize {
+        match self {
+            CifarLayout::Cifar10 => 1,
+            CifarLayout::Cifar100 => 2,
+        }
+    }
+
+    /// The classes of the label kept.
+    pub fn classes(self) -> usize {
+        match self {
+            CifarLayout::Cifar10 => 10,
+            CifarLayout::Cifar100 => 100,
+        }
+    }
+
+    /// Bytes per record (labels and 3x32x32 pixels).
+    pub fn record_bytes(self) -> usize {
+        self.label_bytes() + PIXELS
+    }
+}
+
+/// Parses the bytes of one CIFAR binary file, appending its images (CHW, 3072 bytes each) to
+/// `pixels` and its labels to `labels`; `path` is only used in errors. Every label byte is
+/// checked; on error, what was appended before the bad record stays.
+pub fn parse_cifar_batch(
     path: &Path,
-    label_bytes: usize,
-    label_at: usize,
-    classes: usize,
-    hint: &str,
+    bytes: &[u8],
+    layout: CifarLayout,
     pixels: &mut Vec<u8>,
     labels: &mut Vec<u16>,
 ) -> Result<(), DataError> {
-    let bytes = read_file(path, hint)?;
-    let record = label_bytes + PIXELS;
+    let (label_bytes, classes) = (layout.label_bytes(), layout.classes());
+    let label_at = label_bytes - 1;
+    let record = layout.record_bytes();
     if bytes.len() % record != 0 {
         return Err(DataError::truncated(
             path,
@@ -171,6 +203,7 @@ fn read_records(
         ));
     }
     pixels.reserve(bytes.len() / record * PIXELS);
+    labels.reserve(bytes.len() / record);
     for (i, rec) in bytes.chunks_exact(record).enumerate() {
         // Every label byte is checked (CIFAR-100's coarse byte must be < 20).
         let l = rec[label_at];
@@ -194,6 +227,18 @@ fn read_records(
         pixels.extend_from_slice(&rec[label_bytes..]);
     }
     Ok(())
+}
+
+/// Reads one file and appends its records (see [`parse_cifar_batch`]).
+fn read_records(
+    path: &Path,
+    layout: CifarLayout,
+    hint: &str,
+    pixels: &mut Vec<u8>,
+    labels: &mut Vec<u16>,
+) -> Result<(), DataError> {
+    let bytes = read_file(path, hint)?;
+    parse_cifar_batch(path, &bytes, layout, pixels, labels)
 }
 
 /// Class names from a text file with one name per line (blank lines ignored), if it exists;
@@ -235,9 +280,7 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<ImageSet, DataError> {
     for f in files {
         read_records(
             &dir.join(f),
-            1,
-            0,
-            10,
+            CifarLayout::Cifar10,
             CIFAR10_HINT,
             &mut pixels,
             &mut labels,
@@ -269,9 +312,7 @@ pub fn load_cifar100(dir: &Path, split: Split) -> Result<ImageSet, DataError> {
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     read_records(
         &dir.join(file),
-        2,
-        1,
-        100,
+        CifarLayout::Cifar100,
         CIFAR100_HINT,
         &mut pixels,
         &mut labels,

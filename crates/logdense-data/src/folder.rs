@@ -76,22 +76,48 @@ pub fn scan_image_folder(root: &Path) -> Result<FolderListing, DataError> {
     Ok((names, items))
 }
 
-/// Opens and decodes an image file, its format guessed from the content; errors name the file.
-pub(crate) fn open_image(path: &Path) -> Result<image::DynamicImage, DataError> {
-    image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
+/// The decoder limits of every image loader: at most 2^16 pixels a side and 1 GiB decoded
+/// (a 16384x16384 RGBA image), so a few bytes of header claiming 100000x100000 pixels are
+/// refused before anything is allocated.
+pub fn image_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(1 << 16);
+    limits.max_image_height = Some(1 << 16);
+    limits.max_alloc = Some(1 << 30);
+    limits
+}
+
+/// Decodes the bytes of an image file (JPEG or PNG, guessed from the content) within `limits`;
+/// `path` is only used in errors.
+pub fn decode_image(
+    path: &Path,
+    bytes: &[u8],
+    limits: &image::Limits,
+) -> Result<image::DynamicImage, DataError> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|source| DataError::Image {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|e| DataError::io(path, e))?;
+    reader.limits(limits.clone());
+    reader.decode().map_err(|source| DataError::Image {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Decodes an image file (format from its content) into RGB CHW bytes.
 pub fn decode_rgb(path: &Path) -> Result<(Vec<u8>, Chw), DataError> {
-    let img = open_image(path)?.to_rgb8();
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_rgb_bytes(path, &bytes, &image_limits())
+}
+
+/// Decodes the bytes of an image file (format from its content, within `limits`) into RGB
+/// CHW bytes; `path` is only used in errors.
+pub fn decode_rgb_bytes(
+    path: &Path,
+    bytes: &[u8],
+    limits: &image::Limits,
+) -> Result<(Vec<u8>, Chw), DataError> {
+    let img = decode_image(path, bytes, limits)?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(DataError::format(path, "image has no pixels"));

@@ -2,6 +2,7 @@
 //! (count, rows, cols) for images, 2049 with (count) for labels — then one byte per pixel/label.
 //! Files may be gzipped, as distributed; gzip is detected by its 0x1f8b magic, not the name.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -37,18 +38,42 @@ const MNIST_HINT: &str = "Pass --data DIR pointing at a directory with the MNIST
 train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz) and \
 t10k-labels-idx1-ubyte(.gz).";
 
+/// The most bytes a gzipped file may inflate to: far above the largest IDX file (Fashion-MNIST's
+/// training images, 47 MB), far below what a few KB of gzip can claim (deflate reaches ~1000:1).
+pub const MAX_GUNZIPPED: usize = 1 << 30;
+
 /// Reads a file and gunzips it when it starts with the gzip magic 0x1f 0x8b.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = read_file(path, "No such file.")?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::format(path, format!("bad gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    match maybe_gunzip(path, &raw, MAX_GUNZIPPED)? {
+        Cow::Borrowed(_) => Ok(raw),
+        Cow::Owned(out) => Ok(out),
     }
+}
+
+/// `bytes` gunzipped when they start with the gzip magic 0x1f 0x8b (all members of a
+/// multi-member stream), else `bytes` themselves. An inflated size over `max_out` is an error,
+/// found before more than `max_out + 1` bytes are inflated; `path` is only used in errors.
+pub fn maybe_gunzip<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    max_out: usize,
+) -> Result<Cow<'a, [u8]>, DataError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take((max_out as u64).saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::format(path, format!("bad gzip stream: {e}")))?;
+    if out.len() > max_out {
+        return Err(DataError::unsupported(
+            path,
+            format!("gzip stream inflates to more than {max_out} bytes"),
+        ));
+    }
+    Ok(Cow::Owned(out))
 }
 
 fn be_u32(path: &Path, bytes: &[u8], at: usize) -> Result<u32, DataError> {

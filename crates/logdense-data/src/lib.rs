@@ -11,6 +11,7 @@ pub mod batch;
 pub mod cifar;
 pub mod error;
 pub mod folder;
+pub mod fuzzing;
 pub mod idx;
 pub mod item;
 pub mod mat5;

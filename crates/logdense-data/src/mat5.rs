@@ -10,6 +10,7 @@
 //! [, imaginary part]. MATLAB may store a `double` array's values in a smaller type
 //! (e.g. `miUINT8`); the stored type, not the class, says how to decode them.
 
+use std::cell::Cell;
 use std::io::Read;
 use std::path::Path;
 
@@ -149,8 +150,26 @@ pub fn read_mat5(path: &Path) -> Result<MatFile, DataError> {
     parse_mat5(path, &bytes)
 }
 
+/// The most bytes the `miCOMPRESSED` elements of one file may inflate to, together: 8 GiB
+/// (SVHN's largest file, `extra_32x32.mat`, holds 1.6 GB), or all of memory on 32-bit targets.
+pub const MAX_INFLATED: usize = if usize::BITS >= 64 {
+    1 << 33
+} else {
+    usize::MAX
+};
+
 /// Parses the bytes of a level-5 MAT-file; `path` is only used in error messages.
 pub fn parse_mat5(path: &Path, bytes: &[u8]) -> Result<MatFile, DataError> {
+    parse_mat5_limited(path, bytes, MAX_INFLATED)
+}
+
+/// [`parse_mat5`] with a bound on what its compressed elements may inflate to, together:
+/// more is an error, found before more than `max_inflated + 1` bytes are inflated.
+pub fn parse_mat5_limited(
+    path: &Path,
+    bytes: &[u8],
+    max_inflated: usize,
+) -> Result<MatFile, DataError> {
     if bytes.len() < 128 {
         return Err(DataError::truncated(
             path,
@@ -172,10 +191,12 @@ pub fn parse_mat5(path: &Path, bytes: &[u8]) -> Result<MatFile, DataError> {
     let header_text = String::from_utf8_lossy(&bytes[..116])
         .trim_end_matches(['\0', ' '])
         .to_string();
+    let budget = Cell::new(max_inflated);
     let r = Reader {
         path,
         bytes,
         big_endian,
+        budget: &budget,
     };
     let version = r.u16(124)?;
     if version != 0x0100 {
@@ -206,6 +227,8 @@ struct Reader<'a> {
     path: &'a Path,
     bytes: &'a [u8],
     big_endian: bool,
+    /// Bytes the compressed elements may still inflate to.
+    budget: &'a Cell<usize>,
 }
 
 impl Reader<'_> {
@@ -327,8 +350,10 @@ impl Reader<'_> {
                     if depth > 0 {
                         return Err(DataError::format(self.path, "nested miCOMPRESSED element"));
                     }
+                    let budget = self.budget.get();
                     let mut inner = Vec::new();
                     flate2::read::ZlibDecoder::new(data)
+                        .take((budget as u64).saturating_add(1))
                         .read_to_end(&mut inner)
                         .map_err(|e| {
                             DataError::format(
@@ -338,10 +363,21 @@ impl Reader<'_> {
                                 ),
                             )
                         })?;
+                    if inner.len() > budget {
+                        return Err(DataError::unsupported(
+                            self.path,
+                            format!(
+                                "miCOMPRESSED element at byte {pos} inflates past the file's \
+                                 limit ({budget} bytes left of it)"
+                            ),
+                        ));
+                    }
+                    self.budget.set(budget - inner.len());
                     let sub = Reader {
                         path: self.path,
                         bytes: &inner,
                         big_endian: self.big_endian,
+                        budget: self.budget,
                     };
                     sub.elements(0, inner.len(), out, depth + 1)?;
                 }

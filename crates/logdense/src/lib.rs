@@ -11,6 +11,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod fused;
+pub mod fuzzing;
 pub mod layers;
 pub mod network;
 pub mod parity;

@@ -176,8 +176,27 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// is an error naming the file. The file must be 8-bit grey (grey+alpha, or RGB(A) with equal
 /// channels, are accepted as the same values).
 pub fn decode_label(path: &Path, classes: usize) -> Result<(Vec<u8>, usize, usize), DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_label_bytes(path, &bytes, classes, &crate::folder::image_limits())
+}
+
+/// [`decode_label`] on the bytes of a label file, decoded within `limits`; `path` is only used
+/// in errors.
+pub fn decode_label_bytes(
+    path: &Path,
+    bytes: &[u8],
+    classes: usize,
+    limits: &image::Limits,
+) -> Result<(Vec<u8>, usize, usize), DataError> {
     use image::DynamicImage as D;
-    let img = crate::folder::open_image(path)?;
+    if classes >= 255 {
+        // Class ids are bytes, and 255 is void: at most 254 classes and the void id 254.
+        return Err(DataError::unsupported(
+            path,
+            format!("{classes} classes: label PNGs hold at most 254 (ids are bytes, 255 is void)"),
+        ));
+    }
+    let img = crate::folder::decode_image(path, bytes, limits)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let grey = |raw: &[u8], ch: usize| -> Result<Vec<u8>, DataError> {
         let mut out = Vec::with_capacity(h * w);

@@ -1,0 +1,74 @@
+//! Byte-level entry points for the fuzz targets (`fuzz/`, run with `cargo fuzz`) and for the
+//! stable test that replays their corpus (`tests/fuzz_corpus.rs`). Each feeds arbitrary bytes
+//! to one real parser, exactly as the loaders call it, and returns the parser's verdict; none
+//! may panic, and none allocates more than a small multiple of its input (the decompressing
+//! ones: of their [`DECODE_LIMIT`]).
+
+use std::path::Path;
+
+use crate::cifar::{parse_cifar_batch, CifarLayout};
+use crate::error::DataError;
+use crate::folder::decode_rgb_bytes;
+use crate::idx::{maybe_gunzip, parse_idx_images, parse_idx_labels};
+use crate::mat5::parse_mat5_limited;
+use crate::seg::camvid::decode_label_bytes;
+use crate::svhn::svhn_from_mat;
+
+/// The name errors carry.
+const PATH: &str = "fuzz-input";
+
+/// What the decompressing parsers may inflate or decode to here (1 MiB), in place of the
+/// loaders' limits (1 GiB and more), so that a fuzz run's memory check stays tight.
+pub const DECODE_LIMIT: usize = 1 << 20;
+
+/// An IDX file, raw or gzipped: parsed as images (magic 2051) or labels (2049).
+pub fn idx(data: &[u8]) -> Result<(), DataError> {
+    let path = Path::new(PATH);
+    let raw = maybe_gunzip(path, data, DECODE_LIMIT)?;
+    if raw.get(..4) == Some(&[0, 0, 8, 1]) {
+        parse_idx_labels(path, &raw).map(drop)
+    } else {
+        parse_idx_images(path, &raw).map(drop)
+    }
+}
+
+/// A CIFAR binary file: the first byte picks the layout (even: CIFAR-10, odd: CIFAR-100),
+/// the rest is the file.
+pub fn cifar(data: &[u8]) -> Result<(), DataError> {
+    let Some((&pick, file)) = data.split_first() else {
+        return Ok(());
+    };
+    let layout = if pick % 2 == 0 {
+        CifarLayout::Cifar10
+    } else {
+        CifarLayout::Cifar100
+    };
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    parse_cifar_batch(Path::new(PATH), file, layout, &mut pixels, &mut labels)
+}
+
+/// A MAT v5 file, then (if it parsed) read as an SVHN format-2 file. Ok when both succeed.
+pub fn svhn_mat(data: &[u8]) -> Result<(), DataError> {
+    let path = Path::new(PATH);
+    let mat = parse_mat5_limited(path, data, DECODE_LIMIT)?;
+    svhn_from_mat(path, &mat).map(drop)
+}
+
+/// Image limits of the fuzz entry points: 4096 pixels a side, [`DECODE_LIMIT`] bytes decoded.
+pub fn image_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(4096);
+    limits.max_image_height = Some(4096);
+    limits.max_alloc = Some(DECODE_LIMIT as u64);
+    limits
+}
+
+/// An image file of a class folder (JPEG or PNG), decoded to RGB CHW.
+pub fn folder_image(data: &[u8]) -> Result<(), DataError> {
+    decode_rgb_bytes(Path::new(PATH), data, &image_limits()).map(drop)
+}
+
+/// A CamVid label PNG (11 classes, 11 and 255 void).
+pub fn camvid_label(data: &[u8]) -> Result<(), DataError> {
+    decode_label_bytes(Path::new(PATH), data, 11, &image_limits()).map(drop)
+}

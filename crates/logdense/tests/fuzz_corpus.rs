@@ -1,0 +1,153 @@
+//! Replays the fuzz corpus of the checkpoint and config targets (`fuzz/corpus/<target>/`, see
+//! fuzz/README.md) through the entry points the fuzz targets call: no input may panic, every
+//! seed named `ok-*` must parse and every `bad-*` one must be refused. The seeds are written by
+//! this file: `FUZZ_WRITE_SEEDS=1 cargo test -p logdense --test fuzz_corpus` rewrites them
+//! (other corpus files, e.g. inputs that once crashed a target, are kept).
+
+use std::path::{Path, PathBuf};
+
+use logdense::checkpoint::{Checkpoint, TrainState};
+use logdense::config::TrainConfig;
+use logdense::fuzzing;
+use logdense::segment::SegConfig;
+
+fn replay(target: &str, seeds: Vec<(&str, Vec<u8>)>, run: impl Fn(&[u8]) -> Result<(), String>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    if std::env::var_os("FUZZ_WRITE_SEEDS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for (name, _) in &seeds {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "seed {name} missing from {}; write the seeds with FUZZ_WRITE_SEEDS=1",
+            dir.display()
+        );
+    }
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy();
+        let result = run(&bytes);
+        if name.starts_with("ok-") {
+            assert!(result.is_ok(), "{}: {}", f.display(), result.unwrap_err());
+        } else if name.starts_with("bad-") {
+            assert!(result.is_err(), "{} parsed", f.display());
+        }
+    }
+    println!("{target}: {} inputs replayed", files.len());
+}
+
+fn sample() -> Checkpoint {
+    let mut state = TrainState::fresh(
+        logdense::graph::NetSpec::v1(logdense::graph::Pattern::Log, 2, 4, 1),
+        7,
+        vec![0.5],
+        vec![0.25],
+        vec!["a".into(), "b".into()],
+    );
+    state.epochs_done = 3;
+    state.iteration = 42;
+    Checkpoint {
+        state,
+        model: vec![1, 2, 3],
+        optimizer: vec![9; 10],
+        metrics: br#"[{"epoch":1}]"#.to_vec(),
+    }
+}
+
+/// The first format (`LDCKPT01`): no checksum, three parts.
+fn v1(ck: &Checkpoint) -> Vec<u8> {
+    let mut b = b"LDCKPT01".to_vec();
+    for part in [
+        serde_json::to_vec(&ck.state).unwrap(),
+        ck.model.clone(),
+        ck.optimizer.clone(),
+    ] {
+        b.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        b.extend_from_slice(&part);
+    }
+    b
+}
+
+#[test]
+fn checkpoint() {
+    let good = sample().to_bytes();
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let mut huge = good.clone();
+    huge[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+    let seeds = vec![
+        ("ok-v2", good.clone()),
+        ("ok-v1", v1(&sample())),
+        ("bad-checksum", flipped),
+        ("bad-truncated", good[..good.len() - 3].to_vec()),
+        ("bad-huge-length", huge),
+        ("bad-magic", b"LDCKPT99".to_vec()),
+    ];
+    replay("checkpoint", seeds, |d| {
+        fuzzing::checkpoint(d).map(drop).map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn train_config() {
+    let seeds = vec![
+        (
+            "ok-default.toml",
+            TrainConfig::default().to_toml().into_bytes(),
+        ),
+        (
+            "ok-small.toml",
+            b"seed = 3\n[model]\npreset = \"fashion\"\nblocks = [2, 2, 2]\ngrowth = 8\n\
+              [optim]\nepochs = 2\nbatch_size = 16\nlr = 0.05\n"
+                .to_vec(),
+        ),
+        ("bad-unknown-field.toml", b"[model]\nlayers = 3\n".to_vec()),
+        ("bad-zero-epochs.toml", b"[optim]\nepochs = 0\n".to_vec()),
+        ("bad-preset.toml", b"[model]\npreset = \"nope\"\n".to_vec()),
+        ("bad-syntax.toml", b"[model\npreset = ".to_vec()),
+    ];
+    replay("train_config", seeds, |d| {
+        fuzzing::train_config(d)
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
+    });
+}
+
+#[test]
+fn seg_config() {
+    let recipe = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/fashion-scenes.toml"),
+    )
+    .unwrap();
+    let seeds = vec![
+        (
+            "ok-default.toml",
+            toml::to_string_pretty(&SegConfig::default())
+                .unwrap()
+                .into_bytes(),
+        ),
+        ("ok-fashion-scenes.toml", recipe),
+        ("bad-zero-batch.toml", b"[optim]\nbatch_size = 0\n".to_vec()),
+        (
+            "bad-unknown-field.toml",
+            b"[data]\nfolder = \"x\"\n".to_vec(),
+        ),
+        ("bad-syntax.toml", b"crop = [64, ".to_vec()),
+    ];
+    replay("seg_config", seeds, |d| {
+        fuzzing::seg_config(d)
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
+    });
+}

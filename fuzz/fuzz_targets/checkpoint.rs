@@ -1,0 +1,11 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    logdense_fuzz::check(
+        data,
+        32,
+        logdense_fuzz::FLOOR,
+        logdense::fuzzing::checkpoint,
+    );
+});

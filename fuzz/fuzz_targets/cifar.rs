@@ -1,0 +1,6 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    logdense_fuzz::check(data, 4, logdense_fuzz::FLOOR, logdense_data::fuzzing::cifar);
+});

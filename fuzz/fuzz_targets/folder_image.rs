@@ -1,0 +1,12 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use logdense_data::fuzzing::DECODE_LIMIT as DECODE;
+
+fuzz_target!(|data: &[u8]| {
+    logdense_fuzz::check(
+        data,
+        4,
+        logdense_fuzz::FLOOR + 8 * DECODE,
+        logdense_data::fuzzing::folder_image,
+    );
+});
