@@ -191,7 +191,7 @@ pub fn parse_cifar_batch(
     let (label_bytes, classes) = (layout.label_bytes(), layout.classes());
     let label_at = label_bytes - 1;
     let record = layout.record_bytes();
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         return Err(DataError::truncated(
             path,
             format!(

@@ -72,3 +72,48 @@ pub fn folder_image(data: &[u8]) -> Result<(), DataError> {
 pub fn camvid_label(data: &[u8]) -> Result<(), DataError> {
     decode_label_bytes(Path::new(PATH), data, 11, &image_limits()).map(drop)
 }
+
+/// Replays a fuzz target's corpus, `fuzz/corpus/TARGET/` under the repository root `root`,
+/// through `run` (the stable tests of both crates do): no input may panic, a file named `ok-*`
+/// must parse and a `bad-*` one must be refused, and every seed of `seeds` must be there. With
+/// `FUZZ_WRITE_SEEDS` set in the environment the seeds are (re)written first. Returns how many
+/// inputs were replayed. Panics with the file's name when one fails: it is a test helper.
+pub fn replay_corpus<E: std::fmt::Display>(
+    root: &Path,
+    target: &str,
+    seeds: &[(&str, Vec<u8>)],
+    run: impl Fn(&[u8]) -> Result<(), E>,
+) -> usize {
+    let dir = root.join("fuzz/corpus").join(target);
+    if std::env::var_os("FUZZ_WRITE_SEEDS").is_some() {
+        std::fs::create_dir_all(&dir).expect("the corpus folder can be created");
+        for (name, bytes) in seeds {
+            std::fs::write(dir.join(name), bytes).expect("a seed can be written");
+        }
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    for (name, _) in seeds {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "seed {name} missing from {}; write the seeds with FUZZ_WRITE_SEEDS=1",
+            dir.display()
+        );
+    }
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let name = f.file_name().unwrap_or_default().to_string_lossy();
+        let result = run(&bytes);
+        if name.starts_with("ok-") {
+            if let Err(e) = result {
+                panic!("{}: {e}", f.display());
+            }
+        } else if name.starts_with("bad-") {
+            assert!(result.is_err(), "{} parsed", f.display());
+        }
+    }
+    files.len()
+}

@@ -4,7 +4,7 @@
 //! this file: `FUZZ_WRITE_SEEDS=1 cargo test -p logdense --test fuzz_corpus` rewrites them
 //! (other corpus files, e.g. inputs that once crashed a target, are kept).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use logdense::checkpoint::{Checkpoint, TrainState};
 use logdense::config::TrainConfig;
@@ -12,38 +12,9 @@ use logdense::fuzzing;
 use logdense::segment::SegConfig;
 
 fn replay(target: &str, seeds: Vec<(&str, Vec<u8>)>, run: impl Fn(&[u8]) -> Result<(), String>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    if std::env::var_os("FUZZ_WRITE_SEEDS").is_some() {
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, bytes) in &seeds {
-            std::fs::write(dir.join(name), bytes).unwrap();
-        }
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for (name, _) in &seeds {
-        assert!(
-            files.iter().any(|f| f.ends_with(name)),
-            "seed {name} missing from {}; write the seeds with FUZZ_WRITE_SEEDS=1",
-            dir.display()
-        );
-    }
-    for f in &files {
-        let bytes = std::fs::read(f).unwrap();
-        let name = f.file_name().unwrap().to_string_lossy();
-        let result = run(&bytes);
-        if name.starts_with("ok-") {
-            assert!(result.is_ok(), "{}: {}", f.display(), result.unwrap_err());
-        } else if name.starts_with("bad-") {
-            assert!(result.is_err(), "{} parsed", f.display());
-        }
-    }
-    println!("{target}: {} inputs replayed", files.len());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let replayed = logdense::data::fuzzing::replay_corpus(&root, target, &seeds, run);
+    println!("{target}: {replayed} inputs replayed");
 }
 
 fn sample() -> Checkpoint {
