@@ -5,7 +5,7 @@ fuzz_target!(|data: &[u8]| {
     logdense_fuzz::check(
         data,
         64,
-        logdense_fuzz::FLOOR,
+        logdense_fuzz::CONFIG_FLOOR,
         logdense::fuzzing::train_config,
     );
 });

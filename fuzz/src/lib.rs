@@ -80,3 +80,10 @@ pub fn check<R>(data: &[u8], factor: usize, floor: usize, run: impl FnOnce(&[u8]
 
 /// Floor of every target: 1 MiB (error messages, small vectors, serde's and toml's tables).
 pub const FLOOR: usize = 1 << 20;
+
+/// Floor of the config targets: a config of a few bytes can describe a large network, and
+/// validating it builds that network's graph, which `NetSpec`'s caps bound (20,000 layers,
+/// 5 million connections: about 40 MiB of input sets). 64 MiB lets every network the caps
+/// allow be checked and still catches an allocation past them (the 720 MB that
+/// `blocks = [30000000]` took before the caps).
+pub const CONFIG_FLOOR: usize = 64 << 20;

@@ -464,10 +464,10 @@ impl NetSpec {
 }
 
 /// The most feature layers a network may have.
-pub const MAX_LAYERS: usize = 100_000;
+pub const MAX_LAYERS: usize = 20_000;
 /// The most connections (inputs summed over layers) a network may have: the input sets are
 /// built in memory.
-pub const MAX_CONNECTIONS: u128 = 50_000_000;
+pub const MAX_CONNECTIONS: u128 = 5_000_000;
 /// The most channels of any width option (growth, stem, classes, input channels).
 pub const MAX_CHANNELS: usize = 1 << 20;
 /// The longest side of an input image (and of a stem's kernel or stride).

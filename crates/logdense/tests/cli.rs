@@ -37,7 +37,7 @@ fn refused(args: &[&str], code: i32, needle: &str) {
 #[test]
 fn sizes_that_cannot_be_built_or_counted_are_refused_at_once() {
     refused(
-        &["cost", "--preset", "ld-v1-20000-16", "--pattern", "dense"],
+        &["cost", "--preset", "ld-v1-2000-16", "--pattern", "dense"],
         2,
         "connections",
     );
