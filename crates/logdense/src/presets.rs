@@ -47,6 +47,15 @@ fn v1(pattern: Pattern, n: usize, g: usize) -> Result<NetSpec, String> {
     Ok(NetSpec::v1(pattern, n, g, 3))
 }
 
+/// [`v1`] with bottleneck layers: Table 2's networks as the authors' code builds them, which
+/// reproduces Table 2's cost columns (docs/2026-12-01-paper-cost-readings.md).
+fn bottleneck(pattern: Pattern, n: usize, g: usize) -> Result<NetSpec, String> {
+    Ok(NetSpec {
+        bottleneck: true,
+        ..NetSpec::v1(pattern, n, g, 3)
+    })
+}
+
 /// An ImageNet Log-DenseNet V2 with the given block sizes (bottleneck layers, g = 32).
 fn imagenet_v2(blocks: Vec<usize>) -> NetSpec {
     NetSpec {
@@ -149,6 +158,30 @@ pub const PRESETS: &[Preset] = &[
         task: Task::Classify,
         summary: "V1 with DENSE inputs, no bottleneck (Table 2's D)",
         builder: Builder::Family(|n, g| v1(Pattern::Dense, n, g)),
+    },
+    Preset {
+        name: "t2-nearest-half-N-G",
+        task: Task::Classify,
+        summary: "Table 2's N as the authors built it: NEAREST-HALF with bottleneck layers",
+        builder: Builder::Family(|n, g| bottleneck(Pattern::NearestHalf, n, g)),
+    },
+    Preset {
+        name: "t2-evenly-half-N-G",
+        task: Task::Classify,
+        summary: "Table 2's E as the authors built it: EVENLY-SPACED-HALF with bottleneck layers",
+        builder: Builder::Family(|n, g| bottleneck(Pattern::EvenlySpacedHalf, n, g)),
+    },
+    Preset {
+        name: "t2-nhl-N-G",
+        task: Task::Classify,
+        summary: "Table 2's N+LD as the authors' code builds it, with bottleneck layers",
+        builder: Builder::Family(|n, g| bottleneck(Pattern::NearestHalfAndLogAuthors, n, g)),
+    },
+    Preset {
+        name: "t2-dense-N-G",
+        task: Task::Classify,
+        summary: "Table 2's D: DenseNet with bottlenecks and width-keeping transitions",
+        builder: Builder::Family(|n, g| Ok(NetSpec::densenet_uncompressed(n, g, 3))),
     },
     Preset {
         name: "loglog-N-G",
