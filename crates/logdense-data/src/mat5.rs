@@ -559,19 +559,18 @@ impl Reader<'_> {
     }
 }
 
-/// A minimal level-5 writer for tests (this crate and its callers' tests only need to
-/// produce small real MAT-files; it is not part of the public API).
-#[cfg(test)]
-pub(crate) mod writer {
+/// A minimal level-5 writer: small real MAT-files of uint8 or double variables, the format
+/// [`parse_mat5`] reads (the tests and the fuzz corpus write their SVHN files with it).
+pub mod writer {
     use std::io::Write;
 
     /// Stored values of one variable.
-    pub(crate) enum Values<'a> {
+    pub enum Values<'a> {
         U8(&'a [u8]),
         F64(&'a [f64]),
     }
 
-    pub(crate) struct Var<'a> {
+    pub struct Var<'a> {
         pub name: &'a str,
         /// MATLAB class code: 6 double, 9 uint8.
         pub class: u8,
@@ -579,7 +578,7 @@ pub(crate) mod writer {
         pub values: Values<'a>,
     }
 
-    pub(crate) struct Writer {
+    pub struct Writer {
         pub big_endian: bool,
         pub compress: bool,
     }
@@ -639,7 +638,7 @@ pub(crate) mod writer {
             out
         }
 
-        pub(crate) fn file(&self, vars: &[Var]) -> Vec<u8> {
+        pub fn file(&self, vars: &[Var]) -> Vec<u8> {
             let mut out = Vec::new();
             let mut text = b"MATLAB 5.0 MAT-file, written by logdense-data tests".to_vec();
             text.resize(116, b' ');
@@ -657,8 +656,8 @@ pub(crate) mod writer {
                 if self.compress {
                     let mut z =
                         flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-                    z.write_all(&m).unwrap();
-                    let z = z.finish().unwrap();
+                    z.write_all(&m).expect("writing to memory");
+                    let z = z.finish().expect("writing to memory");
                     out.extend_from_slice(&self.u32(super::MI_COMPRESSED));
                     out.extend_from_slice(&self.u32(z.len() as u32));
                     out.extend_from_slice(&z);

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use image::{ExtendedColorType, ImageEncoder};
 use logdense_data::fuzzing;
+use logdense_data::mat5::writer::{Values, Var, Writer};
 use logdense_data::DataError;
 
 /// Writes the seeds when FUZZ_WRITE_SEEDS is set; then replays every file of the target's
@@ -94,90 +95,13 @@ fn cifar() {
     replay("cifar", seeds, fuzzing::cifar);
 }
 
-/// A minimal MAT v5 writer: variables of (name, class, dims, miUINT8 or miDOUBLE values).
-struct Mat {
-    big_endian: bool,
-    compress: bool,
-}
-
-enum Values<'a> {
-    U8(&'a [u8]),
-    F64(&'a [f64]),
-}
-
-impl Mat {
-    fn u32(&self, v: u32) -> [u8; 4] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    }
-
-    fn element(&self, ty: u32, data: &[u8], out: &mut Vec<u8>) {
-        if !data.is_empty() && data.len() <= 4 {
-            out.extend_from_slice(&self.u32(((data.len() as u32) << 16) | ty));
-            out.extend_from_slice(data);
-            out.resize(out.len() + 4 - data.len(), 0);
-            return;
-        }
-        out.extend_from_slice(&self.u32(ty));
-        out.extend_from_slice(&self.u32(data.len() as u32));
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(8) * 8, 0);
-    }
-
-    fn file(&self, vars: &[(&str, u8, &[usize], Values)]) -> Vec<u8> {
-        let mut out = b"MATLAB 5.0 MAT-file, logdense fuzz seed".to_vec();
-        out.resize(116, b' ');
-        out.extend_from_slice(&[0; 8]);
-        let version = if self.big_endian {
-            0x0100u16.to_be_bytes()
-        } else {
-            0x0100u16.to_le_bytes()
-        };
-        out.extend_from_slice(&version);
-        out.extend_from_slice(if self.big_endian { b"MI" } else { b"IM" });
-        for (name, class, dims, values) in vars {
-            let mut body = Vec::new();
-            let flags = [self.u32(u32::from(*class)), self.u32(0)].concat();
-            self.element(6, &flags, &mut body);
-            let d: Vec<u8> = dims.iter().flat_map(|&d| self.u32(d as u32)).collect();
-            self.element(5, &d, &mut body);
-            self.element(1, name.as_bytes(), &mut body);
-            match values {
-                Values::U8(x) => self.element(2, x, &mut body),
-                Values::F64(x) => {
-                    let b: Vec<u8> = x
-                        .iter()
-                        .flat_map(|f| {
-                            if self.big_endian {
-                                f.to_be_bytes()
-                            } else {
-                                f.to_le_bytes()
-                            }
-                        })
-                        .collect();
-                    self.element(9, &b, &mut body)
-                }
-            }
-            let mut m = Vec::new();
-            m.extend_from_slice(&self.u32(14));
-            m.extend_from_slice(&self.u32(body.len() as u32));
-            m.extend_from_slice(&body);
-            if self.compress {
-                let mut z =
-                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-                z.write_all(&m).unwrap();
-                let z = z.finish().unwrap();
-                out.extend_from_slice(&self.u32(15));
-                out.extend_from_slice(&self.u32(z.len() as u32));
-                out.extend_from_slice(&z);
-            } else {
-                out.extend_from_slice(&m);
-            }
-        }
-        out
+/// A MAT variable: name, MATLAB class (6 double, 9 uint8), dims and values.
+fn var<'a>(name: &'a str, class: u8, dims: &'a [usize], values: Values<'a>) -> Var<'a> {
+    Var {
+        name,
+        class,
+        dims,
+        values,
     }
 }
 
@@ -185,18 +109,18 @@ impl Mat {
 fn svhn_mat() {
     let x: Vec<u8> = (0..4 * 5 * 3 * 2).map(|i| (i * 11) as u8).collect();
     let xf: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-    let plain = Mat {
+    let plain = Writer {
         big_endian: false,
         compress: false,
     };
-    let zipped_be = Mat {
+    let zipped_be = Writer {
         big_endian: true,
         compress: true,
     };
-    let svhn = |m: &Mat, y: &[f64]| {
+    let svhn = |m: &Writer, y: &[f64]| {
         m.file(&[
-            ("X", 9, &[4, 5, 3, 2], Values::U8(&x)),
-            ("y", 6, &[y.len(), 1], Values::F64(y)),
+            var("X", 9, &[4, 5, 3, 2], Values::U8(&x)),
+            var("y", 6, &[y.len(), 1], Values::F64(y)),
         ])
     };
     let one_image: Vec<u8> = (0..2 * 2 * 3).collect();
@@ -206,8 +130,8 @@ fn svhn_mat() {
         (
             "ok-double-x-one-image",
             plain.file(&[
-                ("y", 6, &[1, 1], Values::U8(&[5])),
-                (
+                var("y", 6, &[1, 1], Values::U8(&[5])),
+                var(
                     "X",
                     6,
                     &[2, 2, 3],
@@ -218,8 +142,8 @@ fn svhn_mat() {
         (
             "ok-double-x",
             plain.file(&[
-                ("X", 6, &[4, 5, 3, 2], Values::F64(&xf)),
-                ("y", 6, &[2, 1], Values::U8(&[1, 2])),
+                var("X", 6, &[4, 5, 3, 2], Values::F64(&xf)),
+                var("y", 6, &[2, 1], Values::U8(&[1, 2])),
             ]),
         ),
         ("bad-label", svhn(&plain, &[0.0, 11.0])),
@@ -228,7 +152,7 @@ fn svhn_mat() {
         (
             // 2 MiB of zeros compressed to 2 KB: over the fuzz entry point's inflate limit.
             "bad-inflate-over-limit",
-            zipped_be.file(&[("X", 9, &[2 << 20, 1], Values::U8(&vec![0; 2 << 20]))]),
+            zipped_be.file(&[var("X", 9, &[2 << 20, 1], Values::U8(&vec![0; 2 << 20]))]),
         ),
     ];
     replay("svhn_mat", seeds, fuzzing::svhn_mat);
