@@ -154,6 +154,25 @@ pub const MAX_EPOCHS: usize = 1_000_000;
 /// The most loader worker threads.
 pub const MAX_WORKERS: usize = 256;
 
+/// The checks classification and segmentation configs share: a non-negative weight decay and
+/// a positive, finite budget.
+pub(crate) fn check_weight_decay_and_budget(
+    weight_decay: f64,
+    max_train_s: Option<f64>,
+) -> Result<()> {
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        bail!("optim.weight_decay must be a non-negative number, got {weight_decay}");
+    }
+    if let Some(b) = max_train_s {
+        if !(b.is_finite() && b > 0.0) {
+            bail!(
+                "optim.max_train_s (--max-minutes) must be a positive number of seconds, got {b}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The wall-clock budget of `budget-cosine` when none is given: 7.5 minutes of training, so
 /// that `logdense train` ends its training, with the last evaluation, within 8 minutes on a
 /// slow 2-core machine.
@@ -251,12 +270,7 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&o.momentum) {
             bail!("optim.momentum must lie in [0, 1), got {}", o.momentum);
         }
-        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            bail!(
-                "optim.weight_decay must be a non-negative number, got {}",
-                o.weight_decay
-            );
-        }
+        check_weight_decay_and_budget(o.weight_decay, o.max_train_s)?;
         if !(o.gamma.is_finite() && o.gamma > 0.0) {
             bail!("optim.gamma must be a positive number, got {}", o.gamma);
         }
@@ -270,11 +284,6 @@ impl TrainConfig {
             bail!("data.train_subset and data.test_subset (--train-subset, --test-subset) must be at least 1");
         }
         self.data.augment.validate().map_err(anyhow::Error::msg)?;
-        if let Some(b) = o.max_train_s {
-            if !(b.is_finite() && b > 0.0) {
-                bail!("optim.max_train_s (--max-minutes) must be a positive number of seconds, got {b}");
-            }
-        }
         if !(0.0..1.0).contains(&o.final_only_share) {
             bail!(
                 "optim.final_only_share must lie in [0, 1), got {}",

@@ -212,7 +212,7 @@ impl SegConfig {
 
     pub fn validate(&self) -> Result<()> {
         let o = &self.optim;
-        use crate::config::{MAX_BATCH, MAX_EPOCHS, MAX_WORKERS};
+        use crate::config::{check_weight_decay_and_budget, MAX_BATCH, MAX_EPOCHS, MAX_WORKERS};
         if o.epochs + o.finetune_epochs == 0 {
             bail!("optim.epochs + optim.finetune_epochs (--epochs, --finetune-epochs) must be at least 1");
         }
@@ -234,17 +234,7 @@ impl SegConfig {
         {
             bail!("optim.lr and optim.finetune_lr must be positive and optim.lr_decay in (0, 1]");
         }
-        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            bail!(
-                "optim.weight_decay must be a non-negative number, got {}",
-                o.weight_decay
-            );
-        }
-        if let Some(b) = o.max_train_s {
-            if !(b.is_finite() && b > 0.0) {
-                bail!("optim.max_train_s (--max-minutes) must be a positive number of seconds, got {b}");
-            }
-        }
+        check_weight_decay_and_budget(o.weight_decay, o.max_train_s)?;
         if !(0.0..1.0).contains(&self.model.dropout) {
             bail!(
                 "model.dropout must lie in [0, 1), got {}",
