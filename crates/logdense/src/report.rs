@@ -111,16 +111,27 @@ pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
     plot_panels(path, &[loss, error])
 }
 
-/// Draws panels side by side into a PNG (atomically: temporary file, then rename).
+/// Series colours, distinguishable in print.
+const COLORS: [RGBColor; 6] = [
+    BLUE,
+    RED,
+    RGBColor(0, 140, 0),
+    MAGENTA,
+    RGBColor(230, 140, 0),
+    RGBColor(0, 150, 160),
+];
+
+/// Draws panels into a PNG, three to a row (atomically: temporary file, then rename).
 pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
     register_font();
-    const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
     let tmp = path.with_extension("tmp.png");
     {
-        let width = 500 * panels.len().max(1) as u32;
-        let root = BitMapBackend::new(&tmp, (width, 420)).into_drawing_area();
+        let columns = panels.len().clamp(1, 3);
+        let rows = panels.len().max(1).div_ceil(columns);
+        let (width, height) = (500 * columns as u32, 420 * rows as u32);
+        let root = BitMapBackend::new(&tmp, (width, height)).into_drawing_area();
         root.fill(&WHITE)?;
-        let areas = root.split_evenly((1, panels.len().max(1)));
+        let areas = root.split_evenly((rows, columns));
         for (panel, area) in panels.iter().zip(areas.iter()) {
             let points = panel.series.iter().flat_map(|(_, p)| p.iter());
             // Epochs are whole numbers from 1: the axis spans them with half an epoch either
@@ -165,6 +176,90 @@ pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
                 .background_style(WHITE.mix(0.8))
                 .draw()?;
         }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {}", tmp.display()))
+}
+
+/// An axis label: whole numbers without a decimal point, others with at most three decimals.
+fn short_number(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').to_string()
+    }
+}
+
+/// A named series of points `(x, mean, standard deviation)`.
+pub struct XySeries {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// One chart of series against a continuous x: each point at its mean, with a vertical bar of
+/// plus and minus one standard deviation where that is positive, joined in order of x.
+pub fn plot_error_bars(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[XySeries],
+) -> Result<()> {
+    register_font();
+    let points = || series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.0), hi.max(p.0))
+    });
+    let (mut y0, mut y1) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1 - p.2), hi.max(p.1 + p.2))
+    });
+    if !(x0.is_finite() && x1.is_finite() && y0.is_finite() && y1.is_finite()) {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    // A margin of a tenth of the range (or of the value, for a single point) on each side.
+    let pad = |lo: f64, hi: f64| {
+        let span = if hi > lo { hi - lo } else { hi.abs().max(1.0) };
+        (lo - 0.1 * span, hi + 0.1 * span)
+    };
+    let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (760, 520)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, y0.max(0.0)..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|v| short_number(*v))
+            .y_label_formatter(&|v| short_number(*v))
+            .draw()?;
+        for (k, s) in series.iter().enumerate() {
+            let color = COLORS[k % COLORS.len()];
+            let line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, p.1)).collect();
+            chart
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart.draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 4, color.filled())))?;
+            chart.draw_series(s.points.iter().filter(|p| p.2 > 0.0).map(|p| {
+                ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, color.stroke_width(2), 10)
+            }))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
         root.present()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {}", tmp.display()))

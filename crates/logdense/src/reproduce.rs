@@ -23,6 +23,9 @@ pub enum Experiment {
     Table1,
     /// Table 2: NEAREST-HALF, EVENLY-SPACED-HALF, NEAREST-HALF-AND-LOG and DenseNet.
     Table2,
+    /// Fig. 3 (with Fig. 6-7): error against GFLOPs and parameters for V1, V2 and DenseNet-BC
+    /// at growing depth.
+    Fig3,
     /// Fig. 8: LogLog-DenseNet (hub multiplier 1 and 3) against LOG and DenseNet.
     Fig8,
 }
@@ -33,29 +36,67 @@ impl std::str::FromStr for Experiment {
         match s {
             "table1" => Ok(Experiment::Table1),
             "table2" => Ok(Experiment::Table2),
+            "fig3" => Ok(Experiment::Fig3),
             "fig8" => Ok(Experiment::Fig8),
             other => Err(format!(
-                "unknown experiment '{other}' (table1, table2, fig8)"
+                "unknown experiment '{other}' (table1, table2, fig3, fig8)"
             )),
         }
     }
 }
 
 impl Experiment {
+    /// Every experiment that trains, in the paper's order.
+    pub const ALL: [Experiment; 4] = [
+        Experiment::Table1,
+        Experiment::Table2,
+        Experiment::Fig3,
+        Experiment::Fig8,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Experiment::Table1 => "table1",
             Experiment::Table2 => "table2",
+            Experiment::Fig3 => "fig3",
             Experiment::Fig8 => "fig8",
+        }
+    }
+
+    /// The comparisons the paper draws from this experiment: `(better, worse, claim)`, where
+    /// the claim is that column `better` has the lower error than column `worse` at the same
+    /// (n, g).
+    pub fn claims(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        match self {
+            Experiment::Table1 => &[
+                ("LD", "N", "LOG beats NEAREST at the same budget (MBD 1 + log L against L / log L)"),
+                ("LD", "E", "LOG beats EVENLY-SPACED at the same budget"),
+                ("LD2", "LD", "V2 beats V1 (about n_block / 2 times the connections)"),
+            ],
+            Experiment::Table2 => &[
+                ("E", "N", "EVENLY-SPACED-HALF beats NEAREST-HALF (MBD 2 against log L)"),
+                ("N+LD", "N", "log L extra connections (N+LD) greatly improve NEAREST-HALF"),
+                ("D", "N+LD", "DenseNet (twice the cost) beats N+LD"),
+            ],
+            Experiment::Fig3 => &[],
+            Experiment::Fig8 => &[
+                ("LD", "LogLog", "LOG beats LogLog, despite LogLog's smaller MBD"),
+                ("D", "LogLog", "DenseNet beats LogLog"),
+                ("LogLog hub x3", "LogLog", "a hub multiplier of 3 beats 1"),
+            ],
         }
     }
 
     /// The grid: `(label as the paper names the column, preset family prefix, n, g)`, and for
     /// LogLog the hub multiplier. `quick` is a small grid on which the patterns' backpropagation
-    /// distances still differ materially (NEAREST's MBD is twice LOG's at n = 24).
+    /// distances still differ materially (NEAREST's MBD is twice LOG's at n = 24) and which a
+    /// 2-core CPU trains in minutes per run (g = 4).
     pub fn grid(self, quick: bool) -> Vec<Cell> {
+        if self == Experiment::Fig3 {
+            return fig3_grid(quick);
+        }
         let sizes: Vec<(usize, usize)> = match (self, quick) {
-            (_, true) => vec![(24, 8)],
+            (_, true) => vec![QUICK_SIZE],
             (Experiment::Table2, false) => logdense_graph::paper::TABLE2
                 .iter()
                 .map(|(ng, ..)| *ng)
@@ -80,6 +121,7 @@ impl Experiment {
                 ("N+LD", "t2-nhl", 1),
                 ("D", "t2-dense", 1),
             ],
+            Experiment::Fig3 => unreachable!("fig3 has its own grid"),
             Experiment::Fig8 => &[
                 ("LogLog", "loglog", 1),
                 ("LogLog hub x3", "loglog", 3),
@@ -102,6 +144,49 @@ impl Experiment {
     }
 }
 
+/// Fig. 3's networks at growing depth: V1 and V2 with g = 32 and n = 12, 22, ..., 82, and
+/// DenseNet-BC (depth 6n + 4, compression 0.5) with g = 32 and n = 12, 22, 32, 42, as Sec. 4.3
+/// lists them; `quick`: n = 8, 16, 24 at g = 4 for all three.
+fn fig3_grid(quick: bool) -> Vec<Cell> {
+    let (g, ld_depths, dense_depths): (usize, Vec<usize>, Vec<usize>) = if quick {
+        (4, vec![8, 16, 24], vec![8, 16, 24])
+    } else {
+        (32, (12..=82).step_by(10).collect(), vec![12, 22, 32, 42])
+    };
+    let mut cells = Vec::new();
+    for &n in &ld_depths {
+        for (label, family) in [("LD", "ld-v1"), ("LD2", "ld-v2")] {
+            cells.push(Cell {
+                label: label.into(),
+                preset: format!("{family}-{n}-{g}"),
+                n,
+                g,
+                hub_multiplier: 1,
+            });
+        }
+    }
+    for &n in &dense_depths {
+        cells.push(Cell {
+            label: "DenseNet-BC".into(),
+            preset: format!("densenet-bc-{}-{g}", 6 * n + 4),
+            n,
+            g,
+            hub_multiplier: 1,
+        });
+    }
+    cells
+}
+
+/// The quick grid's (n, g): 24 layers per block, where NEAREST's MBD (16) is twice LOG's (8),
+/// at growth 4, so that a 2-core CPU trains each run in a few minutes.
+pub const QUICK_SIZE: (usize, usize) = (24, 4);
+/// Training images per run with `--quick` (a seeded subset of the training set).
+pub const QUICK_TRAIN_IMAGES: usize = 7_500;
+/// Test images each epoch's evaluation uses with `--quick` (a seeded subset of the test set).
+pub const QUICK_TEST_IMAGES: usize = 5_000;
+/// Main epochs per run with `--quick` (the final-head-only epoch comes on top).
+pub const QUICK_EPOCHS: usize = 2;
+
 /// One network of a grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
@@ -120,11 +205,14 @@ pub struct Options {
     pub dataset: String,
     pub data: Option<PathBuf>,
     pub seeds: usize,
-    /// Epochs per run (default: 4 with `quick`, else the paper's: 250, 60 for SVHN).
+    /// Epochs per run (default: [`QUICK_EPOCHS`] with `quick`, else the paper's: 250, 60 for
+    /// SVHN).
     pub epochs: Option<usize>,
-    /// Train on a seeded subset of this many images (default: 10000 with `quick`).
+    /// Train on a seeded subset of this many images (default: [`QUICK_TRAIN_IMAGES`] with
+    /// `quick`).
     pub subset: Option<usize>,
-    /// Evaluate on a seeded subset of the test set (default: all of it).
+    /// Evaluate on a seeded subset of the test set (default: [`QUICK_TEST_IMAGES`] with
+    /// `quick`, else all of it).
     pub test_subset: Option<usize>,
     pub out: PathBuf,
 }
@@ -133,6 +221,9 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedRun {
     pub experiment: String,
+    /// The data set it trains on.
+    #[serde(default = "default_dataset")]
+    pub dataset: String,
     #[serde(flatten)]
     pub cell: Cell,
     pub seed: u64,
@@ -142,20 +233,43 @@ pub struct PlannedRun {
     pub gflops: f64,
     pub mbd: u32,
     pub connections: usize,
+    /// Main epochs (with auxiliary heads, [`final_only_epochs`](Self::final_only_epochs) more
+    /// follow).
     pub epochs: usize,
+    /// Final-head-only epochs after the main ones (the paper's one extra epoch; 0 without
+    /// auxiliary heads).
+    #[serde(default)]
+    pub final_only_epochs: usize,
     /// Training images per epoch.
     pub images: usize,
-    /// Estimated training work: 3 x forward FLOPs x images x epochs.
+    /// Test images each epoch's evaluation uses.
+    #[serde(default)]
+    pub test_images: usize,
+    /// Estimated training work: 3 x forward FLOPs x images x all epochs.
     pub train_flops: f64,
+    /// Estimated evaluation work: forward FLOPs x test images x all epochs.
+    #[serde(default)]
+    pub eval_flops: f64,
 }
 
-/// The data's input shape, classes and training-set size, by name.
-fn data_shape(dataset: &str) -> Result<([usize; 3], usize, usize)> {
+fn default_dataset() -> String {
+    "fashion-mnist".into()
+}
+
+impl PlannedRun {
+    /// Estimated work of the whole run, training and evaluation.
+    pub fn total_flops(&self) -> f64 {
+        self.train_flops + self.eval_flops
+    }
+}
+
+/// The data's input shape, classes, training-set and test-set sizes, by name.
+fn data_shape(dataset: &str) -> Result<([usize; 3], usize, usize, usize)> {
     Ok(match dataset {
-        "fashion-mnist" | "mnist" => ([1, 28, 28], 10, 60_000),
-        "cifar10" => ([3, 32, 32], 10, 50_000),
-        "cifar100" => ([3, 32, 32], 100, 50_000),
-        "svhn" => ([3, 32, 32], 10, 73_257),
+        "fashion-mnist" | "mnist" => ([1, 28, 28], 10, 60_000, 10_000),
+        "cifar10" => ([3, 32, 32], 10, 50_000, 10_000),
+        "cifar100" => ([3, 32, 32], 100, 50_000, 10_000),
+        "svhn" => ([3, 32, 32], 10, 73_257, 26_032),
         other => bail!(
             "--dataset: unknown data set '{other}' (fashion-mnist, mnist, cifar10, cifar100, svhn)"
         ),
@@ -167,16 +281,22 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
     if opts.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let (input, classes, train_images) = data_shape(&opts.dataset)?;
+    let (input, classes, train_images, test_set) = data_shape(&opts.dataset)?;
     let images = opts
         .subset
-        .or(opts.quick.then_some(10_000))
+        .or(opts.quick.then_some(QUICK_TRAIN_IMAGES))
         .unwrap_or(train_images)
         .min(train_images);
+    let test_images = opts
+        .test_subset
+        .or(opts.quick.then_some(QUICK_TEST_IMAGES))
+        .unwrap_or(test_set)
+        .min(test_set);
+    let final_only = TrainConfig::default().optim.final_only_epochs;
     let epochs = opts
         .epochs
         .unwrap_or(match (opts.quick, opts.dataset.as_str()) {
-            (true, _) => 4,
+            (true, _) => QUICK_EPOCHS,
             (false, "svhn") => 60,
             (false, _) => 250,
         });
@@ -192,6 +312,8 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
                 .build()
                 .with_context(|| format!("{} on {}", cell.preset, opts.dataset))?;
             let cost = graph.cost().total;
+            let final_only_epochs = if graph.heads().len() > 1 { final_only } else { 0 };
+            let passes = (epochs + final_only_epochs) as f64;
             let mbd = distance::GraphDistances::new(&graph, TransitionHops::Counted)
                 .summary()?
                 .mbd;
@@ -203,6 +325,7 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
             );
             runs.push(PlannedRun {
                 experiment: experiment.name().into(),
+                dataset: opts.dataset.clone(),
                 cell: cell.clone(),
                 seed,
                 dir: opts.out.join(experiment.name()).join(name),
@@ -211,8 +334,11 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
                 mbd,
                 connections: graph.connections(),
                 epochs,
+                final_only_epochs,
                 images,
-                train_flops: 3.0 * cost.flops as f64 * images as f64 * epochs as f64,
+                test_images,
+                train_flops: 3.0 * cost.flops as f64 * images as f64 * passes,
+                eval_flops: cost.flops as f64 * test_images as f64 * passes,
             });
         }
     }
@@ -252,7 +378,7 @@ pub fn run_config(run: &PlannedRun, opts: &Options) -> TrainConfig {
     cfg.data.dataset = opts.dataset.clone();
     cfg.data.dir = opts.data.clone();
     cfg.data.train_subset = Some(run.images);
-    cfg.data.test_subset = opts.test_subset;
+    cfg.data.test_subset = (run.test_images > 0).then_some(run.test_images);
     cfg.data.augment = match opts.dataset.as_str() {
         "cifar10" | "cifar100" => logdense_data::Augment::cifar(),
         _ => cfg.data.augment,
@@ -324,6 +450,7 @@ pub fn execute(
 pub struct RunRow {
     pub label: String,
     pub preset: String,
+    pub dataset: String,
     pub n: usize,
     pub g: usize,
     pub seed: u64,
@@ -335,10 +462,14 @@ pub struct RunRow {
     pub best_test_error: f64,
     pub epochs: usize,
     pub wall_s: f64,
+    /// Test error (%) after each epoch, for the training curves.
+    #[serde(skip)]
+    pub curve: Vec<f64>,
 }
 
 /// Merges every finished run of `experiment` under `out` (from any number of machines) into
-/// `runs.csv` and `table.md` in `out/EXPERIMENT/`. Returns the rows.
+/// `runs.csv`, `table.md` and the plots (`error_vs_gflops.png`, `error_vs_params.png`,
+/// `error_vs_mbd.png`, `curves.png`) in `out/EXPERIMENT/`. Returns the rows.
 pub fn report(out: &Path, experiment: Experiment) -> Result<Vec<RunRow>> {
     let root = out.join(experiment.name());
     let mut rows = Vec::new();
@@ -366,6 +497,7 @@ pub fn report(out: &Path, experiment: Experiment) -> Result<Vec<RunRow>> {
         rows.push(RunRow {
             label: plan.cell.label.clone(),
             preset: plan.cell.preset.clone(),
+            dataset: plan.dataset.clone(),
             n: plan.cell.n,
             g: plan.cell.g,
             seed: plan.seed,
@@ -377,15 +509,20 @@ pub fn report(out: &Path, experiment: Experiment) -> Result<Vec<RunRow>> {
             best_test_error: 100.0 * (1.0 - best),
             epochs: last.epoch,
             wall_s: metrics.iter().map(|r| r.epoch_s).sum(),
+            curve: metrics
+                .iter()
+                .map(|r| 100.0 * (1.0 - r.test_accuracy))
+                .collect(),
         });
     }
     rows.sort_by(|a, b| (a.n, a.g, &a.label, a.seed).cmp(&(b.n, b.g, &b.label, b.seed)));
-    let mut csv = String::from("label,preset,n,g,seed,params,gflops,mbd,connections,final_test_error,best_test_error,epochs,wall_s\n");
+    let mut csv = String::from("label,preset,dataset,n,g,seed,params,gflops,mbd,connections,final_test_error,best_test_error,epochs,wall_s\n");
     for r in &rows {
         csv += &format!(
-            "{},{},{},{},{},{},{:.4},{},{},{:.2},{:.2},{},{:.0}\n",
+            "{},{},{},{},{},{},{},{:.4},{},{},{:.2},{:.2},{},{:.0}\n",
             r.label,
             r.preset,
+            r.dataset,
             r.n,
             r.g,
             r.seed,
@@ -404,6 +541,9 @@ pub fn report(out: &Path, experiment: Experiment) -> Result<Vec<RunRow>> {
         &root.join("table.md"),
         table_md(experiment, &rows).as_bytes(),
     )?;
+    if !rows.is_empty() {
+        plot(&root, experiment, &rows)?;
+    }
     Ok(rows)
 }
 
@@ -438,14 +578,25 @@ fn paper_gflops(experiment: Experiment, label: &str, n: usize, g: usize) -> Opti
                     _ => None,
                 })
         }
-        Experiment::Fig8 => None,
+        Experiment::Fig3 | Experiment::Fig8 => None,
     }
 }
 
-/// The table laid out as the paper's: one row per (n, g), one column per pattern, the test
-/// error as mean +- standard deviation over the seeds, with GFLOPs and MBD beside.
-pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
-    let mut cells: BTreeMap<(usize, usize), BTreeMap<String, Vec<&RunRow>>> = BTreeMap::new();
+/// The paper's error (%) for a cell, on the same data set, where its table prints one.
+fn paper_error(experiment: Experiment, dataset: &str, label: &str, n: usize, g: usize) -> Option<f64> {
+    let table = match experiment {
+        Experiment::Table1 => 1,
+        Experiment::Table2 => 2,
+        Experiment::Fig3 | Experiment::Fig8 => return None,
+    };
+    logdense_graph::paper::table_error(table, dataset, label, n, g)
+}
+
+/// Rows grouped by (n, g), then by column label; labels in order of first appearance.
+type Cells<'a> = BTreeMap<(usize, usize), BTreeMap<String, Vec<&'a RunRow>>>;
+
+fn group(rows: &[RunRow]) -> (Cells<'_>, Vec<String>) {
+    let mut cells: Cells = BTreeMap::new();
     let mut labels: Vec<String> = Vec::new();
     for r in rows {
         if !labels.contains(&r.label) {
@@ -458,9 +609,76 @@ pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
             .or_default()
             .push(r);
     }
+    (cells, labels)
+}
+
+/// How one of the paper's comparisons came out at one (n, g).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub better: String,
+    pub worse: String,
+    pub n: usize,
+    pub g: usize,
+    /// Mean error of `worse` minus mean error of `better` (percentage points): positive when
+    /// the paper's claim holds on average.
+    pub difference: f64,
+    /// The larger of the two columns' standard deviations over seeds.
+    pub spread: f64,
+    pub seeds: (usize, usize),
+}
+
+impl Verdict {
+    /// "holds" when the difference exceeds the spread across seeds, "reversed" when it is
+    /// below minus the spread, otherwise "within the spread" (with one seed per column there
+    /// is no spread, and the sign alone decides).
+    pub fn outcome(&self) -> &'static str {
+        if self.difference > self.spread {
+            "holds"
+        } else if self.difference < -self.spread {
+            "reversed"
+        } else {
+            "within the spread"
+        }
+    }
+}
+
+/// The paper's comparisons for `experiment`, one per (n, g) where both columns have runs.
+pub fn verdicts(experiment: Experiment, rows: &[RunRow]) -> Vec<Verdict> {
+    let (cells, _) = group(rows);
+    let errors = |runs: &[&RunRow]| runs.iter().map(|r| r.final_test_error).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for &(better, worse, _) in experiment.claims() {
+        for ((n, g), by_label) in &cells {
+            let (Some(b), Some(w)) = (by_label.get(better), by_label.get(worse)) else {
+                continue;
+            };
+            let (mb, sb) = mean_std(&errors(b));
+            let (mw, sw) = mean_std(&errors(w));
+            out.push(Verdict {
+                better: better.into(),
+                worse: worse.into(),
+                n: *n,
+                g: *g,
+                difference: mw - mb,
+                spread: sb.max(sw),
+                seeds: (b.len(), w.len()),
+            });
+        }
+    }
+    out
+}
+
+/// The table laid out as the paper's: one row per (n, g), one column per pattern, the test
+/// error as mean +- standard deviation over the seeds, with GFLOPs and MBD beside, the paper's
+/// error and our difference to it where the paper trained that network on the same data;
+/// then the paper's comparisons and whether each holds here by more than the seeds' spread.
+pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
+    let (cells, labels) = group(rows);
+    let dataset = rows.first().map_or("", |r| r.dataset.as_str());
     let mut md = format!(
-        "# {}: test error (%) at the last epoch, mean +- standard deviation over seeds\n\n\
-         Each cell: error (seeds), our GFLOPs per image (the paper's, where it prints one), MBD.\n\n| (n, g) |",
+        "# {}: test error (%) at the last epoch on {dataset}, mean +- standard deviation over seeds\n\n\
+         Each cell: error (seeds), our GFLOPs per image (the paper's, where it prints one), MBD; \
+         where the paper trained the same network on the same data, its error and our difference to it.\n\n| (n, g) |",
         experiment.name()
     );
     for l in &labels {
@@ -480,8 +698,12 @@ pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
                     let (m, s) = mean_std(&errors);
                     let paper = paper_gflops(experiment, l, *n, *g)
                         .map_or_else(String::new, |p| format!(" ({p:.2})"));
+                    let paper_err = paper_error(experiment, dataset, l, *n, *g)
+                        .map_or_else(String::new, |p| {
+                            format!("; paper {p:.2}, ours {:+.2}", m - p)
+                        });
                     md += &format!(
-                        " {m:.2} +- {s:.2} ({}), {:.3}{paper} GFLOPs, MBD {} |",
+                        " {m:.2} +- {s:.2} ({}), {:.3}{paper} GFLOPs, MBD {}{paper_err} |",
                         runs.len(),
                         runs[0].gflops,
                         runs[0].mbd
@@ -492,7 +714,170 @@ pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
         }
         md += "\n";
     }
+    let verdicts = verdicts(experiment, rows);
+    if !verdicts.is_empty() {
+        md += "\n## The paper's comparisons\n\n\
+               A claim holds when the worse column's mean error exceeds the better one's by more \
+               than the larger standard deviation over seeds of the two.\n\n\
+               | claim | (n, g) | worse - better (points) | spread | seeds | outcome |\n\
+               | --- | --- | --- | --- | --- | --- |\n";
+        for v in &verdicts {
+            let claim = experiment
+                .claims()
+                .iter()
+                .find(|c| c.0 == v.better && c.1 == v.worse)
+                .map_or("", |c| c.2);
+            md += &format!(
+                "| {claim} | ({}, {}) | {:+.2} | {:.2} | {}, {} | {} |\n",
+                v.n,
+                v.g,
+                v.difference,
+                v.spread,
+                v.seeds.0,
+                v.seeds.1,
+                v.outcome()
+            );
+        }
+    }
     md
+}
+
+/// The experiment's plots: error (mean +- sd over seeds) against GFLOPs, parameters and MBD,
+/// one series per column, and the mean test-error curve of each column per (n, g).
+fn plot(root: &Path, experiment: Experiment, rows: &[RunRow]) -> Result<()> {
+    use crate::report::{plot_error_bars, plot_panels, Panel, XySeries};
+    let (cells, labels) = group(rows);
+    let dataset = &rows[0].dataset;
+    let series_by = |x: &dyn Fn(&RunRow) -> f64| -> Vec<XySeries> {
+        labels
+            .iter()
+            .map(|l| {
+                let mut points: Vec<(f64, f64, f64)> = cells
+                    .values()
+                    .filter_map(|by_label| by_label.get(l))
+                    .map(|runs| {
+                        let (m, s) =
+                            mean_std(&runs.iter().map(|r| r.final_test_error).collect::<Vec<_>>());
+                        (x(runs[0]), m, s)
+                    })
+                    .collect();
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                XySeries {
+                    label: l.clone(),
+                    points,
+                }
+            })
+            .collect()
+    };
+    let title = |what: &str| format!("{}: test error against {what} ({dataset})", experiment.name());
+    plot_error_bars(
+        &root.join("error_vs_gflops.png"),
+        &title("GFLOPs"),
+        "GFLOPs per image (forward)",
+        "test error (%)",
+        &series_by(&|r| r.gflops),
+    )?;
+    plot_error_bars(
+        &root.join("error_vs_params.png"),
+        &title("parameters"),
+        "parameters (millions)",
+        "test error (%)",
+        &series_by(&|r| r.params as f64 / 1e6),
+    )?;
+    plot_error_bars(
+        &root.join("error_vs_mbd.png"),
+        &title("MBD"),
+        "maximum backpropagation distance (layers)",
+        "test error (%)",
+        &series_by(&|r| f64::from(r.mbd)),
+    )?;
+    let titles: Vec<String> = cells
+        .keys()
+        .map(|(n, g)| format!("(n, g) = ({n}, {g}): mean test error"))
+        .collect();
+    let panels: Vec<Panel> = cells
+        .values()
+        .zip(&titles)
+        .map(|(by_label, title)| Panel {
+            title,
+            y_label: "test error (%)",
+            series: labels
+                .iter()
+                .filter_map(|l| by_label.get_key_value(l))
+                .map(|(l, runs)| {
+                    let epochs = runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
+                    let mean: Vec<(f64, f64)> = (0..epochs)
+                        .map(|e| {
+                            let m = runs.iter().map(|r| r.curve[e]).sum::<f64>() / runs.len() as f64;
+                            ((e + 1) as f64, m)
+                        })
+                        .collect();
+                    (l.as_str(), mean)
+                })
+                .collect(),
+        })
+        .collect();
+    plot_panels(&root.join("curves.png"), &panels)
+}
+
+/// Fig. 5a: the mean number of inputs per layer of LogLog-DenseNet at depth `L`, plain
+/// (`lglg_conn(0, L)`, at least one input) and augmented with LOG inputs up to four.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fig5aRow {
+    pub layers: usize,
+    pub plain: f64,
+    pub augmented: f64,
+}
+
+/// Fig. 5a's curve at the given depths.
+pub fn fig5a(depths: &[usize]) -> Vec<Fig5aRow> {
+    use logdense_graph::pattern::{mean_inputs, Pattern};
+    depths
+        .iter()
+        .map(|&l| Fig5aRow {
+            layers: l,
+            plain: mean_inputs(&Pattern::LogLog { min_inputs: 1 }.input_sets(l)),
+            augmented: mean_inputs(&Pattern::LogLog { min_inputs: 4 }.input_sets(l)),
+        })
+        .collect()
+}
+
+/// The depths Fig. 5a spans, L in (10, 2000): 10, 20, 30, ..., 100, then 50 more log-spaced.
+pub fn fig5a_depths() -> Vec<usize> {
+    let mut depths: Vec<usize> = (1..=10).map(|k| 10 * k).collect();
+    let (lo, hi) = (100f64.ln(), 2000f64.ln());
+    for k in 1..=50 {
+        depths.push((lo + (hi - lo) * k as f64 / 50.0).exp().round() as usize);
+    }
+    depths.dedup();
+    depths
+}
+
+/// Writes Fig. 5a (`fig5a.csv`, `fig5a.png`) into `dir` and returns its rows.
+pub fn write_fig5a(dir: &Path) -> Result<Vec<Fig5aRow>> {
+    use crate::report::{plot_error_bars, XySeries};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let rows = fig5a(&fig5a_depths());
+    let mut csv = String::from("layers,plain_mean_inputs,augmented_mean_inputs\n");
+    for r in &rows {
+        csv += &format!("{},{:.4},{:.4}\n", r.layers, r.plain, r.augmented);
+    }
+    crate::report::write_atomic(&dir.join("fig5a.csv"), csv.as_bytes())?;
+    let series = |label: &str, f: fn(&Fig5aRow) -> f64| XySeries {
+        label: label.into(),
+        points: rows.iter().map(|r| (r.layers as f64, f(r), 0.0)).collect(),
+    };
+    plot_error_bars(
+        &dir.join("fig5a.png"),
+        "Fig. 5a: mean inputs per layer of LogLog-DenseNet",
+        "layers L",
+        "mean inputs per layer",
+        &[
+            series("lglg_conn(0, L) (min inputs 1)", |r| r.plain),
+            series("augmented with LOG inputs (min inputs 4)", |r| r.augmented),
+        ],
+    )?;
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -537,7 +922,7 @@ mod tests {
         dirs.sort();
         dirs.dedup();
         assert_eq!(dirs.len(), runs.len());
-        assert!(runs[0].dir.ends_with("table1/ld-n24-g8-s1"));
+        assert!(runs[0].dir.ends_with("table1/ld-n24-g4-s1"));
     }
 
     #[test]
@@ -596,6 +981,118 @@ mod tests {
         assert!(shard(runs.clone(), 0, 5).is_err() && shard(runs, 6, 5).is_err());
         assert_eq!(parse_shard("2/8").unwrap(), (2, 8));
         assert!(parse_shard("2-8").is_err());
+    }
+
+    fn row(label: &str, seed: u64, error: f64) -> RunRow {
+        RunRow {
+            label: label.into(),
+            preset: format!("{label}-24-4"),
+            dataset: "cifar10".into(),
+            n: 12,
+            g: 16,
+            seed,
+            params: 1000,
+            gflops: 0.3,
+            mbd: 7,
+            connections: 100,
+            final_test_error: error,
+            best_test_error: error,
+            epochs: 3,
+            wall_s: 1.0,
+            curve: vec![50.0, 30.0, error],
+        }
+    }
+
+    #[test]
+    fn a_claim_holds_only_beyond_the_spread_over_seeds() {
+        let rows = vec![
+            // LD: 7.0 +- 1.0; N: 9.0 +- 0.5 (holds); E: 7.5 +- 0.5 (within LD's spread).
+            row("LD", 1, 6.0),
+            row("LD", 2, 7.0),
+            row("LD", 3, 8.0),
+            row("N", 1, 8.5),
+            row("N", 2, 9.0),
+            row("N", 3, 9.5),
+            row("E", 1, 7.0),
+            row("E", 2, 7.5),
+            row("E", 3, 8.0),
+            // LD2 is worse than LD: the claim that it is better is reversed.
+            row("LD2", 1, 10.0),
+            row("LD2", 2, 10.5),
+            row("LD2", 3, 11.0),
+        ];
+        let v = verdicts(Experiment::Table1, &rows);
+        let outcome = |better: &str, worse: &str| {
+            let v = v
+                .iter()
+                .find(|v| v.better == better && v.worse == worse)
+                .unwrap();
+            (v.outcome(), v.difference, v.spread)
+        };
+        assert_eq!(outcome("LD", "N"), ("holds", 2.0, 1.0));
+        assert_eq!(outcome("LD", "E").0, "within the spread");
+        assert_eq!(outcome("LD2", "LD").0, "reversed");
+        let md = table_md(Experiment::Table1, &rows);
+        // The paper's CIFAR10 errors at (12, 16) beside ours: LD 7.23, so ours is -0.23.
+        assert!(md.contains("7.00 +- 1.00 (3), 0.300 (0.29) GFLOPs, MBD 7; paper 7.23, ours -0.23"), "{md}");
+        assert!(md.contains("| +2.00 | 1.00 | 3, 3 | holds |"), "{md}");
+    }
+
+    #[test]
+    fn fig3_grows_depth_for_v1_v2_and_densenet_bc() {
+        let full = Experiment::Fig3.grid(false);
+        let depths = |label: &str| {
+            full.iter()
+                .filter(|c| c.label == label)
+                .map(|c| c.n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(depths("LD"), vec![12, 22, 32, 42, 52, 62, 72, 82]);
+        assert_eq!(depths("LD2"), depths("LD"));
+        assert_eq!(depths("DenseNet-BC"), vec![12, 22, 32, 42]);
+        assert!(full.iter().any(|c| c.preset == "densenet-bc-76-32"));
+        assert!(full.iter().all(|c| c.g == 32));
+        // Every cell of both grids is a preset the registry builds.
+        for c in full.iter().chain(&Experiment::Fig3.grid(true)) {
+            crate::presets::preset(&c.preset).unwrap();
+        }
+        let quick = plan(Experiment::Fig3, &opts(true)).unwrap();
+        assert_eq!(quick.len(), 9 * 3);
+        // GFLOPs grow with depth within each column.
+        for label in ["LD", "LD2", "DenseNet-BC"] {
+            let g: Vec<f64> = quick
+                .iter()
+                .filter(|r| r.seed == 1 && r.cell.label == label)
+                .map(|r| r.gflops)
+                .collect();
+            assert!(g.windows(2).all(|w| w[0] < w[1]), "{label}: {g:?}");
+        }
+    }
+
+    #[test]
+    fn fig5a_counts_loglog_inputs_with_and_without_augmentation() {
+        let depths = fig5a_depths();
+        assert_eq!((depths[0], *depths.last().unwrap()), (10, 2000));
+        assert!(depths.windows(2).all(|w| w[0] < w[1]));
+        for r in fig5a(&[10, 100, 1000]) {
+            // Augmentation only adds inputs, and at most three per layer (up to four).
+            assert!(r.augmented > r.plain && r.augmented <= r.plain + 3.0, "{r:?}");
+            // Every layer has at least one input.
+            assert!(r.plain >= 1.0, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn the_estimate_counts_the_final_only_epoch_and_the_evaluations() {
+        let runs = plan(Experiment::Table1, &opts(true)).unwrap();
+        let ld = &runs[0];
+        assert_eq!((ld.epochs, ld.final_only_epochs), (QUICK_EPOCHS, 1));
+        assert_eq!((ld.images, ld.test_images), (QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES));
+        let forward = ld.gflops * 1e9;
+        let passes = (QUICK_EPOCHS + 1) as f64;
+        assert!((ld.train_flops / (3.0 * forward * 7500.0 * passes) - 1.0).abs() < 1e-9);
+        assert!((ld.eval_flops / (forward * 5000.0 * passes) - 1.0).abs() < 1e-9);
+        assert_eq!(run_config(ld, &opts(true)).data.test_subset, Some(QUICK_TEST_IMAGES));
     }
 
     #[test]

@@ -55,8 +55,23 @@ fn two_shards_into_one_directory_merge_into_the_table() {
     assert_eq!(csv.lines().count(), 5);
     let table = std::fs::read_to_string(out.join("table1/table.md")).unwrap();
     assert!(
-        table.contains("| (24, 8) |") && table.contains("MBD 8"),
+        table.contains("| (24, 4) |") && table.contains("MBD 8"),
         "{table}"
     );
+    // One seed per column: every claim of Table 1 gets an outcome.
+    assert_eq!(
+        table.matches("| (24, 4) | ").count(),
+        1 + Experiment::Table1.claims().len(),
+        "{table}"
+    );
+    for plot in [
+        "error_vs_gflops.png",
+        "error_vs_params.png",
+        "error_vs_mbd.png",
+        "curves.png",
+    ] {
+        let bytes = std::fs::read(out.join("table1").join(plot)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{plot} is not a PNG");
+    }
     std::fs::remove_dir_all(&out).unwrap();
 }

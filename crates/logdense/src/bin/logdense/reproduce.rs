@@ -8,11 +8,13 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct ReproduceArgs {
-    /// table1, table2 or fig8 (training); costs (the paper's cost columns beside ours); or
-    /// report (merge the finished runs under --out into runs.csv and table.md).
+    /// table1, table2, fig3 or fig8 (training); fig5a or costs (analysis, seconds: LogLog's
+    /// inputs per layer, into --out; the paper's cost columns beside ours); or report (merge the
+    /// finished runs under --out into runs.csv, table.md and plots).
     experiment: String,
-    /// A small grid for a CPU (n = 24, g = 8, on which NEAREST's MBD is twice LOG's; 10000
-    /// training images, 4 epochs) instead of the paper's grid and schedule.
+    /// A small grid for a CPU (n = 24, g = 4, on which NEAREST's MBD is twice LOG's; 7500
+    /// training images, 2 epochs and the final-only one, 5000 test images) instead of the
+    /// paper's grid and schedule.
     #[arg(long)]
     quick: bool,
     /// fashion-mnist (default), mnist, cifar10, cifar100, svhn.
@@ -24,7 +26,7 @@ pub(crate) struct ReproduceArgs {
     /// Seeds per network.
     #[arg(long, default_value_t = 3)]
     seeds: usize,
-    /// Epochs per run (default: 4 with --quick, the paper's otherwise).
+    /// Epochs per run (default: 2 with --quick, the paper's otherwise).
     #[arg(long)]
     epochs: Option<usize>,
     /// Train on a seeded subset of this many images.
@@ -50,9 +52,37 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     if a.experiment == "costs" {
         return crate::analysis::paper_table();
     }
+    if a.experiment == "fig5a" {
+        let dir = a.out.join("fig5a");
+        let rows = reproduce::write_fig5a(&dir)?;
+        let (lo, hi) = logdense::graph::paper::FIG5A_PLAIN_RANGE;
+        let (glo, ghi) = logdense::graph::paper::FIG5A_AUGMENTATION_GAIN;
+        println!("Fig. 5a: mean inputs per layer of LogLog-DenseNet (paper: {lo} to {hi} plain, +{glo} to +{ghi} augmented, L in (10, 2000))");
+        println!("{:>6} {:>8} {:>10} {:>6}", "L", "plain", "augmented", "gain");
+        // Every depth up to 100, then every fifth of the log-spaced ones (the CSV has them all).
+        for (_, r) in rows.iter().enumerate().filter(|(k, _)| *k < 10 || (k - 10) % 5 == 4) {
+            println!(
+                "{:>6} {:>8.3} {:>10.3} {:>+6.3}",
+                r.layers,
+                r.plain,
+                r.augmented,
+                r.augmented - r.plain
+            );
+        }
+        let range = |f: fn(&reproduce::Fig5aRow) -> f64| {
+            rows.iter()
+                .map(f)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)))
+        };
+        let (plo, phi) = range(|r| r.plain);
+        let (gmin, gmax) = range(|r| r.augmented - r.plain);
+        println!("ours over {} depths: plain {plo:.2} to {phi:.2}, gain +{gmin:.2} to +{gmax:.2}", rows.len());
+        println!("-> {}, {}", dir.join("fig5a.csv").display(), dir.join("fig5a.png").display());
+        return Ok(());
+    }
     if a.experiment == "report" {
         let mut any = false;
-        for e in [Experiment::Table1, Experiment::Table2, Experiment::Fig8] {
+        for e in Experiment::ALL {
             if !a.out.join(e.name()).is_dir() {
                 continue;
             }
@@ -76,7 +106,7 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     let experiment: Experiment = a
         .experiment
         .parse()
-        .map_err(|e: String| usage(format!("{e}, or costs, report")))?;
+        .map_err(|e: String| usage(format!("{e}, or fig5a, costs, report")))?;
     let opts = Options {
         quick: a.quick,
         dataset: a.dataset.clone(),
@@ -95,9 +125,9 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     if a.dry_run {
         let mut total = 0.0;
         for r in &runs {
-            total += r.train_flops;
+            total += r.total_flops();
             println!(
-                "{:<14} n={:<3} g={:<3} seed={} mbd={:<3} connections={:<5} {:.3} GFLOPs/image  {:.2e} training FLOPs  {}{}",
+                "{:<14} n={:<3} g={:<3} seed={} mbd={:<3} connections={:<5} {:.3} GFLOPs/image  {:.2e} FLOPs  {}{}",
                 r.cell.label,
                 r.cell.n,
                 r.cell.g,
@@ -105,18 +135,27 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
                 r.mbd,
                 r.connections,
                 r.gflops,
-                r.train_flops,
+                r.total_flops(),
                 r.dir.display(),
                 if r.dir.join("summary.json").exists() { "  (finished)" } else { "" }
             );
         }
-        println!(
-            "{} runs, {:.2e} training FLOPs in all ({} epochs of {} images each)",
-            runs.len(),
-            total,
-            runs.first().map_or(0, |r| r.epochs),
-            runs.first().map_or(0, |r| r.images)
-        );
+        if let Some(r) = runs.first() {
+            println!(
+                "{} runs, {:.2e} FLOPs in all: training (3 x forward) on {} images for {} epochs{}, \
+                 and an evaluation on {} test images after each",
+                runs.len(),
+                total,
+                r.images,
+                r.epochs,
+                if r.final_only_epochs > 0 {
+                    format!(" and {} final-head-only", r.final_only_epochs)
+                } else {
+                    String::new()
+                },
+                r.test_images
+            );
+        }
         return Ok(());
     }
     let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
