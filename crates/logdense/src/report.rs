@@ -172,6 +172,7 @@ pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
             }
             chart
                 .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
                 .border_style(BLACK)
                 .background_style(WHITE.mix(0.8))
                 .draw()?;

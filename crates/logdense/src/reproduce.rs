@@ -626,7 +626,9 @@ pub fn paper_record(experiment: Experiment, better: &str, worse: &str) -> Option
 /// Rows grouped by (n, g), then by column label; labels in order of first appearance.
 type Cells<'a> = BTreeMap<(usize, usize), BTreeMap<String, Vec<&'a RunRow>>>;
 
-fn group(rows: &[RunRow]) -> (Cells<'_>, Vec<String>) {
+/// Labels follow the experiment's own column order (LD, N, E, LD2 for Table 1); any other
+/// label comes after them.
+fn group(experiment: Experiment, rows: &[RunRow]) -> (Cells<'_>, Vec<String>) {
     let mut cells: Cells = BTreeMap::new();
     let mut labels: Vec<String> = Vec::new();
     for r in rows {
@@ -640,6 +642,8 @@ fn group(rows: &[RunRow]) -> (Cells<'_>, Vec<String>) {
             .or_default()
             .push(r);
     }
+    let order: Vec<String> = experiment.grid(false).into_iter().map(|c| c.label).collect();
+    labels.sort_by_key(|l| order.iter().position(|o| o == l).unwrap_or(usize::MAX));
     (cells, labels)
 }
 
@@ -661,15 +665,22 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// "holds" when the difference exceeds the spread across seeds, "reversed" when it is
-    /// below minus the spread, otherwise "within the spread" (with one seed per column there
-    /// is no spread, and the sign alone decides).
     /// The difference relative to `better`'s mean error (%), as the paper states its own.
     pub fn relative(&self) -> f64 {
         100.0 * self.difference / self.better_error
     }
 
+    /// "holds" when the difference exceeds the spread across seeds, "reversed" when it is
+    /// below minus the spread, otherwise "within the spread". With one seed in a column there
+    /// is no spread: the outcome says so, and the sign alone decides.
     pub fn outcome(&self) -> &'static str {
+        if self.seeds.0.min(self.seeds.1) < 2 {
+            return if self.difference > 0.0 {
+                "holds on one seed (no spread)"
+            } else {
+                "reversed on one seed (no spread)"
+            };
+        }
         if self.difference > self.spread {
             "holds"
         } else if self.difference < -self.spread {
@@ -682,7 +693,7 @@ impl Verdict {
 
 /// The paper's comparisons for `experiment`, one per (n, g) where both columns have runs.
 pub fn verdicts(experiment: Experiment, rows: &[RunRow]) -> Vec<Verdict> {
-    let (cells, _) = group(rows);
+    let (cells, _) = group(experiment, rows);
     let errors = |runs: &[&RunRow]| runs.iter().map(|r| r.final_test_error).collect::<Vec<_>>();
     let mut out = Vec::new();
     for &(better, worse, _) in experiment.claims() {
@@ -712,7 +723,7 @@ pub fn verdicts(experiment: Experiment, rows: &[RunRow]) -> Vec<Verdict> {
 /// error and our difference to it where the paper trained that network on the same data;
 /// then the paper's comparisons and whether each holds here by more than the seeds' spread.
 pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
-    let (cells, labels) = group(rows);
+    let (cells, labels) = group(experiment, rows);
     let dataset = rows.first().map_or("", |r| r.dataset.as_str());
     let mut md = format!(
         "# {}: test error (%) at the last epoch on {dataset}, mean +- standard deviation over seeds\n\n\
@@ -793,7 +804,7 @@ pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
 /// one series per column, and the mean test-error curve of each column per (n, g).
 fn plot(root: &Path, experiment: Experiment, rows: &[RunRow]) -> Result<()> {
     use crate::report::{plot_error_bars, plot_panels, Panel, XySeries};
-    let (cells, labels) = group(rows);
+    let (cells, labels) = group(experiment, rows);
     let dataset = &rows[0].dataset;
     let series_by = |x: &dyn Fn(&RunRow) -> f64| -> Vec<XySeries> {
         labels
@@ -1079,7 +1090,13 @@ mod tests {
         assert_eq!(outcome("LD", "N"), ("holds", 2.0, 1.0));
         assert_eq!(outcome("LD", "E").0, "within the spread");
         assert_eq!(outcome("LD2", "LD").0, "reversed");
+        let one_seed: Vec<RunRow> = rows.iter().filter(|r| r.seed == 1).cloned().collect();
+        let v = verdicts(Experiment::Table1, &one_seed);
+        assert_eq!(v[0].outcome(), "holds on one seed (no spread)");
+        assert_eq!(v[2].outcome(), "reversed on one seed (no spread)");
         let md = table_md(Experiment::Table1, &rows);
+        // The columns in the paper's order.
+        assert!(md.contains("| (n, g) | LD | N | E | LD2 |"), "{md}");
         // The paper's CIFAR10 errors at (12, 16) beside ours: LD 7.23, so ours is -0.23.
         assert!(md.contains("7.00 +- 1.00 (3), 0.300 (0.29) GFLOPs, MBD 7; paper 7.23, ours -0.23"), "{md}");
         assert!(md.contains("| +2.00 | +28.6 % | 1.00 | 3, 3 | holds | +12.2 %, held in 26 of 27 |"), "{md}");
