@@ -46,15 +46,78 @@ pub const FIG5A_AUGMENTATION_GAIN: (f64, f64) = (1.0, 1.5);
 /// Table 1's test error rates (%): `(n, g)`, then per data set (CIFAR10, CIFAR100, SVHN) the
 /// columns LD, N, E, LD2.
 pub const TABLE1_ERRORS: [((usize, usize), [[f64; 4]; 3]); 9] = [
-    ((12, 16), [[7.23, 7.59, 7.45, 5.52], [29.14, 30.59, 30.72, 25.10], [2.03, 2.11, 2.27, 1.77]]),
-    ((12, 24), [[5.98, 6.46, 6.56, 4.88], [26.36, 26.96, 27.80, 22.50], [1.94, 2.10, 2.05, 1.63]]),
-    ((12, 32), [[5.48, 6.00, 6.15, 4.63], [24.21, 24.70, 25.57, 21.67], [1.85, 1.92, 1.90, 1.56]]),
-    ((32, 16), [[5.96, 6.45, 6.21, 4.70], [25.32, 27.48, 26.81, 22.15], [1.97, 1.94, 1.96, 1.68]]),
-    ((32, 24), [[5.03, 5.74, 5.43, 4.21], [22.73, 25.08, 24.80, 19.58], [1.77, 1.82, 1.95, 1.62]]),
-    ((32, 32), [[4.81, 5.65, 4.94, 4.16], [21.77, 23.79, 23.87, 19.54], [1.76, 1.82, 1.95, 1.61]]),
-    ((52, 16), [[5.13, 6.80, 6.09, 4.20], [23.45, 27.99, 26.58, 21.73], [1.66, 1.98, 1.85, 1.67]]),
-    ((52, 24), [[4.34, 5.83, 5.03, 4.04], [20.99, 26.07, 24.19, 20.13], [1.64, 1.90, 1.80, 1.69]]),
-    ((52, 32), [[4.56, 6.10, 4.98, 4.10], [20.58, 24.79, 23.10, 19.45], [1.72, 1.89, 1.78, 1.60]]),
+    (
+        (12, 16),
+        [
+            [7.23, 7.59, 7.45, 5.52],
+            [29.14, 30.59, 30.72, 25.10],
+            [2.03, 2.11, 2.27, 1.77],
+        ],
+    ),
+    (
+        (12, 24),
+        [
+            [5.98, 6.46, 6.56, 4.88],
+            [26.36, 26.96, 27.80, 22.50],
+            [1.94, 2.10, 2.05, 1.63],
+        ],
+    ),
+    (
+        (12, 32),
+        [
+            [5.48, 6.00, 6.15, 4.63],
+            [24.21, 24.70, 25.57, 21.67],
+            [1.85, 1.92, 1.90, 1.56],
+        ],
+    ),
+    (
+        (32, 16),
+        [
+            [5.96, 6.45, 6.21, 4.70],
+            [25.32, 27.48, 26.81, 22.15],
+            [1.97, 1.94, 1.96, 1.68],
+        ],
+    ),
+    (
+        (32, 24),
+        [
+            [5.03, 5.74, 5.43, 4.21],
+            [22.73, 25.08, 24.80, 19.58],
+            [1.77, 1.82, 1.95, 1.62],
+        ],
+    ),
+    (
+        (32, 32),
+        [
+            [4.81, 5.65, 4.94, 4.16],
+            [21.77, 23.79, 23.87, 19.54],
+            [1.76, 1.82, 1.95, 1.61],
+        ],
+    ),
+    (
+        (52, 16),
+        [
+            [5.13, 6.80, 6.09, 4.20],
+            [23.45, 27.99, 26.58, 21.73],
+            [1.66, 1.98, 1.85, 1.67],
+        ],
+    ),
+    (
+        (52, 24),
+        [
+            [4.34, 5.83, 5.03, 4.04],
+            [20.99, 26.07, 24.19, 20.13],
+            [1.64, 1.90, 1.80, 1.69],
+        ],
+    ),
+    (
+        (52, 32),
+        [
+            [4.56, 6.10, 4.98, 4.10],
+            [20.58, 24.79, 23.10, 19.45],
+            [1.72, 1.89, 1.78, 1.60],
+        ],
+    ),
 ];
 
 /// The data sets of [`TABLE1_ERRORS`], in its order.
@@ -65,13 +128,34 @@ pub const TABLE1_COLUMNS: [&str; 4] = ["LD", "N", "E", "LD2"];
 /// Table 2's test error rates (%): `(n, g)`, then per data set (CIFAR10, CIFAR100) the
 /// columns N, E, N+LD, D.
 pub const TABLE2_ERRORS: [((usize, usize), [[f64; 4]; 2]); 7] = [
-    ((12, 16), [[9.45, 6.42, 5.77, 4.95], [35.97, 29.61, 25.49, 23.54]]),
-    ((12, 24), [[6.49, 5.18, 5.12, 4.29], [29.11, 24.61, 22.87, 21.73]]),
-    ((12, 32), [[5.01, 4.84, 4.70, 4.05], [25.04, 23.70, 21.96, 20.56]]),
-    ((32, 12), [[7.16, 4.90, 4.80, 4.00], [33.64, 24.03, 22.70, 20.35]]),
-    ((32, 24), [[4.69, 4.06, 4.36, 4.00], [24.58, 21.00, 21.27, 19.54]]),
-    ((32, 32), [[4.30, 4.24, 4.03, 3.64], [22.84, 21.23, 21.81, 19.41]]),
-    ((52, 16), [[5.68, 4.72, 4.34, 3.59], [29.38, 21.73, 20.68, 19.83]]),
+    (
+        (12, 16),
+        [[9.45, 6.42, 5.77, 4.95], [35.97, 29.61, 25.49, 23.54]],
+    ),
+    (
+        (12, 24),
+        [[6.49, 5.18, 5.12, 4.29], [29.11, 24.61, 22.87, 21.73]],
+    ),
+    (
+        (12, 32),
+        [[5.01, 4.84, 4.70, 4.05], [25.04, 23.70, 21.96, 20.56]],
+    ),
+    (
+        (32, 12),
+        [[7.16, 4.90, 4.80, 4.00], [33.64, 24.03, 22.70, 20.35]],
+    ),
+    (
+        (32, 24),
+        [[4.69, 4.06, 4.36, 4.00], [24.58, 21.00, 21.27, 19.54]],
+    ),
+    (
+        (32, 32),
+        [[4.30, 4.24, 4.03, 3.64], [22.84, 21.23, 21.81, 19.41]],
+    ),
+    (
+        (52, 16),
+        [[5.68, 4.72, 4.34, 3.59], [29.38, 21.73, 20.68, 19.83]],
+    ),
 ];
 
 /// The data sets of [`TABLE2_ERRORS`], in its order.
@@ -79,24 +163,49 @@ pub const TABLE2_DATASETS: [&str; 2] = ["cifar10", "cifar100"];
 /// The columns of [`TABLE2_ERRORS`], in its order.
 pub const TABLE2_COLUMNS: [&str; 4] = ["N", "E", "N+LD", "D"];
 
-/// The paper's error rate (%) for a cell of Table 1 or 2 (`table` 1 or 2), where it prints one.
-pub fn table_error(table: u8, dataset: &str, label: &str, n: usize, g: usize) -> Option<f64> {
-    let pick = |datasets: &[&str], columns: &[&str], row: &[[f64; 4]]| {
-        let d = datasets.iter().position(|&x| x == dataset)?;
-        let c = columns.iter().position(|&x| x == label)?;
-        Some(row[d][c])
-    };
+/// A table's error rows as slices: `(n, g)` and one row of four columns per data set.
+fn error_rows(
+    table: u8,
+) -> Option<(
+    Vec<((usize, usize), &'static [[f64; 4]])>,
+    &'static [&'static str],
+    &'static [&'static str],
+)> {
     match table {
-        1 => TABLE1_ERRORS
-            .iter()
-            .find(|(ng, _)| *ng == (n, g))
-            .and_then(|(_, row)| pick(&TABLE1_DATASETS, &TABLE1_COLUMNS, row)),
-        2 => TABLE2_ERRORS
-            .iter()
-            .find(|(ng, _)| *ng == (n, g))
-            .and_then(|(_, row)| pick(&TABLE2_DATASETS, &TABLE2_COLUMNS, row)),
+        1 => Some((
+            TABLE1_ERRORS.iter().map(|(ng, e)| (*ng, &e[..])).collect(),
+            &TABLE1_DATASETS,
+            &TABLE1_COLUMNS,
+        )),
+        2 => Some((
+            TABLE2_ERRORS.iter().map(|(ng, e)| (*ng, &e[..])).collect(),
+            &TABLE2_DATASETS,
+            &TABLE2_COLUMNS,
+        )),
         _ => None,
     }
+}
+
+/// The paper's error rate (%) for a cell of Table 1 or 2 (`table` 1 or 2), where it prints one.
+pub fn table_error(table: u8, dataset: &str, label: &str, n: usize, g: usize) -> Option<f64> {
+    let (rows, datasets, columns) = error_rows(table)?;
+    let d = datasets.iter().position(|&x| x == dataset)?;
+    let c = columns.iter().position(|&x| x == label)?;
+    rows.iter()
+        .find(|(ng, _)| *ng == (n, g))
+        .map(|(_, e)| e[d][c])
+}
+
+/// Every `(error of a, error of b)` pair of Table 1 or 2, over all its (n, g, data set) cells.
+pub fn table_error_pairs(table: u8, a: &str, b: &str) -> Option<Vec<(f64, f64)>> {
+    let (rows, _, columns) = error_rows(table)?;
+    let ia = columns.iter().position(|&x| x == a)?;
+    let ib = columns.iter().position(|&x| x == b)?;
+    Some(
+        rows.iter()
+            .flat_map(|(_, sets)| sets.iter().map(move |e| (e[ia], e[ib])))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -170,16 +170,24 @@ pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .draw()?;
+            draw_legend(&mut chart)?;
         }
         root.present()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {}", tmp.display()))
+}
+
+/// The series' legend, boxed, in the chart's top right corner.
+fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    Ok(())
 }
 
 /// An axis label: whole numbers without a decimal point, others with at most three decimals.
@@ -250,17 +258,16 @@ pub fn plot_error_bars(
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
-            chart.draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 4, color.filled())))?;
+            chart.draw_series(
+                s.points
+                    .iter()
+                    .map(|p| Circle::new((p.0, p.1), 4, color.filled())),
+            )?;
             chart.draw_series(s.points.iter().filter(|p| p.2 > 0.0).map(|p| {
                 ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, color.stroke_width(2), 10)
             }))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()?;
+        draw_legend(&mut chart)?;
         root.present()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {}", tmp.display()))

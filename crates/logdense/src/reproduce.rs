@@ -63,24 +63,53 @@ impl Experiment {
         }
     }
 
+    /// The number of the paper's table this experiment fills in, if it is one.
+    pub fn paper_table(self) -> Option<u8> {
+        match self {
+            Experiment::Table1 => Some(1),
+            Experiment::Table2 => Some(2),
+            Experiment::Fig3 | Experiment::Fig8 => None,
+        }
+    }
+
     /// The comparisons the paper draws from this experiment: `(better, worse, claim)`, where
     /// the claim is that column `better` has the lower error than column `worse` at the same
     /// (n, g).
     pub fn claims(self) -> &'static [(&'static str, &'static str, &'static str)] {
         match self {
             Experiment::Table1 => &[
-                ("LD", "N", "LOG beats NEAREST at the same budget (MBD 1 + log L against L / log L)"),
+                (
+                    "LD",
+                    "N",
+                    "LOG beats NEAREST at the same budget (MBD 1 + log L against L / log L)",
+                ),
                 ("LD", "E", "LOG beats EVENLY-SPACED at the same budget"),
-                ("LD2", "LD", "V2 beats V1 (about n_block / 2 times the connections)"),
+                (
+                    "LD2",
+                    "LD",
+                    "V2 beats V1 (about n_block / 2 times the connections)",
+                ),
             ],
             Experiment::Table2 => &[
-                ("E", "N", "EVENLY-SPACED-HALF beats NEAREST-HALF (MBD 2 against log L)"),
-                ("N+LD", "N", "log L extra connections (N+LD) greatly improve NEAREST-HALF"),
+                (
+                    "E",
+                    "N",
+                    "EVENLY-SPACED-HALF beats NEAREST-HALF (MBD 2 against log L)",
+                ),
+                (
+                    "N+LD",
+                    "N",
+                    "log L extra connections (N+LD) greatly improve NEAREST-HALF",
+                ),
                 ("D", "N+LD", "DenseNet (twice the cost) beats N+LD"),
             ],
             Experiment::Fig3 => &[],
             Experiment::Fig8 => &[
-                ("LD", "LogLog", "LOG beats LogLog, despite LogLog's smaller MBD"),
+                (
+                    "LD",
+                    "LogLog",
+                    "LOG beats LogLog, despite LogLog's smaller MBD",
+                ),
                 ("D", "LogLog", "DenseNet beats LogLog"),
                 ("LogLog hub x3", "LogLog", "a hub multiplier of 3 beats 1"),
             ],
@@ -312,7 +341,11 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
                 .build()
                 .with_context(|| format!("{} on {}", cell.preset, opts.dataset))?;
             let cost = graph.cost().total;
-            let final_only_epochs = if graph.heads().len() > 1 { final_only } else { 0 };
+            let final_only_epochs = if graph.heads().len() > 1 {
+                final_only
+            } else {
+                0
+            };
             let passes = (epochs + final_only_epochs) as f64;
             let mbd = distance::GraphDistances::new(&graph, TransitionHops::Counted)
                 .summary()?
@@ -583,41 +616,27 @@ fn paper_gflops(experiment: Experiment, label: &str, n: usize, g: usize) -> Opti
 }
 
 /// The paper's error (%) for a cell, on the same data set, where its table prints one.
-fn paper_error(experiment: Experiment, dataset: &str, label: &str, n: usize, g: usize) -> Option<f64> {
-    let table = match experiment {
-        Experiment::Table1 => 1,
-        Experiment::Table2 => 2,
-        Experiment::Fig3 | Experiment::Fig8 => return None,
-    };
+fn paper_error(
+    experiment: Experiment,
+    dataset: &str,
+    label: &str,
+    n: usize,
+    g: usize,
+) -> Option<f64> {
+    let table = experiment.paper_table()?;
     logdense_graph::paper::table_error(table, dataset, label, n, g)
 }
 
 /// The paper's own record on a claim, over every (n, g, data set) cell of its table: the mean
 /// relative increase of `worse`'s error over `better`'s (%), the cells where `better` has the
 /// lower error, and the number of cells.
-pub fn paper_record(experiment: Experiment, better: &str, worse: &str) -> Option<(f64, usize, usize)> {
-    use logdense_graph::paper::{
-        TABLE1_COLUMNS, TABLE1_ERRORS, TABLE2_COLUMNS, TABLE2_ERRORS,
-    };
-    let pairs: Vec<(f64, f64)> = match experiment {
-        Experiment::Table1 => {
-            let b = TABLE1_COLUMNS.iter().position(|&c| c == better)?;
-            let w = TABLE1_COLUMNS.iter().position(|&c| c == worse)?;
-            TABLE1_ERRORS
-                .iter()
-                .flat_map(|(_, sets)| sets.iter().map(move |e| (e[b], e[w])))
-                .collect()
-        }
-        Experiment::Table2 => {
-            let b = TABLE2_COLUMNS.iter().position(|&c| c == better)?;
-            let w = TABLE2_COLUMNS.iter().position(|&c| c == worse)?;
-            TABLE2_ERRORS
-                .iter()
-                .flat_map(|(_, sets)| sets.iter().map(move |e| (e[b], e[w])))
-                .collect()
-        }
-        Experiment::Fig3 | Experiment::Fig8 => return None,
-    };
+pub fn paper_record(
+    experiment: Experiment,
+    better: &str,
+    worse: &str,
+) -> Option<(f64, usize, usize)> {
+    let table = experiment.paper_table()?;
+    let pairs = logdense_graph::paper::table_error_pairs(table, better, worse)?;
     let relative = pairs.iter().map(|(b, w)| (w - b) / b).sum::<f64>() / pairs.len() as f64;
     let wins = pairs.iter().filter(|(b, w)| b < w).count();
     Some((100.0 * relative, wins, pairs.len()))
@@ -642,7 +661,11 @@ fn group(experiment: Experiment, rows: &[RunRow]) -> (Cells<'_>, Vec<String>) {
             .or_default()
             .push(r);
     }
-    let order: Vec<String> = experiment.grid(false).into_iter().map(|c| c.label).collect();
+    let order: Vec<String> = experiment
+        .grid(false)
+        .into_iter()
+        .map(|c| c.label)
+        .collect();
     labels.sort_by_key(|l| order.iter().position(|o| o == l).unwrap_or(usize::MAX));
     (cells, labels)
 }
@@ -827,7 +850,12 @@ fn plot(root: &Path, experiment: Experiment, rows: &[RunRow]) -> Result<()> {
             })
             .collect()
     };
-    let title = |what: &str| format!("{}: test error against {what} ({dataset})", experiment.name());
+    let title = |what: &str| {
+        format!(
+            "{}: test error against {what} ({dataset})",
+            experiment.name()
+        )
+    };
     plot_error_bars(
         &root.join("error_vs_gflops.png"),
         &title("GFLOPs"),
@@ -866,7 +894,8 @@ fn plot(root: &Path, experiment: Experiment, rows: &[RunRow]) -> Result<()> {
                     let epochs = runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
                     let mean: Vec<(f64, f64)> = (0..epochs)
                         .map(|e| {
-                            let m = runs.iter().map(|r| r.curve[e]).sum::<f64>() / runs.len() as f64;
+                            let m =
+                                runs.iter().map(|r| r.curve[e]).sum::<f64>() / runs.len() as f64;
                             ((e + 1) as f64, m)
                         })
                         .collect();
@@ -1098,8 +1127,14 @@ mod tests {
         // The columns in the paper's order.
         assert!(md.contains("| (n, g) | LD | N | E | LD2 |"), "{md}");
         // The paper's CIFAR10 errors at (12, 16) beside ours: LD 7.23, so ours is -0.23.
-        assert!(md.contains("7.00 +- 1.00 (3), 0.300 (0.29) GFLOPs, MBD 7; paper 7.23, ours -0.23"), "{md}");
-        assert!(md.contains("| +2.00 | +28.6 % | 1.00 | 3, 3 | holds | +12.2 %, held in 26 of 27 |"), "{md}");
+        assert!(
+            md.contains("7.00 +- 1.00 (3), 0.300 (0.29) GFLOPs, MBD 7; paper 7.23, ours -0.23"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| +2.00 | +28.6 % | 1.00 | 3, 3 | holds | +12.2 %, held in 26 of 27 |"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -1140,7 +1175,10 @@ mod tests {
         assert!(depths.windows(2).all(|w| w[0] < w[1]));
         for r in fig5a(&[10, 100, 1000]) {
             // Augmentation only adds inputs, and at most three per layer (up to four).
-            assert!(r.augmented > r.plain && r.augmented <= r.plain + 3.0, "{r:?}");
+            assert!(
+                r.augmented > r.plain && r.augmented <= r.plain + 3.0,
+                "{r:?}"
+            );
             // Every layer has at least one input.
             assert!(r.plain >= 1.0, "{r:?}");
         }
@@ -1151,12 +1189,18 @@ mod tests {
         let runs = plan(Experiment::Table1, &opts(true)).unwrap();
         let ld = &runs[0];
         assert_eq!((ld.epochs, ld.final_only_epochs), (QUICK_EPOCHS, 1));
-        assert_eq!((ld.images, ld.test_images), (QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES));
+        assert_eq!(
+            (ld.images, ld.test_images),
+            (QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES)
+        );
         let forward = ld.gflops * 1e9;
         let passes = (QUICK_EPOCHS + 1) as f64;
         assert!((ld.train_flops / (3.0 * forward * 7500.0 * passes) - 1.0).abs() < 1e-9);
         assert!((ld.eval_flops / (forward * 5000.0 * passes) - 1.0).abs() < 1e-9);
-        assert_eq!(run_config(ld, &opts(true)).data.test_subset, Some(QUICK_TEST_IMAGES));
+        assert_eq!(
+            run_config(ld, &opts(true)).data.test_subset,
+            Some(QUICK_TEST_IMAGES)
+        );
     }
 
     #[test]

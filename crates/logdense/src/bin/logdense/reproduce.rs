@@ -58,9 +58,16 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         let (lo, hi) = logdense::graph::paper::FIG5A_PLAIN_RANGE;
         let (glo, ghi) = logdense::graph::paper::FIG5A_AUGMENTATION_GAIN;
         println!("Fig. 5a: mean inputs per layer of LogLog-DenseNet (paper: {lo} to {hi} plain, +{glo} to +{ghi} augmented, L in (10, 2000))");
-        println!("{:>6} {:>8} {:>10} {:>6}", "L", "plain", "augmented", "gain");
+        println!(
+            "{:>6} {:>8} {:>10} {:>6}",
+            "L", "plain", "augmented", "gain"
+        );
         // Every depth up to 100, then every fifth of the log-spaced ones (the CSV has them all).
-        for (_, r) in rows.iter().enumerate().filter(|(k, _)| *k < 10 || (k - 10) % 5 == 4) {
+        for (_, r) in rows
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k < 10 || (k - 10) % 5 == 4)
+        {
             println!(
                 "{:>6} {:>8.3} {:>10.3} {:>+6.3}",
                 r.layers,
@@ -72,12 +79,21 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         let range = |f: fn(&reproduce::Fig5aRow) -> f64| {
             rows.iter()
                 .map(f)
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)))
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                })
         };
         let (plo, phi) = range(|r| r.plain);
         let (gmin, gmax) = range(|r| r.augmented - r.plain);
-        println!("ours over {} depths: plain {plo:.2} to {phi:.2}, gain +{gmin:.2} to +{gmax:.2}", rows.len());
-        println!("-> {}, {}", dir.join("fig5a.csv").display(), dir.join("fig5a.png").display());
+        println!(
+            "ours over {} depths: plain {plo:.2} to {phi:.2}, gain +{gmin:.2} to +{gmax:.2}",
+            rows.len()
+        );
+        println!(
+            "-> {}, {}",
+            dir.join("fig5a.csv").display(),
+            dir.join("fig5a.png").display()
+        );
         return Ok(());
     }
     if a.experiment == "report" {
