@@ -685,6 +685,9 @@ pub struct Verdict {
     /// The larger of the two columns' standard deviations over seeds.
     pub spread: f64,
     pub seeds: (usize, usize),
+    /// Per seed that both columns ran: `worse`'s error minus `better`'s (the two runs of a seed
+    /// share their training and test subsets).
+    pub paired: Vec<(u64, f64)>,
 }
 
 impl Verdict {
@@ -735,6 +738,14 @@ pub fn verdicts(experiment: Experiment, rows: &[RunRow]) -> Vec<Verdict> {
                 better_error: mb,
                 spread: sb.max(sw),
                 seeds: (b.len(), w.len()),
+                paired: b
+                    .iter()
+                    .filter_map(|rb| {
+                        w.iter()
+                            .find(|rw| rw.seed == rb.seed)
+                            .map(|rw| (rb.seed, rw.final_test_error - rb.final_test_error))
+                    })
+                    .collect(),
             });
         }
     }
@@ -794,9 +805,10 @@ pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
                than the larger standard deviation over seeds of the two. \"Relative\" is the \
                difference over the better column's error; the paper's column gives its own mean \
                relative difference over every (n, g, data set) of its table, and in how many of \
-               those cells the claim held.\n\n\
-               | claim | (n, g) | worse - better (points) | relative | spread | seeds | outcome | paper |\n\
-               | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+               those cells the claim held. \"Per seed\" lists worse - better for each seed both \
+               columns ran (a seed's runs share their training and test subsets).\n\n\
+               | claim | (n, g) | worse - better (points) | relative | spread | seeds | outcome | per seed | paper |\n\
+               | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
         for v in &verdicts {
             let claim = experiment
                 .claims()
@@ -807,8 +819,14 @@ pub fn table_md(experiment: Experiment, rows: &[RunRow]) -> String {
                 || "-".to_string(),
                 |(rel, wins, cells)| format!("{rel:+.1} %, held in {wins} of {cells}"),
             );
+            let per_seed = v
+                .paired
+                .iter()
+                .map(|(_, d)| format!("{d:+.2}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             md += &format!(
-                "| {claim} | ({}, {}) | {:+.2} | {:+.1} % | {:.2} | {}, {} | {} | {paper} |\n",
+                "| {claim} | ({}, {}) | {:+.2} | {:+.1} % | {:.2} | {}, {} | {} | {per_seed} | {paper} |\n",
                 v.n,
                 v.g,
                 v.difference,
@@ -1132,7 +1150,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| +2.00 | +28.6 % | 1.00 | 3, 3 | holds | +12.2 %, held in 26 of 27 |"),
+            md.contains("| +2.00 | +28.6 % | 1.00 | 3, 3 | holds | +2.50, +2.00, +1.50 | +12.2 %, held in 26 of 27 |"),
             "{md}"
         );
     }
