@@ -9,9 +9,13 @@
 # FC networks (fc-*) at FC_BATCH (1, 224x224). Both sides get THREADS threads
 # (RAYON_NUM_THREADS for ours, torch.set_num_threads for PyTorch).
 #
+# PyTorch runs in each of TORCH_SETTINGS (default: all four): fp32 (NCHW, what a plain model
+# does), fp32-cl (channels_last), bf16 (torch.autocast bfloat16) and bf16-cl. The table sets
+# ours beside PyTorch's best fp32 setting and its best bf16 setting, with the ratio to each.
+#
 # Environment: LOGDENSE (our binary; built if missing), PYTHON (default bench/.venv/bin/python;
 # without PyTorch only our side runs), THREADS (2), ROUNDS (2), WARMUP (2), STEPS (10),
-# BATCH (64), FC_BATCH (1), OUT (a directory to keep the raw JSON in).
+# BATCH (64), FC_BATCH (1), TORCH_SETTINGS, OUT (a directory to keep the raw JSON in).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +27,13 @@ WARMUP=${WARMUP:-2}
 STEPS=${STEPS:-10}
 BATCH=${BATCH:-64}
 FC_BATCH=${FC_BATCH:-1}
+TORCH_SETTINGS=${TORCH_SETTINGS:-fp32 fp32-cl bf16 bf16-cl}
+for setting in $TORCH_SETTINGS; do
+    case "$setting" in
+        fp32|fp32-cl|bf16|bf16-cl) ;;
+        *) echo "TORCH_SETTINGS: unknown setting '$setting' (fp32, fp32-cl, bf16, bf16-cl)" >&2; exit 2 ;;
+    esac
+done
 
 if [ "$#" -gt 0 ]; then
     presets=("$@")
@@ -69,10 +80,15 @@ for p in "${presets[@]}"; do
         "$LOGDENSE" bench --preset "$p" --batch "$b" --warmup "$WARMUP" --steps "$STEPS" \
             --json >"$work/ours-$p-$r.json"
         if [ "$have_torch" = 1 ]; then
-            echo "[$p] round $r/$ROUNDS: pytorch (batch $b)" >&2
-            "$PYTHON" "$root/bench/pytorch_reference.py" --preset "$p" --batch "$b" \
-                --warmup "$WARMUP" --steps "$STEPS" --threads "$THREADS" \
-                --logdense "$LOGDENSE" --json >"$work/torch-$p-$r.json"
+            for setting in $TORCH_SETTINGS; do
+                flags=()
+                case "$setting" in *-cl) flags+=(--channels-last) ;; esac
+                case "$setting" in bf16*) flags+=(--bf16) ;; esac
+                echo "[$p] round $r/$ROUNDS: pytorch $setting (batch $b)" >&2
+                "$PYTHON" "$root/bench/pytorch_reference.py" --preset "$p" --batch "$b" \
+                    --warmup "$WARMUP" --steps "$STEPS" --threads "$THREADS" \
+                    --logdense "$LOGDENSE" "${flags[@]}" --json >"$work/torch_$setting-$p-$r.json"
+            done
         fi
     done
 done
@@ -84,10 +100,10 @@ if [ "$have_torch" = 1 ]; then
     torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__)')
 fi
 
-python3 - "$work" "$ROUNDS" "${presets[@]}" <<'EOF'
+python3 - "$work" "$ROUNDS" "$TORCH_SETTINGS" "${presets[@]}" <<'EOF'
 import json, os, sys
 
-work, rounds, presets = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+work, rounds, settings, presets = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
 
 def load(side, p):
     runs = []
@@ -107,27 +123,41 @@ def load(side, p):
 def best(runs, key):
     return max((d[key] for d in runs), default=None)
 
+def best_setting(settings, p, key):
+    """PyTorch's best (value, setting) over `settings` for preset p."""
+    found = [(best(load(f"torch_{s}", p), key), s) for s in settings]
+    found = [f for f in found if f[0] is not None]
+    return max(found, default=(None, "-"))
+
 def fmt(x, spec="9.1f"):
     return format(x, spec) if x is not None else format("-", ">" + spec.rstrip("f").split(".")[0])
 
 def ratio(a, b):
     return fmt(a / b, "6.2f") if a is not None and b else fmt(None, "6.2f")
 
-print(f"{'preset':<20} {'batch':>5} {'ours train':>10} {'torch train':>11} {'ratio':>6}"
-      f" {'ours infer':>10} {'torch infer':>11} {'ratio':>6} {'ours MiB':>8} {'torch MiB':>9}")
+fp32, bf16 = [s for s in settings if s.startswith("fp32")], [s for s in settings if s.startswith("bf16")]
+mem = lambda runs: min((d["peak_rss_bytes"] for d in runs if d.get("peak_rss_bytes")), default=None)
+for what, key in (("training", "train_img_per_s"), ("inference", "infer_img_per_s")):
+    print(f"{what}, images/s (best of the rounds); ratio = ours / PyTorch's (> 1: ours is faster)")
+    print(f"{'preset':<20} {'batch':>5} {'ours':>8} {'torch fp32':>10} {'setting':>8} {'ratio':>6}"
+          f" {'torch bf16':>10} {'setting':>8} {'ratio':>6}")
+    for p in presets:
+        ours = load("ours", p)
+        batch = (ours or [{"batch": "-"}])[0]["batch"]
+        o = best(ours, key)
+        f, fs = best_setting(fp32, p, key)
+        h, hs = best_setting(bf16, p, key)
+        print(f"{p:<20} {batch:>5} {fmt(o, '8.1f')} {fmt(f, '10.1f')} {fs:>8} {ratio(o, f)}"
+              f" {fmt(h, '10.1f')} {hs:>8} {ratio(o, h)}")
+    print()
+print("peak RSS (VmHWM) of each process, MiB; ratio = ours / PyTorch's lowest")
+print(f"{'preset':<20} {'ours':>8}" + "".join(f" {s:>8}" for s in settings) + f" {'ratio':>6}")
 for p in presets:
-    ours, torch = load("ours", p), load("torch", p)
-    batch = (ours or torch or [{"batch": "-"}])[0]["batch"]
-    ot, tt = best(ours, "train_img_per_s"), best(torch, "train_img_per_s")
-    oi, ti = best(ours, "infer_img_per_s"), best(torch, "infer_img_per_s")
-    mem = lambda runs: (min((d["peak_rss_bytes"] for d in runs if d.get("peak_rss_bytes")),
-                            default=None))
-    om, tm = mem(ours), mem(torch)
-    print(f"{p:<20} {batch:>5} {fmt(ot, '10.1f')} {fmt(tt, '11.1f')} {ratio(ot, tt)}"
-          f" {fmt(oi, '10.1f')} {fmt(ti, '11.1f')} {ratio(oi, ti)}"
-          f" {fmt(om and om / 2**20, '8.0f')} {fmt(tm and tm / 2**20, '9.0f')}")
-print("images/s, best of the rounds; ratio = ours / PyTorch (> 1: ours is faster);"
-      " MiB = peak RSS (VmHWM) of each process")
+    o = mem(load("ours", p))
+    ts = [mem(load(f"torch_{s}", p)) for s in settings]
+    lowest = min((t for t in ts if t), default=None)
+    print(f"{p:<20} {fmt(o and o / 2**20, '8.0f')}"
+          + "".join(f" {fmt(t and t / 2**20, '8.0f')}" for t in ts) + f" {ratio(o, lowest)}")
 EOF
 echo "machine: ${cpu:-unknown CPU}, $cores cores available; threads per side: $THREADS;" \
     "rounds: $ROUNDS, warm-up $WARMUP, median of $STEPS steps; PyTorch $torch_version;" \

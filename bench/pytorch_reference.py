@@ -21,10 +21,16 @@ Timed like ours: `warmup` untimed steps, then the median of `steps` timed ones.
 Usage:
   bench/.venv/bin/python bench/pytorch_reference.py --preset ld-v1-12-16 [--preset P ...]
       [--batch B] [--warmup W] [--steps S] [--threads N] [--logdense target/release/logdense]
-      [--device cpu|cuda] [--expect-params N] [--check-only] [--json]
+      [--device cpu|cuda] [--channels-last] [--bf16] [--expect-params N] [--check-only] [--json]
+
+Settings: NCHW fp32 (the default), `--channels-last` (model and input in
+torch.channels_last, PyTorch's faster CPU layout for convolutions) and `--bf16` (forward and
+loss under torch.autocast with bfloat16: bf16 convolutions and matrix products, fp32 master
+weights and optimiser state). The two combine. The JSON names the setting.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -484,6 +490,12 @@ def run(name, args):
         torch.cuda.reset_peak_memory_stats(dev)  # each preset's own peak
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, c, h, w, generator=gen).to(dev)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    # Mixed precision as PyTorch users run it: autocast around forward and loss only.
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if args.bf16 \
+        else contextlib.nullcontext
     head_ids = [i for i, n in enumerate(graph.nodes) if n["op"] == "head"]
     weights = head_weights(len(head_ids))
     labels = []
@@ -498,12 +510,13 @@ def run(name, args):
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        outs = model(x)
-        loss = None
-        for out, wt, lab in zip(outs, weights, labels):
-            if wt > 0:
-                term = F.cross_entropy(out, lab) * wt
-                loss = term if loss is None else loss + term
+        with autocast():
+            outs = model(x)
+            loss = None
+            for out, wt, lab in zip(outs, weights, labels):
+                if wt > 0:
+                    term = F.cross_entropy(out, lab) * wt
+                    loss = term if loss is None else loss + term
         value = loss.item()
         if value != value:
             raise SystemExit(f"{name}: loss is NaN at step {step}")
@@ -517,7 +530,7 @@ def run(name, args):
 
     model.eval()
     infer_ms = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         for step in range(args.warmup + args.steps):
             t0 = time.perf_counter()
             y = model(x)[-1]
@@ -536,8 +549,14 @@ def run(name, args):
         infer_gflop_per_s=gflops * infer_ips, peak_rss_bytes=peak_rss_bytes(),
         steps=args.steps, warmup=args.warmup, threads=torch.get_num_threads(),
         framework=f"pytorch {torch.__version__}", params_match=check["params_match"],
-        device=args.device, peak_gpu_allocated_bytes=gpu_peak,
+        device=args.device, peak_gpu_allocated_bytes=gpu_peak, setting=setting_name(args),
     )
+
+
+def setting_name(args):
+    """The setting as compare.sh labels it: precision, then layout."""
+    return ("bf16 autocast" if args.bf16 else "fp32") + \
+        (" channels_last" if args.channels_last else " NCHW")
 
 
 def main():
@@ -551,6 +570,10 @@ def main():
     p.add_argument("--device", default="cpu",
                    help="cpu (default) or cuda: the GPU reference for `logdense bench "
                         "--device vulkan` (timed steps end with torch.cuda.synchronize)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and input in torch.channels_last (NHWC) memory format")
+    p.add_argument("--bf16", action="store_true",
+                   help="forward and loss under torch.autocast(dtype=torch.bfloat16)")
     p.add_argument("--logdense", default=default_logdense(),
                    help="our binary, to read parameter and FLOP counts from "
                         "`logdense cost --preset P --json` (default: target/release/logdense)")
@@ -576,7 +599,7 @@ def main():
             print(f"{r['preset']:<20} params {r['params']:>10} (match: {r['params_match']})  "
                   f"FLOPs {r['flops']:>14} (match: {r['flops_match']})")
         else:
-            print(f"{r['preset']:<20} batch {r['batch']:>3}  train {r['train_step_ms_median']:9.1f} ms"
+            print(f"{r['preset']:<20} {r['setting']:<26} batch {r['batch']:>3}  train {r['train_step_ms_median']:9.1f} ms"
                   f" {r['train_img_per_s']:8.1f} img/s {r['train_gflop_per_s']:7.1f} GFLOP/s | "
                   f"infer {r['infer_ms_median']:9.1f} ms {r['infer_img_per_s']:8.1f} img/s | "
                   f"params {r['params']} | peak {r['peak_rss_bytes'] / 2**20:.0f} MiB")
