@@ -279,6 +279,9 @@ pub struct PlannedRun {
     /// Estimated evaluation work: forward FLOPs x test images x all epochs.
     #[serde(default)]
     pub eval_flops: f64,
+    /// Set when the run was not trained but copied from another experiment's identical run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<PathBuf>,
 }
 
 fn default_dataset() -> String {
@@ -372,6 +375,7 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
                 test_images,
                 train_flops: 3.0 * cost.flops as f64 * images as f64 * passes,
                 eval_flops: cost.flops as f64 * test_images as f64 * passes,
+                reused_from: None,
             });
         }
     }
@@ -426,8 +430,49 @@ pub fn run_config(run: &PlannedRun, opts: &Options) -> TrainConfig {
 /// File in each run directory naming its place in the plan.
 pub const PLAN_FILE: &str = "plan.json";
 
+/// A finished run of another experiment under `out` whose config is `config` (the TOML of
+/// [`run_config`]): the same network, data, schedule and seed, so its result is this run's
+/// (Fig. 8's LD column is Table 1's, for example).
+fn identical_finished_run(out: &Path, experiment: &str, config: &str) -> Option<PathBuf> {
+    let config_of = |dir: &Path| std::fs::read_to_string(dir.join(crate::train::CONFIG_FILE)).ok();
+    std::fs::read_dir(out)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name() != experiment)
+        .filter_map(|e| std::fs::read_dir(e.path()).ok())
+        .flat_map(|dirs| dirs.flatten().map(|d| d.path()))
+        .find(|dir| dir.join("summary.json").exists() && config_of(dir).as_deref() == Some(config))
+}
+
+/// Copies the finished run `from` into `to` (every file but its lock and plan), the summary
+/// last, so that `to` counts as finished only once everything else is in place.
+fn copy_finished_run(from: &Path, to: &Path) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(from)
+        .with_context(|| format!("cannot read {}", from.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default();
+            name != PLAN_FILE && name != "run.lock"
+        })
+        .collect();
+    files.sort_by_key(|p| p.file_name() == Some(std::ffi::OsStr::new("summary.json")));
+    for file in files {
+        let target = to.join(file.file_name().unwrap_or_default());
+        let tmp = target.with_extension("copy.tmp");
+        std::fs::copy(&file, &tmp)
+            .with_context(|| format!("cannot copy {} to {}", file.display(), tmp.display()))?;
+        std::fs::rename(&tmp, &target)
+            .with_context(|| format!("cannot rename {}", tmp.display()))?;
+    }
+    Ok(())
+}
+
 /// Trains every run not yet finished: a run whose directory holds `summary.json` is skipped,
-/// one holding a checkpoint is resumed. Returns how many runs were trained.
+/// one holding a checkpoint is resumed, and one that another experiment under `--out` already
+/// finished with the identical config is copied from there (its `plan.json` names the source
+/// in `reused_from`). Returns how many runs were trained.
 pub fn execute(
     runs: &[PlannedRun],
     opts: &Options,
@@ -463,10 +508,28 @@ pub fn execute(
         }
         std::fs::create_dir_all(&run.dir)
             .with_context(|| format!("cannot create {}", run.dir.display()))?;
+        let cfg = run_config(run, opts);
+        if !resume {
+            if let Some(from) = identical_finished_run(&opts.out, &run.experiment, &cfg.to_toml()) {
+                if progress {
+                    eprintln!(
+                        "  the same run (config) finished in {}: copied",
+                        from.display()
+                    );
+                }
+                copy_finished_run(&from, &run.dir)?;
+                let plan = PlannedRun {
+                    reused_from: Some(from),
+                    ..run.clone()
+                };
+                crate::report::write_json_atomic(&run.dir.join(PLAN_FILE), &plan)?;
+                continue;
+            }
+        }
         crate::report::write_json_atomic(&run.dir.join(PLAN_FILE), run)?;
         Run {
             dir: run.dir.clone(),
-            cfg: run_config(run, opts),
+            cfg,
             device: device.clone(),
             progress,
             stop_after: None,

@@ -73,5 +73,25 @@ fn two_shards_into_one_directory_merge_into_the_table() {
         let bytes = std::fs::read(out.join("table1").join(plot)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{plot} is not a PNG");
     }
+    // Fig. 8's LD column is Table 1's LD run (same config): it is copied, not trained again.
+    let fig8 = reproduce::plan(Experiment::Fig8, &opts).unwrap();
+    assert_eq!(fig8.len(), 4);
+    assert_eq!(reproduce::execute(&fig8, &opts, &device, false).unwrap(), 3);
+    let ld = fig8.iter().find(|r| r.cell.label == "LD").unwrap();
+    let plan: reproduce::PlannedRun =
+        serde_json::from_slice(&std::fs::read(ld.dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(
+        plan.reused_from.as_deref(),
+        Some(out.join("table1/ld-n24-g4-s1").as_path())
+    );
+    for file in ["metrics.json", "summary.json", "checkpoint.ldck"] {
+        assert_eq!(
+            std::fs::read(ld.dir.join(file)).unwrap(),
+            std::fs::read(out.join("table1/ld-n24-g4-s1").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let rows = reproduce::report(&out, Experiment::Fig8).unwrap();
+    assert_eq!(rows.len(), 4);
     std::fs::remove_dir_all(&out).unwrap();
 }
