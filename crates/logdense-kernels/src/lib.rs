@@ -8,6 +8,8 @@
 //!   statistics or given ones, computed with `gemm`'s kernels on row-band tiles in parallel;
 //! - [`resample`]: the transitions' 2x2 average pool and the stride-2 3x3 overlap-add that
 //!   turns a 1x1 convolution into a 3x3 stride-2 transposed convolution, forward and backward;
+//! - [`bf16`]: matrix products with bfloat16 operands and f32 accumulation (`vdpbf16ps` on
+//!   CPUs with AVX512-BF16, a portable loop elsewhere), for a mixed-precision layer;
 //! - [`naive`]: textbook reference implementations of the same operations (concatenate, batch
 //!   norm, ReLU, direct convolution, window average, transposed convolution) in plain loops
 //!   with `f64` arithmetic, which the tests hold the fast kernels to.
@@ -15,10 +17,12 @@
 //! Why a crate of its own: a sparse-dense network spends most of its time in these loops, and
 //! they are easier to test exhaustively, benchmark and reason about without the autodiff
 //! machinery around them. `logdense` wraps them as burn operations with handwritten backward
-//! steps. The crate's `unsafe` is confined to [`conv`]: a bounds-checked call of `gemm`'s
+//! steps. The crate's `unsafe` is confined to [`conv`] (a bounds-checked call of `gemm`'s
 //! matrix product on raw pointers, and an output buffer that parallel tiles write disjoint
-//! rows of; each states its contract in a `# Safety` section.
+//! rows of) and [`bf16`] (the AVX512-BF16 micro-kernel, called only where the CPU has it);
+//! each states its contract in a `# Safety` section.
 
+pub mod bf16;
 pub mod conv;
 pub mod naive;
 pub mod resample;
