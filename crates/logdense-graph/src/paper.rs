@@ -43,9 +43,12 @@ pub const FIG5B_CLAIM: &str =
 pub const FIG5A_PLAIN_RANGE: (f64, f64) = (3.0, 4.0);
 pub const FIG5A_AUGMENTATION_GAIN: (f64, f64) = (1.0, 1.5);
 
+/// A row of an error table: `(n, g)`, then per data set the error rates (%) of four columns.
+pub type ErrorRow<const DATASETS: usize> = ((usize, usize), [[f64; 4]; DATASETS]);
+
 /// Table 1's test error rates (%): `(n, g)`, then per data set (CIFAR10, CIFAR100, SVHN) the
 /// columns LD, N, E, LD2.
-pub const TABLE1_ERRORS: [((usize, usize), [[f64; 4]; 3]); 9] = [
+pub const TABLE1_ERRORS: [ErrorRow<3>; 9] = [
     (
         (12, 16),
         [
@@ -127,7 +130,7 @@ pub const TABLE1_COLUMNS: [&str; 4] = ["LD", "N", "E", "LD2"];
 
 /// Table 2's test error rates (%): `(n, g)`, then per data set (CIFAR10, CIFAR100) the
 /// columns N, E, N+LD, D.
-pub const TABLE2_ERRORS: [((usize, usize), [[f64; 4]; 2]); 7] = [
+pub const TABLE2_ERRORS: [ErrorRow<2>; 7] = [
     (
         (12, 16),
         [[9.45, 6.42, 5.77, 4.95], [35.97, 29.61, 25.49, 23.54]],
@@ -163,46 +166,52 @@ pub const TABLE2_DATASETS: [&str; 2] = ["cifar10", "cifar100"];
 /// The columns of [`TABLE2_ERRORS`], in its order.
 pub const TABLE2_COLUMNS: [&str; 4] = ["N", "E", "N+LD", "D"];
 
-/// A table's error rows as slices: `(n, g)` and one row of four columns per data set.
-fn error_rows(
-    table: u8,
-) -> Option<(
-    Vec<((usize, usize), &'static [[f64; 4]])>,
-    &'static [&'static str],
-    &'static [&'static str],
-)> {
+/// One error-table row's errors: per data set, four columns.
+type PerDataSet = &'static [[f64; 4]];
+
+/// Table 1 or 2's errors, with its data sets and columns in order.
+struct ErrorTable {
+    /// `(n, g)` and the row's errors, one array of four columns per data set.
+    rows: Vec<((usize, usize), PerDataSet)>,
+    datasets: &'static [&'static str],
+    columns: &'static [&'static str],
+}
+
+fn error_table(table: u8) -> Option<ErrorTable> {
     match table {
-        1 => Some((
-            TABLE1_ERRORS.iter().map(|(ng, e)| (*ng, &e[..])).collect(),
-            &TABLE1_DATASETS,
-            &TABLE1_COLUMNS,
-        )),
-        2 => Some((
-            TABLE2_ERRORS.iter().map(|(ng, e)| (*ng, &e[..])).collect(),
-            &TABLE2_DATASETS,
-            &TABLE2_COLUMNS,
-        )),
+        1 => Some(ErrorTable {
+            rows: TABLE1_ERRORS.iter().map(|(ng, e)| (*ng, &e[..])).collect(),
+            datasets: &TABLE1_DATASETS,
+            columns: &TABLE1_COLUMNS,
+        }),
+        2 => Some(ErrorTable {
+            rows: TABLE2_ERRORS.iter().map(|(ng, e)| (*ng, &e[..])).collect(),
+            datasets: &TABLE2_DATASETS,
+            columns: &TABLE2_COLUMNS,
+        }),
         _ => None,
     }
 }
 
 /// The paper's error rate (%) for a cell of Table 1 or 2 (`table` 1 or 2), where it prints one.
 pub fn table_error(table: u8, dataset: &str, label: &str, n: usize, g: usize) -> Option<f64> {
-    let (rows, datasets, columns) = error_rows(table)?;
-    let d = datasets.iter().position(|&x| x == dataset)?;
-    let c = columns.iter().position(|&x| x == label)?;
-    rows.iter()
+    let t = error_table(table)?;
+    let d = t.datasets.iter().position(|&x| x == dataset)?;
+    let c = t.columns.iter().position(|&x| x == label)?;
+    t.rows
+        .iter()
         .find(|(ng, _)| *ng == (n, g))
         .map(|(_, e)| e[d][c])
 }
 
 /// Every `(error of a, error of b)` pair of Table 1 or 2, over all its (n, g, data set) cells.
 pub fn table_error_pairs(table: u8, a: &str, b: &str) -> Option<Vec<(f64, f64)>> {
-    let (rows, _, columns) = error_rows(table)?;
-    let ia = columns.iter().position(|&x| x == a)?;
-    let ib = columns.iter().position(|&x| x == b)?;
+    let t = error_table(table)?;
+    let ia = t.columns.iter().position(|&x| x == a)?;
+    let ib = t.columns.iter().position(|&x| x == b)?;
     Some(
-        rows.iter()
+        t.rows
+            .iter()
             .flat_map(|(_, sets)| sets.iter().map(move |e| (e[ia], e[ib])))
             .collect(),
     )
