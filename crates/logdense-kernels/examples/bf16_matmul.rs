@@ -17,12 +17,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
     println!(
-        "AVX512-BF16 micro-kernel: {}",
-        if bf16::avx512_bf16() {
-            "yes"
-        } else {
-            "no (portable loop)"
-        }
+        "micro-kernel: {:?} (AMX: {}, AVX512-BF16: {})",
+        bf16::kernel(),
+        bf16::amx(),
+        bf16::avx512_bf16()
     );
     println!(
         "{:>4} {:>5} {:>6} {:>12} {:>12} {:>6}",

@@ -3,14 +3,20 @@
 //! operands are rounded to bf16 (round to nearest, ties to even) and every product and sum is
 //! carried in f32.
 //!
-//! On a CPU with AVX512-BF16 (Intel Cooper Lake and Sapphire Rapids on, AMD Zen 4 on) the
-//! micro-kernel is `vdpbf16ps`, which multiplies two pairs of bf16 and adds both products to an
-//! f32 lane: twice the multiply-adds per instruction of an f32 FMA. Elsewhere a portable loop
-//! computes the same rounded-operand product. [`avx512_bf16`] says which one runs.
+//! The micro-kernel is chosen at run time ([`kernel`]):
+//! - **AMX** (Intel Sapphire Rapids on): `tdpbf16ps` multiplies a 16 x 32 bf16 tile by a
+//!   32 x 16 one into a 16 x 16 f32 tile, 16 times the work of an AVX-512 instruction. Rust has
+//!   no stable AMX intrinsics, so the tiles are driven through inline assembly, after asking
+//!   Linux for the tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`).
+//! - **AVX512-BF16** (Cooper Lake, Zen 4 on): `vdpbf16ps` multiplies two pairs of bf16 and adds
+//!   both products to an f32 lane.
+//! - Elsewhere a portable loop computes the same rounded-operand product.
 //!
-//! Layout: `rhs` is packed as pairs along `k` (`[k / 2][n][2]`, so one 512-bit load holds 16
-//! columns' pairs) and `lhs` as one 32-bit pair per row and pair of `k`, broadcast to all lanes.
-//! An odd `k` is padded with a zero.
+//! Layout, shared by the three: `rhs` as pairs along `k` in panels of [`NR`] columns
+//! (`[n / NR][k / 2][NR][2]`: one 512-bit load holds 16 columns' pairs, and an AMX tile's rows
+//! are 16 columns' pairs at the panel's row stride), `lhs` as one 32-bit pair per row and pair
+//! of `k`. Pairs are padded with zeros to a multiple of 16 and rows of `lhs` to a multiple of
+//! 16, the tiles' sizes.
 
 /// `x` rounded to bfloat16 (the upper 16 bits of an f32), to nearest with ties to even; NaN
 /// stays NaN (quiet), infinities stay infinite.
@@ -26,6 +32,73 @@ pub fn round_to_bf16(x: f32) -> u16 {
 /// The f32 a bfloat16 stands for (exact).
 pub fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits(u32::from(h) << 16)
+}
+
+/// The micro-kernels, fastest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AMX tiles (`tdpbf16ps`).
+    Amx,
+    /// AVX512-BF16 (`vdpbf16ps`).
+    Avx512Bf16,
+    /// Plain Rust.
+    Portable,
+}
+
+/// The fastest micro-kernel this CPU and operating system run (checked once).
+pub fn kernel() -> Kernel {
+    if amx() {
+        Kernel::Amx
+    } else if avx512_bf16() {
+        Kernel::Avx512Bf16
+    } else {
+        Kernel::Portable
+    }
+}
+
+/// Whether AMX with bf16 runs here: the CPU reports AMX-TILE and AMX-BF16 (CPUID leaf 7, EDX
+/// bits 24 and 22) and Linux grants this process the tile data state. Checked once.
+pub fn amx() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            // CPUID leaf 7 is read only where leaf 0 says it exists.
+            let leaf7 = std::arch::x86_64::__cpuid(0).eax >= 7
+                && std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 24 | 1 << 22)
+                    == (1 << 24 | 1 << 22);
+            leaf7 && request_tile_state()
+        })
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        false
+    }
+}
+
+/// Asks Linux for permission to use AMX tile data in this process
+/// (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); true when granted.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_state() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: the arch_prctl system call with these arguments only changes which extended
+    // states this process may use; it reads and writes no memory of ours. The syscall
+    // instruction clobbers rcx and r11, which are declared.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret == 0
 }
 
 /// Whether this CPU runs the AVX512-BF16 micro-kernel (checked once, at run time).
@@ -48,12 +121,16 @@ pub fn avx512_bf16() -> bool {
 const NR: usize = 64;
 /// Rows per micro-tile: 4 x 4 accumulators of the 32 vector registers.
 const MR: usize = 4;
+/// An AMX tile's rows (and pairs of `k` per tile): pairs and rows of `lhs` are padded to it.
+const TILE: usize = 16;
 
 /// A right operand packed once for many products (a layer's band, filled in bf16 directly).
 pub struct PackedRhs {
     k: usize,
     n: usize,
     np: usize,
+    /// Pairs of `k`, padded to a multiple of [`TILE`].
+    pairs: usize,
     data: Vec<u16>,
 }
 
@@ -61,7 +138,13 @@ impl PackedRhs {
     /// Packs `rhs` (k x n, strides `(rs, cs)`).
     pub fn new(k: usize, n: usize, rhs: &[f32], rs: usize, cs: usize) -> Self {
         let (data, np) = pack_rhs(k, n, rhs, rs, cs);
-        PackedRhs { k, n, np, data }
+        PackedRhs {
+            k,
+            n,
+            np,
+            pairs: padded_pairs(k),
+            data,
+        }
     }
 }
 
@@ -83,12 +166,17 @@ impl PackedLhs {
     }
 }
 
+/// Pairs of `k`, padded with zeros to a multiple of [`TILE`].
+fn padded_pairs(k: usize) -> usize {
+    k.div_ceil(2).div_ceil(TILE) * TILE
+}
+
 /// `rhs` (k x n, strides `(rs, cs)`) as bf16 pairs along k in panels of [`NR`] columns,
-/// `[n_padded / NR][k.div_ceil(2)][NR][2]` (a panel is contiguous, so a micro-tile streams
-/// through it), with `n` padded to a multiple of `NR` by zeros.
+/// `[n_padded / NR][pairs][NR][2]` (a panel is contiguous, so a micro-tile streams through it),
+/// with `n` padded to a multiple of `NR` and the pairs to a multiple of [`TILE`] by zeros.
 fn pack_rhs(k: usize, n: usize, rhs: &[f32], rs: usize, cs: usize) -> (Vec<u16>, usize) {
     let np = n.div_ceil(NR) * NR;
-    let pairs = k.div_ceil(2);
+    let pairs = padded_pairs(k);
     let mut packed = vec![0u16; pairs * np * 2];
     for kk in 0..k {
         let (p, half) = (kk / 2, kk % 2);
@@ -102,12 +190,13 @@ fn pack_rhs(k: usize, n: usize, rhs: &[f32], rs: usize, cs: usize) -> (Vec<u16>,
 }
 
 /// `lhs` (m x k, strides `(rs, cs)`) as one u32 per row and pair of k (low half: the even k),
-/// `[m][k.div_ceil(2)]`.
+/// `[m_padded][pairs]`, with rows padded to a multiple of [`TILE`] and pairs as
+/// [`padded_pairs`], by zeros.
 fn pack_lhs(m: usize, k: usize, lhs: &[f32], rs: usize, cs: usize) -> Vec<u32> {
-    let pairs = k.div_ceil(2);
-    let mut packed = vec![0u32; m * pairs];
+    let pairs = padded_pairs(k);
+    let mut packed = vec![0u32; m.div_ceil(TILE) * TILE * pairs];
     for i in 0..m {
-        for p in 0..pairs {
+        for p in 0..k.div_ceil(2) {
             let lo = u32::from(round_to_bf16(lhs[i * rs + 2 * p * cs]));
             let hi = if 2 * p + 1 < k {
                 u32::from(round_to_bf16(lhs[i * rs + (2 * p + 1) * cs]))
@@ -172,7 +261,7 @@ pub fn matmul_packed(
     rhs: &PackedRhs,
 ) {
     assert_eq!(lhs.k, rhs.k, "bf16 matmul: inner dimensions differ");
-    let (m, n, k, np) = (lhs.m, rhs.n, lhs.k, rhs.np);
+    let (m, n, np) = (lhs.m, rhs.n, rhs.np);
     if m == 0 || n == 0 {
         return;
     }
@@ -180,40 +269,146 @@ pub fn matmul_packed(
         (m - 1) * ldd + n <= dst.len(),
         "bf16 matmul: dst out of bounds"
     );
+    matmul_packed_with(kernel(), dst, ldd, accumulate, lhs, rhs, m, n, np);
+}
+
+/// [`matmul_packed`] with the given micro-kernel (which the CPU must run).
+#[allow(clippy::too_many_arguments)]
+fn matmul_packed_with(
+    kernel: Kernel,
+    dst: &mut [f32],
+    ldd: usize,
+    accumulate: bool,
+    lhs: &PackedLhs,
+    rhs: &PackedRhs,
+    m: usize,
+    n: usize,
+    np: usize,
+) {
     let (a, b) = (&lhs.data, &rhs.data);
-    let pairs = k.div_ceil(2);
+    let pairs = rhs.pairs;
+    let mut store = |tile_rows: &[[f32; NR]], i0: usize, j0: usize| {
+        let cols = NR.min(n - j0);
+        for (r, tile_row) in tile_rows.iter().enumerate().take(m.saturating_sub(i0)) {
+            let out = &mut dst[(i0 + r) * ldd + j0..][..cols];
+            if accumulate {
+                for (o, t) in out.iter_mut().zip(tile_row) {
+                    *o += t;
+                }
+            } else {
+                out.copy_from_slice(&tile_row[..cols]);
+            }
+        }
+    };
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Amx {
+        let mut tile = [[0f32; NR]; TILE];
+        // SAFETY: AMX runs here (the caller chose the kernel from `kernel()`); the config is
+        // loaded before any tile instruction and released after.
+        unsafe { amx_begin() };
+        for j0 in (0..np).step_by(NR) {
+            let panel = &b[j0 / NR * pairs * NR * 2..][..pairs * NR * 2];
+            for i0 in (0..m).step_by(TILE) {
+                let rows = &a[i0 * pairs..][..TILE * pairs];
+                // SAFETY: AMX is configured (above); `rows` holds 16 rows of `pairs` pairs
+                // and `panel` `pairs` rows of NR columns' pairs, as the kernel reads them.
+                unsafe { tile_amx(rows, panel, pairs, &mut tile) };
+                store(&tile, i0, j0);
+            }
+        }
+        // SAFETY: releases the tile state amx_begin configured.
+        unsafe { amx_end() };
+        return;
+    }
     let mut tile = [[0f32; NR]; MR];
     // Panel by panel of rhs (it stays in cache while every row block of lhs passes over it).
     for j0 in (0..np).step_by(NR) {
-        let cols = NR.min(n - j0);
         let panel = &b[j0 / NR * pairs * NR * 2..][..pairs * NR * 2];
         for i0 in (0..m).step_by(MR) {
-            let rows = MR.min(m - i0);
-            let a_rows: [&[u32]; MR] =
-                std::array::from_fn(|r| &a[(i0 + r.min(rows - 1)) * pairs..][..pairs]);
-            #[cfg(target_arch = "x86_64")]
-            {
-                if avx512_bf16() {
-                    // SAFETY: the CPU has AVX512F and AVX512-BF16 (checked above), and the
-                    // panel holds `pairs` pairs of `NR` columns, all that the kernel reads.
+            let a_rows: [&[u32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * pairs..][..pairs]);
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx512Bf16 => {
+                    assert!(avx512_bf16(), "the AVX512-BF16 kernel on a CPU without it");
+                    // SAFETY: the CPU has AVX512F and AVX512-BF16 (asserted), and the panel
+                    // holds `pairs` pairs of `NR` columns, all that the kernel reads.
                     unsafe { tile_avx512_bf16(&a_rows, panel, pairs, &mut tile) };
-                } else {
-                    tile_portable(&a_rows, panel, pairs, &mut tile);
                 }
+                _ => tile_portable(&a_rows, panel, pairs, &mut tile),
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            tile_portable(&a_rows, panel, pairs, &mut tile);
-            for (r, tile_row) in tile.iter().enumerate().take(rows) {
-                let out = &mut dst[(i0 + r) * ldd + j0..][..cols];
-                if accumulate {
-                    for (o, t) in out.iter_mut().zip(tile_row) {
-                        *o += t;
-                    }
-                } else {
-                    out.copy_from_slice(&tile_row[..cols]);
-                }
-            }
+            store(&tile, i0, j0);
         }
+    }
+}
+
+/// Loads the tile configuration of [`tile_amx`]: tiles 0-4 of 16 rows of 64 bytes (C: 16 x 16
+/// f32 twice; A: 16 x 32 bf16; B: 16 pairs x 16 columns twice).
+///
+/// # Safety
+///
+/// AMX must run here ([`amx`]).
+#[cfg(target_arch = "x86_64")]
+unsafe fn amx_begin() {
+    let mut config = [0u8; 64];
+    config[0] = 1; // palette 1
+    for t in 0..5 {
+        config[16 + 2 * t] = 64; // bytes per row
+        config[48 + t] = TILE as u8; // rows
+    }
+    std::arch::asm!("ldtilecfg [{0}]", in(reg) config.as_ptr(), options(nostack, readonly));
+}
+
+/// Releases the tile state.
+///
+/// # Safety
+///
+/// AMX must run here ([`amx`]).
+#[cfg(target_arch = "x86_64")]
+unsafe fn amx_end() {
+    std::arch::asm!("tilerelease", options(nostack, nomem));
+}
+
+/// One 16 x NR tile with AMX: for each half of the panel's columns, two 16 x 16 f32
+/// accumulator tiles over every 16 pairs of `k`.
+///
+/// # Safety
+///
+/// AMX must be configured by [`amx_begin`] on this thread. (`rows` holding 16 rows of `pairs`
+/// and `panel` `pairs` rows of `NR` pairs, with `pairs` a multiple of 16, is checked.)
+#[cfg(target_arch = "x86_64")]
+unsafe fn tile_amx(rows: &[u32], panel: &[u16], pairs: usize, tile: &mut [[f32; NR]; TILE]) {
+    assert!(
+        pairs.is_multiple_of(TILE) && rows.len() >= TILE * pairs && panel.len() >= pairs * NR * 2
+    );
+    let (a_stride, b_stride, c_stride) = (pairs * 4, NR * 4, NR * 4);
+    for half in 0..NR / 32 {
+        std::arch::asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+        for p0 in (0..pairs).step_by(TILE) {
+            let a = rows.as_ptr().add(p0);
+            let b = panel.as_ptr().add(p0 * NR * 2 + half * 64);
+            std::arch::asm!(
+                "tileloadd tmm2, [{a} + {sa}]",
+                "tileloadd tmm3, [{b} + {sb}]",
+                "tileloadd tmm4, [{b2} + {sb}]",
+                "tdpbf16ps tmm0, tmm2, tmm3",
+                "tdpbf16ps tmm1, tmm2, tmm4",
+                a = in(reg) a,
+                b = in(reg) b,
+                b2 = in(reg) b.add(32),
+                sa = in(reg) a_stride,
+                sb = in(reg) b_stride,
+                options(nostack, readonly),
+            );
+        }
+        let c = tile.as_mut_ptr().cast::<f32>().add(half * 32);
+        std::arch::asm!(
+            "tilestored [{c} + {sc}], tmm0",
+            "tilestored [{c2} + {sc}], tmm1",
+            c = in(reg) c,
+            c2 = in(reg) c.add(16),
+            sc = in(reg) c_stride,
+            options(nostack),
+        );
     }
 }
 
@@ -396,29 +591,33 @@ mod tests {
     }
 
     #[test]
-    fn the_simd_kernel_matches_the_portable_one() {
-        if !avx512_bf16() {
-            eprintln!("no AVX512-BF16 on this CPU: the portable kernel is the only one");
-            return;
+    fn every_kernel_this_cpu_runs_computes_the_same_product() {
+        let mut kernels = vec![Kernel::Portable];
+        if avx512_bf16() {
+            kernels.push(Kernel::Avx512Bf16);
         }
-        let (pairs, np) = (37, 2 * NR);
-        let a = values(MR * pairs * 2, 5);
-        let b = values(pairs * 2 * np, 6);
-        let a_packed = pack_lhs(MR, 2 * pairs, &a, 2 * pairs, 1);
-        let (b_packed, padded) = pack_rhs(2 * pairs, np, &b, np, 1);
-        assert_eq!(padded, np);
-        let a_rows: [&[u32]; MR] = std::array::from_fn(|r| &a_packed[r * pairs..][..pairs]);
-        let (mut simd, mut portable) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
-        for panel in b_packed.chunks(pairs * NR * 2) {
-            // SAFETY: this CPU has the features (checked above).
-            unsafe { tile_avx512_bf16(&a_rows, panel, pairs, &mut simd) };
-            tile_portable(&a_rows, panel, pairs, &mut portable);
-            for r in 0..MR {
-                for j in 0..NR {
-                    let (s, p) = (simd[r][j], portable[r][j]);
+        if amx() {
+            kernels.push(Kernel::Amx);
+        }
+        eprintln!(
+            "kernels run here: {kernels:?} (the default: {:?})",
+            kernel()
+        );
+        for &(m, n, k) in &[(1, 1, 1), (16, 64, 32), (17, 130, 75), (33, 200, 512)] {
+            let a = values(m * k, 7);
+            let b = values(k * n, 8);
+            let (pa, pb) = (
+                PackedLhs::new(m, k, &a, k, 1),
+                PackedRhs::new(k, n, &b, n, 1),
+            );
+            let exact = reference(m, n, k, (&a, k, 1), (&b, n, 1), true);
+            for &kernel in &kernels {
+                let mut dst = vec![0f32; m * n];
+                matmul_packed_with(kernel, &mut dst, n, false, &pa, &pb, m, n, pb.np);
+                for (got, want) in dst.iter().zip(&exact) {
                     assert!(
-                        (s - p).abs() <= 1e-5 * (1.0 + p.abs()),
-                        "{r}, {j}: {s} against {p}"
+                        (f64::from(*got) - want).abs() <= 1e-6 * k as f64,
+                        "{kernel:?} ({m}, {n}, {k}): {got} against {want}"
                     );
                 }
             }
