@@ -165,7 +165,14 @@ max_train_s = 2.0",
     // The budget counts across resumed runs: resuming trains nothing more.
     let (_, resumed) = run.train(true).unwrap();
     assert_eq!(read_rows().len(), rows.len());
-    assert_eq!(resumed.mean_iou, summary.mean_iou);
+    // The same model and data: the same mean IoU, up to the last bits of a sum whose order
+    // the thread pool decides.
+    assert!(
+        (resumed.mean_iou - summary.mean_iou).abs() < 1e-12,
+        "{} against {}",
+        resumed.mean_iou,
+        summary.mean_iou
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
 }
