@@ -531,6 +531,11 @@ pub struct RunLock {
     _file: std::fs::File,
 }
 
+/// A finished run's summary: its presence marks the run finished.
+pub const SUMMARY_FILE: &str = "summary.json";
+/// The lock a training holds on its run directory.
+pub const LOCK_FILE: &str = "run.lock";
+
 /// The files a run writes, removed by `--overwrite`.
 const RUN_FILES: [&str; 7] = [
     CHECKPOINT_FILE,
@@ -538,7 +543,7 @@ const RUN_FILES: [&str; 7] = [
     "metrics.csv",
     "metrics.json",
     "curves.png",
-    "summary.json",
+    SUMMARY_FILE,
     "summary.tmp",
 ];
 
@@ -549,7 +554,7 @@ const RUN_FILES: [&str; 7] = [
 pub fn open_run_dir(dir: &Path, resume: bool, overwrite: bool) -> Result<RunLock> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create run directory {}", dir.display()))?;
-    let lock_path = dir.join("run.lock");
+    let lock_path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -627,7 +632,7 @@ fn try_lock(file: &std::fs::File) -> bool {
 
 /// Writes the run's final summary (atomically) as `summary.json`.
 pub fn write_summary<S: Serialize>(dir: &Path, summary: &S) -> Result<()> {
-    report::write_json_atomic(&dir.join("summary.json"), summary)
+    report::write_json_atomic(&dir.join(SUMMARY_FILE), summary)
 }
 
 #[cfg(test)]

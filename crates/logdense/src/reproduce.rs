@@ -8,6 +8,7 @@
 //! `table.md`.
 
 use crate::config::{ClassSchedule, TrainConfig};
+use crate::engine::{LOCK_FILE, SUMMARY_FILE};
 use crate::train::Run;
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
@@ -441,7 +442,7 @@ fn identical_finished_run(out: &Path, experiment: &str, config: &str) -> Option<
         .filter(|e| e.file_name() != experiment)
         .filter_map(|e| std::fs::read_dir(e.path()).ok())
         .flat_map(|dirs| dirs.flatten().map(|d| d.path()))
-        .find(|dir| dir.join("summary.json").exists() && config_of(dir).as_deref() == Some(config))
+        .find(|dir| dir.join(SUMMARY_FILE).exists() && config_of(dir).as_deref() == Some(config))
 }
 
 /// Copies the finished run `from` into `to` (every file but its lock and plan), the summary
@@ -454,17 +455,14 @@ fn copy_finished_run(from: &Path, to: &Path) -> Result<()> {
         .filter(|p| p.is_file())
         .filter(|p| {
             let name = p.file_name().unwrap_or_default();
-            name != PLAN_FILE && name != "run.lock"
+            name != PLAN_FILE && name != LOCK_FILE
         })
         .collect();
-    files.sort_by_key(|p| p.file_name() == Some(std::ffi::OsStr::new("summary.json")));
+    files.sort_by_key(|p| p.file_name() == Some(std::ffi::OsStr::new(SUMMARY_FILE)));
     for file in files {
-        let target = to.join(file.file_name().unwrap_or_default());
-        let tmp = target.with_extension("copy.tmp");
-        std::fs::copy(&file, &tmp)
-            .with_context(|| format!("cannot copy {} to {}", file.display(), tmp.display()))?;
-        std::fs::rename(&tmp, &target)
-            .with_context(|| format!("cannot rename {}", tmp.display()))?;
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        crate::report::write_atomic(&to.join(file.file_name().unwrap_or_default()), &bytes)?;
     }
     Ok(())
 }
@@ -481,7 +479,7 @@ pub fn execute(
 ) -> Result<usize> {
     let mut trained = 0;
     for (k, run) in runs.iter().enumerate() {
-        if run.dir.join("summary.json").exists() {
+        if run.dir.join(SUMMARY_FILE).exists() {
             if progress {
                 eprintln!(
                     "[{}/{}] {}: finished, skipped",
@@ -517,12 +515,13 @@ pub fn execute(
                         from.display()
                     );
                 }
-                copy_finished_run(&from, &run.dir)?;
+                // The plan first: a copy killed part-way leaves no summary without its plan.
                 let plan = PlannedRun {
-                    reused_from: Some(from),
+                    reused_from: Some(from.clone()),
                     ..run.clone()
                 };
                 crate::report::write_json_atomic(&run.dir.join(PLAN_FILE), &plan)?;
+                copy_finished_run(&from, &run.dir)?;
                 continue;
             }
         }
@@ -578,7 +577,7 @@ pub fn report(out: &Path, experiment: Experiment) -> Result<Vec<RunRow>> {
     })?;
     for entry in entries {
         let dir = entry?.path();
-        if !dir.join("summary.json").exists() {
+        if !dir.join(SUMMARY_FILE).exists() {
             continue;
         }
         let plan: PlannedRun = serde_json::from_slice(&std::fs::read(dir.join(PLAN_FILE))?)
