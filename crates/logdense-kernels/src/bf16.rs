@@ -22,11 +22,14 @@
 /// stays NaN (quiet), infinities stay infinite.
 pub fn round_to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
+    let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
+    let quiet_nan = ((bits >> 16) as u16) | 0x0040;
+    // A select, not a branch, so that loops of roundings vectorise.
     if x.is_nan() {
-        return ((bits >> 16) as u16) | 0x0040;
+        quiet_nan
+    } else {
+        rounded
     }
-    let lsb = (bits >> 16) & 1;
-    (bits.wrapping_add(0x7fff + lsb) >> 16) as u16
 }
 
 /// The f32 a bfloat16 stands for (exact).
@@ -122,7 +125,7 @@ const NR: usize = 64;
 /// Rows per micro-tile: 4 x 4 accumulators of the 32 vector registers.
 const MR: usize = 4;
 /// An AMX tile's rows (and pairs of `k` per tile): pairs and rows of `lhs` are padded to it.
-const TILE: usize = 16;
+pub const TILE: usize = 16;
 
 /// A right operand packed once for many products (a layer's band, filled in bf16 directly).
 pub struct PackedRhs {
@@ -469,6 +472,212 @@ unsafe fn tile_avx512_bf16(
     }
 }
 
+/// The bytes of a `u16` or `u32` buffer (the tile operations address operands in bytes).
+pub(crate) fn bytes<T: Copy + Into<u64>>(values: &[T]) -> &[u8] {
+    // SAFETY: u16 and u32 (the only `Into<u64>` plain integers used) have no padding and any
+    // byte pattern is a valid u8; the length is the buffer's size in bytes.
+    unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    }
+}
+
+/// Two 16 x 16 f32 accumulators and the step the mixed-precision fused layer is written in:
+/// `C0 += A * B0`, `C1 += A * B1`, where `A` is 16 rows of 16 bf16 pairs (64 bytes a row) and
+/// each `B` 16 rows (pairs of `k`) of 16 columns' pairs. Operands are read in place at any byte
+/// offset and row stride, so a layer's band serves every kernel tap at the tap's offset.
+///
+/// [`Amx`] runs the step on AMX tiles; [`Emulated`] computes the same in plain Rust (the
+/// reference, and what tests run where AMX is absent).
+pub trait Tiles {
+    /// `C0 = C1 = 0`.
+    fn zero(&mut self);
+    /// `C[i]` from `src[offset..]`, 16 rows of 16 values at row stride `ld` (in f32).
+    fn load(&mut self, i: usize, src: &[f32], offset: usize, ld: usize);
+    /// `C[i]` into `dst[offset..]`, 16 rows of 16 values at row stride `ld` (in f32).
+    fn store(&mut self, i: usize, dst: &mut [f32], offset: usize, ld: usize);
+    /// `C0 += A * B0` and, with `two`, `C1 += A * B1` where `B1` starts 64 bytes after `B0`.
+    /// `A` is at byte `a_at` of `a` with row stride `a_ld` bytes, `B0` at byte `b_at` of `b`
+    /// with row stride `b_ld` bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn dot(
+        &mut self,
+        a: &[u8],
+        a_at: usize,
+        a_ld: usize,
+        b: &[u8],
+        b_at: usize,
+        b_ld: usize,
+        two: bool,
+    );
+}
+
+/// Panics unless a 16-row operand of `width` bytes at `at` with row stride `ld` lies in `len`.
+fn check_operand(len: usize, at: usize, ld: usize, width: usize) {
+    assert!(
+        at + (TILE - 1) * ld + width <= len,
+        "bf16 tile operand out of bounds"
+    );
+}
+
+/// The tile step on AMX: accumulators in `tmm0`, `tmm1`, `A` in `tmm2`, the `B`s in `tmm3`,
+/// `tmm4`. Creating one configures the tiles of this thread; dropping it releases them. Not
+/// `Send`: the tile state belongs to the thread.
+pub struct Amx {
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Amx {
+    /// The tiles of this thread, configured; `None` where AMX does not run.
+    pub fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if amx() {
+            // SAFETY: AMX runs here (checked); the configuration is released on drop.
+            unsafe { amx_begin() };
+            return Some(Amx {
+                _thread: std::marker::PhantomData,
+            });
+        }
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for Amx {
+    fn drop(&mut self) {
+        // SAFETY: an `Amx` exists only where AMX runs and was configured by `new`.
+        unsafe { amx_end() };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Tiles for Amx {
+    fn zero(&mut self) {
+        // SAFETY: the tiles are configured (an `Amx` exists on this thread).
+        unsafe { std::arch::asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem)) };
+    }
+
+    fn load(&mut self, i: usize, src: &[f32], offset: usize, ld: usize) {
+        check_operand(src.len() * 4, offset * 4, ld * 4, 64);
+        let p = src[offset..].as_ptr();
+        // SAFETY: configured tiles; the 16 rows of 64 bytes lie in `src` (checked).
+        unsafe {
+            if i == 0 {
+                std::arch::asm!("tileloadd tmm0, [{p} + {s}]", p = in(reg) p, s = in(reg) ld * 4, options(nostack, readonly));
+            } else {
+                std::arch::asm!("tileloadd tmm1, [{p} + {s}]", p = in(reg) p, s = in(reg) ld * 4, options(nostack, readonly));
+            }
+        }
+    }
+
+    fn store(&mut self, i: usize, dst: &mut [f32], offset: usize, ld: usize) {
+        check_operand(dst.len() * 4, offset * 4, ld * 4, 64);
+        let p = dst[offset..].as_mut_ptr();
+        // SAFETY: configured tiles; the 16 rows of 64 bytes lie in `dst` (checked), which is
+        // borrowed mutably.
+        unsafe {
+            if i == 0 {
+                std::arch::asm!("tilestored [{p} + {s}], tmm0", p = in(reg) p, s = in(reg) ld * 4, options(nostack));
+            } else {
+                std::arch::asm!("tilestored [{p} + {s}], tmm1", p = in(reg) p, s = in(reg) ld * 4, options(nostack));
+            }
+        }
+    }
+
+    fn dot(
+        &mut self,
+        a: &[u8],
+        a_at: usize,
+        a_ld: usize,
+        b: &[u8],
+        b_at: usize,
+        b_ld: usize,
+        two: bool,
+    ) {
+        check_operand(a.len(), a_at, a_ld, 64);
+        check_operand(b.len(), b_at, b_ld, if two { 128 } else { 64 });
+        let (pa, pb) = (a[a_at..].as_ptr(), b[b_at..].as_ptr());
+        // SAFETY: configured tiles; every row read lies in `a` and `b` (checked).
+        unsafe {
+            if two {
+                std::arch::asm!(
+                    "tileloadd tmm2, [{a} + {sa}]",
+                    "tileloadd tmm3, [{b} + {sb}]",
+                    "tileloadd tmm4, [{b2} + {sb}]",
+                    "tdpbf16ps tmm0, tmm2, tmm3",
+                    "tdpbf16ps tmm1, tmm2, tmm4",
+                    a = in(reg) pa, b = in(reg) pb, b2 = in(reg) pb.add(64),
+                    sa = in(reg) a_ld, sb = in(reg) b_ld,
+                    options(nostack, readonly),
+                );
+            } else {
+                std::arch::asm!(
+                    "tileloadd tmm2, [{a} + {sa}]",
+                    "tileloadd tmm3, [{b} + {sb}]",
+                    "tdpbf16ps tmm0, tmm2, tmm3",
+                    a = in(reg) pa, b = in(reg) pb,
+                    sa = in(reg) a_ld, sb = in(reg) b_ld,
+                    options(nostack, readonly),
+                );
+            }
+        }
+    }
+}
+
+/// The tile step in plain Rust: the same products of the same bf16 operands, accumulated in
+/// f32 (the order within a pair may differ from AMX's in the last bit).
+#[derive(Debug, Clone, Default)]
+pub struct Emulated {
+    acc: [[[f32; TILE]; TILE]; 2],
+}
+
+impl Tiles for Emulated {
+    fn zero(&mut self) {
+        self.acc = [[[0.0; TILE]; TILE]; 2];
+    }
+
+    fn load(&mut self, i: usize, src: &[f32], offset: usize, ld: usize) {
+        check_operand(src.len() * 4, offset * 4, ld * 4, 64);
+        for (r, row) in self.acc[i].iter_mut().enumerate() {
+            row.copy_from_slice(&src[offset + r * ld..][..TILE]);
+        }
+    }
+
+    fn store(&mut self, i: usize, dst: &mut [f32], offset: usize, ld: usize) {
+        check_operand(dst.len() * 4, offset * 4, ld * 4, 64);
+        for (r, row) in self.acc[i].iter().enumerate() {
+            dst[offset + r * ld..][..TILE].copy_from_slice(row);
+        }
+    }
+
+    fn dot(
+        &mut self,
+        a: &[u8],
+        a_at: usize,
+        a_ld: usize,
+        b: &[u8],
+        b_at: usize,
+        b_ld: usize,
+        two: bool,
+    ) {
+        check_operand(a.len(), a_at, a_ld, 64);
+        check_operand(b.len(), b_at, b_ld, if two { 128 } else { 64 });
+        let half =
+            |bytes: &[u8], at: usize| bf16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+        for i in 0..if two { 2 } else { 1 } {
+            for (r, row) in self.acc[i].iter_mut().enumerate() {
+                for p in 0..TILE {
+                    let at = a_at + r * a_ld + 4 * p;
+                    let (a0, a1) = (half(a, at), half(a, at + 2));
+                    for (col, acc) in row.iter_mut().enumerate() {
+                        let bt = b_at + 64 * i + p * b_ld + 4 * col;
+                        *acc += a0 * half(b, bt) + a1 * half(b, bt + 2);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +830,44 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The tile step of [`Amx`] (where it runs) equals [`Emulated`]'s, at unaligned offsets and
+    /// strides, with one accumulator or two, loaded from and stored to memory.
+    #[test]
+    fn amx_tiles_equal_the_emulated_ones() {
+        fn run<T: Tiles>(tiles: &mut T, a: &[u16], b: &[u16], acc: &mut [f32]) {
+            let (a, b) = (bytes(a), bytes(b));
+            tiles.zero();
+            tiles.dot(a, 6, 100, b, 2, 132, true);
+            tiles.dot(a, 70, 68, b, 10, 130, false);
+            tiles.store(0, acc, 3, 40);
+            tiles.store(1, acc, 19, 40);
+            tiles.load(1, acc, 3, 40);
+            tiles.dot(a, 0, 64, b, 0, 128, true);
+            tiles.store(0, acc, 660, 40);
+            tiles.store(1, acc, 676, 40);
+        }
+        let a: Vec<u16> = values(1200, 11).iter().map(|&v| round_to_bf16(v)).collect();
+        let b: Vec<u16> = values(1200, 12).iter().map(|&v| round_to_bf16(v)).collect();
+        let mut want = vec![0f32; 1400];
+        run(&mut Emulated::default(), &a, &b, &mut want);
+        assert!(
+            want.iter().any(|&v| v.abs() > 1.0),
+            "the products are not trivial"
+        );
+        let Some(mut amx) = Amx::new() else {
+            eprintln!("no AMX here: only the emulated tiles ran");
+            return;
+        };
+        let mut got = vec![0f32; 1400];
+        run(&mut amx, &a, &b, &mut got);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "element {i}: {g} against {w}"
+            );
         }
     }
 }

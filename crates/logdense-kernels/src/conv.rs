@@ -11,8 +11,43 @@
 //! of the output gradient with the flipped, transposed weights, so it is tiled the same way and
 //! needs no col2im scatter: tiles are independent and run in parallel.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
+
+use crate::bf16::{Amx, Emulated};
+
+mod mixed;
+
+/// The operands' precision in the fused layer's products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 operands (`gemm`'s kernels).
+    #[default]
+    F32,
+    /// bf16 operands with f32 accumulation, on AMX tiles where the CPU has them and in plain
+    /// Rust elsewhere (correct, but slow: callers choose it only with [`crate::bf16::amx`]).
+    /// Batch-norm statistics, the ReLU mask and every sum stay in f32.
+    Bf16,
+}
+
+static BF16: AtomicBool = AtomicBool::new(false);
+
+/// Sets the precision [`forward`] and [`backward`] compute in, for the whole process (as
+/// PyTorch's `set_float32_matmul_precision` does).
+pub fn set_precision(precision: Precision) {
+    BF16.store(precision == Precision::Bf16, Ordering::Relaxed);
+}
+
+/// The precision [`forward`] and [`backward`] compute in (f32 unless [`set_precision`] said).
+pub fn precision() -> Precision {
+    if BF16.load(Ordering::Relaxed) {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    }
+}
 
 /// Output pixels per tile (about): large enough for full micro-kernel panels, small enough that
 /// the im2col tile of a wide layer stays in cache.
@@ -79,9 +114,7 @@ pub fn batch_stats(geo: &Geometry, inputs: &[&[f32]]) -> (Vec<f32>, Vec<f32>) {
             let (mut sum, mut sq) = (0f64, 0f64);
             for b in 0..geo.batch {
                 let plane = &inputs[j][(b * c + cl) * hw..][..hw];
-                let (s, q) = plane
-                    .iter()
-                    .fold((0f32, 0f32), |(s, q), &v| (s + v, q + v * v));
+                let (s, q) = plane_sums(plane);
                 sum += s as f64;
                 sq += q as f64;
             }
@@ -216,7 +249,7 @@ impl Bands {
         tile.padded_rows * self.wp + 2 * self.pad
     }
 
-    /// Fills `band` (`[channels, plane]`) with `act(channel, value)` of the sources' rows the
+    /// Fills `band` (`[channels, plane]`) with `act(channel)` of the sources' rows the
     /// tile reads, zero outside the image.
     fn fill(
         &self,
@@ -225,33 +258,76 @@ impl Bands {
         sources: &[&[f32]],
         channels: &[usize],
         band: &mut [f32],
-        act: impl Fn(usize, f32) -> f32,
+        act: impl Fn(usize) -> Act,
     ) {
-        let (h, w, hw, pad, wp) = (geo.height, geo.width, geo.pixels(), self.pad, self.wp);
         let plane = self.plane(tile);
+        self.fill_with(
+            geo,
+            tile,
+            sources,
+            channels,
+            band,
+            plane,
+            0.0,
+            |c, src, dst| act_row(dst, src, act(c)),
+        );
+    }
+
+    /// The band of `channels` rows at row stride `stride` (each the tile's plane): `put(channel,
+    /// source row, destination row)` writes each image row the tile reads, and everything
+    /// outside the image (pad columns, halo rows past the border, the plane's tail) is `zero`.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_with<T: Copy>(
+        &self,
+        geo: &Geometry,
+        tile: &Tile,
+        sources: &[&[f32]],
+        channels: &[usize],
+        band: &mut [T],
+        stride: usize,
+        zero: T,
+        put: impl Fn(usize, &[f32], &mut [T]),
+    ) {
         let mut c = 0;
         for (j, &cj) in channels.iter().enumerate() {
             for cl in 0..cj {
-                let dst_plane = &mut band[c * plane..][..plane];
-                dst_plane[tile.padded_rows * wp..].fill(0.0);
-                for seg in &tile.segments {
-                    let src = &sources[j][(seg.image * cj + cl) * hw..][..hw];
-                    for t in 0..seg.rows + 2 * pad {
-                        let row = &mut dst_plane[(seg.offset + t) * wp..][..wp];
-                        let y = (seg.y0 + t) as isize - pad as isize;
-                        if y < 0 || y >= h as isize {
-                            row.fill(0.0);
-                            continue;
-                        }
-                        row[..pad].fill(0.0);
-                        row[pad + w..].fill(0.0);
-                        let src_row = &src[y as usize * w..][..w];
-                        for (d, &v) in row[pad..pad + w].iter_mut().zip(src_row) {
-                            *d = act(c, v);
-                        }
-                    }
-                }
+                self.fill_plane(geo, tile, &mut band[c * stride..], zero, |image, y, dst| {
+                    put(
+                        c,
+                        &sources[j][(image * cj + cl) * geo.pixels() + y * geo.width..]
+                            [..geo.width],
+                        dst,
+                    )
+                });
                 c += 1;
+            }
+        }
+    }
+
+    /// One plane of a band at the start of `dst`: `put(image, y, destination row)` writes the
+    /// `width` values of each image row the tile reads; the rest of the plane is `zero`.
+    fn fill_plane<T: Copy>(
+        &self,
+        geo: &Geometry,
+        tile: &Tile,
+        dst: &mut [T],
+        zero: T,
+        mut put: impl FnMut(usize, usize, &mut [T]),
+    ) {
+        let (h, w, pad, wp) = (geo.height, geo.width, self.pad, self.wp);
+        let dst_plane = &mut dst[..self.plane(tile)];
+        dst_plane[tile.padded_rows * wp..].fill(zero);
+        for seg in &tile.segments {
+            for t in 0..seg.rows + 2 * pad {
+                let row = &mut dst_plane[(seg.offset + t) * wp..][..wp];
+                let y = (seg.y0 + t) as isize - pad as isize;
+                if y < 0 || y >= h as isize {
+                    row.fill(zero);
+                    continue;
+                }
+                row[..pad].fill(zero);
+                row[pad + w..].fill(zero);
+                put(seg.image, y as usize, &mut row[pad..pad + w]);
             }
         }
     }
@@ -406,14 +482,26 @@ fn for_tiles<S: Send>(
     init: impl Fn() -> S + Sync,
     each: impl Fn(&mut S, &Tile) + Sync,
 ) -> Vec<S> {
+    for_tiles_with(bands, || (), init, |_, state, tile| each(state, tile))
+}
+
+/// [`for_tiles`] with a second, thread-bound state per share (`local`, made and dropped on the
+/// thread that runs the share: AMX tiles), which is not returned.
+fn for_tiles_with<L, S: Send>(
+    bands: &Bands,
+    local: impl Fn() -> L + Sync,
+    init: impl Fn() -> S + Sync,
+    each: impl Fn(&mut L, &mut S, &Tile) + Sync,
+) -> Vec<S> {
     let tiles = bands.tiles.len();
     let shares = rayon::current_num_threads().clamp(1, tiles.max(1));
     (0..shares)
         .into_par_iter()
         .map(|s| {
+            let mut thread_state = local();
             let mut state = init();
             for tile in &bands.tiles[(s * tiles / shares)..((s + 1) * tiles / shares)] {
-                each(&mut state, tile);
+                each(&mut thread_state, &mut state, tile);
             }
             state
         })
@@ -437,16 +525,35 @@ pub fn forward(
     weight: &[f32],
     out: &mut [f32],
 ) {
+    forward_with(precision(), geo, inputs, affine, weight, out)
+}
+
+/// [`forward`] in the given precision.
+pub fn forward_with(
+    precision: Precision,
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    affine: &Affine,
+    weight: &[f32],
+    out: &mut [f32],
+) {
     let (g, patch, hw, w) = (geo.out_channels, geo.patch(), geo.pixels(), geo.width);
     let (channels, kernel) = (geo.in_channels(), geo.kernel);
     assert_eq!(weight.len(), g * patch, "weight shape");
     assert_eq!(out.len(), geo.batch * g * hw, "output shape");
     check_inputs(geo, inputs);
     assert_eq!(affine.scale.len(), channels, "affine shape");
+    if precision == Precision::Bf16 {
+        if crate::bf16::amx() {
+            let tiles = || Amx::new().expect("AMX runs here");
+            return mixed::forward(tiles, geo, inputs, affine, weight, out);
+        }
+        return mixed::forward(Emulated::default, geo, inputs, affine, weight, out);
+    }
     let bands = Bands::new(geo);
     let max_cols = bands.max_plane;
     let out = DisjointRows::new(out);
-    let act = |c: usize, v: f32| (affine.scale[c] * v + affine.shift[c]).max(0.0);
+    let act = |c| Act::layer(affine, c);
     for_tiles(
         &bands,
         || {
@@ -483,6 +590,271 @@ pub fn forward(
     );
 }
 
+/// One row through the ReLU: `dst = dy` where the activation `activated` is positive, else 0.
+/// Returns the row's sums of that gradient and of it times the normalised input `x`, which the
+/// batch-norm backward needs.
+fn relu_row<A: Copy>(
+    dst: &mut [f32],
+    x: &[f32],
+    activated: &[A],
+    positive: impl Fn(A) -> bool,
+    dy: &[f32],
+    mean: f32,
+    inv_std: f32,
+) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
+        return unsafe { relu_row_avx512(dst, x, activated, positive, dy, mean, inv_std) };
+    }
+    relu_row_plain(dst, x, activated, positive, dy, mean, inv_std)
+}
+
+/// [`relu_row`] compiled for AVX-512.
+///
+/// # Safety
+///
+/// The CPU must support AVX512F and AVX512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn relu_row_avx512<A: Copy>(
+    dst: &mut [f32],
+    x: &[f32],
+    activated: &[A],
+    positive: impl Fn(A) -> bool,
+    dy: &[f32],
+    mean: f32,
+    inv_std: f32,
+) -> (f32, f32) {
+    relu_row_plain(dst, x, activated, positive, dy, mean, inv_std)
+}
+
+#[inline(always)]
+fn relu_row_plain<A: Copy>(
+    dst: &mut [f32],
+    x: &[f32],
+    activated: &[A],
+    positive: impl Fn(A) -> bool,
+    dy: &[f32],
+    mean: f32,
+    inv_std: f32,
+) -> (f32, f32) {
+    let n = dst.len().min(x.len()).min(activated.len()).min(dy.len());
+    for (d, (&a, &dy)) in dst[..n].iter_mut().zip(activated.iter().zip(dy)) {
+        *d = if positive(a) { dy } else { 0.0 };
+    }
+    let (dst, x) = (&dst[..n], &x[..n]);
+    let (sd, _) = lane_sums(dst, |g| [g, 0.0]);
+    let sdx = lane_dot(dst, x, |g, v| g * (v - mean) * inv_std);
+    (sd, sdx)
+}
+
+/// Whether the CPU runs the AVX-512 versions of the elementwise loops (the crate is built for
+/// baseline x86-64; these loops vectorise 16 lanes wide when compiled for AVX-512).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bw")
+}
+
+/// Runs the elementwise loop `$plain(args)` compiled for AVX-512 where the CPU has it: defines
+/// `$name` (the dispatch) and its AVX-512 copy.
+macro_rules! avx512_copy {
+    ($(#[$doc:meta])* fn $name:ident / $fast:ident = $plain:ident ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if avx512() {
+                // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
+                return unsafe { $fast($($arg),*) };
+            }
+            $plain($($arg),*)
+        }
+
+        /// The AVX-512 copy of the loop.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX512F and AVX512BW.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $fast($($arg: $ty),*) $(-> $ret)? {
+            $plain($($arg),*)
+        }
+    };
+}
+
+avx512_copy! {
+    /// The sum and the sum of squares of a plane.
+    fn plane_sums / plane_sums_avx512 = plane_sums_plain(plane: &[f32]) -> (f32, f32)
+}
+
+#[inline(always)]
+fn plane_sums_plain(plane: &[f32]) -> (f32, f32) {
+    lane_sums(plane, |v| [v, v * v])
+}
+
+avx512_copy! {
+    /// `dst[i] = act(src[i])`.
+    fn act_row / act_row_avx512 = act_row_plain(dst: &mut [f32], src: &[f32], act: Act)
+}
+
+#[inline(always)]
+fn act_row_plain(dst: &mut [f32], src: &[f32], act: Act) {
+    if act.relu {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (act.k * v + act.b).max(0.0);
+        }
+    } else {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = act.k * v + act.b;
+        }
+    }
+}
+
+avx512_copy! {
+    /// One plane through the batch norm's backward: `dst` holds the gradient at its output and
+    /// becomes the gradient at its input (`centred`: with the batch statistics' dependence).
+    fn bn_plane / bn_plane_avx512 = bn_plane_plain(
+        dst: &mut [f32],
+        x: &[f32],
+        k: f32,
+        centred: Option<[f32; 4]>,
+    )
+}
+
+/// `centred` is `[mean of dy, mean of dy * xhat, mean, 1 / std]`.
+#[inline(always)]
+fn bn_plane_plain(dst: &mut [f32], x: &[f32], k: f32, centred: Option<[f32; 4]>) {
+    match centred {
+        Some([mean_dy, mean_dy_xhat, mean, inv_std]) => {
+            for (d, &v) in dst.iter_mut().zip(x) {
+                *d = k * (*d - mean_dy - (v - mean) * inv_std * mean_dy_xhat);
+            }
+        }
+        None => dst.iter_mut().for_each(|d| *d *= k),
+    }
+}
+
+/// `y = k * x + b`, rectified or not: a band row's values (BN-ReLU for a layer's inputs, the
+/// identity for an output gradient).
+#[derive(Clone, Copy)]
+pub(crate) struct Act {
+    pub k: f32,
+    pub b: f32,
+    pub relu: bool,
+}
+
+impl Act {
+    pub(crate) fn layer(affine: &Affine, c: usize) -> Self {
+        Act {
+            k: affine.scale[c],
+            b: affine.shift[c],
+            relu: true,
+        }
+    }
+
+    pub(crate) const IDENTITY: Act = Act {
+        k: 1.0,
+        b: 0.0,
+        relu: false,
+    };
+
+    #[inline(always)]
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        let y = self.k * x + self.b;
+        if self.relu {
+            y.max(0.0)
+        } else {
+            y
+        }
+    }
+}
+
+/// Lanes of partial sums, so that a sum over a row vectorises (a single f32 accumulator
+/// would fix the order of the additions and keep the loop scalar).
+const LANES: usize = 16;
+
+/// The sums over `values` of the two quantities `f(value)` gives.
+#[inline(always)]
+fn lane_sums(values: &[f32], f: impl Fn(f32) -> [f32; 2]) -> (f32, f32) {
+    let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for l in 0..LANES {
+            let [p, q] = f(chunk[l]);
+            a[l] += p;
+            b[l] += q;
+        }
+    }
+    for &v in rest {
+        let [p, q] = f(v);
+        a[0] += p;
+        b[0] += q;
+    }
+    (a.iter().sum(), b.iter().sum())
+}
+
+/// The sum of `f(a[i], b[i])`, in lanes (see [`lane_sums`]).
+#[inline(always)]
+fn lane_dot(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    for (&x, &y) in ra.iter().zip(rb) {
+        acc[0] += f(x, y);
+    }
+    acc.iter().sum()
+}
+
+/// Through the batch norm, plane by plane: `grad_inputs` holds the gradient at the BN output
+/// and becomes the gradient at its input (with the batch statistics' dependence on the input
+/// when `batch_stats`), from the per-channel sums of [`relu_row`].
+#[allow(clippy::too_many_arguments)]
+fn bn_backward(
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    gamma: &[f32],
+    affine: &Affine,
+    batch_stats: bool,
+    grad_inputs: &mut [Vec<f32>],
+    sum_dy: &[f64],
+    sum_dy_xhat: &[f64],
+) {
+    let hw = geo.pixels();
+    let count = geo.columns() as f32;
+    let mut offset = 0;
+    for (j, grad) in grad_inputs.iter_mut().enumerate() {
+        let cj = geo.channels[j];
+        let first = offset;
+        grad.par_chunks_mut(hw)
+            .enumerate()
+            .with_min_len((4096 / hw).max(1))
+            .for_each(|(plane, dst)| {
+                let c = first + plane % cj;
+                let x = &inputs[j][plane * hw..][..hw];
+                let k = gamma[c] * affine.inv_std[c];
+                let centred = batch_stats.then(|| {
+                    [
+                        sum_dy[c] as f32 / count,
+                        sum_dy_xhat[c] as f32 / count,
+                        affine.mean[c],
+                        affine.inv_std[c],
+                    ]
+                });
+                bn_plane(dst, x, k, centred);
+            });
+        offset += cj;
+    }
+}
+
 /// Gradients of [`forward`] with respect to each input, gamma, beta and the weight.
 #[derive(Debug, Clone)]
 pub struct Gradients {
@@ -513,6 +885,30 @@ pub fn backward(
     weight: &[f32],
     out_grad: &[f32],
 ) -> Gradients {
+    backward_with(
+        precision(),
+        geo,
+        inputs,
+        gamma,
+        affine,
+        batch_stats,
+        weight,
+        out_grad,
+    )
+}
+
+/// [`backward`] in the given precision.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with(
+    precision: Precision,
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    gamma: &[f32],
+    affine: &Affine,
+    batch_stats: bool,
+    weight: &[f32],
+    out_grad: &[f32],
+) -> Gradients {
     let (g, patch, hw, taps, w) = (
         geo.out_channels,
         geo.patch(),
@@ -526,6 +922,31 @@ pub fn backward(
     assert_eq!(affine.scale.len(), channels, "affine shape");
     assert_eq!(weight.len(), g * patch, "weight shape");
     assert_eq!(out_grad.len(), geo.batch * g * hw, "output gradient shape");
+    if precision == Precision::Bf16 {
+        if crate::bf16::amx() {
+            let tiles = || Amx::new().expect("AMX runs here");
+            return mixed::backward(
+                tiles,
+                geo,
+                inputs,
+                gamma,
+                affine,
+                batch_stats,
+                weight,
+                out_grad,
+            );
+        }
+        return mixed::backward(
+            Emulated::default,
+            geo,
+            inputs,
+            gamma,
+            affine,
+            batch_stats,
+            weight,
+            out_grad,
+        );
+    }
     // W' [c, (g, ky, kx)] = W[g, c, k-1-ky, k-1-kx]: the weights seen from the output
     // gradient, whose band reads dOut at +ky where the convolution read its input at -ky.
     let mut weight_t = vec![0f32; channels * g * taps];
@@ -549,7 +970,7 @@ pub fn backward(
     let bands = Bands::new(geo);
     let (pad, wp) = (bands.pad, bands.wp);
     let max_cols = bands.max_plane;
-    let act = |c: usize, v: f32| (affine.scale[c] * v + affine.shift[c]).max(0.0);
+    let act = |c| Act::layer(affine, c);
 
     struct Share {
         band: Vec<f32>,
@@ -574,7 +995,9 @@ pub fn backward(
         |s, tile| {
             let (n, plane) = (bands.columns(tile), bands.plane(tile));
             bands.fill(geo, tile, inputs, &geo.channels, &mut s.band, act);
-            bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_, v| v);
+            bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_| {
+                Act::IDENTITY
+            });
             bands.im2col(tile, &s.out_band, g, kernel, &mut s.out_col);
             // dY (channels x n) = W' (channels x g*taps) * im2col(dOut) (g*taps x n).
             matmul(
@@ -620,19 +1043,15 @@ pub fn backward(
                         // SAFETY: row y of image seg.image is computed by this tile only, and the
                         // slice is dropped at the end of the iteration.
                         let dst = unsafe { grad_rows[j].row(index, w) };
-                        let (mean, inv_std) = (affine.mean[c], affine.inv_std[c]);
-                        let (mut sd, mut sdx) = (0f32, 0f32);
-                        for (((d, &v), &a), &dy) in dst
-                            .iter_mut()
-                            .zip(x)
-                            .zip(activated)
-                            .zip(&s.dy[c * n + at..][..w])
-                        {
-                            let g = if a > 0.0 { dy } else { 0.0 };
-                            *d = g;
-                            sd += g;
-                            sdx += g * (v - mean) * inv_std;
-                        }
+                        let (sd, sdx) = relu_row(
+                            dst,
+                            x,
+                            activated,
+                            |a| a > 0.0,
+                            &s.dy[c * n + at..][..w],
+                            affine.mean[c],
+                            affine.inv_std[c],
+                        );
                         s.sum_dy[c] += sd as f64;
                         s.sum_dy_xhat[c] += sdx as f64;
                         c += 1;
@@ -655,32 +1074,16 @@ pub fn backward(
             .zip(&s.sum_dy_xhat)
             .for_each(|(a, b)| *a += b);
     }
-    // Through the batch norm, plane by plane.
-    let count = geo.columns() as f32;
-    let mut offset = 0;
-    for (j, grad) in grad_inputs.iter_mut().enumerate() {
-        let cj = geo.channels[j];
-        let first = offset;
-        grad.par_chunks_mut(hw)
-            .enumerate()
-            .with_min_len((4096 / hw).max(1))
-            .for_each(|(plane, dst)| {
-                let c = first + plane % cj;
-                let x = &inputs[j][plane * hw..][..hw];
-                let k = gamma[c] * affine.inv_std[c];
-                if batch_stats {
-                    let (mean_dy, mean_dy_xhat) =
-                        (sum_dy[c] as f32 / count, sum_dy_xhat[c] as f32 / count);
-                    let (mean, inv_std) = (affine.mean[c], affine.inv_std[c]);
-                    for (d, &v) in dst.iter_mut().zip(x) {
-                        *d = k * (*d - mean_dy - (v - mean) * inv_std * mean_dy_xhat);
-                    }
-                } else {
-                    dst.iter_mut().for_each(|d| *d *= k);
-                }
-            });
-        offset += cj;
-    }
+    bn_backward(
+        geo,
+        inputs,
+        gamma,
+        affine,
+        batch_stats,
+        &mut grad_inputs,
+        &sum_dy,
+        &sum_dy_xhat,
+    );
     Gradients {
         inputs: grad_inputs,
         gamma: sum_dy_xhat.iter().map(|&v| v as f32).collect(),

@@ -4,7 +4,10 @@
 mod common;
 
 use common::{assert_close, values, widen};
-use logdense_kernels::conv::{backward, batch_stats, forward, Affine, Geometry};
+use logdense_kernels::bf16::{bf16_to_f32, round_to_bf16};
+use logdense_kernels::conv::{
+    backward_with, batch_stats, forward, forward_with, Affine, Geometry, Precision,
+};
 use logdense_kernels::naive::{self, Layer, Stats};
 
 /// Geometry, inputs, gamma, beta and weight of a test case.
@@ -17,6 +20,8 @@ struct Case {
     /// Running statistics, for the inference-mode cases.
     run_mean: Vec<f32>,
     run_var: Vec<f32>,
+    /// The fast path's precision (f32 unless a test says).
+    precision: Precision,
 }
 
 impl Case {
@@ -50,6 +55,7 @@ impl Case {
             run_mean: values(c, 7).iter().map(|v| 0.2 * v).collect(),
             run_var: values(c, 8).iter().map(|v| 1.0 + 0.5 * v).collect(),
             geo,
+            precision: Precision::F32,
         }
     }
 
@@ -70,7 +76,8 @@ impl Case {
     fn fast_forward(&self, batch_mode: bool) -> Vec<f32> {
         let geo = &self.geo;
         let mut out = vec![0f32; geo.batch * geo.out_channels * geo.height * geo.width];
-        forward(
+        forward_with(
+            self.precision,
             geo,
             &self.refs(),
             &self.affine(batch_mode),
@@ -82,7 +89,8 @@ impl Case {
 
     fn fast_backward(&self, batch_mode: bool, out_grad: &[f32]) -> logdense_kernels::Gradients {
         let affine = self.affine(batch_mode);
-        backward(
+        backward_with(
+            self.precision,
             &self.geo,
             &self.refs(),
             &self.gamma,
@@ -370,4 +378,88 @@ fn a_short_input_is_refused() {
         &case.weight,
         &mut out,
     );
+}
+
+/// Shapes for the bf16 path: besides [`cases`], channel counts past one tile of 16 pairs,
+/// outputs past one tile of 16 rows, several row bands and a 1x1 bottleneck's 48 outputs.
+fn bf16_cases() -> Vec<Case> {
+    let mut cases = cases();
+    cases.extend([
+        Case::new(2, &[20, 17, 9], 20, 3, 12, 11),
+        Case::new(1, &[16, 18], 16, 3, 40, 29),
+        Case::new(3, &[33, 7], 48, 1, 8, 8),
+        Case::new(2, &[40], 12, 3, 7, 9),
+    ]);
+    for case in &mut cases {
+        case.precision = Precision::Bf16;
+    }
+    cases
+}
+
+fn round(x: f32) -> f64 {
+    f64::from(bf16_to_f32(round_to_bf16(x)))
+}
+
+/// The bf16 forward is the convolution of the bf16-rounded activations with the bf16-rounded
+/// weights, summed in f32: against that product computed in f64 it differs only by f32
+/// rounding. (This checks every tap's offset, every padding pair and row of the layouts.)
+#[test]
+fn bf16_forward_is_the_exact_product_of_the_rounded_operands() {
+    for case in bf16_cases() {
+        let g = &case.geo;
+        let (hw, c) = (g.height * g.width, g.in_channels());
+        for batch_mode in [true, false] {
+            let affine = case.affine(batch_mode);
+            let x = naive::concat(&Wide::of(&case).refs(), &g.channels, g.batch, hw);
+            let activated: Vec<f64> = x
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let ch = (i / hw) % c;
+                    round((affine.scale[ch] * v as f32 + affine.shift[ch]).max(0.0))
+                })
+                .collect();
+            let weight: Vec<f64> = case.weight.iter().map(|&w| round(w)).collect();
+            let expected = naive::conv2d_same(
+                &activated,
+                [g.batch, c, g.height, g.width],
+                &weight,
+                g.out_channels,
+            );
+            assert_close(
+                &case.fast_forward(batch_mode),
+                &expected,
+                1e-5,
+                &format!("bf16 {}", describe(&case, batch_mode)),
+            );
+        }
+    }
+}
+
+/// The bf16 layer against the exact f64 layer (whose gradients the finite-difference tests
+/// check): forward and every gradient within 2 % of the largest value. Operands rounded to 8
+/// significant bits carry a relative error of 2^-9 each; sums of a few hundred products of
+/// either sign keep the error near 1 % of the largest output in the worst case here.
+#[test]
+fn bf16_forward_and_gradients_are_within_two_percent_of_the_exact_ones() {
+    const TOL: f64 = 2e-2;
+    for case in bf16_cases() {
+        let wide = Wide::of(&case);
+        let probe = values(case.out_len(), 99);
+        for batch_mode in [true, false] {
+            let what = format!("bf16 {}", describe(&case, batch_mode));
+            let layer = wide.layer(batch_mode);
+            let expected = naive::bn_relu_conv(&case.geo, &wide.refs(), &layer);
+            assert_close(&case.fast_forward(batch_mode), &expected, TOL, &what);
+            let fast = case.fast_backward(batch_mode, &probe);
+            let exact =
+                naive::bn_relu_conv_backward(&case.geo, &wide.refs(), &layer, &widen(&probe));
+            for (j, (a, b)) in fast.inputs.iter().zip(&exact.inputs).enumerate() {
+                assert_close(a, b, TOL, &format!("{what}: input {j} gradient"));
+            }
+            assert_close(&fast.gamma, &exact.gamma, TOL, &format!("{what}: gamma"));
+            assert_close(&fast.beta, &exact.beta, TOL, &format!("{what}: beta"));
+            assert_close(&fast.weight, &exact.weight, TOL, &format!("{what}: weight"));
+        }
+    }
 }

@@ -76,6 +76,8 @@ pub struct BenchOptions {
     pub device: Device,
     /// Build the networks with the fused CPU kernels (the model option training uses).
     pub fused: bool,
+    /// The fused kernels' precision (set for the process while the benchmark runs).
+    pub precision: crate::fused::Precision,
 }
 
 impl Default for BenchOptions {
@@ -88,6 +90,7 @@ impl Default for BenchOptions {
             input: None,
             device: Device::flex(),
             fused: true,
+            precision: crate::fused::Precision::F32,
         }
     }
 }
@@ -130,6 +133,10 @@ pub struct BenchResult {
     /// recorded).
     #[serde(default)]
     pub fused: Option<bool>,
+    /// The fused kernels' precision that ran (`f32` or `bf16`; `None` in results from before
+    /// it was recorded).
+    #[serde(default)]
+    pub precision: Option<String>,
 }
 
 /// The batch [`run_bench`] uses for `spec` when [`BenchOptions::batch`] is 0.
@@ -262,6 +269,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     };
     let mut model = SparseDenseNet::new_with(spec, &options, &ad)?;
     let fused = model.valid().fused_active();
+    let precision = crate::fused::set_precision(opts.precision);
     let params = model.trainable_params() as u64;
     if params != cost.total.params {
         bail!(
@@ -360,6 +368,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
         warmup: opts.warmup,
         threads: threads(),
         fused: Some(fused),
+        precision: Some(precision.name().to_string()),
     })
 }
 
@@ -623,6 +632,7 @@ pub fn format_table(results: &[BenchResult]) -> String {
             r.infer_img_per_s,
             mib(r.peak_rss_bytes),
             match r.fused {
+                Some(true) if r.precision.as_deref() == Some("bf16") => "bf16",
                 Some(true) => "yes",
                 Some(false) => "no",
                 None => "-",
@@ -885,6 +895,7 @@ mod tests {
             warmup: 1,
             threads: 2,
             fused: Some(true),
+            precision: None,
         };
         let json = serde_json::to_string(&[&r]).unwrap();
         let exe = dir.join("fake-logdense");

@@ -86,6 +86,61 @@ fn count(update: impl FnOnce(&mut KernelRuns)) {
     });
 }
 
+/// The operands' precision in the fused layers' products (the `model.precision` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 everywhere.
+    #[default]
+    F32,
+    /// Mixed precision: bf16 operands with f32 accumulation in the fused convolutions; master
+    /// weights, optimiser state, batch-norm statistics and every other op stay in f32.
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision '{other}' (f32 or bf16)")),
+        }
+    }
+}
+
+/// Sets the precision of the fused kernels for this process and returns the one that will
+/// run: bf16 runs where the CPU has AMX tiles (Intel Sapphire Rapids on); elsewhere the
+/// kernels stay in f32 and a one-line message says so (bf16 without AMX would be emulated,
+/// far slower than f32).
+pub fn set_precision(requested: Precision) -> Precision {
+    use logdense_kernels::conv::{set_precision, Precision as Kernel};
+    let effective = match requested {
+        Precision::Bf16 if logdense_kernels::bf16::amx() => Precision::Bf16,
+        Precision::Bf16 => {
+            eprintln!(
+                "precision bf16: this CPU has no AMX bf16 tiles; the fused kernels run in f32"
+            );
+            Precision::F32
+        }
+        Precision::F32 => Precision::F32,
+    };
+    set_precision(match effective {
+        Precision::F32 => Kernel::F32,
+        Precision::Bf16 => Kernel::Bf16,
+    });
+    effective
+}
+
 /// Whether `device` is the `flex` CPU device (with or without autodiff).
 pub fn is_flex(device: &Device) -> bool {
     matches!(

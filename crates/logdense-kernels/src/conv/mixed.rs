@@ -1,0 +1,508 @@
+//! The fused layer with bf16 operands and f32 accumulation ([`Precision::Bf16`]): the same
+//! tiles, bands and BN-ReLU as the f32 path, with every GEMM on [`Tiles`] (AMX where it runs).
+//!
+//! The layouts are chosen so that no tap needs a copy of its own:
+//! - the forward's band (and the backward's output-gradient band) is stored as bf16 *pairs of
+//!   channels*, `[channel pairs][positions]` of `u32`: a tile of `B` is 16 channel pairs at 16
+//!   consecutive positions, so every tap reads the same band at its own offset;
+//! - the weight gradient sums over positions, so there the band is plain bf16 rows
+//!   `[channels][positions]` (an `A` tile is 16 channels at 32 consecutive positions, again at
+//!   any tap's offset) and the output gradient is packed as pairs of positions.
+//!
+//! Weights are packed once per call, per tap, rows padded to 16 and pairs to 16 with zeros; the
+//! bands' padding pairs and rows are zero from allocation and never written.
+
+use super::{for_tiles_with, Act, Affine, Bands, DisjointRows, Geometry, Gradients};
+use crate::bf16::{bytes, round_to_bf16, Tiles, TILE};
+
+/// Output columns per tile step (two 16-column accumulators).
+const STEP: usize = 2 * TILE;
+
+/// `x` rounded up to a multiple of `m`.
+fn up(x: usize, m: usize) -> usize {
+    x.div_ceil(m) * m
+}
+
+/// Two values as one bf16 pair (the first in the low half).
+fn pair(lo: f32, hi: f32) -> u32 {
+    u32::from(round_to_bf16(lo)) | (u32::from(round_to_bf16(hi)) << 16)
+}
+
+/// Per-tap weights as the tile step's `A`: `[taps][rows padded to 16][pairs of k padded to
+/// 16]`, `value(row, k, tap)` rounded to bf16.
+fn pack_taps(
+    rows: usize,
+    k: usize,
+    taps: usize,
+    value: impl Fn(usize, usize, usize) -> f32,
+) -> Vec<u32> {
+    let (rp, pairs) = (up(rows, TILE), up(k.div_ceil(2), TILE));
+    let mut packed = vec![0u32; taps * rp * pairs];
+    for t in 0..taps {
+        for r in 0..rows {
+            for p in 0..k.div_ceil(2) {
+                let hi = if 2 * p + 1 < k {
+                    value(r, 2 * p + 1, t)
+                } else {
+                    0.0
+                };
+                packed[(t * rp + r) * pairs + p] = pair(value(r, 2 * p, t), hi);
+            }
+        }
+    }
+    packed
+}
+
+/// `dst[i] = pair(lo_act(lo[i]), hi_act(hi[i]))` (the high half 0 without `hi`).
+fn pair_row(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
+        return unsafe { pair_row_avx512(dst, lo, lo_act, hi) };
+    }
+    pair_row_plain(dst, lo, lo_act, hi)
+}
+
+/// [`pair_row`] compiled for AVX-512 (the plain loop, vectorised 16 lanes wide).
+///
+/// # Safety
+///
+/// The CPU must support AVX512F and AVX512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pair_row_avx512(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
+    pair_row_plain(dst, lo, lo_act, hi)
+}
+
+#[inline(always)]
+fn pair_row_plain(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
+    // The rectified and plain cases as separate loops, so that each vectorises.
+    match (lo_act.relu, hi) {
+        (true, Some((hi, hi_act))) => {
+            for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                *d = pair(
+                    (lo_act.k * l + lo_act.b).max(0.0),
+                    (hi_act.k * h + hi_act.b).max(0.0),
+                );
+            }
+        }
+        (false, Some((hi, hi_act))) => {
+            for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                *d = pair(lo_act.apply(l), hi_act.apply(h));
+            }
+        }
+        (_, None) => {
+            for (d, &l) in dst.iter_mut().zip(lo) {
+                *d = u32::from(round_to_bf16(lo_act.apply(l)));
+            }
+        }
+    }
+}
+
+/// `dst[i] = bf16(act(src[i]))`.
+fn round_row(dst: &mut [u16], src: &[f32], act: Act) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
+        return unsafe { round_row_avx512(dst, src, act) };
+    }
+    round_row_plain(dst, src, act)
+}
+
+/// [`round_row`] compiled for AVX-512.
+///
+/// # Safety
+///
+/// The CPU must support AVX512F and AVX512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn round_row_avx512(dst: &mut [u16], src: &[f32], act: Act) {
+    round_row_plain(dst, src, act)
+}
+
+#[inline(always)]
+fn round_row_plain(dst: &mut [u16], src: &[f32], act: Act) {
+    if act.relu {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = round_to_bf16((act.k * v + act.b).max(0.0));
+        }
+    } else {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = round_to_bf16(act.apply(v));
+        }
+    }
+}
+
+/// A band of bf16 pairs of channels at row stride `stride` (`[channel pairs][plane]`), with
+/// `act(channel)` applied: the sources' rows the tile reads, zero outside the image.
+#[allow(clippy::too_many_arguments)]
+fn fill_pairs(
+    bands: &Bands,
+    geo: &Geometry,
+    tile: &super::Tile,
+    sources: &[&[f32]],
+    channels: &[usize],
+    band: &mut [u32],
+    stride: usize,
+    act: impl Fn(usize) -> Act,
+) {
+    let (hw, w) = (geo.pixels(), geo.width);
+    // (source, channel within it, its channel count) of every channel of the concatenation.
+    let table: Vec<(usize, usize, usize)> = channels
+        .iter()
+        .enumerate()
+        .flat_map(|(j, &cj)| (0..cj).map(move |cl| (j, cl, cj)))
+        .collect();
+    let row = |c: usize, image: usize, y: usize| {
+        let (j, cl, cj) = table[c];
+        &sources[j][(image * cj + cl) * hw + y * w..][..w]
+    };
+    for p in 0..table.len().div_ceil(2) {
+        let (lo, hi) = (2 * p, 2 * p + 1);
+        bands.fill_plane(geo, tile, &mut band[p * stride..], 0u32, |image, y, dst| {
+            let high = (hi < table.len()).then(|| (row(hi, image, y), act(hi)));
+            pair_row(dst, row(lo, image, y), act(lo), high);
+        });
+    }
+}
+
+/// `out (rows x n, row stride ldo) = sum over taps t of A_t (rows x k) * B[shift_t]`, where
+/// `a` is [`pack_taps`]' layout with `pairs` pairs per row and `b` a band of bf16 pairs at row
+/// stride `stride`, read at each tap's `shift`. Computes whole 16 x 32 blocks: `out` must hold
+/// `rows` padded to 16 rows of `n` padded to 32 columns, and `b` the blocks' reads.
+#[allow(clippy::too_many_arguments)]
+fn conv_taps<T: Tiles>(
+    tiles: &mut T,
+    rows: usize,
+    n: usize,
+    pairs: usize,
+    a: &[u32],
+    b: &[u32],
+    stride: usize,
+    shifts: &[usize],
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let rp = up(rows, TILE);
+    let (a, b) = (bytes(a), bytes(b));
+    for i0 in (0..rp).step_by(TILE) {
+        for j0 in (0..n).step_by(STEP) {
+            tiles.zero();
+            for (t, &shift) in shifts.iter().enumerate() {
+                for p0 in (0..pairs).step_by(TILE) {
+                    let a_at = ((t * rp + i0) * pairs + p0) * 4;
+                    let b_at = (p0 * stride + shift + j0) * 4;
+                    tiles.dot(a, a_at, pairs * 4, b, b_at, stride * 4, true);
+                }
+            }
+            tiles.store(0, out, i0 * ldo + j0, ldo);
+            tiles.store(1, out, i0 * ldo + j0 + TILE, ldo);
+        }
+    }
+}
+
+/// `acc[t] (channels x gp) += band[shift_t] (channels x n) * dout (n x gp)` for every tap:
+/// `band` is plain bf16 rows at row stride `stride`, `dout` pairs of positions `[n / 2][gp]`
+/// (zero past `n`), `acc` `[taps][channels padded to 16][gp]`, `gp` a multiple of 16.
+#[allow(clippy::too_many_arguments)]
+fn weight_taps<T: Tiles>(
+    tiles: &mut T,
+    channels: usize,
+    gp: usize,
+    n: usize,
+    band: &[u16],
+    stride: usize,
+    dout: &[u32],
+    shifts: &[usize],
+    acc: &mut [f32],
+) {
+    let cp = up(channels, TILE);
+    let (a, b) = (bytes(band), bytes(dout));
+    let pairs = up(n, STEP) / 2;
+    for (t, &shift) in shifts.iter().enumerate() {
+        for c0 in (0..cp).step_by(TILE) {
+            for f0 in (0..gp).step_by(STEP) {
+                let two = f0 + TILE < gp;
+                let at = (t * cp + c0) * gp + f0;
+                tiles.load(0, acc, at, gp);
+                if two {
+                    tiles.load(1, acc, at + TILE, gp);
+                }
+                for q0 in (0..pairs).step_by(TILE) {
+                    let a_at = (c0 * stride + shift + 2 * q0) * 2;
+                    let b_at = (q0 * gp + f0) * 4;
+                    tiles.dot(a, a_at, stride * 2, b, b_at, gp * 4, two);
+                }
+                tiles.store(0, acc, at, gp);
+                if two {
+                    tiles.store(1, acc, at + TILE, gp);
+                }
+            }
+        }
+    }
+}
+
+/// The offsets of the taps in a band of padded width `wp`.
+fn shifts(kernel: usize, wp: usize) -> Vec<usize> {
+    (0..kernel * kernel)
+        .map(|t| (t / kernel) * wp + t % kernel)
+        .collect()
+}
+
+/// The band row stride shared by a call's tiles: room for the widest tile and for the last
+/// block's reads past it.
+fn band_stride(bands: &Bands) -> usize {
+    up(bands.max_plane + STEP, STEP)
+}
+
+/// [`super::forward`] with bf16 operands, on the tiles `new_tiles` makes on each thread.
+pub(super) fn forward<T: Tiles>(
+    new_tiles: impl Fn() -> T + Sync,
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    affine: &Affine,
+    weight: &[f32],
+    out: &mut [f32],
+) {
+    let (g, channels, kernel, taps) = (geo.out_channels, geo.in_channels(), geo.kernel, geo.taps());
+    let (hw, w) = (geo.pixels(), geo.width);
+    let bands = Bands::new(geo);
+    let pairs = up(channels.div_ceil(2), TILE);
+    let packed = pack_taps(g, channels, taps, |f, c, t| {
+        weight[(f * channels + c) * taps + t]
+    });
+    let stride = band_stride(&bands);
+    let ldr = stride;
+    let shifts = shifts(kernel, bands.wp);
+    let out = DisjointRows::new(out);
+    for_tiles_with(
+        &bands,
+        new_tiles,
+        || {
+            (
+                vec![0u32; (pairs + 1) * stride],
+                vec![0f32; up(g, TILE) * ldr],
+            )
+        },
+        |tiles, (band_pairs, result), tile| {
+            let n = bands.columns(tile);
+            let act = |c| Act::layer(affine, c);
+            fill_pairs(
+                &bands,
+                geo,
+                tile,
+                inputs,
+                &geo.channels,
+                band_pairs,
+                stride,
+                act,
+            );
+            conv_taps(
+                tiles, g, n, pairs, &packed, band_pairs, stride, &shifts, result, ldr,
+            );
+            bands.rows(tile, |seg, y, at| {
+                for f in 0..g {
+                    // SAFETY: row y of image seg.image is computed by this tile only, and the
+                    // slice is dropped at the end of the iteration.
+                    let dst = unsafe { out.row((seg.image * g + f) * hw + y * w, w) };
+                    dst.copy_from_slice(&result[f * ldr + at..][..w]);
+                }
+            });
+        },
+    );
+}
+
+/// [`super::backward`] with bf16 operands in its three products (input gradient, weight
+/// gradient; the forward's recomputed band), on the tiles `new_tiles` makes on each thread.
+/// The ReLU mask, BN sums and BN backward stay in f32.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward<T: Tiles>(
+    new_tiles: impl Fn() -> T + Sync,
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    gamma: &[f32],
+    affine: &Affine,
+    batch_stats: bool,
+    weight: &[f32],
+    out_grad: &[f32],
+) -> Gradients {
+    let (g, channels, kernel, taps) = (geo.out_channels, geo.in_channels(), geo.kernel, geo.taps());
+    let (hw, w) = (geo.pixels(), geo.width);
+    let (cp, gp) = (up(channels, TILE), up(g, TILE));
+    // dY's A: W'_t [c][f] = W[f][c][flipped t] (the output gradient's band is read at +t
+    // where the convolution read its input at -t).
+    let g_pairs = up(g.div_ceil(2), TILE);
+    let packed_t = pack_taps(channels, g, taps, |c, f, t| {
+        weight[(f * channels + c) * taps + taps - 1 - t]
+    });
+    let mut grad_inputs: Vec<Vec<f32>> = geo
+        .channels
+        .iter()
+        .map(|&c| vec![0f32; geo.batch * c * hw])
+        .collect();
+    let grad_rows: Vec<DisjointRows> = grad_inputs
+        .iter_mut()
+        .map(|v| DisjointRows::new(v))
+        .collect();
+    let bands = Bands::new(geo);
+    let (pad, wp) = (bands.pad, bands.wp);
+    let stride = band_stride(&bands);
+    let ldr = stride;
+    let shifts = shifts(kernel, wp);
+
+    struct Share {
+        band16: Vec<u16>,
+        out_band: Vec<f32>,
+        out_pairs: Vec<u32>,
+        dout: Vec<u32>,
+        dy: Vec<f32>,
+        weight: Vec<f32>,
+        sum_dy: Vec<f64>,
+        sum_dy_xhat: Vec<f64>,
+    }
+    let shares = for_tiles_with(
+        &bands,
+        new_tiles,
+        || Share {
+            band16: vec![0u16; (cp + 1) * stride],
+            out_band: vec![0f32; g * bands.max_plane],
+            out_pairs: vec![0u32; (g_pairs + 1) * stride],
+            dout: vec![0u32; stride / 2 * gp],
+            dy: vec![0f32; cp * ldr],
+            weight: vec![0f32; taps * cp * gp],
+            sum_dy: vec![0f64; channels],
+            sum_dy_xhat: vec![0f64; channels],
+        },
+        |tiles, s, tile| {
+            let (n, plane) = (bands.columns(tile), bands.plane(tile));
+            let band16 = &mut s.band16[..];
+            bands.fill_with(
+                geo,
+                tile,
+                inputs,
+                &geo.channels,
+                band16,
+                stride,
+                0,
+                |c, src, dst| round_row(dst, src, Act::layer(affine, c)),
+            );
+            let identity = |_| Act::IDENTITY;
+            fill_pairs(
+                &bands,
+                geo,
+                tile,
+                &[out_grad],
+                &[g],
+                &mut s.out_pairs,
+                stride,
+                identity,
+            );
+            bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_| {
+                Act::IDENTITY
+            });
+            // dY (channels x n) = sum over taps of W'_t (channels x g) * dOut[shift_t].
+            conv_taps(
+                tiles,
+                channels,
+                n,
+                g_pairs,
+                &packed_t,
+                &s.out_pairs,
+                stride,
+                &shifts,
+                &mut s.dy,
+                ldr,
+            );
+            // dW: dOut at the centre tap with the halo rows (other rows' values) zeroed, as
+            // pairs of positions.
+            for seg in &tile.segments {
+                for f in 0..g {
+                    let p = &mut s.out_band[f * plane..][..plane];
+                    p[seg.offset * wp..][..pad * wp].fill(0.0);
+                    p[(seg.offset + pad + seg.rows) * wp..][..pad * wp].fill(0.0);
+                }
+            }
+            let centre = pad * wp + pad;
+            for f in 0..g {
+                let row = &s.out_band[f * plane + centre..][..n];
+                let dout = &mut s.dout[f..];
+                for (q, two) in row.chunks(2).enumerate() {
+                    dout[q * gp] = pair(two[0], two.get(1).copied().unwrap_or(0.0));
+                }
+                for q in n.div_ceil(2)..up(n, STEP) / 2 {
+                    dout[q * gp] = 0;
+                }
+            }
+            weight_taps(
+                tiles,
+                channels,
+                gp,
+                n,
+                &s.band16,
+                stride,
+                &s.dout,
+                &shifts,
+                &mut s.weight,
+            );
+            // Through the ReLU (its output is in the band); gather the BN sums; park the
+            // pre-ReLU gradient in the input gradients.
+            bands.rows(tile, |seg, y, at| {
+                let mut c = 0;
+                for (j, &cj) in geo.channels.iter().enumerate() {
+                    for cl in 0..cj {
+                        let index = (seg.image * cj + cl) * hw + y * w;
+                        let x = &inputs[j][index..][..w];
+                        let activated = &s.band16[c * stride + at + pad * wp + pad..][..w];
+                        // SAFETY: row y of image seg.image is computed by this tile only, and the
+                        // slice is dropped at the end of the iteration.
+                        let dst = unsafe { grad_rows[j].row(index, w) };
+                        let (sd, sdx) = super::relu_row(
+                            dst,
+                            x,
+                            activated,
+                            |a| a as i16 > 0,
+                            &s.dy[c * ldr + at..][..w],
+                            affine.mean[c],
+                            affine.inv_std[c],
+                        );
+                        s.sum_dy[c] += sd as f64;
+                        s.sum_dy_xhat[c] += sdx as f64;
+                        c += 1;
+                    }
+                }
+            });
+        },
+    );
+    let mut grad_weight = vec![0f32; g * channels * taps];
+    let mut sums = (vec![0f64; channels], vec![0f64; channels]);
+    for s in &shares {
+        for t in 0..taps {
+            for c in 0..channels {
+                for f in 0..g {
+                    grad_weight[(f * channels + c) * taps + t] += s.weight[(t * cp + c) * gp + f];
+                }
+            }
+        }
+        sums.0.iter_mut().zip(&s.sum_dy).for_each(|(a, b)| *a += b);
+        sums.1
+            .iter_mut()
+            .zip(&s.sum_dy_xhat)
+            .for_each(|(a, b)| *a += b);
+    }
+    super::bn_backward(
+        geo,
+        inputs,
+        gamma,
+        affine,
+        batch_stats,
+        &mut grad_inputs,
+        &sums.0,
+        &sums.1,
+    );
+    Gradients {
+        inputs: grad_inputs,
+        gamma: sums.1.iter().map(|&v| v as f32).collect(),
+        beta: sums.0.iter().map(|&v| v as f32).collect(),
+        weight: grad_weight,
+    }
+}
