@@ -639,14 +639,31 @@ fn relu_row_plain<A: Copy>(
     mean: f32,
     inv_std: f32,
 ) -> (f32, f32) {
+    // One pass (writing the row and reading it back would stall on store forwarding), with
+    // the sums in lanes so that it vectorises.
     let n = dst.len().min(x.len()).min(activated.len()).min(dy.len());
-    for (d, (&a, &dy)) in dst[..n].iter_mut().zip(activated.iter().zip(dy)) {
-        *d = if positive(a) { dy } else { 0.0 };
+    let (dst, x, activated, dy) = (&mut dst[..n], &x[..n], &activated[..n], &dy[..n]);
+    let (mut sd, mut sdx) = ([0f32; LANES], [0f32; LANES]);
+    let whole = n / LANES * LANES;
+    let chunks = dst[..whole]
+        .chunks_exact_mut(LANES)
+        .zip(x.chunks_exact(LANES))
+        .zip(activated.chunks_exact(LANES).zip(dy.chunks_exact(LANES)));
+    for ((d, x), (a, dy)) in chunks {
+        for l in 0..LANES {
+            let g = if positive(a[l]) { dy[l] } else { 0.0 };
+            d[l] = g;
+            sd[l] += g;
+            sdx[l] += g * (x[l] - mean) * inv_std;
+        }
     }
-    let (dst, x) = (&dst[..n], &x[..n]);
-    let (sd, _) = lane_sums(dst, |g| [g, 0.0]);
-    let sdx = lane_dot(dst, x, |g, v| g * (v - mean) * inv_std);
-    (sd, sdx)
+    for i in whole..n {
+        let g = if positive(activated[i]) { dy[i] } else { 0.0 };
+        dst[i] = g;
+        sd[0] += g;
+        sdx[0] += g * (x[i] - mean) * inv_std;
+    }
+    (sd.iter().sum(), sdx.iter().sum())
 }
 
 /// Whether the CPU runs the AVX-512 versions of the elementwise loops (the crate is built for
@@ -795,23 +812,6 @@ fn lane_sums(values: &[f32], f: impl Fn(f32) -> [f32; 2]) -> (f32, f32) {
         b[0] += q;
     }
     (a.iter().sum(), b.iter().sum())
-}
-
-/// The sum of `f(a[i], b[i])`, in lanes (see [`lane_sums`]).
-#[inline(always)]
-fn lane_dot(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += f(x[l], y[l]);
-        }
-    }
-    for (&x, &y) in ra.iter().zip(rb) {
-        acc[0] += f(x, y);
-    }
-    acc.iter().sum()
 }
 
 /// Through the batch norm, plane by plane: `grad_inputs` holds the gradient at the BN output
