@@ -697,6 +697,7 @@ mod tests {
             input: None,
             device: Device::flex(),
             fused: true,
+            precision: crate::fused::Precision::F32,
         }
     }
 

@@ -40,6 +40,11 @@ pub struct ModelConfig {
     /// burn ops, the reference the tests hold the kernels to). `summary.json` reports whether
     /// they ran.
     pub fused: bool,
+    /// The fused kernels' precision: `f32`, or `bf16` (mixed precision: bf16 operands with f32
+    /// sums in the fused convolutions; weights, optimiser state and batch-norm statistics stay
+    /// f32). bf16 needs AMX tiles; elsewhere f32 runs and a message says so. `summary.json`
+    /// reports the precision that ran.
+    pub precision: crate::fused::Precision,
     pub growth: Option<usize>,
     pub blocks: Option<Vec<usize>>,
     pub pattern: Option<String>,
@@ -119,6 +124,7 @@ impl Default for ModelConfig {
             preset: crate::presets::DEFAULT_PRESET.into(),
             dropout: 0.0,
             fused: true,
+            precision: crate::fused::Precision::F32,
             growth: None,
             blocks: None,
             pattern: None,
@@ -410,5 +416,15 @@ mod tests {
         let mut c = TrainConfig::default();
         c.model.growth = Some(0);
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("--g"));
+    }
+
+    #[test]
+    fn precision_reads_from_toml_and_a_bad_one_is_named() {
+        let c: TrainConfig = toml::from_str("[model]\nprecision = \"bf16\"\n").unwrap();
+        assert_eq!(c.model.precision, crate::fused::Precision::Bf16);
+        assert_eq!(TrainConfig::default().model.precision, crate::fused::Precision::F32);
+        let e = toml::from_str::<TrainConfig>("[model]\nprecision = \"fp8\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("precision") && text.contains("bf16"), "{text}");
     }
 }

@@ -59,6 +59,11 @@ pub struct SegModelConfig {
     /// Run the layers through the fused CPU kernels where they apply (see the classification
     /// config's `model.fused`).
     pub fused: bool,
+    /// The fused kernels' precision: `f32`, or `bf16` (mixed precision: bf16 operands with f32
+    /// sums in the fused convolutions; weights, optimiser state and batch-norm statistics stay
+    /// f32). bf16 needs AMX tiles; elsewhere f32 runs and a message says so. `summary.json`
+    /// reports the precision that ran.
+    pub precision: crate::fused::Precision,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +163,7 @@ impl Default for SegModelConfig {
             aux_min_stride: None,
             dropout: 0.0,
             fused: true,
+            precision: crate::fused::Precision::F32,
         }
     }
 }
@@ -678,6 +684,8 @@ pub struct SegSummary {
     pub params: usize,
     /// Whether the fused CPU kernels ran the layers.
     pub fused: bool,
+    /// The fused kernels' precision that ran (`f32` or `bf16`).
+    pub precision: &'static str,
 }
 
 impl SegRun {
@@ -733,6 +741,7 @@ impl SegRun {
             fused: cfg.model.fused,
         };
         let model = SparseDenseNet::new_with(&spec, &options, &ad)?;
+        let precision = crate::fused::set_precision(cfg.model.precision);
         let (mean, std) = train_set.channel_mean_std();
         let state = TrainState::fresh(
             spec.clone(),
@@ -781,6 +790,7 @@ impl SegRun {
             wall_s: state.wall_s,
             params: model.trainable_params(),
             fused: model.valid().fused_active(),
+            precision: precision.name(),
         };
         engine::write_summary(&self.dir, &summary)?;
         Ok((model, summary))

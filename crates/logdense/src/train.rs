@@ -279,6 +279,8 @@ pub struct Summary {
     pub params: usize,
     /// Whether the fused CPU kernels ran the layers.
     pub fused: bool,
+    /// The fused kernels' precision that ran (`f32` or `bf16`).
+    pub precision: &'static str,
 }
 
 impl Run {
@@ -297,6 +299,7 @@ impl Run {
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);
         let model = SparseDenseNet::new_with(&spec, &cfg.net_options(), &ad)?;
+        let precision = crate::fused::set_precision(cfg.model.precision);
         let state = TrainState::fresh(
             spec.clone(),
             cfg.seed,
@@ -336,6 +339,7 @@ impl Run {
             wall_s: state.wall_s,
             params: model.trainable_params(),
             fused: model.valid().fused_active(),
+            precision: precision.name(),
         };
         engine::write_summary(&self.dir, &summary)?;
         Ok((model, summary))

@@ -14,6 +14,7 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use logdense::fused::{bn_relu_conv, kernel_runs, reference_bn_relu_conv, KernelRuns};
+use logdense_kernels::conv::{set_precision, Precision};
 
 /// Which path a test call takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +96,39 @@ struct Outcome {
 /// `path`, checking that the fused kernels ran exactly when they should. The same seed gives
 /// the same layer and inputs.
 fn train_once(seed: u64, channels: &[usize], kernel: usize, bias: bool, path: Path) -> Outcome {
+    train_once_in(Precision::F32, seed, channels, kernel, bias, path)
+}
+
+/// Sets the kernels' precision (process-wide) and restores f32 when dropped, even on a panic.
+struct PrecisionGuard;
+
+impl PrecisionGuard {
+    fn set(precision: Precision) -> Self {
+        set_precision(precision);
+        PrecisionGuard
+    }
+}
+
+impl Drop for PrecisionGuard {
+    fn drop(&mut self) {
+        set_precision(Precision::F32);
+    }
+}
+
+/// [`train_once`] with the fused kernels in `precision` (bf16 runs on AMX where the CPU has
+/// it, on the emulated tiles elsewhere). The precision is process-wide, so it is set while
+/// the RNG lock, which every test that runs a fused convolution holds, is held.
+fn train_once_in(
+    precision: Precision,
+    seed: u64,
+    channels: &[usize],
+    kernel: usize,
+    bias: bool,
+    path: Path,
+) -> Outcome {
     // burn's RNG is process-global: tests running in parallel would interleave their draws.
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _precision = PrecisionGuard::set(precision);
     let device = Device::flex().autodiff();
     device.seed(seed);
     let cin = channels.iter().sum();
@@ -171,6 +203,39 @@ fn fused_layer_equals_the_reference_in_training_with_gradients() {
             train_once(7, &channels, kernel, bias, Path::FlagOff),
             train_once(7, &channels, kernel, bias, Path::Reference),
             &format!("flag off: kernel {kernel}, bias {bias}"),
+        );
+    }
+}
+
+/// Mixed precision through burn's autodiff: the output, every gradient and the running
+/// statistics within 2 % (of the largest value) of the f32 reference, and not equal to the f32
+/// fused result (the bf16 products really ran).
+#[test]
+fn bf16_layer_is_within_two_percent_of_the_reference_with_gradients() {
+    for (kernel, bias) in [(3, false), (1, true)] {
+        let channels = [20, 9, 5];
+        let what = format!("bf16, kernel {kernel}, bias {bias}");
+        let bf16 = train_once_in(Precision::Bf16, 7, &channels, kernel, bias, Path::Fused);
+        let f32 = train_once(7, &channels, kernel, bias, Path::Fused);
+        let reference = train_once(7, &channels, kernel, bias, Path::Reference);
+        let mut differs = false;
+        for (((name, a), (_, b)), (_, f)) in bf16
+            .tensors
+            .into_iter()
+            .zip(reference.tensors)
+            .zip(f32.tensors)
+        {
+            let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-3);
+            let d = max_abs_diff(a.clone(), b);
+            assert!(
+                d <= 2e-2 * scale,
+                "{what}: {name} differs by {d} (scale {scale})"
+            );
+            differs |= max_abs_diff(a, f) > 0.0;
+        }
+        assert!(
+            differs,
+            "{what}: equal to the f32 kernels, so bf16 did not run"
         );
     }
 }

@@ -105,6 +105,7 @@ fn apply_overrides(mut cfg: TrainConfig, a: &TrainArgs) -> Result<TrainConfig> {
     cfg.optim.batch_size = a.batch_size.unwrap_or(cfg.optim.batch_size);
     cfg.optim.lr = a.lr.unwrap_or(cfg.optim.lr);
     cfg.seed = a.run.seed.unwrap_or(cfg.seed);
+    cfg.model.precision = a.run.precision.unwrap_or(cfg.model.precision);
     cfg.model.dropout = a.dropout.unwrap_or(cfg.model.dropout);
     cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
     cfg.data.test_subset = a.test_subset.or(cfg.data.test_subset);

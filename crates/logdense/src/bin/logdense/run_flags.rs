@@ -22,6 +22,10 @@ pub(crate) struct RunFlags {
     pub overwrite: bool,
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The fused kernels' precision, f32 or bf16 (`model.precision`): bf16 operands with f32
+    /// sums where the CPU has AMX tiles, else f32 with a message.
+    #[arg(long)]
+    pub precision: Option<logdense::fused::Precision>,
     /// Loader worker threads.
     #[arg(long)]
     pub workers: Option<usize>,

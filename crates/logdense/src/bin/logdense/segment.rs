@@ -181,6 +181,7 @@ pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
     cfg.data.epoch_images = a.epoch_images.or(cfg.data.epoch_images);
     cfg.data.eval_subset = a.eval_subset.or(cfg.data.eval_subset);
     cfg.seed = a.run.seed.unwrap_or(cfg.seed);
+    cfg.model.precision = a.run.precision.unwrap_or(cfg.model.precision);
     cfg.data.workers = a.run.workers.unwrap_or(cfg.data.workers);
     if let Some(m) = a.max_minutes {
         cfg.optim.max_train_s = Some(m * 60.0);
