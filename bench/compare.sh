@@ -9,13 +9,14 @@
 # FC networks (fc-*) at FC_BATCH (1, 224x224). Both sides get THREADS threads
 # (RAYON_NUM_THREADS for ours, torch.set_num_threads for PyTorch).
 #
-# PyTorch runs in each of TORCH_SETTINGS (default: all four): fp32 (NCHW, what a plain model
-# does), fp32-cl (channels_last), bf16 (torch.autocast bfloat16) and bf16-cl. The table sets
-# ours beside PyTorch's best fp32 setting and its best bf16 setting, with the ratio to each.
+# Ours runs in each of OURS_PRECISIONS (default: f32 bf16; `logdense bench --precision`), PyTorch
+# in each of TORCH_SETTINGS (default: all four): fp32 (NCHW, what a plain model does), fp32-cl
+# (channels_last), bf16 (torch.autocast bfloat16) and bf16-cl. The table sets our f32 beside
+# PyTorch's best fp32 setting and our bf16 beside its best bf16 setting, with the ratios.
 #
 # Environment: LOGDENSE (our binary; built if missing), PYTHON (default bench/.venv/bin/python;
 # without PyTorch only our side runs), THREADS (2), ROUNDS (2), WARMUP (2), STEPS (10),
-# BATCH (64), FC_BATCH (1), TORCH_SETTINGS, OUT (a directory to keep the raw JSON in).
+# BATCH (64), FC_BATCH (1), OURS_PRECISIONS, TORCH_SETTINGS, OUT (a directory to keep the raw JSON in).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +29,13 @@ STEPS=${STEPS:-10}
 BATCH=${BATCH:-64}
 FC_BATCH=${FC_BATCH:-1}
 TORCH_SETTINGS=${TORCH_SETTINGS:-fp32 fp32-cl bf16 bf16-cl}
+OURS_PRECISIONS=${OURS_PRECISIONS:-f32 bf16}
+for precision in $OURS_PRECISIONS; do
+    case "$precision" in
+        f32|bf16) ;;
+        *) echo "OURS_PRECISIONS: unknown precision '$precision' (f32, bf16)" >&2; exit 2 ;;
+    esac
+done
 for setting in $TORCH_SETTINGS; do
     case "$setting" in
         fp32|fp32-cl|bf16|bf16-cl) ;;
@@ -76,9 +84,11 @@ for p in "${presets[@]}"; do
         *) b=$BATCH ;;
     esac
     for r in $(seq 1 "$ROUNDS"); do
-        echo "[$p] round $r/$ROUNDS: logdense (batch $b)" >&2
-        "$LOGDENSE" bench --preset "$p" --batch "$b" --warmup "$WARMUP" --steps "$STEPS" \
-            --json >"$work/ours-$p-$r.json"
+        for precision in $OURS_PRECISIONS; do
+            echo "[$p] round $r/$ROUNDS: logdense $precision (batch $b)" >&2
+            "$LOGDENSE" bench --preset "$p" --batch "$b" --warmup "$WARMUP" --steps "$STEPS" \
+                --precision "$precision" --json >"$work/ours_$precision-$p-$r.json"
+        done
         if [ "$have_torch" = 1 ]; then
             for setting in $TORCH_SETTINGS; do
                 flags=()
@@ -100,10 +110,11 @@ if [ "$have_torch" = 1 ]; then
     torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__)')
 fi
 
-python3 - "$work" "$ROUNDS" "$TORCH_SETTINGS" "${presets[@]}" <<'EOF'
+python3 - "$work" "$ROUNDS" "$TORCH_SETTINGS" "$OURS_PRECISIONS" "${presets[@]}" <<'EOF'
 import json, os, sys
 
-work, rounds, settings, presets = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
+work, rounds, settings, ours_precisions, presets = (
+    sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split(), sys.argv[5:])
 
 def load(side, p):
     runs = []
@@ -137,27 +148,36 @@ def ratio(a, b):
 
 fp32, bf16 = [s for s in settings if s.startswith("fp32")], [s for s in settings if s.startswith("bf16")]
 mem = lambda runs: min((d["peak_rss_bytes"] for d in runs if d.get("peak_rss_bytes")), default=None)
+def ours(precision, p):
+    """Our runs of preset p in `precision`, only where the kernels really ran in it."""
+    runs = load(f"ours_{precision}", p) if precision in ours_precisions else []
+    return [d for d in runs if d.get("precision", "f32") == precision]
+
 for what, key in (("training", "train_img_per_s"), ("inference", "infer_img_per_s")):
     print(f"{what}, images/s (best of the rounds); ratio = ours / PyTorch's (> 1: ours is faster)")
-    print(f"{'preset':<20} {'batch':>5} {'ours':>8} {'torch fp32':>10} {'setting':>8} {'ratio':>6}"
-          f" {'torch bf16':>10} {'setting':>8} {'ratio':>6}")
+    print(f"{'preset':<20} {'batch':>5} {'ours f32':>9} {'torch fp32':>10} {'setting':>8} {'ratio':>6}"
+          f" {'ours bf16':>9} {'torch bf16':>10} {'setting':>8} {'ratio':>6}")
     for p in presets:
-        ours = load("ours", p)
-        batch = (ours or [{"batch": "-"}])[0]["batch"]
-        o = best(ours, key)
+        o32, o16 = ours("f32", p), ours("bf16", p)
+        batch = ((o32 or o16) or [{"batch": "-"}])[0]["batch"]
+        a, b = best(o32, key), best(o16, key)
         f, fs = best_setting(fp32, p, key)
         h, hs = best_setting(bf16, p, key)
-        print(f"{p:<20} {batch:>5} {fmt(o, '8.1f')} {fmt(f, '10.1f')} {fs:>8} {ratio(o, f)}"
-              f" {fmt(h, '10.1f')} {hs:>8} {ratio(o, h)}")
+        print(f"{p:<20} {batch:>5} {fmt(a, '9.1f')} {fmt(f, '10.1f')} {fs:>8} {ratio(a, f)}"
+              f" {fmt(b, '9.1f')} {fmt(h, '10.1f')} {hs:>8} {ratio(b, h)}")
     print()
-print("peak RSS (VmHWM) of each process, MiB; ratio = ours / PyTorch's lowest")
-print(f"{'preset':<20} {'ours':>8}" + "".join(f" {s:>8}" for s in settings) + f" {'ratio':>6}")
+print("peak RSS (VmHWM) of each process, MiB; ratio = our highest / PyTorch's lowest")
+print(f"{'preset':<20} {'ours f32':>9} {'ours bf16':>9}" + "".join(f" {s:>8}" for s in settings)
+      + f" {'ratio':>6}")
 for p in presets:
-    o = mem(load("ours", p))
+    o = [mem(ours(q, p)) for q in ("f32", "bf16")]
     ts = [mem(load(f"torch_{s}", p)) for s in settings]
     lowest = min((t for t in ts if t), default=None)
-    print(f"{p:<20} {fmt(o and o / 2**20, '8.0f')}"
-          + "".join(f" {fmt(t and t / 2**20, '8.0f')}" for t in ts) + f" {ratio(o, lowest)}")
+    highest = max((x for x in o if x), default=None)
+    print(f"{p:<20}" + "".join(f" {fmt(x and x / 2**20, '9.0f')}" for x in o)
+          + "".join(f" {fmt(t and t / 2**20, '8.0f')}" for t in ts) + f" {ratio(highest, lowest)}")
+if "bf16" in ours_precisions and not any(ours("bf16", p) for p in presets):
+    print("(no bf16 column: this CPU has no AMX tiles, so `--precision bf16` ran in f32)")
 EOF
 echo "machine: ${cpu:-unknown CPU}, $cores cores available; threads per side: $THREADS;" \
     "rounds: $ROUNDS, warm-up $WARMUP, median of $STEPS steps; PyTorch $torch_version;" \

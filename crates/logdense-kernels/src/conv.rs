@@ -590,46 +590,159 @@ pub fn forward_with(
     );
 }
 
-/// One row through the ReLU: `dst = dy` where the activation `activated` is positive, else 0.
-/// Returns the row's sums of that gradient and of it times the normalised input `x`, which the
-/// batch-norm backward needs.
-fn relu_row<A: Copy>(
+/// Lanes of the ReLU backward's partial sums: 8, so that the rows of 8-pixel-wide maps
+/// vectorise too.
+const RELU_LANES: usize = 8;
+
+/// Partial sums of the gradient and of the gradient times the normalised input, in lanes.
+type ReluSums = [[f32; RELU_LANES]; 2];
+
+/// Through the ReLU for every channel of a tile, in either precision: `dst = dy` where the
+/// activation (the band) is positive, else 0, parked in the
+/// input gradients; adds each channel's sums of that gradient and of it times the normalised
+/// input to `sum_dy` and `sum_dy_xhat` (the batch-norm backward needs them). Channel `c`'s
+/// band plane starts at `c * band_stride`, its `dy` row at `c * dy_stride`.
+#[allow(clippy::too_many_arguments)]
+fn relu_tile<A: Activation>(
+    bands: &Bands,
+    geo: &Geometry,
+    tile: &Tile,
+    inputs: &[&[f32]],
+    grad_rows: &[DisjointRows],
+    affine: &Affine,
+    (band, band_stride): (&[A], usize),
+    (dy, dy_stride): (&[f32], usize),
+    sum_dy: &mut [f64],
+    sum_dy_xhat: &mut [f64],
+) {
+    let (hw, w, centre) = (geo.pixels(), geo.width, bands.pad * bands.wp + bands.pad);
+    let mut c = 0;
+    for (j, &cj) in geo.channels.iter().enumerate() {
+        for cl in 0..cj {
+            let mut sums: ReluSums = [[0.0; RELU_LANES]; 2];
+            bands.rows(tile, |seg, y, at| {
+                let index = (seg.image * cj + cl) * hw + y * w;
+                let x = &inputs[j][index..][..w];
+                let activated = &band[c * band_stride + at + centre..][..w];
+                // SAFETY: row y of image seg.image is computed by this tile only, and the slice
+                // is dropped at the end of the iteration.
+                let dst = unsafe { grad_rows[j].row(index, w) };
+                let dy = &dy[c * dy_stride + at..][..w];
+                let (mean, inv_std) = (affine.mean[c], affine.inv_std[c]);
+                relu_row(dst, x, activated, dy, mean, inv_std, &mut sums);
+            });
+            sum_dy[c] += sums[0].iter().sum::<f32>() as f64;
+            sum_dy_xhat[c] += sums[1].iter().sum::<f32>() as f64;
+            c += 1;
+        }
+    }
+}
+
+/// A band value whose sign the ReLU backward reads: f32 (the f32 path's band) or bf16 bits
+/// (the mixed-precision band).
+trait Activation: Copy {
+    fn positive(self) -> bool;
+    /// The lanes of the 16 values at `ptr` that are positive, of those in `lanes`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX512F and AVX512BW; the values of `lanes` must be readable.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn positive16(ptr: *const Self, lanes: u16) -> u16;
+}
+
+impl Activation for f32 {
+    fn positive(self) -> bool {
+        self > 0.0
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn positive16(ptr: *const f32, lanes: u16) -> u16 {
+        use std::arch::x86_64::*;
+        let v = _mm512_maskz_loadu_ps(lanes, ptr);
+        _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(lanes, v, _mm512_setzero_ps())
+    }
+}
+
+impl Activation for u16 {
+    fn positive(self) -> bool {
+        crate::bf16::bf16_to_f32(self) > 0.0
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn positive16(ptr: *const u16, lanes: u16) -> u16 {
+        use std::arch::x86_64::*;
+        let words = _mm256_maskz_loadu_epi16(lanes, ptr.cast());
+        let v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(words)));
+        _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(lanes, v, _mm512_setzero_ps())
+    }
+}
+
+/// One row through the ReLU (see [`relu_tile`]), its sums added to `sums`.
+#[allow(clippy::too_many_arguments)]
+fn relu_row<A: Activation>(
     dst: &mut [f32],
     x: &[f32],
     activated: &[A],
-    positive: impl Fn(A) -> bool,
     dy: &[f32],
     mean: f32,
     inv_std: f32,
-) -> (f32, f32) {
+    sums: &mut ReluSums,
+) {
     #[cfg(target_arch = "x86_64")]
     if avx512() {
         // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
-        return unsafe { relu_row_avx512(dst, x, activated, positive, dy, mean, inv_std) };
+        return unsafe { relu_row_avx512(dst, x, activated, dy, mean, inv_std, sums) };
     }
-    relu_row_plain(dst, x, activated, positive, dy, mean, inv_std)
+    relu_row_plain(dst, x, activated, |a| a.positive(), dy, mean, inv_std, sums)
 }
 
-/// [`relu_row`] compiled for AVX-512.
+/// [`relu_row`] with AVX-512: 16 lanes a step, the row's tail under a lane mask.
 ///
 /// # Safety
 ///
 /// The CPU must support AVX512F and AVX512BW.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn relu_row_avx512<A: Copy>(
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn relu_row_avx512<A: Activation>(
     dst: &mut [f32],
     x: &[f32],
     activated: &[A],
-    positive: impl Fn(A) -> bool,
     dy: &[f32],
     mean: f32,
     inv_std: f32,
-) -> (f32, f32) {
-    relu_row_plain(dst, x, activated, positive, dy, mean, inv_std)
+    sums: &mut ReluSums,
+) {
+    use std::arch::x86_64::*;
+    let n = dst.len().min(x.len()).min(activated.len()).min(dy.len());
+    let (mean, inv_std) = (_mm512_set1_ps(mean), _mm512_set1_ps(inv_std));
+    let (mut sd, mut sdx) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for i in (0..n).step_by(16) {
+        // Every lane below n - i (all 16 but in the tail); loads and stores stay inside it.
+        let lanes = if n - i >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << (n - i)) - 1
+        };
+        let positive = A::positive16(activated.as_ptr().add(i), lanes);
+        let g = _mm512_maskz_loadu_ps(positive, dy.as_ptr().add(i));
+        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), lanes, g);
+        let xhat = _mm512_mul_ps(
+            _mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, x.as_ptr().add(i)), mean),
+            inv_std,
+        );
+        sd = _mm512_add_ps(sd, g);
+        sdx = _mm512_fmadd_ps(g, xhat, sdx);
+    }
+    sums[0][0] += _mm512_reduce_add_ps(sd);
+    sums[1][0] += _mm512_reduce_add_ps(sdx);
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn relu_row_plain<A: Copy>(
     dst: &mut [f32],
     x: &[f32],
@@ -638,19 +751,25 @@ fn relu_row_plain<A: Copy>(
     dy: &[f32],
     mean: f32,
     inv_std: f32,
-) -> (f32, f32) {
+    sums: &mut ReluSums,
+) {
     // One pass (writing the row and reading it back would stall on store forwarding), with
     // the sums in lanes so that it vectorises.
     let n = dst.len().min(x.len()).min(activated.len()).min(dy.len());
     let (dst, x, activated, dy) = (&mut dst[..n], &x[..n], &activated[..n], &dy[..n]);
-    let (mut sd, mut sdx) = ([0f32; LANES], [0f32; LANES]);
-    let whole = n / LANES * LANES;
+    // Local copies of the sums (through the reference the loop would not vectorise).
+    let [mut sd, mut sdx] = *sums;
+    let whole = n / RELU_LANES * RELU_LANES;
     let chunks = dst[..whole]
-        .chunks_exact_mut(LANES)
-        .zip(x.chunks_exact(LANES))
-        .zip(activated.chunks_exact(LANES).zip(dy.chunks_exact(LANES)));
+        .chunks_exact_mut(RELU_LANES)
+        .zip(x.chunks_exact(RELU_LANES))
+        .zip(
+            activated
+                .chunks_exact(RELU_LANES)
+                .zip(dy.chunks_exact(RELU_LANES)),
+        );
     for ((d, x), (a, dy)) in chunks {
-        for l in 0..LANES {
+        for l in 0..RELU_LANES {
             let g = if positive(a[l]) { dy[l] } else { 0.0 };
             d[l] = g;
             sd[l] += g;
@@ -663,7 +782,7 @@ fn relu_row_plain<A: Copy>(
         sd[0] += g;
         sdx[0] += g * (x[i] - mean) * inv_std;
     }
-    (sd.iter().sum(), sdx.iter().sum())
+    *sums = [sd, sdx];
 }
 
 /// Whether the CPU runs the AVX-512 versions of the elementwise loops (the crate is built for
@@ -909,13 +1028,7 @@ pub fn backward_with(
     weight: &[f32],
     out_grad: &[f32],
 ) -> Gradients {
-    let (g, patch, hw, taps, w) = (
-        geo.out_channels,
-        geo.patch(),
-        geo.pixels(),
-        geo.taps(),
-        geo.width,
-    );
+    let (g, patch, hw, taps) = (geo.out_channels, geo.patch(), geo.pixels(), geo.taps());
     let (channels, kernel) = (geo.in_channels(), geo.kernel);
     check_inputs(geo, inputs);
     assert_eq!(gamma.len(), channels, "gamma shape");
@@ -1033,31 +1146,18 @@ pub fn backward_with(
             }
             // Through the ReLU (its output is in the band); gather the BN sums; park the
             // pre-ReLU gradient in the input gradients.
-            bands.rows(tile, |seg, y, at| {
-                let mut c = 0;
-                for (j, &cj) in geo.channels.iter().enumerate() {
-                    for cl in 0..cj {
-                        let index = (seg.image * cj + cl) * hw + y * w;
-                        let x = &inputs[j][index..][..w];
-                        let activated = &s.band[c * plane + at + pad * wp + pad..][..w];
-                        // SAFETY: row y of image seg.image is computed by this tile only, and the
-                        // slice is dropped at the end of the iteration.
-                        let dst = unsafe { grad_rows[j].row(index, w) };
-                        let (sd, sdx) = relu_row(
-                            dst,
-                            x,
-                            activated,
-                            |a| a > 0.0,
-                            &s.dy[c * n + at..][..w],
-                            affine.mean[c],
-                            affine.inv_std[c],
-                        );
-                        s.sum_dy[c] += sd as f64;
-                        s.sum_dy_xhat[c] += sdx as f64;
-                        c += 1;
-                    }
-                }
-            });
+            relu_tile(
+                &bands,
+                geo,
+                tile,
+                inputs,
+                &grad_rows,
+                affine,
+                (&s.band, plane),
+                (&s.dy, n),
+                &mut s.sum_dy,
+                &mut s.sum_dy_xhat,
+            );
         },
     );
     let mut grad_weight = vec![0f32; g * patch];

@@ -422,9 +422,15 @@ mod tests {
     fn precision_reads_from_toml_and_a_bad_one_is_named() {
         let c: TrainConfig = toml::from_str("[model]\nprecision = \"bf16\"\n").unwrap();
         assert_eq!(c.model.precision, crate::fused::Precision::Bf16);
-        assert_eq!(TrainConfig::default().model.precision, crate::fused::Precision::F32);
+        assert_eq!(
+            TrainConfig::default().model.precision,
+            crate::fused::Precision::F32
+        );
         let e = toml::from_str::<TrainConfig>("[model]\nprecision = \"fp8\"\n").unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("precision") && text.contains("bf16"), "{text}");
+        assert!(
+            text.contains("precision") && text.contains("bf16"),
+            "{text}"
+        );
     }
 }

@@ -56,11 +56,97 @@ fn pack_taps(
 /// `dst[i] = pair(lo_act(lo[i]), hi_act(hi[i]))` (the high half 0 without `hi`).
 fn pair_row(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
     #[cfg(target_arch = "x86_64")]
+    if crate::bf16::avx512_bf16() && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
+        return unsafe { pair_row_cvt(dst, lo, lo_act, hi) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bw") {
         // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
         return unsafe { pair_row_avx512(dst, lo, lo_act, hi) };
     }
     pair_row_plain(dst, lo, lo_act, hi)
+}
+
+/// `act(x)` of 16 values from `src[i..]`, rectified or not.
+///
+/// # Safety
+///
+/// The CPU must support AVX512F; `i + 16 <= src.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn act16(src: &[f32], i: usize, act: Act) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    debug_assert!(i + 16 <= src.len());
+    let y = _mm512_fmadd_ps(
+        _mm512_loadu_ps(src.as_ptr().add(i)),
+        _mm512_set1_ps(act.k),
+        _mm512_set1_ps(act.b),
+    );
+    if act.relu {
+        _mm512_max_ps(y, _mm512_setzero_ps())
+    } else {
+        y
+    }
+}
+
+/// [`pair_row`] with the CPU's conversion (`vcvtne2ps2bf16`: 32 roundings to nearest even in
+/// one instruction; like all of AVX512-BF16 it flushes subnormals to zero) and one word
+/// shuffle to interleave the two rows.
+///
+/// # Safety
+///
+/// The CPU must support AVX512F, AVX512BW and AVX512-BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pair_row_cvt(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
+    use std::arch::x86_64::*;
+    let n = dst
+        .len()
+        .min(lo.len())
+        .min(hi.map_or(usize::MAX, |(h, _)| h.len()));
+    let whole = n / 16 * 16;
+    // Word 2i of the result is word i of the conversion (lo[i]), word 2i + 1 is word 16 + i
+    // (hi[i]).
+    let order: [u16; 32] = std::array::from_fn(|w| (w / 2 + 16 * (w % 2)) as u16);
+    let order = _mm512_loadu_si512(order.as_ptr().cast());
+    for i in (0..whole).step_by(16) {
+        let l = act16(lo, i, lo_act);
+        let h = match hi {
+            Some((hi, hi_act)) => act16(hi, i, hi_act),
+            None => _mm512_setzero_ps(),
+        };
+        let words: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(h, l));
+        _mm512_storeu_si512(
+            dst.as_mut_ptr().add(i).cast(),
+            _mm512_permutexvar_epi16(order, words),
+        );
+    }
+    pair_row_plain(
+        &mut dst[whole..n],
+        &lo[whole..n],
+        lo_act,
+        hi.map(|(h, a)| (&h[whole..n], a)),
+    );
+}
+
+/// [`round_row`] with the CPU's conversion (`vcvtneps2bf16`).
+///
+/// # Safety
+///
+/// The CPU must support AVX512F, AVX512BW and AVX512-BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn round_row_cvt(dst: &mut [u16], src: &[f32], act: Act) {
+    use std::arch::x86_64::*;
+    let n = dst.len().min(src.len());
+    let whole = n / 16 * 16;
+    for i in (0..whole).step_by(16) {
+        let words: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(act16(src, i, act)));
+        _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), words);
+    }
+    round_row_plain(&mut dst[whole..n], &src[whole..n], act);
 }
 
 /// [`pair_row`] compiled for AVX-512 (the plain loop, vectorised 16 lanes wide).
@@ -101,6 +187,11 @@ fn pair_row_plain(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], 
 
 /// `dst[i] = bf16(act(src[i]))`.
 fn round_row(dst: &mut [u16], src: &[f32], act: Act) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::bf16::avx512_bf16() && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
+        return unsafe { round_row_cvt(dst, src, act) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bw") {
         // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
@@ -327,7 +418,7 @@ pub(super) fn backward<T: Tiles>(
     out_grad: &[f32],
 ) -> Gradients {
     let (g, channels, kernel, taps) = (geo.out_channels, geo.in_channels(), geo.kernel, geo.taps());
-    let (hw, w) = (geo.pixels(), geo.width);
+    let hw = geo.pixels();
     let (cp, gp) = (up(channels, TILE), up(g, TILE));
     // dY's A: W'_t [c][f] = W[f][c][flipped t] (the output gradient's band is read at +t
     // where the convolution read its input at -t).
@@ -446,31 +537,18 @@ pub(super) fn backward<T: Tiles>(
             );
             // Through the ReLU (its output is in the band); gather the BN sums; park the
             // pre-ReLU gradient in the input gradients.
-            bands.rows(tile, |seg, y, at| {
-                let mut c = 0;
-                for (j, &cj) in geo.channels.iter().enumerate() {
-                    for cl in 0..cj {
-                        let index = (seg.image * cj + cl) * hw + y * w;
-                        let x = &inputs[j][index..][..w];
-                        let activated = &s.band16[c * stride + at + pad * wp + pad..][..w];
-                        // SAFETY: row y of image seg.image is computed by this tile only, and the
-                        // slice is dropped at the end of the iteration.
-                        let dst = unsafe { grad_rows[j].row(index, w) };
-                        let (sd, sdx) = super::relu_row(
-                            dst,
-                            x,
-                            activated,
-                            |a| a as i16 > 0,
-                            &s.dy[c * ldr + at..][..w],
-                            affine.mean[c],
-                            affine.inv_std[c],
-                        );
-                        s.sum_dy[c] += sd as f64;
-                        s.sum_dy_xhat[c] += sdx as f64;
-                        c += 1;
-                    }
-                }
-            });
+            super::relu_tile(
+                &bands,
+                geo,
+                tile,
+                inputs,
+                &grad_rows,
+                affine,
+                (&s.band16, stride),
+                (&s.dy, ldr),
+                &mut s.sum_dy,
+                &mut s.sum_dy_xhat,
+            );
         },
     );
     let mut grad_weight = vec![0f32; g * channels * taps];
