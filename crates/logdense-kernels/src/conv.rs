@@ -11,6 +11,7 @@
 //! of the output gradient with the flipped, transposed weights, so it is tiled the same way and
 //! needs no col2im scatter: tiles are independent and run in parallel.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gemm::{gemm, Parallelism};
@@ -435,21 +436,21 @@ fn matmul(
     }
 }
 
-/// An output buffer that parallel tiles write into, each tile its own rows: a `&mut [f32]`
+/// An output buffer that parallel tiles write into, each tile its own rows: a `&mut [T]`
 /// split at run time instead of at compile time.
-struct DisjointRows<'a> {
-    ptr: *mut f32,
+struct DisjointRows<'a, T = f32> {
+    ptr: *mut T,
     len: usize,
-    _buffer: std::marker::PhantomData<&'a mut [f32]>,
+    _buffer: std::marker::PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: `DisjointRows` is a `&mut [f32]` that threads share; the only access is through
+// SAFETY: `DisjointRows` is a `&mut [T]` that threads share; the only access is through
 // `DisjointRows::row`, whose contract makes concurrent accesses disjoint.
-unsafe impl Send for DisjointRows<'_> {}
-unsafe impl Sync for DisjointRows<'_> {}
+unsafe impl<T: Send> Send for DisjointRows<'_, T> {}
+unsafe impl<T: Send> Sync for DisjointRows<'_, T> {}
 
-impl<'a> DisjointRows<'a> {
-    fn new(buffer: &'a mut [f32]) -> Self {
+impl<'a, T> DisjointRows<'a, T> {
+    fn new(buffer: &'a mut [T]) -> Self {
         DisjointRows {
             ptr: buffer.as_mut_ptr(),
             len: buffer.len(),
@@ -467,12 +468,45 @@ impl<'a> DisjointRows<'a> {
     /// any thread). The kernels uphold this by giving every output row (image, channel, y) to
     /// exactly one tile and dropping each slice before the next is taken.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, start: usize, len: usize) -> &mut [f32] {
+    unsafe fn row(&self, start: usize, len: usize) -> &mut [T] {
         assert!(start + len <= self.len, "row out of bounds");
         // SAFETY: in bounds (checked), the buffer is mutably borrowed for 'a, and the caller
         // guarantees that no overlapping slice is alive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
+}
+
+/// The input gradients' buffers, not yet written: the ReLU backward writes every element
+/// (each input row belongs to exactly one tile, and the tiles cover every row), so zeroing
+/// them first would only cost a pass over the largest buffers of the step.
+fn unwritten_input_gradients(geo: &Geometry) -> Vec<Vec<MaybeUninit<f32>>> {
+    geo.channels
+        .iter()
+        .map(|&c| {
+            let len = geo.batch * c * geo.pixels();
+            let mut v = Vec::with_capacity(len);
+            // SAFETY: MaybeUninit needs no initialisation, and the capacity is `len`.
+            unsafe { v.set_len(len) };
+            v
+        })
+        .collect()
+}
+
+/// The input gradients once every element is written.
+///
+/// # Safety
+///
+/// Every element of every buffer must have been written.
+unsafe fn written(buffers: Vec<Vec<MaybeUninit<f32>>>) -> Vec<Vec<f32>> {
+    buffers
+        .into_iter()
+        .map(|v| {
+            let mut v = std::mem::ManuallyDrop::new(v);
+            // SAFETY: MaybeUninit<f32> has f32's layout, the allocation is handed over whole
+            // (pointer, length, capacity), and the caller guarantees every element is written.
+            unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
+        })
+        .collect()
 }
 
 /// Splits the tiles into one contiguous share per thread and runs `each` on every tile of a
@@ -608,7 +642,7 @@ fn relu_tile<A: Activation>(
     geo: &Geometry,
     tile: &Tile,
     inputs: &[&[f32]],
-    grad_rows: &[DisjointRows],
+    grad_rows: &[DisjointRows<MaybeUninit<f32>>],
     affine: &Affine,
     (band, band_stride): (&[A], usize),
     (dy, dy_stride): (&[f32], usize),
@@ -683,7 +717,7 @@ impl Activation for u16 {
 /// One row through the ReLU (see [`relu_tile`]), its sums added to `sums`.
 #[allow(clippy::too_many_arguments)]
 fn relu_row<A: Activation>(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     x: &[f32],
     activated: &[A],
     dy: &[f32],
@@ -708,7 +742,7 @@ fn relu_row<A: Activation>(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn relu_row_avx512<A: Activation>(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     x: &[f32],
     activated: &[A],
     dy: &[f32],
@@ -729,7 +763,7 @@ unsafe fn relu_row_avx512<A: Activation>(
         };
         let positive = A::positive16(activated.as_ptr().add(i), lanes);
         let g = _mm512_maskz_loadu_ps(positive, dy.as_ptr().add(i));
-        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), lanes, g);
+        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i).cast(), lanes, g);
         let xhat = _mm512_mul_ps(
             _mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, x.as_ptr().add(i)), mean),
             inv_std,
@@ -744,7 +778,7 @@ unsafe fn relu_row_avx512<A: Activation>(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn relu_row_plain<A: Copy>(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     x: &[f32],
     activated: &[A],
     positive: impl Fn(A) -> bool,
@@ -771,14 +805,14 @@ fn relu_row_plain<A: Copy>(
     for ((d, x), (a, dy)) in chunks {
         for l in 0..RELU_LANES {
             let g = if positive(a[l]) { dy[l] } else { 0.0 };
-            d[l] = g;
+            d[l].write(g);
             sd[l] += g;
             sdx[l] += g * (x[l] - mean) * inv_std;
         }
     }
     for i in whole..n {
         let g = if positive(activated[i]) { dy[i] } else { 0.0 };
-        dst[i] = g;
+        dst[i].write(g);
         sd[0] += g;
         sdx[0] += g * (x[i] - mean) * inv_std;
     }
@@ -1071,15 +1105,8 @@ pub fn backward_with(
             }
         }
     }
-    let mut grad_inputs: Vec<Vec<f32>> = geo
-        .channels
-        .iter()
-        .map(|&c| vec![0f32; geo.batch * c * hw])
-        .collect();
-    let grad_rows: Vec<DisjointRows> = grad_inputs
-        .iter_mut()
-        .map(|v| DisjointRows::new(v))
-        .collect();
+    let mut unwritten = unwritten_input_gradients(geo);
+    let grad_rows: Vec<_> = unwritten.iter_mut().map(|v| DisjointRows::new(v)).collect();
     let bands = Bands::new(geo);
     let (pad, wp) = (bands.pad, bands.wp);
     let max_cols = bands.max_plane;
@@ -1160,6 +1187,10 @@ pub fn backward_with(
             );
         },
     );
+    drop(grad_rows);
+    // SAFETY: the ReLU backward wrote every row of every input gradient (see
+    // `unwritten_input_gradients`).
+    let mut grad_inputs = unsafe { written(unwritten) };
     let mut grad_weight = vec![0f32; g * patch];
     let mut sum_dy = vec![0f64; channels];
     let mut sum_dy_xhat = vec![0f64; channels];

@@ -426,25 +426,18 @@ pub(super) fn backward<T: Tiles>(
     let packed_t = pack_taps(channels, g, taps, |c, f, t| {
         weight[(f * channels + c) * taps + taps - 1 - t]
     });
-    let mut grad_inputs: Vec<Vec<f32>> = geo
-        .channels
-        .iter()
-        .map(|&c| vec![0f32; geo.batch * c * hw])
-        .collect();
-    let grad_rows: Vec<DisjointRows> = grad_inputs
-        .iter_mut()
-        .map(|v| DisjointRows::new(v))
-        .collect();
+    let mut unwritten = super::unwritten_input_gradients(geo);
+    let grad_rows: Vec<_> = unwritten.iter_mut().map(|v| DisjointRows::new(v)).collect();
     let bands = Bands::new(geo);
-    let (pad, wp) = (bands.pad, bands.wp);
+    let wp = bands.wp;
     let stride = band_stride(&bands);
     let ldr = stride;
     let shifts = shifts(kernel, wp);
 
     struct Share {
         band16: Vec<u16>,
-        out_band: Vec<f32>,
         out_pairs: Vec<u32>,
+        dout16: Vec<u16>,
         dout: Vec<u32>,
         dy: Vec<f32>,
         weight: Vec<f32>,
@@ -456,8 +449,8 @@ pub(super) fn backward<T: Tiles>(
         new_tiles,
         || Share {
             band16: vec![0u16; (cp + 1) * stride],
-            out_band: vec![0f32; g * bands.max_plane],
             out_pairs: vec![0u32; (g_pairs + 1) * stride],
+            dout16: vec![0u16; g * stride],
             dout: vec![0u32; stride / 2 * gp],
             dy: vec![0f32; cp * ldr],
             weight: vec![0f32; taps * cp * gp],
@@ -465,7 +458,7 @@ pub(super) fn backward<T: Tiles>(
             sum_dy_xhat: vec![0f64; channels],
         },
         |tiles, s, tile| {
-            let (n, plane) = (bands.columns(tile), bands.plane(tile));
+            let n = bands.columns(tile);
             let band16 = &mut s.band16[..];
             bands.fill_with(
                 geo,
@@ -488,9 +481,6 @@ pub(super) fn backward<T: Tiles>(
                 stride,
                 identity,
             );
-            bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_| {
-                Act::IDENTITY
-            });
             // dY (channels x n) = sum over taps of W'_t (channels x g) * dOut[shift_t].
             conv_taps(
                 tiles,
@@ -504,24 +494,22 @@ pub(super) fn backward<T: Tiles>(
                 &mut s.dy,
                 ldr,
             );
-            // dW: dOut at the centre tap with the halo rows (other rows' values) zeroed, as
-            // pairs of positions.
-            for seg in &tile.segments {
-                for f in 0..g {
-                    let p = &mut s.out_band[f * plane..][..plane];
-                    p[seg.offset * wp..][..pad * wp].fill(0.0);
-                    p[(seg.offset + pad + seg.rows) * wp..][..pad * wp].fill(0.0);
-                }
-            }
-            let centre = pad * wp + pad;
+            // dW's dOut (n x g) as pairs of positions: each output row's values at its columns,
+            // zero in the pad columns and between stacked images, rounded row by row, then
+            // transposed to [n / 2][gp].
+            let n32 = up(n, STEP);
             for f in 0..g {
-                let row = &s.out_band[f * plane + centre..][..n];
-                let dout = &mut s.dout[f..];
-                for (q, two) in row.chunks(2).enumerate() {
-                    dout[q * gp] = pair(two[0], two.get(1).copied().unwrap_or(0.0));
-                }
-                for q in n.div_ceil(2)..up(n, STEP) / 2 {
-                    dout[q * gp] = 0;
+                let rows = &mut s.dout16[f * n32..][..n32];
+                rows.fill(0);
+                bands.rows(tile, |seg, y, at| {
+                    let src = &out_grad[(seg.image * g + f) * hw + y * geo.width..][..geo.width];
+                    round_row(&mut rows[at..at + geo.width], src, Act::IDENTITY);
+                });
+            }
+            for f in 0..g {
+                let rows = &s.dout16[f * n32..][..n32];
+                for (q, two) in rows.chunks_exact(2).enumerate() {
+                    s.dout[q * gp + f] = u32::from(two[0]) | (u32::from(two[1]) << 16);
                 }
             }
             weight_taps(
@@ -551,6 +539,10 @@ pub(super) fn backward<T: Tiles>(
             );
         },
     );
+    drop(grad_rows);
+    // SAFETY: the ReLU backward wrote every row of every input gradient (see
+    // `unwritten_input_gradients`).
+    let mut grad_inputs = unsafe { super::written(unwritten) };
     let mut grad_weight = vec![0f32; g * channels * taps];
     let mut sums = (vec![0f64; channels], vec![0f64; channels]);
     for s in &shares {
