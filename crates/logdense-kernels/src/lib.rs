@@ -22,6 +22,42 @@
 //! rows of) and [`bf16`] (the AVX512-BF16 micro-kernel, called only where the CPU has it);
 //! each states its contract in a `# Safety` section.
 
+/// Whether the CPU runs the AVX-512 versions of the elementwise loops (the crate is built for
+/// baseline x86-64; these loops vectorise 16 lanes wide when compiled for AVX-512).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bw")
+}
+
+/// Runs the elementwise loop `$plain(args)` compiled for AVX-512 where the CPU has it: defines
+/// `$name` (the dispatch) and its AVX-512 copy.
+macro_rules! avx512_copy {
+    ($(#[$doc:meta])* fn $name:ident / $fast:ident = $plain:ident ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if $crate::avx512() {
+                // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
+                return unsafe { $fast($($arg),*) };
+            }
+            $plain($($arg),*)
+        }
+
+        /// The AVX-512 copy of the loop.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX512F and AVX512BW.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $fast($($arg: $ty),*) $(-> $ret)? {
+            $plain($($arg),*)
+        }
+    };
+}
+
 pub mod bf16;
 pub mod conv;
 pub mod naive;

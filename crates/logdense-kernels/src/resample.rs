@@ -76,11 +76,8 @@ pub fn avg_pool2(x: &[f32], dims: [usize; 4]) -> Vec<f32> {
         .zip(x.par_chunks(h * w))
         .for_each(|(o, plane)| {
             for y in 0..oh {
-                let (r0, r1) = (&plane[2 * y * w..], &plane[(2 * y + 1) * w..]);
-                for (xo, v) in o[y * ow..(y + 1) * ow].iter_mut().enumerate() {
-                    let s = r0[2 * xo] + r0[2 * xo + 1] + r1[2 * xo] + r1[2 * xo + 1];
-                    *v = 0.25 * s;
-                }
+                let (r0, r1) = (&plane[2 * y * w..][..w], &plane[(2 * y + 1) * w..][..w]);
+                pool_row(&mut o[y * ow..(y + 1) * ow], r0, r1);
             }
         });
     out
@@ -99,12 +96,11 @@ pub fn avg_pool2_backward(g: &[f32], dims: [usize; 4]) -> Vec<f32> {
     grad.par_chunks_mut(h * w)
         .zip(g.par_chunks(oh * ow))
         .for_each(|(gi, go)| {
+            // An odd last row or column gets no gradient (the buffer's zeros).
             for y in 0..oh {
-                for xo in 0..ow {
-                    let v = 0.25 * go[y * ow + xo];
-                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                        gi[(2 * y + dy) * w + 2 * xo + dx] = v;
-                    }
+                let go = &go[y * ow..][..ow];
+                for dy in 0..2 {
+                    spread_row(&mut gi[(2 * y + dy) * w..][..2 * ow], go);
                 }
             }
         });
@@ -125,17 +121,15 @@ pub fn overlap_add_3x3s2(x: &[f32], dims: [usize; 4]) -> Vec<f32> {
         .enumerate()
         .for_each(|(plane, o)| {
             let (b, co) = (plane / oc, plane % oc);
-            for tap in 0..9 {
-                let (kh, kw) = (tap / 3, tap % 3);
-                let src = &x[((b * c) + tap * oc + co) * h * w..][..h * w];
-                // Tap 0 of a row or column lands at -1 for the first input pixel.
-                let (y0, x0) = (usize::from(kh == 0), usize::from(kw == 0));
-                for y in y0..h {
-                    let row = &src[y * w..(y + 1) * w];
+            // Tap (kh, kw) adds input (y, x) at output (2y + kh - 1, 2x + kw - 1): tap 0 of a
+            // row or column lands at -1 for the first input pixel and is dropped.
+            let src = |kh: usize, kw: usize, y: usize| {
+                &x[((b * c) + (3 * kh + kw) * oc + co) * h * w + y * w..][..w]
+            };
+            for kh in 0..3 {
+                for y in usize::from(kh == 0)..h {
                     let orow = &mut o[(2 * y + kh - 1) * ow..][..ow];
-                    for xi in x0..w {
-                        orow[2 * xi + kw - 1] += row[xi];
-                    }
+                    overlap_add_row(orow, src(kh, 0, y), src(kh, 1, y), src(kh, 2, y));
                 }
             }
         });
@@ -160,13 +154,97 @@ pub fn overlap_add_3x3s2_backward(g: &[f32], dims: [usize; 4]) -> Vec<f32> {
             let (tap, co) = (ch / oc, ch % oc);
             let (kh, kw) = (tap / 3, tap % 3);
             let go = &g[(b * oc + co) * oh * ow..][..oh * ow];
-            let (y0, x0) = (usize::from(kh == 0), usize::from(kw == 0));
-            for y in y0..h {
+            // With kh = 0 row 0 gets no gradient (the buffer's zeros).
+            for y in usize::from(kh == 0)..h {
                 let grow = &go[(2 * y + kh - 1) * ow..][..ow];
-                for xi in x0..w {
-                    gi[y * w + xi] = grow[2 * xi + kw - 1];
-                }
+                gather_row(&mut gi[y * w..][..w], grow, kw);
             }
         });
     grad
+}
+
+avx512_copy! {
+    /// `out[x] = (r0[2x] + r0[2x + 1] + r1[2x] + r1[2x + 1]) / 4`.
+    fn pool_row / pool_row_avx512 = pool_row_plain(out: &mut [f32], r0: &[f32], r1: &[f32])
+}
+
+#[inline(always)]
+fn pool_row_plain(out: &mut [f32], r0: &[f32], r1: &[f32]) {
+    for ((v, a), b) in out
+        .iter_mut()
+        .zip(r0.chunks_exact(2))
+        .zip(r1.chunks_exact(2))
+    {
+        *v = 0.25 * ((a[0] + a[1]) + (b[0] + b[1]));
+    }
+}
+
+avx512_copy! {
+    /// `row[2x] = row[2x + 1] = go[x] / 4`.
+    fn spread_row / spread_row_avx512 = spread_row_plain(row: &mut [f32], go: &[f32])
+}
+
+#[inline(always)]
+fn spread_row_plain(row: &mut [f32], go: &[f32]) {
+    for (pair, &v) in row.chunks_exact_mut(2).zip(go) {
+        pair[0] = 0.25 * v;
+        pair[1] = 0.25 * v;
+    }
+}
+
+avx512_copy! {
+    /// One output row of the overlap-add from its three taps' input rows `k0`, `k1`, `k2`
+    /// (kw = 0, 1, 2): `out[2x] += k1[x]`, `out[2x + 1] += k2[x] + k0[x + 1]`.
+    fn overlap_add_row / overlap_add_row_avx512 = overlap_add_row_plain(
+        out: &mut [f32],
+        k0: &[f32],
+        k1: &[f32],
+        k2: &[f32],
+    )
+}
+
+#[inline(always)]
+fn overlap_add_row_plain(out: &mut [f32], k0: &[f32], k1: &[f32], k2: &[f32]) {
+    let w = k1.len();
+    // Every pair but the last has all three taps; the last one's odd element lacks k0[w].
+    let pairs = out
+        .chunks_exact_mut(2)
+        .zip(k1)
+        .zip(k2)
+        .zip(k0.iter().skip(1));
+    for (((pair, &a), &b), &c) in pairs {
+        pair[0] += a;
+        pair[1] += b + c;
+    }
+    if w > 0 {
+        out[2 * w - 2] += k1[w - 1];
+        out[2 * w - 1] += k2[w - 1];
+    }
+}
+
+avx512_copy! {
+    /// `gi[x] = grow[2x + kw - 1]`, for x from 1 when kw = 0 (`gi[0]` is then 0).
+    fn gather_row / gather_row_avx512 = gather_row_plain(gi: &mut [f32], grow: &[f32], kw: usize)
+}
+
+#[inline(always)]
+fn gather_row_plain(gi: &mut [f32], grow: &[f32], kw: usize) {
+    match kw {
+        0 => {
+            gi[0] = 0.0;
+            for (v, pair) in gi[1..].iter_mut().zip(grow.chunks_exact(2)) {
+                *v = pair[1];
+            }
+        }
+        1 => {
+            for (v, pair) in gi.iter_mut().zip(grow.chunks_exact(2)) {
+                *v = pair[0];
+            }
+        }
+        _ => {
+            for (v, pair) in gi.iter_mut().zip(grow.chunks_exact(2)) {
+                *v = pair[1];
+            }
+        }
+    }
 }
