@@ -8,8 +8,9 @@
 //!   statistics or given ones, computed with `gemm`'s kernels on row-band tiles in parallel;
 //! - [`resample`]: the transitions' 2x2 average pool and the stride-2 3x3 overlap-add that
 //!   turns a 1x1 convolution into a 3x3 stride-2 transposed convolution, forward and backward;
-//! - [`bf16`]: matrix products with bfloat16 operands and f32 accumulation (`vdpbf16ps` on
-//!   CPUs with AVX512-BF16, a portable loop elsewhere), for a mixed-precision layer;
+//! - [`bf16`]: bfloat16 rounding, matrix products with bf16 operands and f32 accumulation
+//!   (AMX tiles, `vdpbf16ps` on AVX512-BF16, a portable loop elsewhere) and the tile step
+//!   ([`bf16::Tiles`]) the mixed-precision fused layer ([`conv::Precision::Bf16`]) is written in;
 //! - [`naive`]: textbook reference implementations of the same operations (concatenate, batch
 //!   norm, ReLU, direct convolution, window average, transposed convolution) in plain loops
 //!   with `f64` arithmetic, which the tests hold the fast kernels to.
@@ -18,9 +19,11 @@
 //! they are easier to test exhaustively, benchmark and reason about without the autodiff
 //! machinery around them. `logdense` wraps them as burn operations with handwritten backward
 //! steps. The crate's `unsafe` is confined to [`conv`] (a bounds-checked call of `gemm`'s
-//! matrix product on raw pointers, and an output buffer that parallel tiles write disjoint
-//! rows of) and [`bf16`] (the AVX512-BF16 micro-kernel, called only where the CPU has it);
-//! each states its contract in a `# Safety` section.
+//! matrix product on raw pointers, an output buffer that parallel tiles write disjoint rows
+//! of, input gradients allocated unwritten because every element is written once), [`bf16`]
+//! (AMX tiles through inline assembly on bounds-checked operands, the AVX512-BF16
+//! micro-kernel) and the AVX-512 copies of the elementwise loops, each called only where the
+//! CPU has the instructions; each states its contract in a `# Safety` section.
 
 /// Whether the CPU runs the AVX-512 versions of the elementwise loops (the crate is built for
 /// baseline x86-64; these loops vectorise 16 lanes wide when compiled for AVX-512).
