@@ -1152,21 +1152,41 @@ pub fn backward_with(
         },
     );
     drop(grad_rows);
-    // SAFETY: the ReLU backward wrote every row of every input gradient (see
-    // `unwritten_input_gradients`).
-    let mut grad_inputs = unsafe { written(unwritten) };
     let mut grad_weight = vec![0f32; g * patch];
-    let mut sum_dy = vec![0f64; channels];
-    let mut sum_dy_xhat = vec![0f64; channels];
     for s in &shares {
         grad_weight
             .iter_mut()
             .zip(&s.weight)
             .for_each(|(a, b)| *a += b);
-        sum_dy.iter_mut().zip(&s.sum_dy).for_each(|(a, b)| *a += b);
+    }
+    let sums = shares.iter().map(|s| (&s.sum_dy[..], &s.sum_dy_xhat[..]));
+    let args = (geo, inputs, gamma, affine, batch_stats);
+    // SAFETY: the ReLU backward ran on every tile, so it wrote every input gradient element.
+    unsafe { finish_backward(args, unwritten, grad_weight, sums) }
+}
+
+/// The end of a backward pass in either precision: the shares' batch-norm sums added up, the
+/// input gradients (which the ReLU backward wrote) through the batch norm, and the gradients
+/// returned with `grad_weight` (already summed over the shares).
+///
+/// # Safety
+///
+/// Every element of `unwritten` must have been written (by [`relu_tile`] on every tile).
+unsafe fn finish_backward<'s>(
+    (geo, inputs, gamma, affine, batch_stats): (&Geometry, &[&[f32]], &[f32], &Affine, bool),
+    unwritten: Vec<Vec<MaybeUninit<f32>>>,
+    grad_weight: Vec<f32>,
+    shares: impl Iterator<Item = (&'s [f64], &'s [f64])>,
+) -> Gradients {
+    // SAFETY: the caller guarantees every element was written.
+    let mut grad_inputs = unsafe { written(unwritten) };
+    let channels = geo.in_channels();
+    let (mut sum_dy, mut sum_dy_xhat) = (vec![0f64; channels], vec![0f64; channels]);
+    for (dy, dy_xhat) in shares {
+        sum_dy.iter_mut().zip(dy).for_each(|(a, b)| *a += b);
         sum_dy_xhat
             .iter_mut()
-            .zip(&s.sum_dy_xhat)
+            .zip(dy_xhat)
             .for_each(|(a, b)| *a += b);
     }
     bn_backward(

@@ -540,11 +540,7 @@ pub(super) fn backward<T: Tiles>(
         },
     );
     drop(grad_rows);
-    // SAFETY: the ReLU backward wrote every row of every input gradient (see
-    // `unwritten_input_gradients`).
-    let mut grad_inputs = unsafe { super::written(unwritten) };
     let mut grad_weight = vec![0f32; g * channels * taps];
-    let mut sums = (vec![0f64; channels], vec![0f64; channels]);
     for s in &shares {
         for t in 0..taps {
             for c in 0..channels {
@@ -553,26 +549,9 @@ pub(super) fn backward<T: Tiles>(
                 }
             }
         }
-        sums.0.iter_mut().zip(&s.sum_dy).for_each(|(a, b)| *a += b);
-        sums.1
-            .iter_mut()
-            .zip(&s.sum_dy_xhat)
-            .for_each(|(a, b)| *a += b);
     }
-    super::bn_backward(
-        geo,
-        inputs,
-        gamma,
-        affine,
-        batch_stats,
-        &mut grad_inputs,
-        &sums.0,
-        &sums.1,
-    );
-    Gradients {
-        inputs: grad_inputs,
-        gamma: sums.1.iter().map(|&v| v as f32).collect(),
-        beta: sums.0.iter().map(|&v| v as f32).collect(),
-        weight: grad_weight,
-    }
+    let sums = shares.iter().map(|s| (&s.sum_dy[..], &s.sum_dy_xhat[..]));
+    let args = (geo, inputs, gamma, affine, batch_stats);
+    // SAFETY: the ReLU backward ran on every tile, so it wrote every input gradient element.
+    unsafe { super::finish_backward(args, unwritten, grad_weight, sums) }
 }
