@@ -678,6 +678,101 @@ impl Tiles for Emulated {
     }
 }
 
+/// The tile step with AVX512-BF16 (`vdpbf16ps`, Cooper Lake and Zen 4 on), for CPUs without
+/// AMX: the accumulators stay in memory between steps (as [`Emulated`]'s) and in 16 vector
+/// registers during one.
+#[derive(Debug, Clone, Default)]
+pub struct Avx512Bf16(Emulated);
+
+impl Avx512Bf16 {
+    /// The step, where the CPU runs AVX512-BF16.
+    pub fn new() -> Option<Self> {
+        avx512_bf16().then(Avx512Bf16::default)
+    }
+}
+
+impl Tiles for Avx512Bf16 {
+    fn zero(&mut self) {
+        self.0.zero()
+    }
+
+    fn load(&mut self, i: usize, src: &[f32], offset: usize, ld: usize) {
+        self.0.load(i, src, offset, ld)
+    }
+
+    fn store(&mut self, i: usize, dst: &mut [f32], offset: usize, ld: usize) {
+        self.0.store(i, dst, offset, ld)
+    }
+
+    fn dot(
+        &mut self,
+        a: &[u8],
+        a_at: usize,
+        a_ld: usize,
+        b: &[u8],
+        b_at: usize,
+        b_ld: usize,
+        two: bool,
+    ) {
+        check_operand(a.len(), a_at, a_ld, 64);
+        check_operand(b.len(), b_at, b_ld, if two { 128 } else { 64 });
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(
+                avx512_bf16(),
+                "the AVX512-BF16 tile step on a CPU without it"
+            );
+            for i in 0..if two { 2 } else { 1 } {
+                // SAFETY: the CPU has AVX512F and AVX512-BF16 (asserted); every row read lies
+                // in `a` and `b` (checked above).
+                unsafe {
+                    dot_avx512_bf16(&mut self.0.acc[i], a, a_at, a_ld, b, b_at + 64 * i, b_ld)
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self.0.dot(a, a_at, a_ld, b, b_at, b_ld, two)
+    }
+}
+
+/// `acc += A * B` for one 16 x 16 accumulator: per pair row of `B` (one 512-bit load), 16
+/// `vdpbf16ps` against the broadcast pairs of `A`'s rows.
+///
+/// # Safety
+///
+/// The CPU must support AVX512F and AVX512-BF16; `A`'s 16 rows of 64 bytes at `a_at` (stride
+/// `a_ld`) must lie in `a` and `B`'s 16 rows of 64 bytes at `b_at` (stride `b_ld`) in `b`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn dot_avx512_bf16(
+    acc: &mut [[f32; TILE]; TILE],
+    a: &[u8],
+    a_at: usize,
+    a_ld: usize,
+    b: &[u8],
+    b_at: usize,
+    b_ld: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut c: [__m512; TILE] = std::array::from_fn(|r| _mm512_loadu_ps(acc[r].as_ptr()));
+    for p in 0..TILE {
+        let bv: __m512bh =
+            std::mem::transmute(_mm512_loadu_si512(b.as_ptr().add(b_at + p * b_ld).cast()));
+        for (r, cr) in c.iter_mut().enumerate() {
+            let pair =
+                std::ptr::read_unaligned(a.as_ptr().add(a_at + r * a_ld + 4 * p).cast::<i32>());
+            *cr = _mm512_dpbf16_ps(
+                *cr,
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(pair)),
+                bv,
+            );
+        }
+    }
+    for (row, cr) in acc.iter_mut().zip(&c) {
+        _mm512_storeu_ps(row.as_mut_ptr(), *cr);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -833,7 +928,7 @@ mod tests {
         }
     }
 
-    /// The tile step of [`Amx`] (where it runs) equals [`Emulated`]'s, at unaligned offsets and
+    /// The tile steps of [`Amx`] and [`Avx512Bf16`] (where they run) equal [`Emulated`]'s, at unaligned offsets and
     /// strides, with one accumulator or two, loaded from and stored to memory.
     #[test]
     fn amx_tiles_equal_the_emulated_ones() {

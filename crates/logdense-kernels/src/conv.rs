@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::bf16::{Amx, Emulated};
+use crate::bf16::{Amx, Avx512Bf16, Emulated};
 
 mod mixed;
 
@@ -27,8 +27,8 @@ pub enum Precision {
     /// f32 operands (`gemm`'s kernels).
     #[default]
     F32,
-    /// bf16 operands with f32 accumulation, on AMX tiles where the CPU has them and in plain
-    /// Rust elsewhere (correct, but slow: callers choose it only with [`crate::bf16::amx`]).
+    /// bf16 operands with f32 accumulation: on AMX tiles where the CPU has them, else with
+    /// AVX512-BF16's `vdpbf16ps`, else in plain Rust (correct, but slow).
     /// Batch-norm statistics, the ReLU mask and every sum stay in f32.
     Bf16,
 }
@@ -582,6 +582,9 @@ pub fn forward_with(
             let tiles = || Amx::new().expect("AMX runs here");
             return mixed::forward(tiles, geo, inputs, affine, weight, out);
         }
+        if crate::bf16::avx512_bf16() {
+            return mixed::forward(Avx512Bf16::default, geo, inputs, affine, weight, out);
+        }
         return mixed::forward(Emulated::default, geo, inputs, affine, weight, out);
     }
     let bands = Bands::new(geo);
@@ -1036,6 +1039,19 @@ pub fn backward_with(
     if precision == Precision::Bf16 {
         if crate::bf16::amx() {
             let tiles = || Amx::new().expect("AMX runs here");
+            return mixed::backward(
+                tiles,
+                geo,
+                inputs,
+                gamma,
+                affine,
+                batch_stats,
+                weight,
+                out_grad,
+            );
+        }
+        if crate::bf16::avx512_bf16() {
+            let tiles = Avx512Bf16::default;
             return mixed::backward(
                 tiles,
                 geo,

@@ -42,8 +42,8 @@ pub struct ModelConfig {
     pub fused: bool,
     /// The fused kernels' precision: `f32`, or `bf16` (mixed precision: bf16 operands with f32
     /// sums in the fused convolutions; weights, optimiser state and batch-norm statistics stay
-    /// f32). bf16 needs AMX tiles; elsewhere f32 runs and a message says so. `summary.json`
-    /// reports the precision that ran.
+    /// f32). bf16 needs AMX or AVX512-BF16; elsewhere f32 runs and a message says so.
+    /// `summary.json` reports the precision that ran.
     pub precision: crate::fused::Precision,
     pub growth: Option<usize>,
     pub blocks: Option<Vec<usize>>,

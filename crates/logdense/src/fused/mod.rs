@@ -119,9 +119,9 @@ impl std::str::FromStr for Precision {
 }
 
 /// Sets the precision of the fused kernels for this process and returns the one that will
-/// run: bf16 runs where the CPU has AMX tiles (Intel Sapphire Rapids on); elsewhere the
-/// kernels stay in f32 and a one-line message says so (bf16 without AMX would be emulated,
-/// far slower than f32).
+/// run: bf16 runs where the CPU has AMX tiles (Intel Sapphire Rapids on) or AVX512-BF16
+/// (Cooper Lake, AMD Zen 4 on); elsewhere the kernels stay in f32 and a one-line message says
+/// so (bf16 would be emulated there, far slower than f32).
 pub fn set_precision(requested: Precision) -> Precision {
     use logdense_kernels::conv::{set_precision, Precision as Kernel};
     let effective = match requested {

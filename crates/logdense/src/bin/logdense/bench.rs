@@ -25,8 +25,8 @@ pub(crate) struct BenchArgs {
     /// Time plain burn ops instead of the fused CPU kernels.
     #[arg(long)]
     no_fused: bool,
-    /// The fused kernels' precision: f32, or bf16 (operands in bf16, sums in f32; needs AMX,
-    /// else f32 runs and a message says so).
+    /// The fused kernels' precision: f32, or bf16 (operands in bf16, sums in f32; needs AMX or
+    /// AVX512-BF16, else f32 runs and a message says so).
     #[arg(long, default_value = "f32")]
     precision: logdense::fused::Precision,
     /// Peak-memory sweep instead: V1 LOG and dense V1 with g = 24 at n = 12, 52, 100, 200

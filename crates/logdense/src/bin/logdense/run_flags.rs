@@ -23,7 +23,7 @@ pub(crate) struct RunFlags {
     #[arg(long)]
     pub seed: Option<u64>,
     /// The fused kernels' precision, f32 or bf16 (`model.precision`): bf16 operands with f32
-    /// sums where the CPU has AMX tiles, else f32 with a message.
+    /// sums where the CPU has AMX or AVX512-BF16, else f32 with a message.
     #[arg(long)]
     pub precision: Option<logdense::fused::Precision>,
     /// Loader worker threads.
