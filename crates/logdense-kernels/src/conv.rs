@@ -21,6 +21,21 @@ use crate::bf16::{Amx, Avx512Bf16, Emulated};
 
 mod mixed;
 
+/// Calls a mixed-precision kernel (`mixed::forward` or `mixed::backward`, whose first argument
+/// makes each thread's tile step) with the fastest tile step this CPU runs: AMX, then
+/// AVX512-BF16, then the emulated one.
+macro_rules! with_tiles {
+    ($kernel:path, $($arg:expr),+) => {
+        if crate::bf16::amx() {
+            $kernel(|| Amx::new().expect("AMX runs here"), $($arg),+)
+        } else if crate::bf16::avx512_bf16() {
+            $kernel(Avx512Bf16::default, $($arg),+)
+        } else {
+            $kernel(Emulated::default, $($arg),+)
+        }
+    };
+}
+
 /// The operands' precision in the fused layer's products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
@@ -578,14 +593,7 @@ pub fn forward_with(
     check_inputs(geo, inputs);
     assert_eq!(affine.scale.len(), channels, "affine shape");
     if precision == Precision::Bf16 {
-        if crate::bf16::amx() {
-            let tiles = || Amx::new().expect("AMX runs here");
-            return mixed::forward(tiles, geo, inputs, affine, weight, out);
-        }
-        if crate::bf16::avx512_bf16() {
-            return mixed::forward(Avx512Bf16::default, geo, inputs, affine, weight, out);
-        }
-        return mixed::forward(Emulated::default, geo, inputs, affine, weight, out);
+        return with_tiles!(mixed::forward, geo, inputs, affine, weight, out);
     }
     let bands = Bands::new(geo);
     let max_cols = bands.max_plane;
@@ -1037,41 +1045,15 @@ pub fn backward_with(
     assert_eq!(weight.len(), g * patch, "weight shape");
     assert_eq!(out_grad.len(), geo.batch * g * hw, "output gradient shape");
     if precision == Precision::Bf16 {
-        if crate::bf16::amx() {
-            let tiles = || Amx::new().expect("AMX runs here");
-            return mixed::backward(
-                tiles,
-                geo,
-                inputs,
-                gamma,
-                affine,
-                batch_stats,
-                weight,
-                out_grad,
-            );
-        }
-        if crate::bf16::avx512_bf16() {
-            let tiles = Avx512Bf16::default;
-            return mixed::backward(
-                tiles,
-                geo,
-                inputs,
-                gamma,
-                affine,
-                batch_stats,
-                weight,
-                out_grad,
-            );
-        }
-        return mixed::backward(
-            Emulated::default,
+        return with_tiles!(
+            mixed::backward,
             geo,
             inputs,
             gamma,
             affine,
             batch_stats,
             weight,
-            out_grad,
+            out_grad
         );
     }
     // W' [c, (g, ky, kx)] = W[g, c, k-1-ky, k-1-kx]: the weights seen from the output
