@@ -60,11 +60,7 @@ fn pair_row(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>)
         // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
         return unsafe { pair_row_cvt(dst, lo, lo_act, hi) };
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
-        return unsafe { pair_row_avx512(dst, lo, lo_act, hi) };
-    }
+    // Elsewhere (CPUs without AVX512-BF16 run bf16 only in tests, on the emulated tiles).
     pair_row_plain(dst, lo, lo_act, hi)
 }
 
@@ -149,35 +145,15 @@ unsafe fn round_row_cvt(dst: &mut [u16], src: &[f32], act: Act) {
     round_row_plain(&mut dst[whole..n], &src[whole..n], act);
 }
 
-/// [`pair_row`] compiled for AVX-512 (the plain loop, vectorised 16 lanes wide).
-///
-/// # Safety
-///
-/// The CPU must support AVX512F and AVX512BW.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pair_row_avx512(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
-    pair_row_plain(dst, lo, lo_act, hi)
-}
-
-#[inline(always)]
+/// [`pair_row`] in plain Rust (the tails of rows, and CPUs without AVX512-BF16).
 fn pair_row_plain(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
-    // The rectified and plain cases as separate loops, so that each vectorises.
-    match (lo_act.relu, hi) {
-        (true, Some((hi, hi_act))) => {
-            for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
-                *d = pair(
-                    (lo_act.k * l + lo_act.b).max(0.0),
-                    (hi_act.k * h + hi_act.b).max(0.0),
-                );
-            }
-        }
-        (false, Some((hi, hi_act))) => {
+    match hi {
+        Some((hi, hi_act)) => {
             for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
                 *d = pair(lo_act.apply(l), hi_act.apply(h));
             }
         }
-        (_, None) => {
+        None => {
             for (d, &l) in dst.iter_mut().zip(lo) {
                 *d = u32::from(round_to_bf16(lo_act.apply(l)));
             }
@@ -192,35 +168,13 @@ fn round_row(dst: &mut [u16], src: &[f32], act: Act) {
         // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
         return unsafe { round_row_cvt(dst, src, act) };
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
-        return unsafe { round_row_avx512(dst, src, act) };
-    }
     round_row_plain(dst, src, act)
 }
 
-/// [`round_row`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must support AVX512F and AVX512BW.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn round_row_avx512(dst: &mut [u16], src: &[f32], act: Act) {
-    round_row_plain(dst, src, act)
-}
-
-#[inline(always)]
+/// [`round_row`] in plain Rust (the tails of rows, and CPUs without AVX512-BF16).
 fn round_row_plain(dst: &mut [u16], src: &[f32], act: Act) {
-    if act.relu {
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = round_to_bf16((act.k * v + act.b).max(0.0));
-        }
-    } else {
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = round_to_bf16(act.apply(v));
-        }
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = round_to_bf16(act.apply(v));
     }
 }
 
