@@ -76,7 +76,7 @@ pub struct BenchOptions {
     pub device: Device,
     /// Build the networks with the fused CPU kernels (the model option training uses).
     pub fused: bool,
-    /// The fused kernels' precision (set for the process while the benchmark runs).
+    /// The fused kernels' precision (set for the process: `fused::set_precision`).
     pub precision: crate::fused::Precision,
 }
 
@@ -368,7 +368,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
         warmup: opts.warmup,
         threads: threads(),
         fused: Some(fused),
-        precision: Some(precision.name().to_string()),
+        precision: Some(precision.of_model(fused).name().to_string()),
     })
 }
 

@@ -790,7 +790,7 @@ impl SegRun {
             wall_s: state.wall_s,
             params: model.trainable_params(),
             fused: model.valid().fused_active(),
-            precision: precision.name(),
+            precision: precision.of_model(model.valid().fused_active()).name(),
         };
         engine::write_summary(&self.dir, &summary)?;
         Ok((model, summary))

@@ -99,6 +99,16 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The precision the fused kernels computed a model in: `self` where they ran, f32 where
+    /// the model took the plain path (`fused` off, another device).
+    pub fn of_model(self, fused_active: bool) -> Precision {
+        if fused_active {
+            self
+        } else {
+            Precision::F32
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
