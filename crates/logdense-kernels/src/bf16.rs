@@ -305,22 +305,28 @@ fn matmul_packed_with(
     };
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Amx {
+        let mut tiles = Amx::new().expect("the AMX kernel on a CPU without it");
         let mut tile = [[0f32; NR]; TILE];
-        // SAFETY: AMX runs here (the caller chose the kernel from `kernel()`); the config is
-        // loaded before any tile instruction and released after.
-        unsafe { amx_begin() };
+        let (a, b) = (bytes(a), bytes(b));
         for j0 in (0..np).step_by(NR) {
-            let panel = &b[j0 / NR * pairs * NR * 2..][..pairs * NR * 2];
+            let panel = j0 / NR * pairs * NR * 2;
             for i0 in (0..m).step_by(TILE) {
-                let rows = &a[i0 * pairs..][..TILE * pairs];
-                // SAFETY: AMX is configured (above); `rows` holds 16 rows of `pairs` pairs
-                // and `panel` `pairs` rows of NR columns' pairs, as the kernel reads them.
-                unsafe { tile_amx(rows, panel, pairs, &mut tile) };
+                // For each half of the panel's columns, two 16 x 16 accumulators over every 16
+                // pairs of k: A is 16 rows of lhs, B 16 pair rows of the panel.
+                for half in 0..NR / 32 {
+                    tiles.zero();
+                    for p0 in (0..pairs).step_by(TILE) {
+                        let a_at = (i0 * pairs + p0) * 4;
+                        let b_at = (panel + p0 * NR * 2 + half * 32 * 2) * 2;
+                        tiles.dot(a, a_at, pairs * 4, b, b_at, NR * 4, true);
+                    }
+                    let flat = tile.as_flattened_mut();
+                    tiles.store(0, flat, half * 32, NR);
+                    tiles.store(1, flat, half * 32 + TILE, NR);
+                }
                 store(&tile, i0, j0);
             }
         }
-        // SAFETY: releases the tile state amx_begin configured.
-        unsafe { amx_end() };
         return;
     }
     let mut tile = [[0f32; NR]; MR];
@@ -369,50 +375,6 @@ unsafe fn amx_begin() {
 #[cfg(target_arch = "x86_64")]
 unsafe fn amx_end() {
     std::arch::asm!("tilerelease", options(nostack, nomem));
-}
-
-/// One 16 x NR tile with AMX: for each half of the panel's columns, two 16 x 16 f32
-/// accumulator tiles over every 16 pairs of `k`.
-///
-/// # Safety
-///
-/// AMX must be configured by [`amx_begin`] on this thread. (`rows` holding 16 rows of `pairs`
-/// and `panel` `pairs` rows of `NR` pairs, with `pairs` a multiple of 16, is checked.)
-#[cfg(target_arch = "x86_64")]
-unsafe fn tile_amx(rows: &[u32], panel: &[u16], pairs: usize, tile: &mut [[f32; NR]; TILE]) {
-    assert!(
-        pairs.is_multiple_of(TILE) && rows.len() >= TILE * pairs && panel.len() >= pairs * NR * 2
-    );
-    let (a_stride, b_stride, c_stride) = (pairs * 4, NR * 4, NR * 4);
-    for half in 0..NR / 32 {
-        std::arch::asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
-        for p0 in (0..pairs).step_by(TILE) {
-            let a = rows.as_ptr().add(p0);
-            let b = panel.as_ptr().add(p0 * NR * 2 + half * 64);
-            std::arch::asm!(
-                "tileloadd tmm2, [{a} + {sa}]",
-                "tileloadd tmm3, [{b} + {sb}]",
-                "tileloadd tmm4, [{b2} + {sb}]",
-                "tdpbf16ps tmm0, tmm2, tmm3",
-                "tdpbf16ps tmm1, tmm2, tmm4",
-                a = in(reg) a,
-                b = in(reg) b,
-                b2 = in(reg) b.add(32),
-                sa = in(reg) a_stride,
-                sb = in(reg) b_stride,
-                options(nostack, readonly),
-            );
-        }
-        let c = tile.as_mut_ptr().cast::<f32>().add(half * 32);
-        std::arch::asm!(
-            "tilestored [{c} + {sc}], tmm0",
-            "tilestored [{c2} + {sc}], tmm1",
-            c = in(reg) c,
-            c2 = in(reg) c.add(16),
-            sc = in(reg) c_stride,
-            options(nostack),
-        );
-    }
 }
 
 /// One MR x NR tile of products, in plain Rust: the reference the SIMD kernel must match.
