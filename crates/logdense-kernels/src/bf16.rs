@@ -350,7 +350,7 @@ fn matmul_packed_with(
     }
 }
 
-/// Loads the tile configuration of [`tile_amx`]: tiles 0-4 of 16 rows of 64 bytes (C: 16 x 16
+/// Loads the tile configuration of [`Amx`]: tiles 0-4 of 16 rows of 64 bytes (C: 16 x 16
 /// f32 twice; A: 16 x 32 bf16; B: 16 pairs x 16 columns twice).
 ///
 /// # Safety
