@@ -12,7 +12,7 @@
 //!   both products to an f32 lane.
 //! - Elsewhere a portable loop computes the same rounded-operand product.
 //!
-//! Layout, shared by the three: `rhs` as pairs along `k` in panels of [`NR`] columns
+//! Layout, shared by the three: `rhs` as pairs along `k` in panels of 64 columns (`NR`)
 //! (`[n / NR][k / 2][NR][2]`: one 512-bit load holds 16 columns' pairs, and an AMX tile's rows
 //! are 16 columns' pairs at the panel's row stride), `lhs` as one 32-bit pair per row and pair
 //! of `k`. Pairs are padded with zeros to a multiple of 16 and rows of `lhs` to a multiple of
