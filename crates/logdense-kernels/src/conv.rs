@@ -19,7 +19,23 @@ use rayon::prelude::*;
 
 use crate::bf16::{Amx, Avx512Bf16, Emulated};
 
+mod direct;
 mod mixed;
+
+thread_local! {
+    /// Set by [`with_gemm_f32`]: this thread's f32 calls use `gemm`'s kernels.
+    static GEMM_F32: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's f32 calls of [`forward`] and [`backward`] on `gemm`'s kernels,
+/// even where the CPU runs the direct AVX-512 ones: the path other CPUs take, for tests.
+#[doc(hidden)]
+pub fn with_gemm_f32<R>(f: impl FnOnce() -> R) -> R {
+    let before = GEMM_F32.with(|g| g.replace(true));
+    let result = f();
+    GEMM_F32.with(|g| g.set(before));
+    result
+}
 
 /// Calls a mixed-precision kernel (`mixed::forward` or `mixed::backward`, whose first argument
 /// makes each thread's tile step) with the fastest tile step this CPU runs: AMX, then
@@ -596,44 +612,63 @@ pub fn forward_with(
         return with_tiles!(mixed::forward, geo, inputs, affine, weight, out);
     }
     let bands = Bands::new(geo);
-    let max_cols = bands.max_plane;
+    let ldr = direct::padded(bands.max_plane);
+    let direct = direct::chosen().then(|| direct::pack_forward(geo, weight));
+    let shifts = tap_shifts(kernel, bands.wp);
     let out = DisjointRows::new(out);
     let act = |c| Act::layer(affine, c);
     for_tiles(
         &bands,
         || {
             (
-                vec![0f32; channels * bands.max_plane],
-                vec![0f32; g * max_cols],
+                vec![0f32; channels * bands.max_plane + BAND_SLACK],
+                vec![0f32; g * ldr],
             )
         },
         |(band, result), tile| {
             let (n, plane) = (bands.columns(tile), bands.plane(tile));
             bands.fill(geo, tile, inputs, &geo.channels, band, act);
-            // One GEMM per tap, reading the band at the tap's offset: out += W_tap * band_tap.
-            for tap in 0..kernel * kernel {
-                let shift = (tap / kernel) * bands.wp + tap % kernel;
-                matmul(
-                    g,
-                    n,
-                    channels,
-                    (&mut result[..], n, 1),
-                    tap > 0,
-                    (&weight[tap..], patch, kernel * kernel),
-                    (&band[shift..], plane, 1),
-                );
+            match &direct {
+                Some(packed) => {
+                    direct::conv_taps(g, n, channels, packed, band, plane, &shifts, result, ldr)
+                }
+                // One GEMM per tap, reading the band at the tap's offset: out += W_tap * band_tap.
+                None => {
+                    for (tap, &shift) in shifts.iter().enumerate() {
+                        matmul(
+                            g,
+                            n,
+                            channels,
+                            (&mut result[..], ldr, 1),
+                            tap > 0,
+                            (&weight[tap..], patch, kernel * kernel),
+                            (&band[shift..], plane, 1),
+                        );
+                    }
+                }
             }
             bands.rows(tile, |seg, y, at| {
                 for f in 0..g {
                     // SAFETY: row y of image seg.image is computed by this tile only, and the
                     // slice is dropped at the end of the iteration.
                     let dst = unsafe { out.row((seg.image * g + f) * hw + y * w, w) };
-                    dst.copy_from_slice(&result[f * n + at..][..w]);
+                    dst.copy_from_slice(&result[f * ldr + at..][..w]);
                 }
             });
         },
     );
 }
+
+/// The offsets of a `kernel x kernel` filter's taps in a band of padded width `wp`.
+fn tap_shifts(kernel: usize, wp: usize) -> Vec<usize> {
+    (0..kernel * kernel)
+        .map(|t| (t / kernel) * wp + t % kernel)
+        .collect()
+}
+
+/// Values past a band's last plane that the direct kernels read (their last vector of a row
+/// reaches up to 15 columns past it), allocated so that every read stays in the buffer.
+const BAND_SLACK: usize = 16;
 
 /// Lanes of the ReLU backward's partial sums: 8, so that the rows of 8-pixel-wide maps
 /// vectorise too.
@@ -1058,26 +1093,38 @@ pub fn backward_with(
     }
     // W' [c, (g, ky, kx)] = W[g, c, k-1-ky, k-1-kx]: the weights seen from the output
     // gradient, whose band reads dOut at +ky where the convolution read its input at -ky.
-    let mut weight_t = vec![0f32; channels * g * taps];
-    for f in 0..g {
-        for c in 0..channels {
-            for t in 0..taps {
-                weight_t[c * g * taps + f * taps + t] =
-                    weight[(f * channels + c) * taps + taps - 1 - t];
+    // The direct kernels take them packed per tap instead.
+    let direct = direct::chosen().then(|| direct::pack_backward(geo, weight));
+    let weight_t = match direct {
+        Some(_) => Vec::new(),
+        None => {
+            let mut weight_t = vec![0f32; channels * g * taps];
+            for f in 0..g {
+                for c in 0..channels {
+                    for t in 0..taps {
+                        weight_t[c * g * taps + f * taps + t] =
+                            weight[(f * channels + c) * taps + taps - 1 - t];
+                    }
+                }
             }
+            weight_t
         }
-    }
+    };
     let mut unwritten = unwritten_input_gradients(geo);
     let grad_rows: Vec<_> = unwritten.iter_mut().map(|v| DisjointRows::new(v)).collect();
     let bands = Bands::new(geo);
     let (pad, wp) = (bands.pad, bands.wp);
-    let max_cols = bands.max_plane;
+    let ldr = direct::padded(bands.max_plane);
+    let shifts = tap_shifts(kernel, wp);
     let act = |c| Act::layer(affine, c);
+    // The direct kernels' weight gradient: 16 output channels per vector, [taps][channels][gp].
+    let gp = g.div_ceil(16) * 16;
 
     struct Share {
         band: Vec<f32>,
         out_band: Vec<f32>,
         out_col: Vec<f32>,
+        dout_t: Vec<f32>,
         dy: Vec<f32>,
         weight: Vec<f32>,
         sum_dy: Vec<f64>,
@@ -1086,11 +1133,24 @@ pub fn backward_with(
     let shares = for_tiles(
         &bands,
         || Share {
-            band: vec![0f32; channels * bands.max_plane],
-            out_band: vec![0f32; g * bands.max_plane],
-            out_col: vec![0f32; g * taps * max_cols],
-            dy: vec![0f32; channels * max_cols],
-            weight: vec![0f32; g * patch],
+            band: match direct {
+                Some(_) => vec![0f32; direct::weight_rows(channels) * bands.max_plane + BAND_SLACK],
+                None => vec![0f32; channels * bands.max_plane],
+            },
+            out_band: vec![0f32; g * bands.max_plane + BAND_SLACK],
+            out_col: match direct {
+                Some(_) => Vec::new(),
+                None => vec![0f32; g * taps * bands.max_plane],
+            },
+            dout_t: match direct {
+                Some(_) => vec![0f32; bands.max_plane * gp],
+                None => Vec::new(),
+            },
+            dy: vec![0f32; channels * ldr],
+            weight: match direct {
+                Some(_) => vec![0f32; taps * channels * gp],
+                None => vec![0f32; g * patch],
+            },
             sum_dy: vec![0f64; channels],
             sum_dy_xhat: vec![0f64; channels],
         },
@@ -1100,17 +1160,33 @@ pub fn backward_with(
             bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_| {
                 Act::IDENTITY
             });
-            bands.im2col(tile, &s.out_band, g, kernel, &mut s.out_col);
-            // dY (channels x n) = W' (channels x g*taps) * im2col(dOut) (g*taps x n).
-            matmul(
-                channels,
-                n,
-                g * taps,
-                (&mut s.dy[..], n, 1),
-                false,
-                (&weight_t[..], g * taps, 1),
-                (&s.out_col[..], n, 1),
-            );
+            match &direct {
+                // dY (channels x n) = sum over taps of W'_t (channels x g) * dOut[shift_t].
+                Some(packed) => direct::conv_taps(
+                    channels,
+                    n,
+                    g,
+                    packed,
+                    &s.out_band,
+                    plane,
+                    &shifts,
+                    &mut s.dy,
+                    ldr,
+                ),
+                // dY (channels x n) = W' (channels x g*taps) * im2col(dOut) (g*taps x n).
+                None => {
+                    bands.im2col(tile, &s.out_band, g, kernel, &mut s.out_col);
+                    matmul(
+                        channels,
+                        n,
+                        g * taps,
+                        (&mut s.dy[..], ldr, 1),
+                        false,
+                        (&weight_t[..], g * taps, 1),
+                        (&s.out_col[..], n, 1),
+                    );
+                }
+            }
             // dW (g x patch) += dOut (g x n) * col^T (n x patch), with dOut read from its band
             // at the centre tap once the halo rows (other rows' values) are zeroed.
             for seg in &tile.segments {
@@ -1120,18 +1196,43 @@ pub fn backward_with(
                     p[(seg.offset + pad + seg.rows) * wp..][..pad * wp].fill(0.0);
                 }
             }
-            // dW_tap (g x channels) += dOut (g x n) * band_tap^T (n x channels).
-            for tap in 0..taps {
-                let shift = (tap / kernel) * wp + tap % kernel;
-                matmul(
-                    g,
-                    channels,
-                    n,
-                    (&mut s.weight[tap..], patch, taps),
-                    true,
-                    (&s.out_band[pad * wp + pad..], plane, 1),
-                    (&s.band[shift..], 1, plane),
-                );
+            let centre = pad * wp + pad;
+            match &direct {
+                // dW_tap ([channels][gp]) += band_tap (channels x n) * dOut^T (n x gp), with
+                // dOut transposed (its padding columns stay zero).
+                Some(_) => {
+                    for f in 0..g {
+                        let row = &s.out_band[f * plane + centre..][..n];
+                        for (p, &v) in row.iter().enumerate() {
+                            s.dout_t[p * gp + f] = v;
+                        }
+                    }
+                    direct::weight_taps(
+                        channels,
+                        gp,
+                        n,
+                        kernel,
+                        wp,
+                        &s.band,
+                        plane,
+                        &s.dout_t,
+                        &mut s.weight,
+                    );
+                }
+                // dW_tap (g x channels) += dOut (g x n) * band_tap^T (n x channels).
+                None => {
+                    for (tap, &shift) in shifts.iter().enumerate() {
+                        matmul(
+                            g,
+                            channels,
+                            n,
+                            (&mut s.weight[tap..], patch, taps),
+                            true,
+                            (&s.out_band[centre..], plane, 1),
+                            (&s.band[shift..], 1, plane),
+                        );
+                    }
+                }
             }
             // Through the ReLU (its output is in the band); gather the BN sums; park the
             // pre-ReLU gradient in the input gradients.
@@ -1143,7 +1244,7 @@ pub fn backward_with(
                 &grad_rows,
                 affine,
                 (&s.band, plane),
-                (&s.dy, n),
+                (&s.dy, ldr),
                 &mut s.sum_dy,
                 &mut s.sum_dy_xhat,
             );
@@ -1152,10 +1253,22 @@ pub fn backward_with(
     drop(grad_rows);
     let mut grad_weight = vec![0f32; g * patch];
     for s in &shares {
-        grad_weight
-            .iter_mut()
-            .zip(&s.weight)
-            .for_each(|(a, b)| *a += b);
+        match direct {
+            Some(_) => {
+                for t in 0..taps {
+                    for c in 0..channels {
+                        for f in 0..g {
+                            grad_weight[(f * channels + c) * taps + t] +=
+                                s.weight[(t * channels + c) * gp + f];
+                        }
+                    }
+                }
+            }
+            None => grad_weight
+                .iter_mut()
+                .zip(&s.weight)
+                .for_each(|(a, b)| *a += b),
+        }
     }
     let sums = shares.iter().map(|s| (&s.sum_dy[..], &s.sum_dy_xhat[..]));
     let args = (geo, inputs, gamma, affine, batch_stats);

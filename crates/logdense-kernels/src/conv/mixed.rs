@@ -287,13 +287,6 @@ fn weight_taps<T: Tiles>(
     }
 }
 
-/// The offsets of the taps in a band of padded width `wp`.
-fn shifts(kernel: usize, wp: usize) -> Vec<usize> {
-    (0..kernel * kernel)
-        .map(|t| (t / kernel) * wp + t % kernel)
-        .collect()
-}
-
 /// The band row stride shared by a call's tiles: room for the widest tile and for the last
 /// block's reads past it.
 fn band_stride(bands: &Bands) -> usize {
@@ -318,7 +311,7 @@ pub(super) fn forward<T: Tiles>(
     });
     let stride = band_stride(&bands);
     let ldr = stride;
-    let shifts = shifts(kernel, bands.wp);
+    let shifts = super::tap_shifts(kernel, bands.wp);
     let out = DisjointRows::new(out);
     for_tiles_with(
         &bands,
@@ -386,7 +379,7 @@ pub(super) fn backward<T: Tiles>(
     let wp = bands.wp;
     let stride = band_stride(&bands);
     let ldr = stride;
-    let shifts = shifts(kernel, wp);
+    let shifts = super::tap_shifts(kernel, wp);
 
     struct Share {
         band16: Vec<u16>,
