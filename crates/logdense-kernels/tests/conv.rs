@@ -6,7 +6,7 @@ mod common;
 use common::{assert_close, values, widen};
 use logdense_kernels::bf16::{bf16_to_f32, round_to_bf16};
 use logdense_kernels::conv::{
-    backward_with, batch_stats, forward, forward_with, Affine, Geometry, Precision,
+    backward_with, batch_stats, forward, forward_with, with_gemm_f32, Affine, Geometry, Precision,
 };
 use logdense_kernels::naive::{self, Layer, Stats};
 
@@ -155,9 +155,14 @@ impl Wide {
 
 /// Shapes that reach every tiling: whole small images stacked into one tile or split one per
 /// thread (23 x 17, 5 x 4, 1 x 1), images split into row bands with a short last band (40 x 29),
-/// 1x1, 3x3 and 5x5 kernels, one input or several.
+/// 1x1, 3x3, 5x5 and 7x7 kernels, one input or several; channels and filters past one
+/// register block of the direct kernels (4 filters by 96 positions forward, 16 filters by 16,
+/// 8 or 4 channels in the weight gradient) with short last blocks.
 fn cases() -> Vec<Case> {
     vec![
+        Case::new(2, &[16, 7], 20, 3, 11, 13),
+        Case::new(2, &[9, 8], 17, 1, 6, 5),
+        Case::new(1, &[5, 6], 6, 7, 9, 8),
         Case::new(3, &[2, 3, 1], 4, 1, 23, 17),
         Case::new(3, &[2, 3, 1], 4, 3, 23, 17),
         Case::new(3, &[2, 3, 1], 4, 3, 40, 29),
@@ -192,6 +197,20 @@ fn batch_stats_equal_the_naive_mean_and_biased_variance() {
 
 #[test]
 fn forward_equals_the_naive_definition() {
+    check_forward();
+}
+
+/// Where the CPU runs the direct kernels, the f32 path of other CPUs (`gemm`'s kernels) is
+/// checked here; elsewhere this repeats the two tests above.
+#[test]
+fn the_gemm_path_equals_the_naive_definition_and_chain_rule() {
+    with_gemm_f32(|| {
+        check_forward();
+        check_gradients();
+    });
+}
+
+fn check_forward() {
     for case in cases() {
         let wide = Wide::of(&case);
         for batch_mode in [true, false] {
@@ -208,6 +227,10 @@ fn forward_equals_the_naive_definition() {
 
 #[test]
 fn every_gradient_equals_the_naive_chain_rule() {
+    check_gradients();
+}
+
+fn check_gradients() {
     for case in cases() {
         let wide = Wide::of(&case);
         let probe = values(case.out_len(), 99);
