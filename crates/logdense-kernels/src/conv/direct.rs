@@ -28,9 +28,13 @@ fn cpu_runs() -> bool {
 }
 
 /// Whether this call of the fused layer uses the direct kernels (else `gemm`'s): where the CPU
-/// runs them, unless [`super::with_gemm_f32`] asked for `gemm` on this thread.
+/// runs them, unless [`super::with_gemm_f32`] asked for `gemm` on this thread or the
+/// environment variable `LOGDENSE_F32_KERNELS` is `gemm` (to compare the two paths).
 pub(super) fn chosen() -> bool {
-    cpu_runs() && !super::GEMM_F32.with(|g| g.get())
+    static GEMM_BY_ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let by_env = *GEMM_BY_ENV
+        .get_or_init(|| std::env::var("LOGDENSE_F32_KERNELS").is_ok_and(|v| v == "gemm"));
+    cpu_runs() && !by_env && !super::GEMM_F32.with(|g| g.get())
 }
 
 /// `x` rounded up to a multiple of `m`.
