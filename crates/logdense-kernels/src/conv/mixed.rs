@@ -53,15 +53,11 @@ fn pack_taps(
     packed
 }
 
-/// `dst[i] = pair(lo_act(lo[i]), hi_act(hi[i]))` (the high half 0 without `hi`).
-fn pair_row(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::bf16::avx512_bf16() && std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
-        return unsafe { pair_row_cvt(dst, lo, lo_act, hi) };
-    }
-    // Elsewhere (CPUs without AVX512-BF16 run bf16 only in tests, on the emulated tiles).
-    pair_row_plain(dst, lo, lo_act, hi)
+/// Whether the CPU converts to bf16 itself (AVX512-BF16 with AVX512BW). Elsewhere bf16 runs
+/// only in tests, on the emulated tiles, with the conversions in plain Rust.
+#[cfg(target_arch = "x86_64")]
+fn cvt() -> bool {
+    crate::bf16::avx512_bf16() && std::arch::is_x86_feature_detected!("avx512bw")
 }
 
 /// `act(x)` of 16 values from `src[i..]`, rectified or not.
@@ -96,6 +92,7 @@ unsafe fn act16(src: &[f32], i: usize, act: Act) -> std::arch::x86_64::__m512 {
 /// The CPU must support AVX512F, AVX512BW and AVX512-BF16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[inline]
 unsafe fn pair_row_cvt(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], Act)>) {
     use std::arch::x86_64::*;
     let n = dst
@@ -134,6 +131,7 @@ unsafe fn pair_row_cvt(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f
 /// The CPU must support AVX512F, AVX512BW and AVX512-BF16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[inline]
 unsafe fn round_row_cvt(dst: &mut [u16], src: &[f32], act: Act) {
     use std::arch::x86_64::*;
     let n = dst.len().min(src.len());
@@ -164,11 +162,56 @@ fn pair_row_plain(dst: &mut [u32], lo: &[f32], lo_act: Act, hi: Option<(&[f32], 
 /// `dst[i] = bf16(act(src[i]))`.
 fn round_row(dst: &mut [u16], src: &[f32], act: Act) {
     #[cfg(target_arch = "x86_64")]
-    if crate::bf16::avx512_bf16() && std::arch::is_x86_feature_detected!("avx512bw") {
+    if cvt() {
         // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
         return unsafe { round_row_cvt(dst, src, act) };
     }
     round_row_plain(dst, src, act)
+}
+
+/// A plain bf16 band (`[channels][plane]` at row stride `stride`) with `act(channel)` applied:
+/// the sources' rows the tile reads, zero outside the image.
+fn fill_rounded(args: FillArgs<'_, u16>, act: impl Fn(usize) -> Act) {
+    #[cfg(target_arch = "x86_64")]
+    if cvt() {
+        // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
+        return unsafe { fill_rounded_cvt(args, act) };
+    }
+    let (bands, geo, tile, sources, channels, band, stride) = args;
+    bands.fill_with(
+        geo,
+        tile,
+        sources,
+        channels,
+        band,
+        stride,
+        0,
+        |c, src, dst| round_row_plain(dst, src, act(c)),
+    );
+}
+
+/// [`fill_rounded`] with the CPU's conversion, compiled as one function with the row loop.
+///
+/// # Safety
+///
+/// The CPU must support AVX512F, AVX512BW and AVX512-BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn fill_rounded_cvt(args: FillArgs<'_, u16>, act: impl Fn(usize) -> Act) {
+    let (bands, geo, tile, sources, channels, band, stride) = args;
+    bands.fill_with(
+        geo,
+        tile,
+        sources,
+        channels,
+        band,
+        stride,
+        0,
+        |c, src, dst| {
+            // SAFETY: this function's caller guarantees the CPU's features.
+            unsafe { round_row_cvt(dst, src, act(c)) }
+        },
+    );
 }
 
 /// [`round_row`] in plain Rust (the tails of rows, and CPUs without AVX512-BF16).
@@ -190,6 +233,49 @@ fn fill_pairs(
     band: &mut [u32],
     stride: usize,
     act: impl Fn(usize) -> Act,
+) {
+    let args = (bands, geo, tile, sources, channels, band, stride);
+    #[cfg(target_arch = "x86_64")]
+    if cvt() {
+        // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
+        return unsafe { fill_pairs_cvt(args, act) };
+    }
+    fill_pairs_with(args, act, pair_row_plain)
+}
+
+/// [`fill_pairs`] with the CPU's conversions, compiled as one function with the row loop (a
+/// call per row cost more than the row on 8- and 16-wide maps).
+///
+/// # Safety
+///
+/// The CPU must support AVX512F, AVX512BW and AVX512-BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn fill_pairs_cvt(args: FillArgs<'_, u32>, act: impl Fn(usize) -> Act) {
+    fill_pairs_with(args, act, |dst, lo, lo_act, hi| {
+        // SAFETY: this function's caller guarantees the CPU's features.
+        unsafe { pair_row_cvt(dst, lo, lo_act, hi) }
+    })
+}
+
+/// A band fill's arguments: the bands, the call's geometry, the tile, the sources and their
+/// channel counts, the band and its row stride.
+type FillArgs<'a, T> = (
+    &'a Bands,
+    &'a Geometry,
+    &'a super::Tile,
+    &'a [&'a [f32]],
+    &'a [usize],
+    &'a mut [T],
+    usize,
+);
+
+/// The body of [`fill_pairs`], with `pair_row` the row conversion.
+#[inline(always)]
+fn fill_pairs_with(
+    (bands, geo, tile, sources, channels, band, stride): FillArgs<'_, u32>,
+    act: impl Fn(usize) -> Act,
+    pair_row: impl Fn(&mut [u32], &[f32], Act, Option<(&[f32], Act)>),
 ) {
     let (hw, w) = (geo.pixels(), geo.width);
     // (source, channel within it, its channel count) of every channel of the concatenation.
@@ -406,17 +492,16 @@ pub(super) fn backward<T: Tiles>(
         },
         |tiles, s, tile| {
             let n = bands.columns(tile);
-            let band16 = &mut s.band16[..];
-            bands.fill_with(
+            let fill = (
+                &bands,
                 geo,
                 tile,
                 inputs,
-                &geo.channels,
-                band16,
+                &geo.channels[..],
+                &mut s.band16[..],
                 stride,
-                0,
-                |c, src, dst| round_row(dst, src, Act::layer(affine, c)),
             );
+            fill_rounded(fill, |c| Act::layer(affine, c));
             let identity = |_| Act::IDENTITY;
             fill_pairs(
                 &bands,
