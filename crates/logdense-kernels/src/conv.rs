@@ -146,6 +146,11 @@ pub fn batch_stats(geo: &Geometry, inputs: &[&[f32]]) -> (Vec<f32>, Vec<f32>) {
             let (mut sum, mut sq) = (0f64, 0f64);
             for b in 0..geo.batch {
                 let plane = &inputs[j][(b * c + cl) * hw..][..hw];
+                if let Some(next) =
+                    inputs[j].get(((b + 1) * c + cl) * hw..((b + 1) * c + cl + 1) * hw)
+                {
+                    prefetch(next);
+                }
                 let (s, q) = plane_sums(plane);
                 sum += s as f64;
                 sq += q as f64;
@@ -359,6 +364,14 @@ impl Bands {
         let mut c = 0;
         for (j, &cj) in channels.iter().enumerate() {
             for cl in 0..cj {
+                // The next channel's rows start loading while this one is filled.
+                let (nj, ncl) = if cl + 1 < cj { (j, cl + 1) } else { (j + 1, 0) };
+                if nj < channels.len() {
+                    let ncj = channels[nj];
+                    self.prefetch(geo, tile, sources[nj], |image| {
+                        (image * ncj + ncl) * geo.pixels()
+                    });
+                }
                 self.fill_plane(geo, tile, &mut band[c * stride..], zero, |image, y, dst| {
                     put(
                         c,
@@ -369,6 +382,25 @@ impl Bands {
                 });
                 c += 1;
             }
+        }
+    }
+
+    /// Asks the CPU to start loading the rows of one source channel that a tile reads
+    /// (`plane(image)`: where that image's plane starts in `source`), so that those loads
+    /// overlap the work on the channel before. The planes of 32 x 32 maps are one page each,
+    /// where the hardware's prefetchers stop, and each channel's rows are only a few lines.
+    #[inline(always)]
+    fn prefetch(
+        &self,
+        geo: &Geometry,
+        tile: &Tile,
+        source: &[f32],
+        plane: impl Fn(usize) -> usize,
+    ) {
+        for seg in &tile.segments {
+            let first = seg.y0.saturating_sub(self.pad);
+            let end = (seg.y0 + seg.rows + self.pad).min(geo.height);
+            prefetch(&source[plane(seg.image) + first * geo.width..][..(end - first) * geo.width]);
         }
     }
 
@@ -707,6 +739,22 @@ fn tap_shifts(kernel: usize, wp: usize) -> Vec<usize> {
 /// reaches up to 15 columns past it), allocated so that every read stays in the buffer.
 const BAND_SLACK: usize = 16;
 
+/// Asks the CPU to start loading `values` into its caches, a hint that never faults: for
+/// reads that jump between channel planes, where the hardware's prefetchers stop (at page
+/// ends: a 32 x 32 plane is one page).
+#[inline(always)]
+fn prefetch(values: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for at in (0..values.len()).step_by(16) {
+        // SAFETY: a prefetch only hints the cache and never faults; the address is in `values`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                values.as_ptr().add(at).cast(),
+            )
+        };
+    }
+}
+
 /// Lanes of the ReLU backward's partial sums: 8, so that the rows of 8-pixel-wide maps
 /// vectorise too.
 const RELU_LANES: usize = 8;
@@ -736,6 +784,11 @@ fn relu_tile<A: Activation>(
     let mut c = 0;
     for (j, &cj) in geo.channels.iter().enumerate() {
         for cl in 0..cj {
+            // The next channel's inputs start loading while this one is worked on.
+            let (nj, ncl) = if cl + 1 < cj { (j, cl + 1) } else { (j + 1, 0) };
+            if let (Some(&ncj), Some(next)) = (geo.channels.get(nj), inputs.get(nj)) {
+                bands.prefetch(geo, tile, next, |image| (image * ncj + ncl) * hw);
+            }
             let mut sums: ReluSums = [[0.0; RELU_LANES]; 2];
             bands.rows(tile, |seg, y, at| {
                 let index = (seg.image * cj + cl) * hw + y * w;
@@ -1040,6 +1093,9 @@ fn bn_backward(
             .for_each(|(plane, dst)| {
                 let c = first + plane % cj;
                 let x = &inputs[j][plane * hw..][..hw];
+                if let Some(next) = inputs[j].get((plane + 1) * hw..(plane + 2) * hw) {
+                    prefetch(next);
+                }
                 let k = gamma[c] * affine.inv_std[c];
                 let centred = batch_stats.then(|| {
                     [

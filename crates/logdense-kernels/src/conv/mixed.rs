@@ -290,6 +290,10 @@ fn fill_pairs_with(
     };
     for p in 0..table.len().div_ceil(2) {
         let (lo, hi) = (2 * p, 2 * p + 1);
+        // The next pair's rows start loading while this pair is filled.
+        for &(j, cl, cj) in table.iter().skip(hi + 1).take(2) {
+            bands.prefetch(geo, tile, sources[j], |image| (image * cj + cl) * hw);
+        }
         bands.fill_plane(geo, tile, &mut band[p * stride..], 0u32, |image, y, dst| {
             let high = (hi < table.len()).then(|| (row(hi, image, y), act(hi)));
             pair_row(dst, row(lo, image, y), act(lo), high);
