@@ -5,11 +5,17 @@
 //! Work is split into tiles of whole image rows: a band of rows of one image, or several small
 //! images stacked. A tile's inputs are normalised and rectified once into a zero-padded band
 //! buffer `[channels, rows + halos, width + 2 pad]`; in that buffer every kernel tap is a plain
-//! offset, so the im2col matrix is a set of contiguous row copies, and one GEMM on `gemm`'s
-//! AVX-512 kernels computes the tile (output positions in padded-width coordinates; the pad
-//! columns and halo rows are computed and dropped). The input gradient is itself a convolution
-//! of the output gradient with the flipped, transposed weights, so it is tiled the same way and
-//! needs no col2im scatter: tiles are independent and run in parallel.
+//! offset (output positions in padded-width coordinates; the pad columns and halo rows are
+//! computed and dropped). The input gradient is itself a convolution of the output gradient
+//! with the flipped, transposed weights, so it is tiled the same way and needs no col2im
+//! scatter: tiles are independent and run in parallel.
+//!
+//! The products run, by CPU and precision:
+//! - f32 with AVX-512: direct kernels (module `direct`) whose register blocks read the band in
+//!   place at each tap's offset and stay in registers over all taps and channels;
+//! - f32 elsewhere: one `gemm` product per tap on the band at the tap's offset (the input
+//!   gradient on an im2col copy of the output gradient's band);
+//! - bf16 ([`Precision::Bf16`]): AMX tiles or `vdpbf16ps` (module `mixed`).
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};

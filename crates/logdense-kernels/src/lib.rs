@@ -5,7 +5,8 @@
 //!
 //! - [`conv`]: a dense layer's BN-ReLU-conv over a *list* of inputs (the channel-wise
 //!   concatenation the layer reads is never formed), forward and backward, with batch
-//!   statistics or given ones, computed with `gemm`'s kernels on row-band tiles in parallel;
+//!   statistics or given ones, on row-band tiles in parallel, with direct AVX-512 kernels
+//!   (`gemm`'s kernels on CPUs without AVX-512);
 //! - [`resample`]: the transitions' 2x2 average pool and the stride-2 3x3 overlap-add that
 //!   turns a 1x1 convolution into a 3x3 stride-2 transposed convolution, forward and backward;
 //! - [`bf16`]: bfloat16 rounding, matrix products with bf16 operands and f32 accumulation
@@ -19,7 +20,8 @@
 //! they are easier to test exhaustively, benchmark and reason about without the autodiff
 //! machinery around them. `logdense` wraps them as burn operations with handwritten backward
 //! steps. The crate's `unsafe` is confined to [`conv`] (a bounds-checked call of `gemm`'s
-//! matrix product on raw pointers, an output buffer that parallel tiles write disjoint rows
+//! matrix product on raw pointers, the direct kernels' AVX-512 register blocks on
+//! bounds-checked bands, an output buffer that parallel tiles write disjoint rows
 //! of, input gradients allocated unwritten because every element is written once), [`bf16`]
 //! (AMX tiles through inline assembly on bounds-checked operands, the AVX512-BF16
 //! micro-kernel) and the AVX-512 copies of the elementwise loops, each called only where the
