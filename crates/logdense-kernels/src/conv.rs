@@ -308,17 +308,7 @@ impl Bands {
             // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
             return unsafe { self.fill_avx512(geo, tile, sources, channels, band, act) };
         }
-        let plane = self.plane(tile);
-        self.fill_with(
-            geo,
-            tile,
-            sources,
-            channels,
-            band,
-            plane,
-            0.0,
-            |c, src, dst| act_row(dst, src, act(c)),
-        );
+        self.fill_rows(geo, tile, sources, channels, band, act)
     }
 
     /// [`Bands::fill`] compiled for AVX-512 as one function, the row loop with the rows'
@@ -338,6 +328,20 @@ impl Bands {
         band: &mut [f32],
         act: impl Fn(usize) -> Act,
     ) {
+        self.fill_rows(geo, tile, sources, channels, band, act)
+    }
+
+    /// The body of [`Bands::fill`], inlined into each of its two compilations.
+    #[inline(always)]
+    fn fill_rows(
+        &self,
+        geo: &Geometry,
+        tile: &Tile,
+        sources: &[&[f32]],
+        channels: &[usize],
+        band: &mut [f32],
+        act: impl Fn(usize) -> Act,
+    ) {
         let plane = self.plane(tile);
         self.fill_with(
             geo,
@@ -347,7 +351,7 @@ impl Bands {
             band,
             plane,
             0.0,
-            |c, src, dst| act_row_plain(dst, src, act(c)),
+            |c, src, dst| act_row(dst, src, act(c)),
         );
     }
 
@@ -971,13 +975,9 @@ fn plane_sums_plain(plane: &[f32]) -> (f32, f32) {
     lane_sums(plane, |v| [v, v * v])
 }
 
-avx512_copy! {
-    /// `dst[i] = act(src[i])`.
-    fn act_row / act_row_avx512 = act_row_plain(dst: &mut [f32], src: &[f32], act: Act)
-}
-
+/// `dst[i] = act(src[i])`.
 #[inline(always)]
-fn act_row_plain(dst: &mut [f32], src: &[f32], act: Act) {
+fn act_row(dst: &mut [f32], src: &[f32], act: Act) {
     if act.relu {
         for (d, &v) in dst.iter_mut().zip(src) {
             *d = (act.k * v + act.b).max(0.0);

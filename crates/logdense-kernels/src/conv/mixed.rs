@@ -177,17 +177,7 @@ fn fill_rounded(args: FillArgs<'_, u16>, act: impl Fn(usize) -> Act) {
         // SAFETY: the CPU has AVX512F, AVX512BW and AVX512-BF16 (checked just above).
         return unsafe { fill_rounded_cvt(args, act) };
     }
-    let (bands, geo, tile, sources, channels, band, stride) = args;
-    bands.fill_with(
-        geo,
-        tile,
-        sources,
-        channels,
-        band,
-        stride,
-        0,
-        |c, src, dst| round_row_plain(dst, src, act(c)),
-    );
+    fill_rounded_with(args, act, round_row_plain)
 }
 
 /// [`fill_rounded`] with the CPU's conversion, compiled as one function with the row loop.
@@ -198,7 +188,19 @@ fn fill_rounded(args: FillArgs<'_, u16>, act: impl Fn(usize) -> Act) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn fill_rounded_cvt(args: FillArgs<'_, u16>, act: impl Fn(usize) -> Act) {
-    let (bands, geo, tile, sources, channels, band, stride) = args;
+    fill_rounded_with(args, act, |dst, src, act| {
+        // SAFETY: this function's caller guarantees the CPU's features.
+        unsafe { round_row_cvt(dst, src, act) }
+    })
+}
+
+/// The body of [`fill_rounded`], with `round_row` the row conversion.
+#[inline(always)]
+fn fill_rounded_with(
+    (bands, geo, tile, sources, channels, band, stride): FillArgs<'_, u16>,
+    act: impl Fn(usize) -> Act,
+    round_row: impl Fn(&mut [u16], &[f32], Act),
+) {
     bands.fill_with(
         geo,
         tile,
@@ -207,10 +209,7 @@ unsafe fn fill_rounded_cvt(args: FillArgs<'_, u16>, act: impl Fn(usize) -> Act) 
         band,
         stride,
         0,
-        |c, src, dst| {
-            // SAFETY: this function's caller guarantees the CPU's features.
-            unsafe { round_row_cvt(dst, src, act(c)) }
-        },
+        |c, src, dst| round_row(dst, src, act(c)),
     );
 }
 
