@@ -11,6 +11,7 @@ use super::Geometry;
 /// Output rows per register block.
 pub(super) const MR: usize = 4;
 /// The most 16-position vectors per register block (`MR * NR` accumulators of the 32 registers).
+#[cfg(target_arch = "x86_64")]
 const NR: usize = 6;
 /// Positions per vector.
 const LANES: usize = 16;
@@ -126,25 +127,45 @@ pub(super) fn conv_taps(
     );
     assert!(ldo >= np, "out's row stride is shorter than a row");
     #[cfg(target_arch = "x86_64")]
-    // The block kernels write every value read back from these (hoisted: zeroing them per
-    // block was a measurable share of the call).
-    let mut acc = [0f32; MR * NR * LANES];
+    {
+        // The block kernels write every value read back from this (hoisted: zeroing it per
+        // block was a measurable share of the call).
+        let mut acc = [0f32; MR * NR * LANES];
+        conv_blocks(rows, k, a, band, stride, shifts, (out, ldo), np, &mut acc);
+    }
+}
+
+/// The register blocks of [`conv_taps`] (its checks done), through `acc`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn conv_blocks(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    band: &[f32],
+    stride: usize,
+    shifts: &[usize],
+    (out, ldo): (&mut [f32], usize),
+    np: usize,
+    acc: &mut [f32; MR * NR * LANES],
+) {
+    let taps = shifts.len();
     for j0 in (0..np).step_by(NR * LANES) {
         let vectors = ((np - j0) / LANES).min(NR);
         for block in 0..rows.div_ceil(MR) {
             let live = (rows - block * MR).min(MR);
             let at = (block * taps) * k * MR;
-            // SAFETY: the asserts above keep every read of `a` (this block's taps), of the band
-            // (rows < k at shifts <= the largest, columns < np) inside their slices, and the
-            // CPU has AVX-512 (asserted).
+            // SAFETY: `conv_taps`' asserts keep every read of `a` (this block's taps), of the
+            // band (rows < k at shifts <= the largest, columns < np) inside their slices, and
+            // the CPU has AVX-512 (asserted there).
             unsafe {
                 match vectors {
-                    6 => block_avx512::<6>(k, shifts, &a[at..], band, stride, j0, &mut acc),
-                    5 => block_avx512::<5>(k, shifts, &a[at..], band, stride, j0, &mut acc),
-                    4 => block_avx512::<4>(k, shifts, &a[at..], band, stride, j0, &mut acc),
-                    3 => block_avx512::<3>(k, shifts, &a[at..], band, stride, j0, &mut acc),
-                    2 => block_avx512::<2>(k, shifts, &a[at..], band, stride, j0, &mut acc),
-                    _ => block_avx512::<1>(k, shifts, &a[at..], band, stride, j0, &mut acc),
+                    6 => block_avx512::<6>(k, shifts, &a[at..], band, stride, j0, acc),
+                    5 => block_avx512::<5>(k, shifts, &a[at..], band, stride, j0, acc),
+                    4 => block_avx512::<4>(k, shifts, &a[at..], band, stride, j0, acc),
+                    3 => block_avx512::<3>(k, shifts, &a[at..], band, stride, j0, acc),
+                    2 => block_avx512::<2>(k, shifts, &a[at..], band, stride, j0, acc),
+                    _ => block_avx512::<1>(k, shifts, &a[at..], band, stride, j0, acc),
                 }
             }
             let width = vectors * LANES;
@@ -202,10 +223,12 @@ unsafe fn block_avx512<const V: usize>(
 }
 
 /// Accumulator values of the largest weight-gradient register block (24 vectors).
+#[cfg(target_arch = "x86_64")]
 const BLOCK_SUMS: usize = 24 * LANES;
 
 /// Channels per weight-gradient register block, by taps per kernel row (the block is
 /// `kernel x channels` accumulators of 16 output channels each).
+#[cfg(target_arch = "x86_64")]
 fn weight_block(kernel: usize) -> (usize, usize) {
     match kernel {
         1 => (1, 16),
@@ -245,14 +268,31 @@ pub(super) fn weight_taps(
     assert_eq!(gp % LANES, 0, "gp must be a multiple of 16");
     assert!(dout.len() >= n * gp, "dout too short");
     assert!(acc.len() >= taps * channels * gp, "acc too short");
-    let rows = weight_rows(channels);
-    let last_read = (rows - 1) * stride + (kernel - 1) * (wp + 1) + n;
-    assert!(
-        n == 0 || channels == 0 || last_read <= band.len(),
-        "band too short"
-    );
-    let (tb, cb) = weight_block(kernel);
+    if n == 0 || channels == 0 {
+        return;
+    }
+    let last_read = (weight_rows(channels) - 1) * stride + (kernel - 1) * (wp + 1) + n;
+    assert!(last_read <= band.len(), "band too short");
     #[cfg(target_arch = "x86_64")]
+    weight_blocks(channels, gp, n, kernel, wp, band, stride, dout, acc);
+}
+
+/// The register blocks of [`weight_taps`] (its checks done).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn weight_blocks(
+    channels: usize,
+    gp: usize,
+    n: usize,
+    kernel: usize,
+    wp: usize,
+    band: &[f32],
+    stride: usize,
+    dout: &[f32],
+    acc: &mut [f32],
+) {
+    let taps = kernel * kernel;
+    let (tb, cb) = weight_block(kernel);
     let mut sums = [0f32; BLOCK_SUMS];
     for c0 in (0..channels).step_by(cb) {
         for f0 in (0..gp).step_by(LANES) {
@@ -260,9 +300,9 @@ pub(super) fn weight_taps(
             for first in (0..taps).step_by(tb) {
                 let shift = (first / kernel) * wp + first % kernel;
                 let base = c0 * stride + shift;
-                // SAFETY: the asserts above keep every read inside the slices (rows up to
-                // `weight_rows`, shifts up to the last tap's, positions below n; dout's n rows
-                // of gp), and the CPU has AVX-512.
+                // SAFETY: `weight_taps`' asserts keep every read inside the slices (rows up
+                // to `weight_rows`, shifts up to the last tap's, positions below n; dout's n
+                // rows of gp), and the CPU has AVX-512 (asserted there).
                 unsafe {
                     let args = (n, &band[base..], stride, &dout[f0..], gp, &mut sums);
                     match (tb, cb) {
