@@ -592,14 +592,16 @@ impl<'a, T> DisjointRows<'a, T> {
 fn unwritten_input_gradients(geo: &Geometry) -> Vec<Vec<MaybeUninit<f32>>> {
     geo.channels
         .iter()
-        .map(|&c| {
-            let len = geo.batch * c * geo.pixels();
-            let mut v = Vec::with_capacity(len);
-            // SAFETY: MaybeUninit needs no initialisation, and the capacity is `len`.
-            unsafe { v.set_len(len) };
-            v
-        })
+        .map(|&c| unwritten(geo.batch * c * geo.pixels()))
         .collect()
+}
+
+/// A buffer of `len` values, allocated and not written.
+fn unwritten(len: usize) -> Vec<MaybeUninit<f32>> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: MaybeUninit needs no initialisation, and the capacity is `len`.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// The input gradients once every element is written.
@@ -610,13 +612,28 @@ fn unwritten_input_gradients(geo: &Geometry) -> Vec<Vec<MaybeUninit<f32>>> {
 unsafe fn written(buffers: Vec<Vec<MaybeUninit<f32>>>) -> Vec<Vec<f32>> {
     buffers
         .into_iter()
-        .map(|v| {
-            let mut v = std::mem::ManuallyDrop::new(v);
-            // SAFETY: MaybeUninit<f32> has f32's layout, the allocation is handed over whole
-            // (pointer, length, capacity), and the caller guarantees every element is written.
-            unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
-        })
+        // SAFETY: the caller guarantees every element is written.
+        .map(|v| unsafe { assume_written(v) })
         .collect()
+}
+
+/// A buffer once every element is written.
+///
+/// # Safety
+///
+/// Every element must have been written.
+unsafe fn assume_written(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: MaybeUninit<f32> has f32's layout, the allocation is handed over whole
+    // (pointer, length, capacity), and the caller guarantees every element is written.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
+}
+
+/// `dst = src`, writing an output row.
+fn write_row(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.write(s);
+    }
 }
 
 /// Splits the tiles into one contiguous share per thread and runs `each` on every tile of a
@@ -681,6 +698,30 @@ pub fn forward_with(
     weight: &[f32],
     out: &mut [f32],
 ) {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and the forward only writes initialised
+    // values through this view, so `out` stays initialised.
+    let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    forward_unwritten(precision, geo, inputs, affine, weight, out)
+}
+
+/// [`forward`] into a new buffer, in the process's precision, with no pass to zero it first:
+/// every element is written once.
+pub fn forward_new(geo: &Geometry, inputs: &[&[f32]], affine: &Affine, weight: &[f32]) -> Vec<f32> {
+    let mut out = unwritten(geo.batch * geo.out_channels * geo.pixels());
+    forward_unwritten(precision(), geo, inputs, affine, weight, &mut out);
+    // SAFETY: the forward wrote every element of the output.
+    unsafe { assume_written(out) }
+}
+
+/// [`forward_with`] into a buffer that may be unwritten: every element of `out` is written.
+fn forward_unwritten(
+    precision: Precision,
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    affine: &Affine,
+    weight: &[f32],
+    out: &mut [MaybeUninit<f32>],
+) {
     let (g, patch, hw, w) = (geo.out_channels, geo.patch(), geo.pixels(), geo.width);
     let (channels, kernel) = (geo.in_channels(), geo.kernel);
     assert_eq!(weight.len(), g * patch, "weight shape");
@@ -731,7 +772,7 @@ pub fn forward_with(
                     // SAFETY: row y of image seg.image is computed by this tile only, and the
                     // slice is dropped at the end of the iteration.
                     let dst = unsafe { out.row((seg.image * g + f) * hw + y * w, w) };
-                    dst.copy_from_slice(&result[f * ldr + at..][..w]);
+                    write_row(dst, &result[f * ldr + at..][..w]);
                 }
             });
         },

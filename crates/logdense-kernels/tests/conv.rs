@@ -6,7 +6,8 @@ mod common;
 use common::{assert_close, values, widen};
 use logdense_kernels::bf16::{bf16_to_f32, round_to_bf16};
 use logdense_kernels::conv::{
-    backward_with, batch_stats, forward, forward_with, with_gemm_f32, Affine, Geometry, Precision,
+    backward_with, batch_stats, forward, forward_new, forward_with, with_gemm_f32, Affine,
+    Geometry, Precision,
 };
 use logdense_kernels::naive::{self, Layer, Stats};
 
@@ -215,6 +216,15 @@ fn check_forward() {
         let wide = Wide::of(&case);
         for batch_mode in [true, false] {
             let expected = naive::bn_relu_conv(&case.geo, &wide.refs(), &wide.layer(batch_mode));
+            // Into a new, unwritten buffer (this binary never changes the process precision
+            // from f32): every element must be written.
+            let new = forward_new(
+                &case.geo,
+                &case.refs(),
+                &case.affine(batch_mode),
+                &case.weight,
+            );
+            assert_close(&new, &expected, 1e-5, &describe(&case, batch_mode));
             assert_close(
                 &case.fast_forward(batch_mode),
                 &expected,

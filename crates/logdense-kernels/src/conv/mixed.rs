@@ -389,7 +389,7 @@ pub(super) fn forward<T: Tiles>(
     inputs: &[&[f32]],
     affine: &Affine,
     weight: &[f32],
-    out: &mut [f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     let (g, channels, kernel, taps) = (geo.out_channels, geo.in_channels(), geo.kernel, geo.taps());
     let (hw, w) = (geo.pixels(), geo.width);
@@ -432,7 +432,7 @@ pub(super) fn forward<T: Tiles>(
                     // SAFETY: row y of image seg.image is computed by this tile only, and the
                     // slice is dropped at the end of the iteration.
                     let dst = unsafe { out.row((seg.image * g + f) * hw + y * w, w) };
-                    dst.copy_from_slice(&result[f * ldr + at..][..w]);
+                    super::write_row(dst, &result[f * ldr + at..][..w]);
                 }
             });
         },

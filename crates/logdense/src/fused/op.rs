@@ -105,8 +105,7 @@ pub(super) fn forward(
         (values(mean).into_owned(), values(var).into_owned())
     };
     let affine = Affine::new(&values(gamma), &values(beta), &mean, &var, epsilon);
-    let mut out = vec![0f32; geo.batch * geo.out_channels * geo.height * geo.width];
-    kernel::forward(&geo, &refs, &affine, &values(weight), &mut out);
+    let out = kernel::forward_new(&geo, &refs, &affine, &values(weight));
     let shape = [geo.batch, geo.out_channels, geo.height, geo.width];
     (tensor(out, shape), mean, var)
 }
