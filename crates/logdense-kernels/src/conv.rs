@@ -87,6 +87,16 @@ pub fn precision() -> Precision {
     }
 }
 
+/// Which kernels this thread's f32 calls of [`forward`] and [`backward`] run: `"direct"` (the
+/// AVX-512 register blocks) or `"gemm"` (`gemm`'s matrix kernels).
+pub fn f32_kernels() -> &'static str {
+    if direct::chosen() {
+        "direct"
+    } else {
+        "gemm"
+    }
+}
+
 /// Output pixels per tile (about): large enough for full micro-kernel panels, small enough that
 /// the im2col tile of a wide layer stays in cache.
 const TILE: usize = 512;

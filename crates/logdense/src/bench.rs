@@ -137,6 +137,10 @@ pub struct BenchResult {
     /// it was recorded).
     #[serde(default)]
     pub precision: Option<String>,
+    /// The fused layers' f32 kernels where they ran in f32 (`direct` AVX-512 blocks or
+    /// `gemm`'s; `None` otherwise, and in results from before it was recorded).
+    #[serde(default)]
+    pub f32_kernels: Option<String>,
 }
 
 /// The batch [`run_bench`] uses for `spec` when [`BenchOptions::batch`] is 0.
@@ -369,6 +373,8 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
         threads: threads(),
         fused: Some(fused),
         precision: Some(precision.of_model(fused).name().to_string()),
+        f32_kernels: (fused && precision.of_model(fused) == crate::fused::Precision::F32)
+            .then(|| logdense_kernels::conv::f32_kernels().to_string()),
     })
 }
 
@@ -602,7 +608,7 @@ fn mib(bytes: Option<u64>) -> String {
 pub fn format_table(results: &[BenchResult]) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<20} {:>5} {:>11} {:>8} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9} {:>8} {:>5}\n",
+        "{:<20} {:>5} {:>11} {:>8} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9} {:>8} {:>6}\n",
         "preset",
         "batch",
         "input",
@@ -619,7 +625,7 @@ pub fn format_table(results: &[BenchResult]) -> String {
     for r in results {
         let [c, h, w] = r.input;
         s.push_str(&format!(
-            "{:<20} {:>5} {:>11} {:>8.3} {:>9.3} {:>10.1} {:>9.1} {:>9.1} {:>10.1} {:>9.1} {:>8} {:>5}\n",
+            "{:<20} {:>5} {:>11} {:>8.3} {:>9.3} {:>10.1} {:>9.1} {:>9.1} {:>10.1} {:>9.1} {:>8} {:>6}\n",
             r.preset,
             r.batch,
             format!("{c}x{h}x{w}"),
@@ -633,7 +639,7 @@ pub fn format_table(results: &[BenchResult]) -> String {
             mib(r.peak_rss_bytes),
             match r.fused {
                 Some(true) if r.precision.as_deref() == Some("bf16") => "bf16",
-                Some(true) => "yes",
+                Some(true) => r.f32_kernels.as_deref().unwrap_or("yes"),
                 Some(false) => "no",
                 None => "-",
             }
@@ -897,6 +903,7 @@ mod tests {
             threads: 2,
             fused: Some(true),
             precision: None,
+            f32_kernels: None,
         };
         let json = serde_json::to_string(&[&r]).unwrap();
         let exe = dir.join("fake-logdense");
