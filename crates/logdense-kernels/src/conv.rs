@@ -1404,16 +1404,7 @@ pub fn backward_with(
     let mut grad_weight = vec![0f32; g * patch];
     for s in &shares {
         match direct {
-            Some(_) => {
-                for t in 0..taps {
-                    for c in 0..channels {
-                        for f in 0..g {
-                            grad_weight[(f * channels + c) * taps + t] +=
-                                s.weight[(t * channels + c) * gp + f];
-                        }
-                    }
-                }
-            }
+            Some(_) => add_tap_major(&mut grad_weight, &s.weight, geo, channels, gp),
             None => grad_weight
                 .iter_mut()
                 .zip(&s.weight)
@@ -1424,6 +1415,20 @@ pub fn backward_with(
     let args = (geo, inputs, gamma, affine, batch_stats);
     // SAFETY: the ReLU backward ran on every tile, so it wrote every input gradient element.
     unsafe { finish_backward(args, unwritten, grad_weight, sums) }
+}
+
+/// Adds a share's weight gradient kept tap-major, `[taps][rows][gp]` (rows >= the input
+/// channels, gp >= the filters, the rest padding), to `grad_weight` (`[filters][channels][taps]`,
+/// the weight's layout).
+fn add_tap_major(grad_weight: &mut [f32], share: &[f32], geo: &Geometry, rows: usize, gp: usize) {
+    let (g, channels, taps) = (geo.out_channels, geo.in_channels(), geo.taps());
+    for t in 0..taps {
+        for c in 0..channels {
+            for f in 0..g {
+                grad_weight[(f * channels + c) * taps + t] += share[(t * rows + c) * gp + f];
+            }
+        }
+    }
 }
 
 /// The end of a backward pass in either precision: the shares' batch-norm sums added up, the

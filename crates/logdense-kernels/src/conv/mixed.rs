@@ -577,13 +577,7 @@ pub(super) fn backward<T: Tiles>(
     drop(grad_rows);
     let mut grad_weight = vec![0f32; g * channels * taps];
     for s in &shares {
-        for t in 0..taps {
-            for c in 0..channels {
-                for f in 0..g {
-                    grad_weight[(f * channels + c) * taps + t] += s.weight[(t * cp + c) * gp + f];
-                }
-            }
-        }
+        super::add_tap_major(&mut grad_weight, &s.weight, geo, cp, gp);
     }
     let sums = shares.iter().map(|s| (&s.sum_dy[..], &s.sum_dy_xhat[..]));
     let args = (geo, inputs, gamma, affine, batch_stats);
