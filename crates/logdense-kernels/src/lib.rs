@@ -21,8 +21,8 @@
 //! machinery around them. `logdense` wraps them as burn operations with handwritten backward
 //! steps. The crate's `unsafe` is confined to [`conv`] (a bounds-checked call of `gemm`'s
 //! matrix product on raw pointers, the direct kernels' AVX-512 register blocks on
-//! bounds-checked bands, an output buffer that parallel tiles write disjoint rows
-//! of, outputs and input gradients allocated unwritten because every element is written once), [`bf16`]
+//! bounds-checked bands, an output buffer that parallel tiles write disjoint rows of, outputs
+//! and input gradients allocated unwritten because every element is written once), [`bf16`]
 //! (AMX tiles through inline assembly on bounds-checked operands, the AVX512-BF16
 //! micro-kernel) and the AVX-512 copies of the elementwise loops, each called only where the
 //! CPU has the instructions; each states its contract in a `# Safety` section.
