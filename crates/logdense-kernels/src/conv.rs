@@ -385,13 +385,7 @@ impl Bands {
         for (j, &cj) in channels.iter().enumerate() {
             for cl in 0..cj {
                 // The next channel's rows start loading while this one is filled.
-                let (nj, ncl) = if cl + 1 < cj { (j, cl + 1) } else { (j + 1, 0) };
-                if nj < channels.len() {
-                    let ncj = channels[nj];
-                    self.prefetch(geo, tile, sources[nj], |image| {
-                        (image * ncj + ncl) * geo.pixels()
-                    });
-                }
+                self.prefetch_next(geo, tile, sources, channels, (j, cl));
                 self.fill_plane(geo, tile, &mut band[c * stride..], zero, |image, y, dst| {
                     put(
                         c,
@@ -421,6 +415,27 @@ impl Bands {
             let first = seg.y0.saturating_sub(self.pad);
             let end = (seg.y0 + seg.rows + self.pad).min(geo.height);
             prefetch(&source[plane(seg.image) + first * geo.width..][..(end - first) * geo.width]);
+        }
+    }
+
+    /// [`Bands::prefetch`] of the channel after channel `cl` of source `j` (in concatenation
+    /// order; `channels` are the sources' channel counts), where there is one.
+    #[inline(always)]
+    fn prefetch_next(
+        &self,
+        geo: &Geometry,
+        tile: &Tile,
+        sources: &[&[f32]],
+        channels: &[usize],
+        (j, cl): (usize, usize),
+    ) {
+        let (nj, ncl) = if cl + 1 < channels[j] {
+            (j, cl + 1)
+        } else {
+            (j + 1, 0)
+        };
+        if let (Some(&ncj), Some(next)) = (channels.get(nj), sources.get(nj)) {
+            self.prefetch(geo, tile, next, |image| (image * ncj + ncl) * geo.pixels());
         }
     }
 
@@ -846,10 +861,7 @@ fn relu_tile<A: Activation>(
     for (j, &cj) in geo.channels.iter().enumerate() {
         for cl in 0..cj {
             // The next channel's inputs start loading while this one is worked on.
-            let (nj, ncl) = if cl + 1 < cj { (j, cl + 1) } else { (j + 1, 0) };
-            if let (Some(&ncj), Some(next)) = (geo.channels.get(nj), inputs.get(nj)) {
-                bands.prefetch(geo, tile, next, |image| (image * ncj + ncl) * hw);
-            }
+            bands.prefetch_next(geo, tile, inputs, &geo.channels, (j, cl));
             let mut sums: ReluSums = [[0.0; RELU_LANES]; 2];
             bands.rows(tile, |seg, y, at| {
                 let index = (seg.image * cj + cl) * hw + y * w;
