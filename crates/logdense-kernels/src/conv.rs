@@ -654,11 +654,9 @@ unsafe fn assume_written(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
 }
 
-/// `dst = src`, writing an output row.
+/// `dst = src`, writing an output row (one `memcpy`).
 fn write_row(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        d.write(s);
-    }
+    dst.write_copy_of_slice(src);
 }
 
 /// Splits the tiles into one contiguous share per thread and runs `each` on every tile of a
@@ -1363,10 +1361,13 @@ pub fn backward_with(
                 // dW_tap ([channels][gp]) += band_tap (channels x n) * dOut^T (n x gp), with
                 // dOut transposed (its padding columns stay zero).
                 Some(_) => {
-                    for f in 0..g {
-                        let row = &s.out_band[f * plane + centre..][..n];
-                        for (p, &v) in row.iter().enumerate() {
-                            s.dout_t[p * gp + f] = v;
+                    // Row by row of the result, so that each row of gp values is written whole.
+                    let rows: Vec<&[f32]> = (0..g)
+                        .map(|f| &s.out_band[f * plane + centre..][..n])
+                        .collect();
+                    for (p, dst) in s.dout_t.chunks_exact_mut(gp).take(n).enumerate() {
+                        for (d, row) in dst.iter_mut().zip(&rows) {
+                            *d = row[p];
                         }
                     }
                     direct::weight_taps(

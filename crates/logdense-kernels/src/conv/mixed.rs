@@ -541,10 +541,11 @@ pub(super) fn backward<T: Tiles>(
                     round_row(&mut rows[at..at + geo.width], src, Act::IDENTITY);
                 });
             }
-            for f in 0..g {
-                let rows = &s.dout16[f * n32..][..n32];
-                for (q, two) in rows.chunks_exact(2).enumerate() {
-                    s.dout[q * gp + f] = u32::from(two[0]) | (u32::from(two[1]) << 16);
+            // Row by row of the result, so that each 64-byte row is written whole.
+            let rows: Vec<&[u16]> = (0..g).map(|f| &s.dout16[f * n32..][..n32]).collect();
+            for (q, dst) in s.dout.chunks_exact_mut(gp).take(n32 / 2).enumerate() {
+                for (d, row) in dst.iter_mut().zip(&rows) {
+                    *d = u32::from(row[2 * q]) | (u32::from(row[2 * q + 1]) << 16);
                 }
             }
             weight_taps(
