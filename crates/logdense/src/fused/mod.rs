@@ -133,20 +133,23 @@ impl std::str::FromStr for Precision {
 /// (Cooper Lake, AMD Zen 4 on); elsewhere the kernels stay in f32 and a one-line message says
 /// so (bf16 would be emulated there, far slower than f32).
 pub fn set_precision(requested: Precision) -> Precision {
-    use logdense_kernels::conv::{set_precision, Precision as Kernel};
+    use logdense_kernels::bf16::Kernel;
+    use logdense_kernels::conv::{set_precision, Precision as KernelPrecision};
     let effective = match requested {
-        Precision::Bf16 if logdense_kernels::bf16::amx() => Precision::Bf16,
+        // The same choice the kernels make for their tile step: AMX, else AVX512-BF16.
+        Precision::Bf16 if logdense_kernels::bf16::kernel() != Kernel::Portable => Precision::Bf16,
         Precision::Bf16 => {
             eprintln!(
-                "precision bf16: this CPU has no AMX bf16 tiles; the fused kernels run in f32"
+                "precision bf16: this CPU has neither AMX bf16 tiles nor AVX512-BF16; \
+                 the fused kernels run in f32"
             );
             Precision::F32
         }
         Precision::F32 => Precision::F32,
     };
     set_precision(match effective {
-        Precision::F32 => Kernel::F32,
-        Precision::Bf16 => Kernel::Bf16,
+        Precision::F32 => KernelPrecision::F32,
+        Precision::Bf16 => KernelPrecision::Bf16,
     });
     effective
 }
