@@ -481,6 +481,13 @@ fn check_operand(len: usize, at: usize, ld: usize, width: usize) {
     );
 }
 
+/// Panics unless a [`Tiles::dot`]'s operands lie in `a` and `b`: `A`, and `B0` (with `B1`
+/// beside it when `two`).
+fn check_dot(a: &[u8], a_at: usize, a_ld: usize, b: &[u8], b_at: usize, b_ld: usize, two: bool) {
+    check_operand(a.len(), a_at, a_ld, 64);
+    check_operand(b.len(), b_at, b_ld, if two { 128 } else { 64 });
+}
+
 /// The tile step on AMX: accumulators in `tmm0`, `tmm1`, `A` in `tmm2`, the `B`s in `tmm3`,
 /// `tmm4`. Creating one configures the tiles of this thread; dropping it releases them. Not
 /// `Send`: the tile state belongs to the thread.
@@ -555,8 +562,7 @@ impl Tiles for Amx {
         b_ld: usize,
         two: bool,
     ) {
-        check_operand(a.len(), a_at, a_ld, 64);
-        check_operand(b.len(), b_at, b_ld, if two { 128 } else { 64 });
+        check_dot(a, a_at, a_ld, b, b_at, b_ld, two);
         let (pa, pb) = (a[a_at..].as_ptr(), b[b_at..].as_ptr());
         // SAFETY: configured tiles; every row read lies in `a` and `b` (checked).
         unsafe {
@@ -621,8 +627,7 @@ impl Tiles for Emulated {
         b_ld: usize,
         two: bool,
     ) {
-        check_operand(a.len(), a_at, a_ld, 64);
-        check_operand(b.len(), b_at, b_ld, if two { 128 } else { 64 });
+        check_dot(a, a_at, a_ld, b, b_at, b_ld, two);
         let half =
             |bytes: &[u8], at: usize| bf16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
         for i in 0..if two { 2 } else { 1 } {
@@ -676,8 +681,7 @@ impl Tiles for Avx512Bf16 {
         b_ld: usize,
         two: bool,
     ) {
-        check_operand(a.len(), a_at, a_ld, 64);
-        check_operand(b.len(), b_at, b_ld, if two { 128 } else { 64 });
+        check_dot(a, a_at, a_ld, b, b_at, b_ld, two);
         #[cfg(target_arch = "x86_64")]
         {
             assert!(
