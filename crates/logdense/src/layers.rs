@@ -12,7 +12,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
+use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 
 use crate::fused;
@@ -253,7 +253,7 @@ pub struct Head {
     pub bn: BatchNorm,
     pub linear: Option<Linear>,
     pub conv: Option<Conv2d>,
-    /// Whether a segmentation head's BN-ReLU-conv takes the fused path where it applies.
+    /// Whether the BN-ReLU and the classifier or segmentation conv take the fused path where it applies.
     pub fused: bool,
 }
 
@@ -272,11 +272,8 @@ impl Head {
     pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Tensor<4> {
         match (&self.linear, &self.conv) {
             (Some(linear), _) => {
-                let y = bn_relu(&self.bn, cat_channels(inputs));
-                let [n, c, _, _] = y.dims();
-                let pooled = adaptive_avg_pool2d(y, [1, 1]).reshape([n, c]);
-                let logits = linear.forward(pooled);
-                let classes = logits.dims()[1];
+                let logits = fused::bn_relu_pool_linear(inputs, &self.bn, linear, self.fused);
+                let [n, classes] = logits.dims();
                 logits.reshape([n, classes, 1, 1])
             }
             (None, Some(conv)) => fused::bn_relu_conv(inputs, &self.bn, conv, self.fused),

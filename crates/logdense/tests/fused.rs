@@ -288,6 +288,76 @@ fn fused_layer_equals_the_reference_in_inference() {
     assert!(d < 1e-6, "flag off: inference outputs differ by {d}");
 }
 
+/// One training step of a classification head (BN-ReLU, global average pool, linear) along
+/// `path`, checking that the fused kernels ran exactly when they should: the fused path is one
+/// BN-ReLU-1x1 convolution to the classes, then the average.
+fn head_once(seed: u64, channels: &[usize], path: Path) -> Outcome {
+    use burn::nn::LinearConfig;
+    use logdense::fused::{bn_relu_pool_linear, reference_bn_relu_pool_linear};
+    let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(seed);
+    let (cin, classes) = (channels.iter().sum(), 4);
+    let (bn, _) = layer(cin, classes, 1, false, &device);
+    let linear = LinearConfig::new(cin, classes).init(&device);
+    let xs = inputs(channels, &device);
+    let probe = Tensor::<2>::random([3, classes], Distribution::Normal(0.0, 1.0), &device);
+    let before = kernel_runs();
+    let out = match path {
+        Path::Fused => bn_relu_pool_linear(xs.clone(), &bn, &linear, true),
+        Path::FlagOff => bn_relu_pool_linear(xs.clone(), &bn, &linear, false),
+        Path::Reference => reference_bn_relu_pool_linear(xs.clone(), &bn, &linear),
+    };
+    let grads = (out.clone() * probe).sum().backward();
+    let ran = u64::from(path == Path::Fused);
+    assert_eq!(
+        runs_since(before),
+        KernelRuns {
+            conv_forward: ran,
+            conv_backward: ran,
+            ..KernelRuns::default()
+        },
+        "{path:?}: fused kernel runs"
+    );
+    let flat2 = |t: Tensor<2>| t.clone().reshape([t.shape().num_elements()]);
+    let mut tensors = vec![("logits".to_string(), flat2(out.detach()).inner())];
+    for (j, x) in xs.iter().enumerate() {
+        let g = x.grad(&grads).expect("input gradient");
+        tensors.push((
+            format!("input {j} gradient"),
+            g.clone().reshape([g.shape().num_elements()]),
+        ));
+    }
+    let grad = |t: Tensor<1>, what: &str| t.grad(&grads).unwrap_or_else(|| panic!("{what}"));
+    tensors.push(("gamma gradient".into(), grad(bn.gamma.val(), "gamma")));
+    tensors.push(("beta gradient".into(), grad(bn.beta.val(), "beta")));
+    let w = linear.weight.val().grad(&grads).expect("weight");
+    tensors.push((
+        "weight gradient".into(),
+        w.clone().reshape([w.shape().num_elements()]),
+    ));
+    let b = linear.bias.as_ref().expect("a bias");
+    tensors.push(("bias gradient".into(), grad(b.val(), "bias")));
+    tensors.push(("running mean".into(), bn.running_mean.value().inner()));
+    tensors.push(("running var".into(), bn.running_var.value().inner()));
+    Outcome { tensors }
+}
+
+#[test]
+fn fused_head_equals_the_reference_in_training_with_gradients() {
+    let channels = [4, 2, 5];
+    assert_same(
+        head_once(11, &channels, Path::Fused),
+        head_once(11, &channels, Path::Reference),
+        "head",
+    );
+    assert_same(
+        head_once(11, &channels, Path::FlagOff),
+        head_once(11, &channels, Path::Reference),
+        "flag off: head",
+    );
+}
+
 /// One training step of an up transition's BN-ReLU-3x3 stride-2 transposed convolution,
 /// through the fused path (1x1 convolution and overlap-add) or burn's own operations, checking
 /// that the fused kernels ran exactly when they should.

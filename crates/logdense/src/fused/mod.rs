@@ -11,7 +11,9 @@
 //! The FC networks' per-layer transitions go through it too: an up transition's BN-ReLU-3x3
 //! stride-2 transposed convolution is the fused BN-ReLU-1x1 convolution followed by one
 //! overlap-add step ([`bn_relu_deconv`]), and a down transition's 2x2 average pool is one step
-//! ([`avg_pool2`]); see [`Resample`].
+//! ([`avg_pool2`]); see [`Resample`]. A classification head's BN-ReLU-average-linear is the
+//! fused BN-ReLU-1x1 convolution to the classes followed by the average
+//! ([`bn_relu_pool_linear`]).
 //!
 //! # When the fused path runs
 //!
@@ -32,10 +34,10 @@ use std::cell::Cell;
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, DispatchDevice, Flex};
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
-use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::avg_pool2d;
+use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d};
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, TensorData};
 
@@ -213,6 +215,51 @@ pub fn bn_relu_conv(
         }
         None => out,
     }
+}
+
+/// `linear(mean over H, W of relu(bn(cat(inputs, 1))))`, the classification head, `[N,
+/// classes]`. With `fused` on and everything f32 on flex, the linear map runs before the
+/// average (both are linear, so they commute) as the fused BN-ReLU-1x1 convolution to
+/// `classes` channels: the normalised, rectified features are never stored or concatenated,
+/// and burn's batch norm with its layout copies is not run. Otherwise the plain burn ops
+/// ([`reference_bn_relu_pool_linear`]).
+pub fn bn_relu_pool_linear(
+    inputs: Vec<Tensor<4>>,
+    bn: &BatchNorm,
+    linear: &Linear,
+    fused: bool,
+) -> Tensor<2> {
+    assert!(!inputs.is_empty(), "a head needs at least one input");
+    let weight = linear.weight.val();
+    if !(fused && on_flex_f32(&inputs) && is_flex(&weight.device()) && weight.dtype() == DType::F32)
+    {
+        return reference_bn_relu_pool_linear(inputs, bn, linear);
+    }
+    // burn's Linear keeps its weight as [in, out]; the 1x1 convolution takes [out, in, 1, 1].
+    let [cin, classes] = weight.dims();
+    let per_pixel =
+        fused_bn_relu_conv(inputs, bn, weight.transpose().reshape([classes, cin, 1, 1]));
+    let [n, _, h, w] = per_pixel.dims();
+    let pooled = per_pixel
+        .reshape([n, classes, h * w])
+        .mean_dim(2)
+        .reshape([n, classes]);
+    match &linear.bias {
+        Some(bias) => pooled + bias.val().unsqueeze(),
+        None => pooled,
+    }
+}
+
+/// The plain burn path of [`bn_relu_pool_linear`]: concatenate, normalise, rectify, average,
+/// then the linear map.
+pub fn reference_bn_relu_pool_linear(
+    inputs: Vec<Tensor<4>>,
+    bn: &BatchNorm,
+    linear: &Linear,
+) -> Tensor<2> {
+    let y = relu(bn.forward(cat_channels(inputs)));
+    let [n, c, _, _] = y.dims();
+    linear.forward(adaptive_avg_pool2d(y, [1, 1]).reshape([n, c]))
 }
 
 /// The fused call with an explicit weight `[out, in, k, k]` (odd k, stride 1, same padding);
