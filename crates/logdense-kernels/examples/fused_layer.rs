@@ -1,6 +1,6 @@
 //! Throughput of the fused BN-ReLU-conv layer alone, forward and backward, on the shapes of
 //! ld-v1-12-16's 3x3 layers at batch 64, in each of the f32 paths (the direct AVX-512
-//! kernels, `gemm`'s kernels) and in bf16.
+//! kernels, the opt-in Winograd products, `gemm`'s kernels) and in bf16.
 //!
 //!     cargo run --release -p logdense-kernels --example fused_layer [-- REPEATS]
 //!
@@ -8,7 +8,8 @@
 //! (2 * outputs * in_channels * 9 multiply-adds per pass; the backward counts two passes).
 
 use logdense_kernels::conv::{
-    backward_with, batch_stats, forward_with, with_gemm_f32, Affine, Geometry, Precision,
+    backward_with, batch_stats, forward_with, with_gemm_f32, with_winograd_f32, Affine, Geometry,
+    Precision,
 };
 use std::time::Instant;
 
@@ -51,12 +52,13 @@ fn main() {
             .map(|i| ((i * 3) % 19) as f32 / 19.0 - 0.5)
             .collect();
         let flops = 2.0 * (out.len() * channels * 9) as f64;
-        let paths: [(&str, Precision, bool); 3] = [
-            ("direct", Precision::F32, false),
-            ("gemm", Precision::F32, true),
-            ("bf16", Precision::Bf16, false),
+        let paths = [
+            ("direct", Precision::F32),
+            ("wino", Precision::F32),
+            ("gemm", Precision::F32),
+            ("bf16", Precision::Bf16),
         ];
-        for (name, precision, gemm) in paths {
+        for (name, precision) in paths {
             // The fastest of the repeats: this shared machine's noise only ever adds time.
             let mut run = || {
                 let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
@@ -73,7 +75,11 @@ fn main() {
                 }
                 (fwd, bwd)
             };
-            let (fwd, bwd) = if gemm { with_gemm_f32(run) } else { run() };
+            let (fwd, bwd) = match name {
+                "wino" => with_winograd_f32(run),
+                "gemm" => with_gemm_f32(run),
+                _ => run(),
+            };
             println!(
                 "{:>10} {:>8} {:>6} {:>10.2} {:>10.1} {:>10.2} {:>10.1}",
                 format!("{size}x{size}"),

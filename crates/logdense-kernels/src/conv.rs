@@ -27,20 +27,68 @@ use crate::bf16::{Amx, Avx512Bf16, Emulated};
 
 mod direct;
 mod mixed;
+mod winograd;
+
+/// The f32 kernels of [`forward`] and [`backward`]. Where the CPU lacks AVX-512 only `gemm`'s
+/// run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum F32Kernels {
+    /// The direct register blocks for every product (the default).
+    Direct,
+    /// Winograd F(2x2, 3x3) for the 3x3 products where the shapes allow, the direct register
+    /// blocks for the rest. Opt-in: on the layers of the presets it ran no faster than the
+    /// direct blocks (writing the transformed inputs costs what the products save; see
+    /// [`winograd`]).
+    Winograd,
+    /// `gemm`'s matrix kernels.
+    Gemm,
+}
 
 thread_local! {
-    /// Set by [`with_gemm_f32`]: this thread's f32 calls use `gemm`'s kernels.
-    static GEMM_F32: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by [`with_gemm_f32`] and [`with_direct_f32`]: this thread's f32 kernels.
+    static F32_OVERRIDE: std::cell::Cell<Option<F32Kernels>> = const { std::cell::Cell::new(None) };
+}
+
+/// The f32 kernels asked for: this thread's override, else the environment variable
+/// `LOGDENSE_F32_KERNELS` (`winograd` or `gemm`, to compare the paths), else the direct ones.
+fn f32_kernel_choice() -> F32Kernels {
+    static BY_ENV: std::sync::OnceLock<F32Kernels> = std::sync::OnceLock::new();
+    F32_OVERRIDE.with(|o| o.get()).unwrap_or_else(|| {
+        *BY_ENV.get_or_init(|| match std::env::var("LOGDENSE_F32_KERNELS").as_deref() {
+            Ok("gemm") => F32Kernels::Gemm,
+            Ok("winograd") => F32Kernels::Winograd,
+            _ => F32Kernels::Direct,
+        })
+    })
+}
+
+/// Runs `f` with this thread's f32 kernels set to `kernels`.
+fn with_f32_kernels<R>(kernels: F32Kernels, f: impl FnOnce() -> R) -> R {
+    let before = F32_OVERRIDE.with(|o| o.replace(Some(kernels)));
+    let result = f();
+    F32_OVERRIDE.with(|o| o.set(before));
+    result
 }
 
 /// Runs `f` with this thread's f32 calls of [`forward`] and [`backward`] on `gemm`'s kernels,
 /// even where the CPU runs the direct AVX-512 ones: the path other CPUs take, for tests.
 #[doc(hidden)]
 pub fn with_gemm_f32<R>(f: impl FnOnce() -> R) -> R {
-    let before = GEMM_F32.with(|g| g.replace(true));
-    let result = f();
-    GEMM_F32.with(|g| g.set(before));
-    result
+    with_f32_kernels(F32Kernels::Gemm, f)
+}
+
+/// Runs `f` with this thread's f32 calls of [`forward`] and [`backward`] on the direct kernels
+/// alone (no Winograd products), for tests.
+#[doc(hidden)]
+pub fn with_direct_f32<R>(f: impl FnOnce() -> R) -> R {
+    with_f32_kernels(F32Kernels::Direct, f)
+}
+
+/// Runs `f` with this thread's f32 calls of [`forward`] and [`backward`] on the Winograd
+/// products where they apply (see [`f32_kernels`]), for tests and comparisons.
+#[doc(hidden)]
+pub fn with_winograd_f32<R>(f: impl FnOnce() -> R) -> R {
+    with_f32_kernels(F32Kernels::Winograd, f)
 }
 
 /// Calls a mixed-precision kernel (`mixed::forward` or `mixed::backward`, whose first argument
@@ -88,12 +136,15 @@ pub fn precision() -> Precision {
 }
 
 /// Which kernels this thread's f32 calls of [`forward`] and [`backward`] run: `"direct"` (the
-/// AVX-512 register blocks) or `"gemm"` (`gemm`'s matrix kernels).
+/// AVX-512 register blocks), `"winograd"` (opt-in with `LOGDENSE_F32_KERNELS=winograd`:
+/// Winograd F(2x2, 3x3) for the 3x3 products of even-sized maps, the register blocks for the
+/// rest) or `"gemm"` (`gemm`'s matrix kernels, where the CPU lacks AVX-512 or
+/// `LOGDENSE_F32_KERNELS=gemm`).
 pub fn f32_kernels() -> &'static str {
-    if direct::chosen() {
-        "direct"
-    } else {
-        "gemm"
+    match (direct::chosen(), f32_kernel_choice()) {
+        (false, _) => "gemm",
+        (true, F32Kernels::Winograd) => "winograd",
+        (true, _) => "direct",
     }
 }
 
@@ -253,6 +304,12 @@ impl Bands {
         };
         if geo.pixels() >= TILE {
             let band = (TILE / geo.width).clamp(1, geo.height);
+            // Row pairs, for the Winograd products' 2 x 2 output blocks, where the height is even.
+            let band = if geo.height.is_multiple_of(2) {
+                (band & !1).max(2)
+            } else {
+                band
+            };
             for image in 0..geo.batch {
                 for y0 in (0..geo.height).step_by(band) {
                     let rows = band.min(geo.height - y0);
@@ -756,7 +813,11 @@ fn forward_unwritten(
     }
     let bands = Bands::new(geo);
     let ldr = direct::padded(bands.max_plane);
-    let direct = direct::chosen().then(|| direct::pack_forward(geo, weight));
+    let taps = geo.taps();
+    let winograd = winograd::applies(kernel, geo.width, &bands)
+        .then(|| winograd::pack(g, channels, |f, c, t| weight[(f * channels + c) * taps + t]));
+    let direct =
+        (direct::chosen() && winograd.is_none()).then(|| direct::pack_forward(geo, weight));
     let shifts = tap_shifts(kernel, bands.wp);
     let out = DisjointRows::new(out);
     let act = |c| Act::layer(affine, c);
@@ -766,17 +827,29 @@ fn forward_unwritten(
             (
                 vec![0f32; channels * bands.max_plane + BAND_SLACK],
                 vec![0f32; g * ldr],
+                winograd::Scratch::default(),
             )
         },
-        |(band, result), tile| {
+        |(band, result, scratch), tile| {
             let (n, plane) = (bands.columns(tile), bands.plane(tile));
             bands.fill(geo, tile, inputs, &geo.channels, band, act);
-            match &direct {
-                Some(packed) => {
+            match (&winograd, &direct) {
+                (Some(packed), _) => winograd::conv(
+                    g,
+                    channels,
+                    packed,
+                    (&bands, tile, geo.width),
+                    band,
+                    plane,
+                    scratch,
+                    result,
+                    ldr,
+                ),
+                (None, Some(packed)) => {
                     direct::conv_taps(g, n, channels, packed, band, plane, &shifts, result, ldr)
                 }
                 // One GEMM per tap, reading the band at the tap's offset: out += W_tap * band_tap.
-                None => {
+                (None, None) => {
                     for (tap, &shift) in shifts.iter().enumerate() {
                         matmul(
                             g,
@@ -1276,6 +1349,13 @@ pub fn backward_with(
     let (pad, wp) = (bands.pad, bands.wp);
     let ldr = direct::padded(bands.max_plane);
     let shifts = tap_shifts(kernel, wp);
+    // The input gradient as a 3x3 convolution of the output gradient, in Winograd products
+    // where they apply: filter (c, f) is W[f, c] flipped.
+    let winograd = (direct.is_some() && winograd::applies(kernel, geo.width, &bands)).then(|| {
+        winograd::pack(channels, g, |c, f, t| {
+            weight[(f * channels + c) * taps + taps - 1 - t]
+        })
+    });
     let act = |c| Act::layer(affine, c);
     // The direct kernels' weight gradient: 16 output channels per vector, [taps][channels][gp].
     let gp = g.div_ceil(16) * 16;
@@ -1289,6 +1369,7 @@ pub fn backward_with(
         weight: Vec<f32>,
         sum_dy: Vec<f64>,
         sum_dy_xhat: Vec<f64>,
+        winograd: winograd::Scratch,
     }
     let shares = for_tiles(
         &bands,
@@ -1313,6 +1394,7 @@ pub fn backward_with(
             },
             sum_dy: vec![0f64; channels],
             sum_dy_xhat: vec![0f64; channels],
+            winograd: winograd::Scratch::default(),
         },
         |s, tile| {
             let (n, plane) = (bands.columns(tile), bands.plane(tile));
@@ -1320,9 +1402,20 @@ pub fn backward_with(
             bands.fill(geo, tile, &[out_grad], &[g], &mut s.out_band, |_| {
                 Act::IDENTITY
             });
-            match &direct {
+            match (&winograd, &direct) {
+                (Some(packed), _) => winograd::conv(
+                    channels,
+                    g,
+                    packed,
+                    (&bands, tile, geo.width),
+                    &s.out_band,
+                    plane,
+                    &mut s.winograd,
+                    &mut s.dy,
+                    ldr,
+                ),
                 // dY (channels x n) = sum over taps of W'_t (channels x g) * dOut[shift_t].
-                Some(packed) => direct::conv_taps(
+                (None, Some(packed)) => direct::conv_taps(
                     channels,
                     n,
                     g,
@@ -1334,7 +1427,7 @@ pub fn backward_with(
                     ldr,
                 ),
                 // dY (channels x n) = W' (channels x g*taps) * im2col(dOut) (g*taps x n).
-                None => {
+                (None, None) => {
                     bands.im2col(tile, &s.out_band, g, kernel, &mut s.out_col);
                     matmul(
                         channels,

@@ -6,8 +6,8 @@ mod common;
 use common::{assert_close, values, widen};
 use logdense_kernels::bf16::{bf16_to_f32, round_to_bf16};
 use logdense_kernels::conv::{
-    backward_with, batch_stats, forward, forward_new, forward_with, with_gemm_f32, Affine,
-    Geometry, Precision,
+    backward_with, batch_stats, f32_kernels, forward, forward_new, forward_with, with_direct_f32,
+    with_gemm_f32, with_winograd_f32, Affine, Geometry, Precision,
 };
 use logdense_kernels::naive::{self, Layer, Stats};
 
@@ -158,9 +158,16 @@ impl Wide {
 /// thread (23 x 17, 5 x 4, 1 x 1), images split into row bands with a short last band (40 x 29),
 /// 1x1, 3x3, 5x5 and 7x7 kernels, one input or several; channels and filters past one
 /// register block of the direct kernels (4 filters by 96 positions forward, 16 filters by 16,
-/// 8 or 4 channels in the weight gradient) with short last blocks.
+/// 8 or 4 channels in the weight gradient) with short last blocks. The 3x3 cases of even
+/// height and width can take the Winograd products: stacked small images
+/// (12 x 14, 2 x 2), row bands (30 x 36, bands of 14 rows and a last one of 2), a row of more
+/// tiles than one vector (40 wide: 16 tiles, then 4).
 fn cases() -> Vec<Case> {
     vec![
+        Case::new(2, &[16, 7], 20, 3, 12, 14),
+        Case::new(1, &[5, 4], 6, 3, 30, 36),
+        Case::new(1, &[3, 2], 5, 3, 4, 40),
+        Case::new(2, &[3], 5, 3, 2, 2),
         Case::new(2, &[16, 7], 20, 3, 11, 13),
         Case::new(2, &[9, 8], 17, 1, 6, 5),
         Case::new(1, &[5, 6], 6, 7, 9, 8),
@@ -209,6 +216,40 @@ fn the_gemm_path_equals_the_naive_definition_and_chain_rule() {
         check_forward();
         check_gradients();
     });
+}
+
+/// The opt-in Winograd products (where the CPU runs them; elsewhere this repeats the tests
+/// above) on every case: the even 3x3 ones take them, the rest the direct kernels.
+#[test]
+fn the_winograd_path_equals_the_naive_definition_and_chain_rule() {
+    with_winograd_f32(|| {
+        check_forward();
+        check_gradients();
+    });
+}
+
+/// On an even 3x3 case the Winograd products really run where the CPU has them: the output
+/// and the input gradients differ in their last bits from the direct kernels' (the sums are
+/// formed differently), while both match the naive definition (the tests above).
+#[test]
+fn the_winograd_products_run_on_even_3x3_maps() {
+    if with_winograd_f32(f32_kernels) != "winograd" {
+        return;
+    }
+    let case = Case::new(2, &[16, 7], 20, 3, 12, 14);
+    let probe = values(case.out_len(), 98);
+    let run = || {
+        (
+            case.fast_forward(true),
+            case.fast_backward(true, &probe).inputs,
+        )
+    };
+    let (winograd, direct) = (with_winograd_f32(run), with_direct_f32(run));
+    assert_ne!(winograd.0, direct.0, "the forward took the direct kernels");
+    assert_ne!(
+        winograd.1, direct.1,
+        "the input gradient took the direct kernels"
+    );
 }
 
 fn check_forward() {

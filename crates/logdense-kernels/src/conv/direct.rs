@@ -32,10 +32,7 @@ fn cpu_runs() -> bool {
 /// runs them, unless [`super::with_gemm_f32`] asked for `gemm` on this thread or the
 /// environment variable `LOGDENSE_F32_KERNELS` is `gemm` (to compare the two paths).
 pub(super) fn chosen() -> bool {
-    static GEMM_BY_ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let by_env = *GEMM_BY_ENV
-        .get_or_init(|| std::env::var("LOGDENSE_F32_KERNELS").is_ok_and(|v| v == "gemm"));
-    cpu_runs() && !by_env && !super::GEMM_F32.with(|g| g.get())
+    cpu_runs() && super::f32_kernel_choice() != super::F32Kernels::Gemm
 }
 
 /// `x` rounded up to a multiple of `m`.
