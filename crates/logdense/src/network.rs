@@ -164,7 +164,7 @@ impl SparseDenseNet {
             NodeModule::Layer(m) => m.fused,
             NodeModule::Down(m) => m.fused,
             NodeModule::Up(m) => m.fused && m.bn.is_some(),
-            NodeModule::Head(m) => m.fused && m.conv.is_some(),
+            NodeModule::Head(m) => m.fused,
         })
     }
 

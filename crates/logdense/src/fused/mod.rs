@@ -49,7 +49,7 @@ pub use op::MAX_INPUTS;
 /// How many times each fused kernel ran on one thread (see [`kernel_runs`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelRuns {
-    /// Fused BN-ReLU-conv forwards (layers, transitions, segmentation heads, and the first
+    /// Fused BN-ReLU-conv forwards (layers, transitions, heads, and the first
     /// half of a fused up transition).
     pub conv_forward: u64,
     /// Their backward steps.
