@@ -922,10 +922,81 @@ fn relu_tile<A: Activation>(
     inputs: &[&[f32]],
     grad_rows: &[DisjointRows<MaybeUninit<f32>>],
     affine: &Affine,
-    (band, band_stride): (&[A], usize),
-    (dy, dy_stride): (&[f32], usize),
+    band: (&[A], usize),
+    dy: (&[f32], usize),
     sum_dy: &mut [f64],
     sum_dy_xhat: &mut [f64],
+) {
+    let args = (bands, geo, tile, inputs, grad_rows, affine, band, dy);
+    #[cfg(target_arch = "x86_64")]
+    if crate::avx512() {
+        // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
+        return unsafe { relu_tile_avx512(args, sum_dy, sum_dy_xhat) };
+    }
+    relu_tile_rows(
+        args,
+        sum_dy,
+        sum_dy_xhat,
+        |dst, x, a, dy, mean, inv_std, sums: &mut ReluSums| {
+            relu_row_plain(dst, x, a, |v| v.positive(), dy, mean, inv_std, sums)
+        },
+        |sums| [sums[0].iter().sum(), sums[1].iter().sum()],
+    )
+}
+
+/// The operands of [`relu_tile`] but its sums.
+type ReluArgs<'a, A> = (
+    &'a Bands,
+    &'a Geometry,
+    &'a Tile,
+    &'a [&'a [f32]],
+    &'a [DisjointRows<'a, MaybeUninit<f32>>],
+    &'a Affine,
+    (&'a [A], usize),
+    (&'a [f32], usize),
+);
+
+/// [`relu_tile`] compiled for AVX-512 as one function, the rows' arithmetic inlined and each
+/// channel's sums kept in vectors across its rows (a call and two horizontal sums per row cost
+/// as much as a 32-wide row).
+///
+/// # Safety
+///
+/// The CPU must support AVX512F and AVX512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn relu_tile_avx512<A: Activation>(
+    args: ReluArgs<'_, A>,
+    sum_dy: &mut [f64],
+    sum_dy_xhat: &mut [f64],
+) {
+    use std::arch::x86_64::*;
+    relu_tile_rows(
+        args,
+        sum_dy,
+        sum_dy_xhat,
+        // SAFETY: this function runs only where the CPU has AVX512F and AVX512BW.
+        |dst, x, a, dy, mean, inv_std, sums: &mut [__m512; 2]| unsafe {
+            relu_row_avx512(dst, x, a, dy, mean, inv_std, sums)
+        },
+        |sums| [_mm512_reduce_add_ps(sums[0]), _mm512_reduce_add_ps(sums[1])],
+    )
+}
+
+/// The body of [`relu_tile`], inlined into each of its two compilations: `row` passes one
+/// row through the ReLU and adds to a channel's sums (`S`, zero at the channel's start),
+/// `total` adds those up.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn relu_tile_rows<A: Activation, S: ZeroSums>(
+    (bands, geo, tile, inputs, grad_rows, affine, (band, band_stride), (dy, dy_stride)): ReluArgs<
+        '_,
+        A,
+    >,
+    sum_dy: &mut [f64],
+    sum_dy_xhat: &mut [f64],
+    row: impl Fn(&mut [MaybeUninit<f32>], &[f32], &[A], &[f32], f32, f32, &mut S),
+    total: impl Fn(&S) -> [f32; 2],
 ) {
     let (hw, w, centre) = (geo.pixels(), geo.width, bands.pad * bands.wp + bands.pad);
     let mut c = 0;
@@ -933,7 +1004,8 @@ fn relu_tile<A: Activation>(
         for cl in 0..cj {
             // The next channel's inputs start loading while this one is worked on.
             bands.prefetch_next(geo, tile, inputs, &geo.channels, (j, cl));
-            let mut sums: ReluSums = [[0.0; RELU_LANES]; 2];
+            let mut sums = S::zero();
+            let (mean, inv_std) = (affine.mean[c], affine.inv_std[c]);
             bands.rows(tile, |seg, y, at| {
                 let index = (seg.image * cj + cl) * hw + y * w;
                 let x = &inputs[j][index..][..w];
@@ -942,13 +1014,33 @@ fn relu_tile<A: Activation>(
                 // is dropped at the end of the iteration.
                 let dst = unsafe { grad_rows[j].row(index, w) };
                 let dy = &dy[c * dy_stride + at..][..w];
-                let (mean, inv_std) = (affine.mean[c], affine.inv_std[c]);
-                relu_row(dst, x, activated, dy, mean, inv_std, &mut sums);
+                row(dst, x, activated, dy, mean, inv_std, &mut sums);
             });
-            sum_dy[c] += sums[0].iter().sum::<f32>() as f64;
-            sum_dy_xhat[c] += sums[1].iter().sum::<f32>() as f64;
+            let [d, dx] = total(&sums);
+            sum_dy[c] += d as f64;
+            sum_dy_xhat[c] += dx as f64;
             c += 1;
         }
+    }
+}
+
+/// A channel's partial sums in [`relu_tile_rows`], starting from zero.
+trait ZeroSums {
+    fn zero() -> Self;
+}
+
+impl ZeroSums for ReluSums {
+    fn zero() -> Self {
+        [[0.0; RELU_LANES]; 2]
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ZeroSums for [std::arch::x86_64::__m512; 2] {
+    fn zero() -> Self {
+        // SAFETY: a zero vector needs no CPU feature beyond the baseline's (it is `vxorps`,
+        // and the type is only ever used where the CPU has AVX-512).
+        unsafe { std::mem::zeroed() }
     }
 }
 
@@ -994,32 +1086,15 @@ impl Activation for u16 {
     }
 }
 
-/// One row through the ReLU (see [`relu_tile`]), its sums added to `sums`.
-#[allow(clippy::too_many_arguments)]
-fn relu_row<A: Activation>(
-    dst: &mut [MaybeUninit<f32>],
-    x: &[f32],
-    activated: &[A],
-    dy: &[f32],
-    mean: f32,
-    inv_std: f32,
-    sums: &mut ReluSums,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::avx512() {
-        // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
-        return unsafe { relu_row_avx512(dst, x, activated, dy, mean, inv_std, sums) };
-    }
-    relu_row_plain(dst, x, activated, |a| a.positive(), dy, mean, inv_std, sums)
-}
-
-/// [`relu_row`] with AVX-512: 16 lanes a step, the row's tail under a lane mask.
+/// One row through the ReLU (see [`relu_tile`]) with AVX-512, 16 lanes a step, the row's tail
+/// under a lane mask; its sums added to `sums`.
 ///
 /// # Safety
 ///
 /// The CPU must support AVX512F and AVX512BW.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn relu_row_avx512<A: Activation>(
     dst: &mut [MaybeUninit<f32>],
@@ -1028,12 +1103,12 @@ unsafe fn relu_row_avx512<A: Activation>(
     dy: &[f32],
     mean: f32,
     inv_std: f32,
-    sums: &mut ReluSums,
+    sums: &mut [std::arch::x86_64::__m512; 2],
 ) {
     use std::arch::x86_64::*;
     let n = dst.len().min(x.len()).min(activated.len()).min(dy.len());
     let (mean, inv_std) = (_mm512_set1_ps(mean), _mm512_set1_ps(inv_std));
-    let (mut sd, mut sdx) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let [mut sd, mut sdx] = *sums;
     for i in (0..n).step_by(16) {
         // Every lane below n - i (all 16 but in the tail); loads and stores stay inside it.
         let lanes = if n - i >= 16 {
@@ -1051,8 +1126,7 @@ unsafe fn relu_row_avx512<A: Activation>(
         sd = _mm512_add_ps(sd, g);
         sdx = _mm512_fmadd_ps(g, xhat, sdx);
     }
-    sums[0][0] += _mm512_reduce_add_ps(sd);
-    sums[1][0] += _mm512_reduce_add_ps(sdx);
+    *sums = [sd, sdx];
 }
 
 #[inline(always)]
@@ -1209,7 +1283,7 @@ fn lane_sums(values: &[f32], f: impl Fn(f32) -> [f32; 2]) -> (f32, f32) {
 
 /// Through the batch norm, plane by plane: `grad_inputs` holds the gradient at the BN output
 /// and becomes the gradient at its input (with the batch statistics' dependence on the input
-/// when `batch_stats`), from the per-channel sums of [`relu_row`].
+/// when `batch_stats`), from the per-channel sums of [`relu_tile`].
 #[allow(clippy::too_many_arguments)]
 fn bn_backward(
     geo: &Geometry,
