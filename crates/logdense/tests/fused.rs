@@ -38,6 +38,21 @@ fn runs_since(before: KernelRuns) -> KernelRuns {
     }
 }
 
+/// Asserts that since `before` one fused BN-ReLU-conv forward and its backward step ran on
+/// this thread if `path` is the fused one, and none otherwise.
+fn assert_conv_ran(before: KernelRuns, path: Path) {
+    let ran = u64::from(path == Path::Fused);
+    assert_eq!(
+        runs_since(before),
+        KernelRuns {
+            conv_forward: ran,
+            conv_backward: ran,
+            ..KernelRuns::default()
+        },
+        "{path:?}: fused kernel runs"
+    );
+}
+
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
@@ -144,16 +159,7 @@ fn train_once_in(
     };
     let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
     let grads = (out.clone() * probe).sum().backward();
-    let ran = u64::from(path == Path::Fused);
-    assert_eq!(
-        runs_since(before),
-        KernelRuns {
-            conv_forward: ran,
-            conv_backward: ran,
-            ..KernelRuns::default()
-        },
-        "{path:?}: fused kernel runs"
-    );
+    assert_conv_ran(before, path);
     let mut tensors = vec![("output".to_string(), flat(out.detach()))];
     for (j, x) in xs.iter().enumerate() {
         let g = x.grad(&grads).expect("input gradient");
@@ -309,16 +315,7 @@ fn head_once(seed: u64, channels: &[usize], path: Path) -> Outcome {
         Path::Reference => reference_bn_relu_pool_linear(xs.clone(), &bn, &linear),
     };
     let grads = (out.clone() * probe).sum().backward();
-    let ran = u64::from(path == Path::Fused);
-    assert_eq!(
-        runs_since(before),
-        KernelRuns {
-            conv_forward: ran,
-            conv_backward: ran,
-            ..KernelRuns::default()
-        },
-        "{path:?}: fused kernel runs"
-    );
+    assert_conv_ran(before, path);
     let flat2 = |t: Tensor<2>| t.clone().reshape([t.shape().num_elements()]);
     let mut tensors = vec![("logits".to_string(), flat2(out.detach()).inner())];
     for (j, x) in xs.iter().enumerate() {
