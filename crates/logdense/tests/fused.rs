@@ -38,19 +38,22 @@ fn runs_since(before: KernelRuns) -> KernelRuns {
     }
 }
 
-/// Asserts that since `before` one fused BN-ReLU-conv forward and its backward step ran on
-/// this thread if `path` is the fused one, and none otherwise.
-fn assert_conv_ran(before: KernelRuns, path: Path) {
-    let ran = u64::from(path == Path::Fused);
-    assert_eq!(
-        runs_since(before),
-        KernelRuns {
-            conv_forward: ran,
-            conv_backward: ran,
-            ..KernelRuns::default()
-        },
-        "{path:?}: fused kernel runs"
-    );
+/// One fused BN-ReLU-conv forward and its backward step.
+const CONV_RUN: KernelRuns = KernelRuns {
+    conv_forward: 1,
+    conv_backward: 1,
+    resample_forward: 0,
+    resample_backward: 0,
+};
+
+/// Asserts that since `before` the fused kernels ran `fused` times on this thread if `path` is
+/// the fused one, and not at all otherwise.
+fn assert_runs(before: KernelRuns, path: Path, fused: KernelRuns) {
+    let expected = match path {
+        Path::Fused => fused,
+        _ => KernelRuns::default(),
+    };
+    assert_eq!(runs_since(before), expected, "{path:?}: fused kernel runs");
 }
 
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -159,7 +162,7 @@ fn train_once_in(
     };
     let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
     let grads = (out.clone() * probe).sum().backward();
-    assert_conv_ran(before, path);
+    assert_runs(before, path, CONV_RUN);
     let mut tensors = vec![("output".to_string(), flat(out.detach()))];
     for (j, x) in xs.iter().enumerate() {
         let g = x.grad(&grads).expect("input gradient");
@@ -315,7 +318,7 @@ fn head_once(seed: u64, channels: &[usize], path: Path) -> Outcome {
         Path::Reference => reference_bn_relu_pool_linear(xs.clone(), &bn, &linear),
     };
     let grads = (out.clone() * probe).sum().backward();
-    assert_conv_ran(before, path);
+    assert_runs(before, path, CONV_RUN);
     let flat2 = |t: Tensor<2>| t.clone().reshape([t.shape().num_elements()]);
     let mut tensors = vec![("logits".to_string(), flat2(out.detach()).inner())];
     for (j, x) in xs.iter().enumerate() {
@@ -393,17 +396,12 @@ fn deconv_once(seed: u64, size: (usize, usize), path: Path) -> Outcome {
     assert_eq!(out.dims(), [2, cout, 2 * size.0, 2 * size.1]);
     let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
     let grads = (out.clone() * probe).sum().backward();
-    let ran = u64::from(path == Path::Fused);
-    assert_eq!(
-        runs_since(before),
-        KernelRuns {
-            conv_forward: ran,
-            conv_backward: ran,
-            resample_forward: ran,
-            resample_backward: ran,
-        },
-        "{path:?}: fused kernel runs"
-    );
+    let resample = KernelRuns {
+        resample_forward: 1,
+        resample_backward: 1,
+        ..CONV_RUN
+    };
+    assert_runs(before, path, resample);
     let tensors = vec![
         ("output".to_string(), flat(out.detach())),
         (
@@ -465,16 +463,12 @@ fn fused_average_pool_equals_burns_with_its_gradient() {
                 Path::Reference => avg_pool2d(x.clone(), AvgPoolOptions::new([2, 2])),
             };
             let g = (y.clone() * probe.clone()).sum().backward();
-            let ran = u64::from(path == Path::Fused);
-            assert_eq!(
-                runs_since(before),
-                KernelRuns {
-                    resample_forward: ran,
-                    resample_backward: ran,
-                    ..KernelRuns::default()
-                },
-                "{path:?}: fused kernel runs"
-            );
+            let pool = KernelRuns {
+                resample_forward: 1,
+                resample_backward: 1,
+                ..KernelRuns::default()
+            };
+            assert_runs(before, path, pool);
             (y.inner(), x.grad(&g).expect("input gradient"))
         };
         let ((y1, g1), (y2, g2)) = (run(Path::Fused), run(Path::Reference));
