@@ -45,7 +45,8 @@ enum F32Kernels {
 }
 
 thread_local! {
-    /// Set by [`with_gemm_f32`] and [`with_direct_f32`]: this thread's f32 kernels.
+    /// Set by [`with_gemm_f32`], [`with_direct_f32`] and [`with_winograd_f32`]: this thread's
+    /// f32 kernels.
     static F32_OVERRIDE: std::cell::Cell<Option<F32Kernels>> = const { std::cell::Cell::new(None) };
 }
 
@@ -824,9 +825,8 @@ fn forward_unwritten(
     }
     let bands = Bands::new(geo);
     let ldr = direct::padded(bands.max_plane);
-    let taps = geo.taps();
     let winograd = winograd::applies(kernel, geo.width, &bands)
-        .then(|| winograd::pack(g, channels, |f, c, t| weight[(f * channels + c) * taps + t]));
+        .then(|| winograd::pack(g, channels, direct::forward_taps(geo, weight)));
     let direct =
         (direct::chosen() && winograd.is_none()).then(|| direct::pack_forward(geo, weight));
     let shifts = tap_shifts(kernel, bands.wp);
@@ -1416,12 +1416,12 @@ pub fn backward_with(
     let weight_t = match direct {
         Some(_) => Vec::new(),
         None => {
+            let flipped = direct::backward_taps(geo, weight);
             let mut weight_t = vec![0f32; channels * g * taps];
             for f in 0..g {
                 for c in 0..channels {
                     for t in 0..taps {
-                        weight_t[c * g * taps + f * taps + t] =
-                            weight[(f * channels + c) * taps + taps - 1 - t];
+                        weight_t[c * g * taps + f * taps + t] = flipped(c, f, t);
                     }
                 }
             }
@@ -1435,12 +1435,9 @@ pub fn backward_with(
     let ldr = direct::padded(bands.max_plane);
     let shifts = tap_shifts(kernel, wp);
     // The input gradient as a 3x3 convolution of the output gradient, in Winograd products
-    // where they apply: filter (c, f) is W[f, c] flipped.
-    let winograd = (direct.is_some() && winograd::applies(kernel, geo.width, &bands)).then(|| {
-        winograd::pack(channels, g, |c, f, t| {
-            weight[(f * channels + c) * taps + taps - 1 - t]
-        })
-    });
+    // where they apply.
+    let winograd = winograd::applies(kernel, geo.width, &bands)
+        .then(|| winograd::pack(channels, g, direct::backward_taps(geo, weight)));
     let act = |c| Act::layer(affine, c);
     // The direct kernels' weight gradient: 16 output channels per vector, [taps][channels][gp].
     let gp = g.div_ceil(16) * 16;

@@ -67,21 +67,43 @@ pub(super) fn pack(
     packed
 }
 
-/// The packed forward weights: `A_t[f][c] = W[f, c, t]`.
-pub(super) fn pack_forward(geo: &Geometry, weight: &[f32]) -> Vec<f32> {
+/// The forward filters: `(f, c, t) -> W[f, c, t]`, filter `f`'s tap `t` on channel `c`.
+pub(super) fn forward_taps<'w>(
+    geo: &Geometry,
+    weight: &'w [f32],
+) -> impl Fn(usize, usize, usize) -> f32 + 'w {
     let (channels, taps) = (geo.in_channels(), geo.taps());
-    pack(geo.out_channels, channels, taps, |f, c, t| {
-        weight[(f * channels + c) * taps + t]
-    })
+    move |f, c, t| weight[(f * channels + c) * taps + t]
 }
 
-/// The packed input-gradient weights: `A_t[c][f] = W[f, c, flipped t]` (the output gradient's
-/// band is read at +t where the convolution read its input at -t).
-pub(super) fn pack_backward(geo: &Geometry, weight: &[f32]) -> Vec<f32> {
+/// The input gradient's filters: `(c, f, t) -> W[f, c, flipped t]`, a convolution of the output
+/// gradient to the input channels (its band is read at +t where the forward read at -t).
+pub(super) fn backward_taps<'w>(
+    geo: &Geometry,
+    weight: &'w [f32],
+) -> impl Fn(usize, usize, usize) -> f32 + 'w {
     let (channels, taps) = (geo.in_channels(), geo.taps());
-    pack(channels, geo.out_channels, taps, |c, f, t| {
-        weight[(f * channels + c) * taps + taps - 1 - t]
-    })
+    move |c, f, t| weight[(f * channels + c) * taps + taps - 1 - t]
+}
+
+/// The packed forward weights: `A_t[f][c] = W[f, c, t]`.
+pub(super) fn pack_forward(geo: &Geometry, weight: &[f32]) -> Vec<f32> {
+    pack(
+        geo.out_channels,
+        geo.in_channels(),
+        geo.taps(),
+        forward_taps(geo, weight),
+    )
+}
+
+/// The packed input-gradient weights: `A_t[c][f] = W[f, c, flipped t]`.
+pub(super) fn pack_backward(geo: &Geometry, weight: &[f32]) -> Vec<f32> {
+    pack(
+        geo.in_channels(),
+        geo.out_channels,
+        geo.taps(),
+        backward_taps(geo, weight),
+    )
 }
 
 /// `out (rows x n, row stride ldo) = sum over taps t of A_t (rows x k) * band[shift_t]`, `a`
