@@ -253,7 +253,8 @@ pub struct Head {
     pub bn: BatchNorm,
     pub linear: Option<Linear>,
     pub conv: Option<Conv2d>,
-    /// Whether the BN-ReLU and the classifier or segmentation conv take the fused path where it applies.
+    /// Whether the BN-ReLU and the classifier or segmentation conv take the fused path where
+    /// it applies.
     pub fused: bool,
 }
 
