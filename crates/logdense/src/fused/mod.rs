@@ -167,9 +167,12 @@ pub fn is_flex(device: &Device) -> bool {
 /// Whether the fused kernels can run on these tensors: f32, all on the flex device (a tensor
 /// elsewhere goes to the plain ops, which report a device mismatch as burn does).
 pub fn on_flex_f32(inputs: &[Tensor<4>]) -> bool {
-    inputs
-        .iter()
-        .all(|t| t.dtype() == DType::F32 && is_flex(&t.device()))
+    inputs.iter().all(flex_f32)
+}
+
+/// Whether `t` is f32 on the flex device.
+fn flex_f32<const D: usize>(t: &Tensor<D>) -> bool {
+    t.dtype() == DType::F32 && is_flex(&t.device())
 }
 
 /// Whether the fused kernels can run this convolution: a square odd kernel with "same"
@@ -182,8 +185,7 @@ pub fn conv_supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
         PaddingConfig2d::Valid => k == 1,
     };
     on_flex_f32(inputs)
-        && is_flex(&conv.weight.device())
-        && conv.weight.dtype() == DType::F32
+        && flex_f32(&conv.weight)
         && k == kw
         && k % 2 == 1
         && same_padding
@@ -231,8 +233,7 @@ pub fn bn_relu_pool_linear(
 ) -> Tensor<2> {
     assert!(!inputs.is_empty(), "a head needs at least one input");
     let weight = linear.weight.val();
-    if !(fused && on_flex_f32(&inputs) && is_flex(&weight.device()) && weight.dtype() == DType::F32)
-    {
+    if !(fused && on_flex_f32(&inputs) && flex_f32(&weight)) {
         return reference_bn_relu_pool_linear(inputs, bn, linear);
     }
     // burn's Linear keeps its weight as [in, out]; the 1x1 convolution takes [out, in, 1, 1].
@@ -345,8 +346,7 @@ pub fn deconv_supported(x: &Tensor<4>, deconv: &ConvTranspose2d) -> bool {
         && deconv.dilation == [1, 1]
         && deconv.groups == 1
         && deconv.bias.is_none()
-        && is_flex(&deconv.weight.device())
-        && deconv.weight.dtype() == DType::F32
+        && flex_f32(&deconv.weight)
         && on_flex_f32(std::slice::from_ref(x))
 }
 
