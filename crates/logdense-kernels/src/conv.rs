@@ -351,6 +351,11 @@ impl Bands {
         }
     }
 
+    /// The image width (the padded width less the padding).
+    fn width(&self) -> usize {
+        self.wp - 2 * self.pad
+    }
+
     /// Output columns of a tile (padded-width coordinates, halo rows included).
     fn columns(&self, tile: &Tile) -> usize {
         (tile.padded_rows - 2 * self.pad) * self.wp
@@ -825,7 +830,7 @@ fn forward_unwritten(
     }
     let bands = Bands::new(geo);
     let ldr = direct::padded(bands.max_plane);
-    let winograd = winograd::applies(kernel, geo.width, &bands)
+    let winograd = winograd::applies(&bands)
         .then(|| winograd::pack(g, channels, direct::forward_taps(geo, weight)));
     let direct =
         (direct::chosen() && winograd.is_none()).then(|| direct::pack_forward(geo, weight));
@@ -849,7 +854,7 @@ fn forward_unwritten(
                     g,
                     channels,
                     packed,
-                    (&bands, tile, geo.width),
+                    (&bands, tile),
                     band,
                     plane,
                     scratch,
@@ -1436,7 +1441,7 @@ pub fn backward_with(
     let shifts = tap_shifts(kernel, wp);
     // The input gradient as a 3x3 convolution of the output gradient, in Winograd products
     // where they apply.
-    let winograd = winograd::applies(kernel, geo.width, &bands)
+    let winograd = winograd::applies(&bands)
         .then(|| winograd::pack(channels, g, direct::backward_taps(geo, weight)));
     let act = |c| Act::layer(affine, c);
     // The direct kernels' weight gradient: 16 output channels per vector, [taps][channels][gp].
@@ -1489,7 +1494,7 @@ pub fn backward_with(
                     channels,
                     g,
                     packed,
-                    (&bands, tile, geo.width),
+                    (&bands, tile),
                     &s.out_band,
                     plane,
                     &mut s.winograd,

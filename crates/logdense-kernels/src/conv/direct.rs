@@ -46,6 +46,11 @@ pub(super) fn padded(n: usize) -> usize {
     up(n, LANES)
 }
 
+/// The length of [`pack`]'s result: whole register blocks of rows.
+pub(super) fn packed_len(rows: usize, k: usize, taps: usize) -> usize {
+    rows.div_ceil(MR) * taps * k * MR
+}
+
 /// Per-tap operands as the kernel's `A`: `[row blocks][taps][k][MR]`, `value(row, k, tap)`,
 /// rows past `rows` zero.
 pub(super) fn pack(
@@ -54,8 +59,7 @@ pub(super) fn pack(
     taps: usize,
     value: impl Fn(usize, usize, usize) -> f32,
 ) -> Vec<f32> {
-    let blocks = rows.div_ceil(MR);
-    let mut packed = vec![0f32; blocks * taps * k * MR];
+    let mut packed = vec![0f32; packed_len(rows, k, taps)];
     for r in 0..rows {
         let (block, lane) = (r / MR, r % MR);
         for t in 0..taps {
@@ -128,10 +132,7 @@ pub(super) fn conv_taps(
     let np = padded(n);
     let taps = shifts.len();
     assert!(cpu_runs(), "the direct kernels need AVX-512");
-    assert!(
-        a.len() >= rows.div_ceil(MR) * taps * k * MR,
-        "packed A too short"
-    );
+    assert!(a.len() >= packed_len(rows, k, taps), "packed A too short");
     let last_read = shifts
         .iter()
         .max()

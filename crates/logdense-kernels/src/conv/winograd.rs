@@ -35,12 +35,12 @@ const G: [[f32; 3]; 4] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Whether the Winograd products run a call of this kernel size on these bands: 3x3 kernels,
-/// an even width and every segment an even number of rows, on a CPU that runs the direct
-/// kernels, unless [`super::with_direct_f32`] or `LOGDENSE_F32_KERNELS=direct` asked for those.
-pub(super) fn applies(kernel: usize, width: usize, bands: &Bands) -> bool {
-    kernel == 3
-        && width.is_multiple_of(2)
+/// Whether the Winograd products run a call on these bands: a 3x3 kernel (padding 1), an even
+/// width and every segment an even number of rows, on a CPU that runs the direct kernels, where
+/// [`super::with_winograd_f32`] or `LOGDENSE_F32_KERNELS=winograd` asked for them.
+pub(super) fn applies(bands: &Bands) -> bool {
+    bands.pad == 1
+        && bands.width().is_multiple_of(2)
         && direct::chosen()
         && super::f32_kernel_choice() == super::F32Kernels::Winograd
         && bands
@@ -103,7 +103,7 @@ pub(super) fn conv(
     rows: usize,
     k: usize,
     packed: &[f32],
-    (bands, tile, width): (&Bands, &Tile, usize),
+    (bands, tile): (&Bands, &Tile),
     band: &[f32],
     plane: usize,
     scratch: &mut Scratch,
@@ -112,10 +112,11 @@ pub(super) fn conv(
 ) {
     assert!(crate::avx512(), "the Winograd kernels need AVX-512");
     let pairs = row_pairs(bands, tile);
+    let width = bands.width();
     let half = width / 2;
     let tiles = pairs.len() * half;
     let tp = direct::padded(tiles);
-    let per_position = rows.div_ceil(direct::MR) * k * direct::MR;
+    let per_position = direct::packed_len(rows, k, 1);
     assert!(
         packed.len() >= POSITIONS * per_position,
         "packed U too short"
@@ -141,7 +142,7 @@ pub(super) fn conv(
         for c in 0..k {
             // SAFETY: the CPU has AVX-512 (asserted above); the asserts keep the band's reads
             // (4 rows of width + 2 values from each pair's offset) and the writes to `v`
-            // (positions x k x tp) inside their slices.
+            // (positions at v_stride, k rows of tp) inside their slices.
             unsafe {
                 input_transform(
                     &band[c * plane..],
