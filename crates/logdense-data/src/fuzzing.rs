@@ -74,10 +74,14 @@ pub fn camvid_label(data: &[u8]) -> Result<(), DataError> {
 }
 
 /// Replays a fuzz target's corpus, `fuzz/corpus/TARGET/` under the repository root `root`,
-/// through `run` (the stable tests of both crates do): no input may panic, a file named `ok-*`
-/// must parse and a `bad-*` one must be refused, and every seed of `seeds` must be there. With
-/// `FUZZ_WRITE_SEEDS` set in the environment the seeds are (re)written first. Returns how many
-/// inputs were replayed. Panics with the file's name when one fails: it is a test helper.
+/// through `run` (the stable tests of both crates do). First every seed of `seeds` must be on
+/// disk with exactly the bytes given for it (the seeds a test generates are the committed ones,
+/// not merely files of the same names); then every file of the folder is replayed: no input may
+/// panic, a file named `ok-*` must parse and a `bad-*` one must be refused (other files, e.g.
+/// inputs that once crashed a target, need only not panic). Every seed's name must start with
+/// `ok-` or `bad-`. With `FUZZ_WRITE_SEEDS` set in the environment the seeds are (re)written
+/// first. Returns how many inputs were replayed. Panics with the file's name when one fails: it
+/// is a test helper.
 pub fn replay_corpus<E: std::fmt::Display>(
     root: &Path,
     target: &str,
@@ -85,10 +89,47 @@ pub fn replay_corpus<E: std::fmt::Display>(
     run: impl Fn(&[u8]) -> Result<(), E>,
 ) -> usize {
     let dir = root.join("fuzz/corpus").join(target);
+    for (k, (name, _)) in seeds.iter().enumerate() {
+        assert!(
+            name.starts_with("ok-") || name.starts_with("bad-"),
+            "seed {name} of {target}: a seed's name starts with ok- or bad-"
+        );
+        assert!(
+            seeds[..k].iter().all(|(other, _)| other != name),
+            "seed {name} of {target} is defined twice"
+        );
+    }
     if std::env::var_os("FUZZ_WRITE_SEEDS").is_some() {
         std::fs::create_dir_all(&dir).expect("the corpus folder can be created");
         for (name, bytes) in seeds {
             std::fs::write(dir.join(name), bytes).expect("a seed can be written");
+        }
+    }
+    for (name, bytes) in seeds {
+        let path = dir.join(name);
+        let on_disk = match std::fs::read(&path) {
+            Ok(on_disk) => on_disk,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "{}: seed {name} is missing; rerun this test with FUZZ_WRITE_SEEDS=1 to write \
+                 the seeds, and commit them",
+                path.display()
+            ),
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
+        if on_disk != *bytes {
+            let at = on_disk
+                .iter()
+                .zip(bytes)
+                .position(|(a, b)| a != b)
+                .unwrap_or(on_disk.len().min(bytes.len()));
+            panic!(
+                "{}: the committed seed differs from the bytes this test generates for {name} \
+                 ({} bytes on disk, {} generated, first difference at byte {at}); rerun this \
+                 test with FUZZ_WRITE_SEEDS=1 to rewrite the seeds, and commit them",
+                path.display(),
+                on_disk.len(),
+                bytes.len()
+            );
         }
     }
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
@@ -96,13 +137,6 @@ pub fn replay_corpus<E: std::fmt::Display>(
         .map(|e| e.expect("a corpus entry").path())
         .collect();
     files.sort();
-    for (name, _) in seeds {
-        assert!(
-            files.iter().any(|f| f.ends_with(name)),
-            "seed {name} missing from {}; write the seeds with FUZZ_WRITE_SEEDS=1",
-            dir.display()
-        );
-    }
     for f in &files {
         let bytes = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let name = f.file_name().unwrap_or_default().to_string_lossy();

@@ -1,8 +1,9 @@
 //! Replays the fuzz corpus (`fuzz/corpus/<target>/`, see fuzz/README.md) through the same
-//! entry points the fuzz targets call: no input may panic, and every seed named `ok-*` must
-//! parse. The seeds are written by this file: `FUZZ_WRITE_SEEDS=1 cargo test -p logdense-data
-//! --test fuzz_corpus` rewrites them (other corpus files, e.g. inputs that once crashed a
-//! target, are kept).
+//! entry points the fuzz targets call: no input may panic, every file named `ok-*` must parse
+//! and every `bad-*` one must be refused. The seeds are written by this file, and each
+//! committed seed must hold exactly the bytes generated here for its name:
+//! `FUZZ_WRITE_SEEDS=1 cargo test -p logdense-data --test fuzz_corpus` rewrites them (other
+//! corpus files, e.g. inputs that once crashed a target, are kept).
 
 use std::io::Write;
 use std::path::Path;
@@ -12,8 +13,9 @@ use logdense_data::fuzzing;
 use logdense_data::mat5::writer::{Values, Var, Writer};
 use logdense_data::DataError;
 
-/// Writes the seeds when FUZZ_WRITE_SEEDS is set; then replays every file of the target's
-/// corpus, requiring `ok-*` files to parse and `bad-*` files to be refused.
+/// Writes the seeds when FUZZ_WRITE_SEEDS is set; checks that each committed seed holds the
+/// bytes generated here; then replays every file of the target's corpus, requiring `ok-*`
+/// files to parse and `bad-*` files to be refused.
 fn replay(target: &str, seeds: Vec<(&str, Vec<u8>)>, run: fn(&[u8]) -> Result<(), DataError>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let replayed = logdense_data::fuzzing::replay_corpus(&root, target, &seeds, run);
@@ -150,7 +152,7 @@ fn svhn_mat() {
         ("bad-count", svhn(&plain, &[1.0])),
         ("bad-truncated", svhn(&plain, &[1.0, 2.0])[..200].to_vec()),
         (
-            // 2 MiB of zeros compressed to 2 KB: over the fuzz entry point's inflate limit.
+            // 2 MiB of zeros compressed to 10 KB: over the fuzz entry point's inflate limit.
             "bad-inflate-over-limit",
             zipped_be.file(&[var("X", 9, &[2 << 20, 1], Values::U8(&vec![0; 2 << 20]))]),
         ),

@@ -865,9 +865,13 @@ mod tests {
         let mut kernels = vec![Kernel::Portable];
         if avx512_bf16() {
             kernels.push(Kernel::Avx512Bf16);
+        } else {
+            println!("skipped: the AVX512-BF16 kernel's products (no AVX512-BF16 on this CPU)");
         }
         if amx() {
             kernels.push(Kernel::Amx);
+        } else {
+            println!("skipped: the AMX kernel's products (no AMX on this CPU)");
         }
         eprintln!(
             "kernels run here: {kernels:?} (the default: {:?})",
@@ -894,8 +898,9 @@ mod tests {
         }
     }
 
-    /// The tile steps of [`Amx`] and [`Avx512Bf16`] (where they run) equal [`Emulated`]'s, at unaligned offsets and
-    /// strides, with one accumulator or two, loaded from and stored to memory.
+    /// The tile steps of [`Amx`] and [`Avx512Bf16`] (where they run; elsewhere the test says
+    /// which it skipped) equal [`Emulated`]'s, at unaligned offsets and strides, with one
+    /// accumulator or two, loaded from and stored to memory.
     #[test]
     fn amx_tiles_equal_the_emulated_ones() {
         fn run<T: Tiles>(tiles: &mut T, a: &[u16], b: &[u16], acc: &mut [f32]) {
@@ -918,17 +923,34 @@ mod tests {
             want.iter().any(|&v| v.abs() > 1.0),
             "the products are not trivial"
         );
-        let Some(mut amx) = Amx::new() else {
-            eprintln!("no AMX here: only the emulated tiles ran");
-            return;
+        let check = |what: &str, got: &[f32]| {
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{what}: element {i}: {g} against {w}"
+                );
+            }
         };
-        let mut got = vec![0f32; 1400];
-        run(&mut amx, &a, &b, &mut got);
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                "element {i}: {g} against {w}"
-            );
+        match Avx512Bf16::new() {
+            Some(mut avx) => {
+                let mut got = vec![0f32; 1400];
+                run(&mut avx, &a, &b, &mut got);
+                check("AVX512-BF16", &got);
+            }
+            None => println!(
+                "skipped: the AVX512-BF16 tile step against the emulated one (no AVX512-BF16 \
+                 on this CPU)"
+            ),
+        }
+        match Amx::new() {
+            Some(mut amx) => {
+                let mut got = vec![0f32; 1400];
+                run(&mut amx, &a, &b, &mut got);
+                check("AMX", &got);
+            }
+            None => {
+                println!("skipped: the AMX tile step against the emulated one (no AMX on this CPU)")
+            }
         }
     }
 }

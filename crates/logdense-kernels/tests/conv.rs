@@ -219,37 +219,75 @@ fn the_gemm_path_equals_the_naive_definition_and_chain_rule() {
 }
 
 /// The opt-in Winograd products (where the CPU runs them; elsewhere this repeats the tests
-/// above) on every case: the even 3x3 ones take them, the rest the direct kernels.
+/// above on the `gemm` kernels they fall back to, and says so) on every case: the even 3x3
+/// ones take them, the rest the direct kernels.
 #[test]
 fn the_winograd_path_equals_the_naive_definition_and_chain_rule() {
-    with_winograd_f32(|| {
+    let kernels = with_winograd_f32(|| {
         check_forward();
         check_gradients();
+        f32_kernels()
     });
+    if kernels != "winograd" {
+        assert_eq!(
+            kernels, "gemm",
+            "asking for Winograd ran neither it nor gemm"
+        );
+        println!(
+            "skipped: the Winograd products (no AVX-512 on this CPU); the gemm path they fall \
+             back to was checked instead"
+        );
+    }
 }
 
-/// On an even 3x3 case the Winograd products really run where the CPU has them: the output
-/// and the input gradients differ in their last bits from the direct kernels' (the sums are
-/// formed differently), while both match the naive definition (the tests above).
+/// On an even 3x3 case the Winograd products really run where the CPU has them (AVX-512): the
+/// output and the input gradients differ in their last bits from the direct kernels' (the sums
+/// are formed differently), while both match the naive definition. Without AVX-512, asking for
+/// them must fall back to `gemm`'s kernels, which must match the naive definition; the
+/// comparison with the direct kernels, which do not run there either, is reported as skipped.
 #[test]
 fn the_winograd_products_run_on_even_3x3_maps() {
-    if with_winograd_f32(f32_kernels) != "winograd" {
-        return;
-    }
     let case = Case::new(2, &[16, 7], 20, 3, 12, 14);
     let probe = values(case.out_len(), 98);
+    let wide = Wide::of(&case);
+    let layer = wide.layer(true);
+    let expected = naive::bn_relu_conv(&case.geo, &wide.refs(), &layer);
+    let exact = naive::bn_relu_conv_backward(&case.geo, &wide.refs(), &layer, &widen(&probe));
     let run = || {
         (
+            f32_kernels(),
             case.fast_forward(true),
             case.fast_backward(true, &probe).inputs,
         )
     };
-    let (winograd, direct) = (with_winograd_f32(run), with_direct_f32(run));
-    assert_ne!(winograd.0, direct.0, "the forward took the direct kernels");
-    assert_ne!(
-        winograd.1, direct.1,
-        "the input gradient took the direct kernels"
-    );
+    let check = |(kernels, forward, inputs): &(&str, Vec<f32>, Vec<Vec<f32>>)| {
+        assert_close(forward, &expected, 1e-5, &format!("{kernels}: forward"));
+        assert_eq!(inputs.len(), exact.inputs.len());
+        for (j, (a, b)) in inputs.iter().zip(&exact.inputs).enumerate() {
+            assert_close(a, b, 1e-4, &format!("{kernels}: input {j} gradient"));
+        }
+    };
+    let winograd = with_winograd_f32(run);
+    check(&winograd);
+    if winograd.0 == "winograd" {
+        let direct = with_direct_f32(run);
+        assert_eq!(direct.0, "direct");
+        check(&direct);
+        assert_ne!(winograd.1, direct.1, "the forward took the direct kernels");
+        assert_ne!(
+            winograd.2, direct.2,
+            "the input gradient took the direct kernels"
+        );
+    } else {
+        assert_eq!(
+            winograd.0, "gemm",
+            "asking for Winograd ran neither it nor gemm"
+        );
+        println!(
+            "skipped: the Winograd products against the direct kernels (no AVX-512 on this \
+             CPU); the gemm path they fall back to matches the naive definition"
+        );
+    }
 }
 
 fn check_forward() {
