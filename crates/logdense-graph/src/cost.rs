@@ -12,7 +12,7 @@
 //!   DenseNet, which is why DenseNets need custom memory sharing.
 //! - `shared` (concat-free, recomputing BN-ReLU in the backward pass): only node outputs.
 
-use crate::net::{NetGraph, Node, Op, Task};
+use crate::net::{NetGraph, Node, Op, TaskKind};
 use serde::{Deserialize, Serialize};
 
 /// Costs of one node, block or network.
@@ -152,8 +152,8 @@ pub fn node_cost(node: &Node) -> Option<Cost> {
             c = add(
                 c,
                 match task {
-                    Task::Classify => conv(cin, cout, 1, 1, true),
-                    Task::Segment => conv(cin, cout, 1, hw_in, true),
+                    TaskKind::Classify => conv(cin, cout, 1, 1, true),
+                    TaskKind::Segment => conv(cin, cout, 1, hw_in, true),
                 },
             )?;
         }
@@ -161,7 +161,7 @@ pub fn node_cost(node: &Node) -> Option<Cost> {
     // A classifier's output is one vector of logits (global pooling removes the resolution).
     let output = match node.op {
         Op::Head {
-            task: Task::Classify,
+            task: TaskKind::Classify,
             ..
         } => mul(&[cout, BYTES_PER_FLOAT])?,
         _ => mul(&[cout, hw_out, BYTES_PER_FLOAT])?,

@@ -22,7 +22,7 @@ pub use cost::{Cost, CostReport};
 pub use distance::{DistanceSummary, GraphDistances, TransitionHops};
 pub use error::SpecError;
 pub use net::{
-    Arch, NetGraph, NetSpec, Node, NodeId, Op, Pool, Stem, Task, MAX_CHANNELS, MAX_CONNECTIONS,
+    Arch, NetGraph, NetSpec, Node, NodeId, Op, Pool, Stem, TaskKind, MAX_CHANNELS, MAX_CONNECTIONS,
     MAX_LAYERS, MAX_SIDE,
 };
 pub use pattern::Pattern;

@@ -126,7 +126,7 @@ pub enum Op {
     Up { pre_activation: bool, like: NodeId },
     /// A prediction: BN-ReLU-global average pool-Linear (classification) or
     /// BN-ReLU-1x1conv (segmentation, at the node's resolution).
-    Head { task: Task, is_final: bool },
+    Head { task: TaskKind, is_final: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ pub enum Pool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Task {
+pub enum TaskKind {
     Classify,
     Segment,
 }
@@ -177,7 +177,7 @@ pub struct NetGraph {
     /// `layer_nodes[i]` is the node that first computes `x_i` (`x_0` is the stem).
     pub layer_nodes: Vec<NodeId>,
     pub blocks: Vec<BlockInfo>,
-    pub task: Task,
+    pub task: TaskKind,
 }
 
 impl NetSpec {
@@ -282,10 +282,10 @@ impl NetSpec {
     }
 
     /// The task follows from the architecture.
-    pub fn task(&self) -> Task {
+    pub fn task(&self) -> TaskKind {
         match self.arch {
-            Arch::FcLog | Arch::FcDenseNet => Task::Segment,
-            _ => Task::Classify,
+            Arch::FcLog | Arch::FcDenseNet => TaskKind::Segment,
+            _ => TaskKind::Classify,
         }
     }
 
@@ -624,7 +624,7 @@ impl Builder {
         let task = self.spec.task();
         // A segmenter's final prediction is at the image's resolution: where a strided stem
         // made the network work below it, the head's logits are upsampled (bilinearly) to it.
-        let size = if is_final && task == Task::Segment {
+        let size = if is_final && task == TaskKind::Segment {
             (self.spec.input[1], self.spec.input[2])
         } else {
             self.size

@@ -14,7 +14,7 @@
 use logdense_graph::cost::node_cost;
 use logdense_graph::paper::{TABLE1, TABLE2};
 use logdense_graph::pattern::floor_log2;
-use logdense_graph::{NetSpec, Node, Op, Pattern, Pool, Task};
+use logdense_graph::{NetSpec, Node, Op, Pattern, Pool, TaskKind};
 
 const CLASSES: usize = 10;
 
@@ -62,7 +62,7 @@ impl Flops {
     }
     fn head(&mut self, cin: usize, is_final: bool) {
         let op = Op::Head {
-            task: Task::Classify,
+            task: TaskKind::Classify,
             is_final,
         };
         self.node(op, cin, CLASSES, 1, 1);

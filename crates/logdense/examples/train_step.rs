@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     // Deep supervision: half the loss on the final head, half over the block-end heads.
     let weights = head_weights(model.graph.heads().len(), false);
     let (model, loss) = engine::train_step(model, &mut optim, 0.1, images, |heads| {
-        logdense::train::classify_loss(heads, &labels, &weights).loss
+        logdense::classify::classify_loss(heads, &labels, &weights).loss
     })?;
     println!(
         "loss {loss:.4} after one step of {} parameters",

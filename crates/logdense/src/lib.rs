@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod classify;
 pub mod config;
 pub mod datasets;
 pub mod device;
@@ -19,9 +20,9 @@ pub mod presets;
 pub mod report;
 pub mod reproduce;
 pub mod resources;
+pub mod run;
 pub mod segment;
 pub mod tensor_ops;
-pub mod train;
 
 pub use logdense_data as data;
 pub use logdense_graph as graph;

@@ -87,7 +87,7 @@ impl SparseDenseNet {
     ) -> Result<Self, logdense_graph::SpecError> {
         let NetOptions { dropout, fused } = *options;
         let graph = spec.build()?;
-        let segment = graph.task == logdense_graph::Task::Segment;
+        let segment = graph.task == logdense_graph::TaskKind::Segment;
         let modules = graph
             .nodes
             .iter()

@@ -30,7 +30,7 @@ pub const DEFAULT_CASES: &[(&str, usize, usize)] = &[
 /// convolutional ones at `side` x `side` (their 224x224 would only make the check slow).
 pub fn case_spec(name: &str, side: usize) -> Result<NetSpec, String> {
     let mut spec = crate::presets::preset(name)?;
-    if spec.task() == logdense_graph::Task::Segment {
+    if spec.task() == logdense_graph::TaskKind::Segment {
         spec.input = [spec.input[0], side, side];
     }
     Ok(spec)

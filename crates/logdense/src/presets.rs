@@ -4,10 +4,12 @@
 //! builder; the builders, `logdense presets`, the CLI's help and every "unknown preset" error
 //! come from it. A family entry (`ld-v1-N-G`) names a network for every pair of numbers.
 
-use logdense_graph::{NetSpec, Pattern, Stem, Task};
+use logdense_graph::{NetSpec, Pattern, Stem, TaskKind};
 
 /// The preset that `logdense train` uses with no arguments.
 pub const DEFAULT_PRESET: &str = "fashion";
+/// The preset that `logdense segment train` uses with no arguments.
+pub const DEFAULT_SEG_PRESET: &str = "fc-ld-small";
 
 /// How an entry builds its network.
 #[derive(Clone, Copy)]
@@ -24,7 +26,7 @@ pub enum Builder {
 pub struct Preset {
     /// The name, or for a family its pattern (`ld-v1-N-G`).
     pub name: &'static str,
-    pub task: Task,
+    pub task: TaskKind,
     pub summary: &'static str,
     pub builder: Builder,
 }
@@ -89,103 +91,103 @@ fn fashion() -> NetSpec {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "fashion",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "the CPU default: Log-DenseNet V1 for 28x28 grey images, 3 blocks of 5, g = 16, 0.13 M parameters",
         builder: Builder::Fixed(fashion),
     },
     Preset {
         name: "ld-v2-169",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "ImageNet Log-DenseNet V2, blocks 6,12,32,32, bottleneck, g = 32",
         builder: Builder::Fixed(|| imagenet_v2(vec![6, 12, 32, 32])),
     },
     Preset {
         name: "ld-v2-265",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "ImageNet Log-DenseNet V2, blocks 6,12,64,48, bottleneck, g = 32",
         builder: Builder::Fixed(|| imagenet_v2(vec![6, 12, 64, 48])),
     },
     Preset {
         name: "ld-v2-369",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "ImageNet Log-DenseNet V2, blocks 8,16,80,80, bottleneck, g = 32",
         builder: Builder::Fixed(|| imagenet_v2(vec![8, 16, 80, 80])),
     },
     Preset {
         name: "ld-v1-N-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "Log-DenseNet V1 (LOG, independent transitions), 3 blocks of N, growth G (Table 1's LD)",
         builder: Builder::Family(|n, g| v1(Pattern::Log, n, g)),
     },
     Preset {
         name: "ld-v2-N-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "Log-DenseNet V2 (block compression), 3 blocks of N, growth G (Table 1's LD2)",
         builder: Builder::Family(|n, g| Ok(NetSpec::v2(n, g, 3))),
     },
     Preset {
         name: "nearest-half-N-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "V1 with NEAREST-HALF inputs (Table 2)",
         builder: Builder::Family(|n, g| v1(Pattern::NearestHalf, n, g)),
     },
     Preset {
-        name: "evenly-half-N-G",
-        task: Task::Classify,
+        name: "evenly-spaced-half-N-G",
+        task: TaskKind::Classify,
         summary: "V1 with EVENLY-SPACED-HALF inputs (Table 2)",
         builder: Builder::Family(|n, g| v1(Pattern::EvenlySpacedHalf, n, g)),
     },
     Preset {
         name: "nearest-N-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "V1 with NEAREST inputs at LOG's budget (Table 1)",
         builder: Builder::Family(|n, g| v1(Pattern::Nearest, n, g)),
     },
     Preset {
-        name: "evenly-N-G",
-        task: Task::Classify,
+        name: "evenly-spaced-N-G",
+        task: TaskKind::Classify,
         summary: "V1 with EVENLY-SPACED inputs at LOG's budget (Table 1)",
         builder: Builder::Family(|n, g| v1(Pattern::EvenlySpaced, n, g)),
     },
     Preset {
-        name: "nhl-N-G",
-        task: Task::Classify,
+        name: "nearest-half-and-log-N-G",
+        task: TaskKind::Classify,
         summary: "V1 with NEAREST-HALF-AND-LOG inputs (Table 2's N+LD)",
         builder: Builder::Family(|n, g| v1(Pattern::NearestHalfAndLog, n, g)),
     },
     Preset {
         name: "dense-N-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "V1 with DENSE inputs, no bottleneck (Table 2's D)",
         builder: Builder::Family(|n, g| v1(Pattern::Dense, n, g)),
     },
     Preset {
         name: "t2-nearest-half-N-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "Table 2's N as the authors built it: NEAREST-HALF with bottleneck layers",
         builder: Builder::Family(|n, g| bottleneck(Pattern::NearestHalf, n, g)),
     },
     Preset {
-        name: "t2-evenly-half-N-G",
-        task: Task::Classify,
+        name: "t2-evenly-spaced-half-N-G",
+        task: TaskKind::Classify,
         summary: "Table 2's E as the authors built it: EVENLY-SPACED-HALF with bottleneck layers",
         builder: Builder::Family(|n, g| bottleneck(Pattern::EvenlySpacedHalf, n, g)),
     },
     Preset {
-        name: "t2-nhl-N-G",
-        task: Task::Classify,
+        name: "t2-nearest-half-and-log-N-G",
+        task: TaskKind::Classify,
         summary: "Table 2's N+LD as the authors' code builds it, with bottleneck layers",
         builder: Builder::Family(|n, g| bottleneck(Pattern::NearestHalfAndLogAuthors, n, g)),
     },
     Preset {
         name: "t2-dense-N-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "Table 2's D: DenseNet with bottlenecks and width-keeping transitions",
         builder: Builder::Family(|n, g| Ok(NetSpec::densenet_uncompressed(n, g, 3))),
     },
     Preset {
         name: "loglog-N-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "LogLog-DenseNet (Appendix A, 4-input augmentation), bottleneck (Fig. 8)",
         builder: Builder::Family(|n, g| {
             Ok(NetSpec {
@@ -196,7 +198,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "densenet-bc-DEPTH-G",
-        task: Task::Classify,
+        task: TaskKind::Classify,
         summary: "DenseNet-BC, depth 6n + 4 (e.g. densenet-bc-100-12), compression 0.5",
         builder: Builder::Family(|depth, g| {
             if depth < 10 || (depth - 4) % 6 != 0 {
@@ -209,13 +211,13 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "fc-ld-103",
-        task: Task::Segment,
+        task: TaskKind::Segment,
         summary: "FC-Log-DenseNet-103 (Sec. 4.2): 11 blocks 4..15..4, g = 24, 72-channel stem, 4.49 M parameters",
         builder: Builder::Fixed(|| NetSpec::fc_log_densenet_103(72)),
     },
     Preset {
         name: "fc-ld-small",
-        task: Task::Segment,
+        task: TaskKind::Segment,
         summary: "reduced FC-Log-DenseNet for CPUs: 5 blocks 2,3,4,3,2, g = 12, 24-channel stem",
         builder: Builder::Fixed(|| NetSpec {
             blocks: vec![2, 3, 4, 3, 2],
@@ -225,7 +227,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "fc-ld-scenes",
-        task: Task::Segment,
+        task: TaskKind::Segment,
         summary: "9 blocks 1,2,3,4,6,4,3,2,1, g = 12: one layer per full-resolution block, six at 4 x 4",
         builder: Builder::Fixed(|| NetSpec {
             blocks: vec![1, 2, 3, 4, 6, 4, 3, 2, 1],
@@ -235,7 +237,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "fc-ld-scenes-wide",
-        task: Task::Segment,
+        task: TaskKind::Segment,
         summary: "deeper and wider where maps are small: blocks 1,1,2,4,10,4,2,1,1, growth 12..32..12",
         // Transitions narrow each layer to the growth of the block they enter, so the width
         // does not travel up to the full-resolution blocks.
@@ -248,7 +250,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "fc-ld-scenes-slim",
-        task: Task::Segment,
+        task: TaskKind::Segment,
         summary: "the fashion-scenes recipe: the wide one with slim full-resolution ends and 14 layers at 4 x 4, 0.92 M parameters",
         // A 16-channel stem, 8 and 6 channels in the 64 x 64 blocks, 8 in the 32 x 32 block
         // on the way up (the blocks at 64 and 32 pixels hold most of the FLOPs and add little
@@ -264,19 +266,19 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "fc-densenet-56",
-        task: Task::Segment,
+        task: TaskKind::Segment,
         summary: "FC-DenseNet56 (Tiramisu), g = 12, blocks of 4",
         builder: Builder::Fixed(|| NetSpec::tiramisu(56).expect("a Tiramisu depth")),
     },
     Preset {
         name: "fc-densenet-67",
-        task: Task::Segment,
+        task: TaskKind::Segment,
         summary: "FC-DenseNet67 (Tiramisu), g = 16, blocks of 5, 3.46 M parameters",
         builder: Builder::Fixed(|| NetSpec::tiramisu(67).expect("a Tiramisu depth")),
     },
     Preset {
         name: "fc-densenet-103",
-        task: Task::Segment,
+        task: TaskKind::Segment,
         summary: "FC-DenseNet103 (Tiramisu), g = 16, 9.32 M parameters",
         builder: Builder::Fixed(|| NetSpec::tiramisu(103).expect("a Tiramisu depth")),
     },
@@ -284,7 +286,7 @@ pub const PRESETS: &[Preset] = &[
 
 /// The registry's names (family patterns included), comma-separated, for help and errors;
 /// `task` restricts them to one task.
-pub fn names(task: Option<Task>) -> String {
+pub fn names(task: Option<TaskKind>) -> String {
     PRESETS
         .iter()
         .filter(|p| task.is_none_or(|t| p.task == t))
@@ -298,8 +300,34 @@ fn parse_pair(rest: &str) -> Option<(usize, usize)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// The registry entry a name refers to.
+/// Family prefixes of earlier releases and the pattern-named prefixes that replaced them, so
+/// that configs and run directories written before the renaming still load.
+const RENAMED_FAMILIES: [(&str, &str); 5] = [
+    ("nhl-", "nearest-half-and-log-"),
+    ("t2-nhl-", "t2-nearest-half-and-log-"),
+    ("evenly-", "evenly-spaced-"),
+    ("evenly-half-", "evenly-spaced-half-"),
+    ("t2-evenly-half-", "t2-evenly-spaced-half-"),
+];
+
+/// The current name of a preset: a family member under a renamed prefix (`nhl-12-16`) gets the
+/// family's pattern name (`nearest-half-and-log-12-16`); every other name is returned as is.
+pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
+    RENAMED_FAMILIES
+        .iter()
+        .filter_map(|(old, new)| {
+            let rest = name.strip_prefix(old)?;
+            parse_pair(rest).map(|_| (old.len(), format!("{new}{rest}")))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or(std::borrow::Cow::Borrowed(name), |(_, renamed)| {
+            std::borrow::Cow::Owned(renamed)
+        })
+}
+
+/// The registry entry a name refers to (names of renamed families included).
 pub fn lookup(name: &str) -> Result<&'static Preset, String> {
+    let name = &*canonical_name(name);
     let unknown = || format!("unknown preset '{name}' (known: {})", names(None));
     if let Some(p) = PRESETS
         .iter()
@@ -322,6 +350,7 @@ pub fn lookup(name: &str) -> Result<&'static Preset, String> {
 
 /// Builds a preset's network by name.
 pub fn preset(name: &str) -> Result<NetSpec, String> {
+    let name = &*canonical_name(name);
     let entry = lookup(name)?;
     match entry.builder {
         Builder::Fixed(build) => Ok(build()),
@@ -345,7 +374,7 @@ pub fn preset(name: &str) -> Result<NetSpec, String> {
 }
 
 /// A preset of the given task (an error names the task's presets otherwise).
-pub fn preset_for(name: &str, task: Task) -> Result<NetSpec, String> {
+pub fn preset_for(name: &str, task: TaskKind) -> Result<NetSpec, String> {
     let entry = lookup(name)?;
     if entry.task != task {
         return Err(format!(
@@ -359,10 +388,10 @@ pub fn preset_for(name: &str, task: Task) -> Result<NetSpec, String> {
 }
 
 /// The word for a task in messages and listings.
-pub fn task_name(task: Task) -> &'static str {
+pub fn task_name(task: TaskKind) -> &'static str {
     match task {
-        Task::Classify => "classification",
-        Task::Segment => "segmentation",
+        TaskKind::Classify => "classification",
+        TaskKind::Segment => "segmentation",
     }
 }
 
@@ -421,9 +450,32 @@ mod tests {
     }
 
     #[test]
+    fn renamed_families_still_load_under_their_old_names() {
+        for (old, new) in [
+            ("nhl-6-8", "nearest-half-and-log-6-8"),
+            ("t2-nhl-6-8", "t2-nearest-half-and-log-6-8"),
+            ("evenly-6-8", "evenly-spaced-6-8"),
+            ("evenly-half-6-8", "evenly-spaced-half-6-8"),
+            ("t2-evenly-half-6-8", "t2-evenly-spaced-half-6-8"),
+        ] {
+            assert_eq!(canonical_name(old), new);
+            assert_eq!(preset(old).unwrap(), preset(new).unwrap(), "{old}");
+        }
+        // Current names, and names that only share a prefix, are left alone.
+        assert_eq!(canonical_name("evenly-spaced-6-8"), "evenly-spaced-6-8");
+        assert_eq!(canonical_name("nearest-6-8"), "nearest-6-8");
+        assert_eq!(
+            preset("nearest-half-and-log-6-8").unwrap().arch,
+            logdense_graph::Arch::V1 {
+                pattern: Pattern::NearestHalfAndLog
+            }
+        );
+    }
+
+    #[test]
     fn task_checks_name_the_other_presets() {
-        assert!(preset_for("fc-ld-small", Task::Segment).is_ok());
-        let e = preset_for("ld-v1-12-16", Task::Segment).unwrap_err();
+        assert!(preset_for("fc-ld-small", TaskKind::Segment).is_ok());
+        let e = preset_for("ld-v1-12-16", TaskKind::Segment).unwrap_err();
         assert!(
             e.contains("classification preset") && e.contains("fc-ld-scenes-slim"),
             "{e}"

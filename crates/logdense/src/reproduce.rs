@@ -7,9 +7,9 @@
 //! [`report`] merges whatever has finished, from any number of machines, into `runs.csv` and
 //! `table.md`.
 
-use crate::config::{ClassSchedule, TrainConfig};
+use crate::config::{LrSchedule, TaskConfig};
 use crate::engine::{LOCK_FILE, SUMMARY_FILE};
-use crate::train::Run;
+use crate::run::Run;
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
 use logdense_graph::{distance, TransitionHops};
@@ -140,15 +140,15 @@ impl Experiment {
             Experiment::Table1 => &[
                 ("LD", "ld-v1", 1),
                 ("N", "nearest", 1),
-                ("E", "evenly", 1),
+                ("E", "evenly-spaced", 1),
                 ("LD2", "ld-v2", 1),
             ],
             // The networks as the authors built them (bottleneck layers; their N+LD; DenseNet
             // without compression): these reproduce Table 2's cost columns.
             Experiment::Table2 => &[
                 ("N", "t2-nearest-half", 1),
-                ("E", "t2-evenly-half", 1),
-                ("N+LD", "t2-nhl", 1),
+                ("E", "t2-evenly-spaced-half", 1),
+                ("N+LD", "t2-nearest-half-and-log", 1),
                 ("D", "t2-dense", 1),
             ],
             Experiment::Fig3 => unreachable!("fig3 has its own grid"),
@@ -296,17 +296,24 @@ impl PlannedRun {
     }
 }
 
-/// The data's input shape, classes, training-set and test-set sizes, by name.
+/// The registry's image shape, classes and split sizes of a classification data set of fixed
+/// shape (the plan's costs need them before any file is read).
 fn data_shape(dataset: &str) -> Result<([usize; 3], usize, usize, usize)> {
-    Ok(match dataset {
-        "fashion-mnist" | "mnist" => ([1, 28, 28], 10, 60_000, 10_000),
-        "cifar10" => ([3, 32, 32], 10, 50_000, 10_000),
-        "cifar100" => ([3, 32, 32], 100, 50_000, 10_000),
-        "svhn" => ([3, 32, 32], 10, 73_257, 26_032),
-        other => bail!(
-            "--dataset: unknown data set '{other}' (fashion-mnist, mnist, cifar10, cifar100, svhn)"
+    let d = crate::datasets::dataset_for(dataset, logdense_graph::TaskKind::Classify)
+        .map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
+    match (d.input, d.classes, d.train_images, d.test_images) {
+        (Some(input), Some(classes), Some(train), Some(test)) => Ok((input, classes, train, test)),
+        _ => bail!(
+            "--dataset: {} has no fixed image shape; reproduce runs on {}",
+            d.name,
+            crate::datasets::DATASETS
+                .iter()
+                .filter(|d| d.task == logdense_graph::TaskKind::Classify && d.input.is_some())
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-    })
+    }
 }
 
 /// The runs of `experiment`, in order: every cell of its grid for seed 1, then seed 2, ...
@@ -325,7 +332,7 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
         .or(opts.quick.then_some(QUICK_TEST_IMAGES))
         .unwrap_or(test_set)
         .min(test_set);
-    let final_only = TrainConfig::default().optim.final_only_epochs;
+    let final_only = TaskConfig::default().optim.final_only_epochs;
     let epochs = opts
         .epochs
         .unwrap_or(match (opts.quick, opts.dataset.as_str()) {
@@ -406,23 +413,23 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 }
 
 /// The classification config of a planned run.
-pub fn run_config(run: &PlannedRun, opts: &Options) -> TrainConfig {
-    let mut cfg = TrainConfig {
+pub fn run_config(run: &PlannedRun, opts: &Options) -> TaskConfig {
+    let mut cfg = TaskConfig {
         seed: run.seed,
-        ..TrainConfig::default()
+        ..TaskConfig::default()
     };
     cfg.model.preset = run.cell.preset.clone();
     cfg.model.hub_multiplier = Some(run.cell.hub_multiplier);
     cfg.data.dataset = opts.dataset.clone();
     cfg.data.dir = opts.data.clone();
     cfg.data.train_subset = Some(run.images);
-    cfg.data.test_subset = (run.test_images > 0).then_some(run.test_images);
+    cfg.data.eval_subset = (run.test_images > 0).then_some(run.test_images);
     cfg.data.augment = match opts.dataset.as_str() {
         "cifar10" | "cifar100" => logdense_data::Augment::cifar(),
         _ => cfg.data.augment,
     };
     // The paper's schedule (Sec. 4): x0.1 after 1/2 and 3/4 of the iterations.
-    cfg.optim.lr_schedule = ClassSchedule::Step;
+    cfg.optim.lr_schedule = LrSchedule::Step;
     cfg.optim.max_train_s = None;
     cfg.optim.epochs = run.epochs;
     cfg
@@ -435,7 +442,7 @@ pub const PLAN_FILE: &str = "plan.json";
 /// [`run_config`]): the same network, data, schedule and seed, so its result is this run's
 /// (Fig. 8's LD column is Table 1's, for example).
 fn identical_finished_run(out: &Path, experiment: &str, config: &str) -> Option<PathBuf> {
-    let config_of = |dir: &Path| std::fs::read_to_string(dir.join(crate::train::CONFIG_FILE)).ok();
+    let config_of = |dir: &Path| std::fs::read_to_string(dir.join(crate::config::CONFIG_FILE)).ok();
     std::fs::read_dir(out)
         .ok()?
         .flatten()
@@ -1106,7 +1113,9 @@ mod tests {
         assert!(t1.iter().all(|r| r.epochs == 250 && r.images == 60_000));
         let t2 = Experiment::Table2.grid(false);
         assert_eq!(t2.len(), 7 * 4);
-        assert!(t2.iter().any(|c| c.preset == "t2-nhl-32-12"));
+        assert!(t2
+            .iter()
+            .any(|c| c.preset == "t2-nearest-half-and-log-32-12"));
         // Their costs are the paper's, within the readings' distances (N+LD and D within 1 %).
         for c in &t2 {
             let spec = crate::presets::preset(&c.preset).unwrap();
@@ -1278,7 +1287,7 @@ mod tests {
         assert!((ld.train_flops / (3.0 * forward * 7500.0 * passes) - 1.0).abs() < 1e-9);
         assert!((ld.eval_flops / (forward * 5000.0 * passes) - 1.0).abs() < 1e-9);
         assert_eq!(
-            run_config(ld, &opts(true)).data.test_subset,
+            run_config(ld, &opts(true)).data.eval_subset,
             Some(QUICK_TEST_IMAGES)
         );
     }

@@ -8,316 +8,25 @@
 //! the label map subsampled to their scale (nearest neighbour, which SPEC.md allows).
 
 use crate::checkpoint::TrainState;
-use crate::engine::{self, BatchLoss, Engine, EpochStats, Progress, Schedule, Stage, Task};
+use crate::config::TaskConfig;
+use crate::engine::{self, BatchLoss, EpochStats, Stage, Task};
 use crate::error::invalid;
 use crate::report::{self, Panel};
+use crate::run::{FinalMetrics, Prepared};
 use crate::SparseDenseNet;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::data::dataloader::DataLoader;
 use burn::data::dataset::Dataset;
-use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use logdense_data::seg::{
-    load_camvid, subsample_labels, ClassWeights, ConfusionMatrix, SegBatch, SegBatcher,
-    SegEpochShare, SegInMemory, SegItem, SegSplit,
+    load_camvid, subsample_labels, ConfusionMatrix, SegBatch, SegBatcher, SegEpochShare,
+    SegInMemory, SegItem, SegSplit,
 };
 use logdense_graph::NetSpec;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-pub const SEG_CONFIG_FILE: &str = "segment.toml";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SegConfig {
-    pub seed: u64,
-    pub model: SegModelConfig,
-    pub data: SegDataConfig,
-    pub optim: SegOptimConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SegModelConfig {
-    /// A segmentation preset of the registry (`logdense presets`).
-    pub preset: String,
-    pub growth: Option<usize>,
-    pub blocks: Option<Vec<usize>>,
-    /// One growth rate per block, in place of `growth` (e.g. wider low-resolution blocks).
-    pub block_growth: Option<Vec<usize>>,
-    pub stem_width: Option<usize>,
-    /// Stride of the stem convolution: 2 runs every block at half the image's resolution and
-    /// upsamples the final logits bilinearly (4x fewer FLOPs).
-    pub stem_stride: Option<usize>,
-    pub deep_supervision: Option<bool>,
-    /// Auxiliary heads only where the maps are at least this many times smaller than the
-    /// input (see [`NetSpec::aux_min_stride`]).
-    pub aux_min_stride: Option<usize>,
-    pub dropout: f64,
-    /// Run the layers through the fused CPU kernels where they apply (see the classification
-    /// config's `model.fused`).
-    pub fused: bool,
-    /// The fused kernels' precision: `f32`, or `bf16` (mixed precision: bf16 operands with f32
-    /// sums in the fused convolutions; weights, optimiser state and batch-norm statistics stay
-    /// f32). bf16 needs AMX or AVX512-BF16; elsewhere f32 runs and a message says so.
-    /// `summary.json` reports the precision that ran.
-    pub precision: crate::fused::Precision,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SegDataConfig {
-    /// A directory in the SegNet layout (`train/`, `trainannot/`, `test/`, `testannot/`, ...).
-    pub dir: PathBuf,
-    /// The split evaluated after each epoch: `val` or `test`.
-    pub eval_split: SegSplit,
-    /// Random crop `[height, width]` of the first stage (none: full images).
-    pub crop: Option<[usize; 2]>,
-    pub flip: bool,
-    pub class_weights: ClassWeights,
-    pub train_subset: Option<usize>,
-    /// Images per crop-stage epoch, when the training set is larger than one epoch should
-    /// read: each epoch reads the next `epoch_images` of a seeded order of the whole set
-    /// ([`SegEpochShare`]), so a set of many distinct scenes is read once before any repeats,
-    /// with an evaluation, a checkpoint and a budget check every `epoch_images` images.
-    pub epoch_images: Option<usize>,
-    pub eval_subset: Option<usize>,
-    pub workers: usize,
-}
-
-/// The update rule: Jegou et al.'s RMSprop, or Adam (first-moment momentum, which converges
-/// in fewer epochs when the wall-clock budget is short).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SegOptimizer {
-    Rmsprop,
-    Adam,
-}
-
-/// How the crop stage's learning rate moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LrSchedule {
-    /// `lr * lr_decay^(epoch - 1)`, Jegou et al.'s schedule.
-    Exponential,
-    /// Half a cosine from `lr` to 0 over the crop stage's iterations: a budgeted run ends
-    /// annealed instead of stopping at a high rate.
-    Cosine,
-    /// Half a cosine from `lr` to 0 over the wall-clock budget `max_train_s` (budgeted
-    /// training): the rate follows the time spent, and the crop stage trains until the budget
-    /// is spent, stopping part-way through an epoch, instead of leaving unused the time an
-    /// epoch that would not fit leaves over. `epochs` is then an upper bound.
-    BudgetCosine,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SegOptimConfig {
-    pub optimizer: SegOptimizer,
-    /// Epochs on random crops.
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub lr_schedule: LrSchedule,
-    /// Multiplies the rate after every epoch (Jegou et al.: 0.995); the exponential schedule
-    /// and the fine-tune stage use it.
-    pub lr_decay: f64,
-    pub weight_decay: f64,
-    /// Then epochs on full images.
-    pub finetune_epochs: usize,
-    pub finetune_batch_size: usize,
-    pub finetune_lr: f64,
-    /// Wall-clock budget in seconds of training, counted across resumed runs: no epoch starts
-    /// that the last epoch's duration says would end past it (with `BudgetCosine`, training
-    /// stops at the first step past it).
-    pub max_train_s: Option<f64>,
-    /// Progressive resizing: the first `low_res_epochs` crop-stage epochs train on crops
-    /// shrunk by `low_res_factor` (about `factor^2` times cheaper each), the rest at full size.
-    pub low_res_epochs: usize,
-    pub low_res_factor: usize,
-}
-
-impl Default for SegConfig {
-    fn default() -> Self {
-        SegConfig {
-            seed: 1,
-            model: SegModelConfig::default(),
-            data: SegDataConfig::default(),
-            optim: SegOptimConfig::default(),
-        }
-    }
-}
-
-impl Default for SegModelConfig {
-    fn default() -> Self {
-        SegModelConfig {
-            preset: "fc-ld-small".into(),
-            growth: None,
-            blocks: None,
-            block_growth: None,
-            stem_width: None,
-            stem_stride: None,
-            deep_supervision: None,
-            aux_min_stride: None,
-            dropout: 0.0,
-            fused: true,
-            precision: crate::fused::Precision::F32,
-        }
-    }
-}
-
-impl Default for SegDataConfig {
-    fn default() -> Self {
-        SegDataConfig {
-            dir: PathBuf::from("data/fashion-scenes"),
-            eval_split: SegSplit::Test,
-            crop: Some([64, 64]),
-            flip: true,
-            class_weights: ClassWeights::Computed,
-            train_subset: None,
-            epoch_images: None,
-            eval_subset: None,
-            workers: 2,
-        }
-    }
-}
-
-impl Default for SegOptimConfig {
-    fn default() -> Self {
-        SegOptimConfig {
-            optimizer: SegOptimizer::Rmsprop,
-            epochs: 10,
-            batch_size: 8,
-            lr: 1e-3,
-            lr_schedule: LrSchedule::Exponential,
-            lr_decay: 0.995,
-            weight_decay: 1e-4,
-            finetune_epochs: 2,
-            finetune_batch_size: 4,
-            finetune_lr: 5e-4,
-            max_train_s: None,
-            low_res_epochs: 0,
-            low_res_factor: 2,
-        }
-    }
-}
-
-/// The spec of a segmentation preset (an error lists the segmentation presets otherwise).
-pub fn seg_preset(name: &str) -> Result<NetSpec> {
-    crate::presets::preset_for(name, logdense_graph::Task::Segment)
-        .map_err(|e| anyhow::anyhow!("model.preset (--preset): {e}"))
-}
-
-impl SegConfig {
-    /// Reads a TOML file; errors name the file and the offending field.
-    pub fn load(path: &Path) -> Result<Self> {
-        crate::config::load_toml(path, Self::validate)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let o = &self.optim;
-        use crate::config::{check_weight_decay_and_budget, MAX_BATCH, MAX_EPOCHS, MAX_WORKERS};
-        if o.epochs + o.finetune_epochs == 0 {
-            bail!("optim.epochs + optim.finetune_epochs (--epochs, --finetune-epochs) must be at least 1");
-        }
-        if o.epochs > MAX_EPOCHS || o.finetune_epochs > MAX_EPOCHS {
-            bail!("optim.epochs and optim.finetune_epochs must be at most {MAX_EPOCHS}");
-        }
-        if o.batch_size == 0 || o.finetune_batch_size == 0 {
-            bail!("optim.batch_size and optim.finetune_batch_size must be at least 1");
-        }
-        if o.batch_size.max(o.finetune_batch_size) > MAX_BATCH {
-            bail!("optim.batch_size and optim.finetune_batch_size must be at most {MAX_BATCH}");
-        }
-        if !(o.lr.is_finite()
-            && o.finetune_lr.is_finite()
-            && o.lr > 0.0
-            && o.finetune_lr > 0.0
-            && o.lr_decay > 0.0
-            && o.lr_decay <= 1.0)
-        {
-            bail!("optim.lr and optim.finetune_lr must be positive and optim.lr_decay in (0, 1]");
-        }
-        check_weight_decay_and_budget(o.weight_decay, o.max_train_s)?;
-        if !(0.0..1.0).contains(&self.model.dropout) {
-            bail!(
-                "model.dropout must lie in [0, 1), got {}",
-                self.model.dropout
-            );
-        }
-        if let Some([h, w]) = self.data.crop {
-            if h == 0 || w == 0 || h.max(w) > logdense_graph::MAX_SIDE {
-                bail!(
-                    "data.crop (--crop) must lie in 1..={} pixels",
-                    logdense_graph::MAX_SIDE
-                );
-            }
-        }
-        if self.data.workers > MAX_WORKERS {
-            bail!("data.workers (--workers) must be at most {MAX_WORKERS}");
-        }
-        if self.data.train_subset == Some(0) || self.data.eval_subset == Some(0) {
-            bail!("data.train_subset and data.eval_subset must be at least 1");
-        }
-        if self.data.epoch_images == Some(0) {
-            bail!("data.epoch_images must be at least 1");
-        }
-        if o.lr_schedule == LrSchedule::BudgetCosine
-            && !o.max_train_s.is_some_and(|b| b.is_finite() && b > 0.0)
-        {
-            bail!("optim.lr_schedule = \"budget-cosine\" needs a positive optim.max_train_s (--max-minutes)");
-        }
-        if o.low_res_epochs > o.epochs {
-            bail!(
-                "optim.low_res_epochs ({}) must not exceed optim.epochs ({})",
-                o.low_res_epochs,
-                o.epochs
-            );
-        }
-        if o.low_res_epochs > 0 && o.low_res_factor < 2 {
-            bail!(
-                "optim.low_res_factor must be at least 2 (got {})",
-                o.low_res_factor
-            );
-        }
-        seg_preset(&self.model.preset)?;
-        Ok(())
-    }
-
-    /// The network for images of `height x width` with `classes` classes.
-    pub fn net_spec(&self, classes: usize, height: usize, width: usize) -> Result<NetSpec> {
-        let m = &self.model;
-        let mut spec = seg_preset(&m.preset)?;
-        if let Some(g) = m.growth {
-            spec.growth = g;
-        }
-        if let Some(b) = &m.blocks {
-            spec.blocks = b.clone();
-        }
-        if let Some(g) = &m.block_growth {
-            spec.block_growth = g.clone();
-        }
-        if let Some(w) = m.stem_width {
-            spec.stem.width = w;
-        }
-        if let Some(s) = m.stem_stride {
-            spec.stem.stride = s;
-        }
-        if let Some(d) = m.deep_supervision {
-            spec.deep_supervision = d;
-        }
-        if let Some(s) = m.aux_min_stride {
-            spec.aux_min_stride = s;
-        }
-        spec.classes = classes;
-        spec.input = [3, height, width];
-        spec.build()
-            .map_err(|e| invalid(format!("model does not fit the data: {e}")))?;
-        Ok(spec)
-    }
-}
 
 /// Per-pixel cross-entropy of logits `[N, C, H, W]` against labels `[N, H, W]`, weighted per
 /// class by `weights` (`C + 1` entries, the last, for void, is 0 so void pixels are ignored),
@@ -388,87 +97,6 @@ pub fn evaluate_with(
     Ok(cm)
 }
 
-/// A segmentation run directory.
-pub struct SegRun {
-    pub dir: PathBuf,
-    pub cfg: SegConfig,
-    pub device: Device,
-    pub progress: bool,
-    /// Replace a run the directory already holds (otherwise it is refused unless resumed).
-    pub overwrite: bool,
-}
-
-impl SegConfig {
-    /// The optimiser of this configuration.
-    pub fn optimizer(&self) -> engine::Optimizer {
-        engine::Optimizer {
-            rule: match self.optim.optimizer {
-                SegOptimizer::Rmsprop => engine::Rule::Rmsprop,
-                SegOptimizer::Adam => engine::Rule::Adam,
-            },
-            weight_decay: self.optim.weight_decay,
-        }
-    }
-}
-
-impl SegOptimConfig {
-    /// The run's stages: random crops (the first `low_res_epochs` on shrunk crops), then
-    /// full-image fine-tuning at its own rate, decayed per epoch.
-    pub fn stages(&self) -> Vec<Stage> {
-        let budgeted = self.lr_schedule == LrSchedule::BudgetCosine;
-        vec![
-            Stage {
-                name: "crops",
-                epochs: self.epochs,
-                batch_size: self.batch_size,
-                lr: self.lr,
-                schedule: match self.lr_schedule {
-                    LrSchedule::Exponential => Schedule::Exponential {
-                        decay: self.lr_decay,
-                    },
-                    LrSchedule::Cosine => Schedule::Cosine,
-                    LrSchedule::BudgetCosine => Schedule::BudgetCosine,
-                },
-                final_head_only: false,
-                budget: self.max_train_s.filter(|_| budgeted).map(|b| (0.0, b)),
-            },
-            Stage {
-                name: "finetune",
-                epochs: self.finetune_epochs,
-                batch_size: self.finetune_batch_size,
-                lr: self.finetune_lr,
-                schedule: Schedule::Exponential {
-                    decay: self.lr_decay,
-                },
-                final_head_only: false,
-                budget: None,
-            },
-        ]
-    }
-
-    /// The rate at `epoch` (from 1, crop stage then fine-tune stage), `step` of `steps`
-    /// iterations into it, `spent_s` seconds of training into the run.
-    pub fn lr_at(&self, epoch: usize, step: usize, steps: usize, spent_s: f64) -> f64 {
-        let stages = self.stages();
-        let (stage, stage_epoch) = if epoch > self.epochs {
-            (&stages[1], epoch - self.epochs - 1)
-        } else {
-            (&stages[0], epoch - 1)
-        };
-        stage.schedule.lr(
-            stage.lr,
-            Progress {
-                stage_epoch,
-                step,
-                steps,
-                stage_epochs: stage.epochs,
-                spent_s,
-                budget: stage.budget,
-            },
-        )
-    }
-}
-
 /// The per-batch targets of segmentation: the label map and its values on the host (for the
 /// auxiliary heads' subsampled maps).
 pub struct SegTargets {
@@ -513,7 +141,7 @@ pub fn label_values(labels: &Tensor<3, Int>) -> Vec<i64> {
 
 /// Semantic segmentation as the engine trains it.
 pub struct Segment {
-    cfg: SegConfig,
+    cfg: TaskConfig,
     stages: Vec<Stage>,
     train: SegInMemory,
     eval: SegInMemory,
@@ -550,15 +178,6 @@ impl Task for Segment {
         }
     }
 
-    fn epoch_cost(&self, stage: usize, stage_epoch: usize) -> f64 {
-        if self.low_res(stage, stage_epoch) {
-            let f = self.cfg.optim.low_res_factor as f64;
-            1.0 / (f * f)
-        } else {
-            1.0
-        }
-    }
-
     fn loader(
         &self,
         stage: usize,
@@ -567,12 +186,12 @@ impl Task for Segment {
         device: &Device,
     ) -> Arc<dyn DataLoader<SegBatch>> {
         let cfg = &self.cfg;
-        let finetune = stage == 1;
+        let whole = self.stages[stage].whole_images;
         let batcher = SegBatcher::train(
             self.mean.clone(),
             self.std.clone(),
-            (!finetune).then_some(self.crop),
-            cfg.data.flip,
+            (!whole).then_some(self.crop),
+            cfg.data.augment.flip,
             cfg.seed,
         )
         .at_epoch(epoch)
@@ -582,11 +201,11 @@ impl Task for Segment {
             1
         });
         // A crop-stage epoch reads its share of the set when `epoch_images` is set.
-        let epoch_set: Arc<dyn Dataset<SegItem>> = match cfg.data.epoch_images.filter(|_| !finetune)
-        {
-            Some(k) => Arc::new(SegEpochShare::new(self.train.clone(), cfg.seed, epoch, k)),
-            None => Arc::new(self.train.clone()),
-        };
+        let epoch_set: Arc<dyn Dataset<SegItem>> =
+            match cfg.data.epoch_images.filter(|_| stage == 0) {
+                Some(k) => Arc::new(SegEpochShare::new(self.train.clone(), cfg.seed, epoch, k)),
+                None => Arc::new(self.train.clone()),
+            };
         logdense_data::seg::seg_loader_on(
             epoch_set,
             batcher,
@@ -671,130 +290,111 @@ impl Task for Segment {
     fn write_reports(&self, dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
         write_reports(dir, rows)
     }
-}
 
-/// What a finished segmentation run reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct SegSummary {
-    pub mean_iou: f64,
-    pub global_accuracy: f64,
-    pub per_class_iou: Vec<Option<f64>>,
-    pub epochs: usize,
-    pub wall_s: f64,
-    pub params: usize,
-    /// Whether the fused CPU kernels ran the layers.
-    pub fused: bool,
-    /// The fused kernels' precision that ran (`f32` or `bf16`).
-    pub precision: &'static str,
-}
-
-impl SegRun {
-    pub fn train(&self, resume: bool) -> Result<(SparseDenseNet, SegSummary)> {
-        let cfg = &self.cfg;
-        cfg.validate().map_err(|e| invalid(format!("{e:#}")))?;
-        let _lock = engine::open_run_dir(&self.dir, resume, self.overwrite)?;
-        let mut train_set = load_camvid(&cfg.data.dir, SegSplit::Train)?;
-        let mut eval_set = load_camvid(&cfg.data.dir, cfg.data.eval_split)?;
-        if let Some(n) = cfg.data.train_subset {
-            train_set = train_set.subset(n, cfg.seed);
+    fn final_metrics(&self, row: &SegEpochMetrics) -> FinalMetrics {
+        FinalMetrics {
+            mean_iou: Some(row.mean_iou),
+            global_accuracy: Some(row.global_accuracy),
+            per_class_iou: Some(row.per_class_iou.clone()),
+            ..FinalMetrics::default()
         }
-        if let Some(n) = cfg.data.eval_subset {
-            eval_set = eval_set.subset(n, cfg.seed ^ 0x5eed);
-        }
-        let classes = train_set.classes;
-        let weights = cfg
-            .data
-            .class_weights
-            .resolve(&train_set)
-            .map_err(|e| anyhow::anyhow!("data.class_weights: {e}"))?;
-        let crop = cfg
-            .data
-            .crop
-            .map(|[h, w]| (h.min(train_set.height), w.min(train_set.width)))
-            .unwrap_or((train_set.height, train_set.width));
-        // One network serves both stages: it is fully convolutional; its spec records the crop size.
-        let spec = cfg.net_spec(classes, crop.0, crop.1)?;
-        cfg.net_spec(classes, eval_set.height, eval_set.width)
-            .context("evaluation images")?;
-        if cfg.optim.low_res_epochs > 0 {
-            let f = cfg.optim.low_res_factor;
-            cfg.net_spec(classes, crop.0 / f, crop.1 / f)
-                .context("optim.low_res_factor: the shrunk crops")?;
-        }
-        crate::resources::check_training_fits(
-            &spec,
-            cfg.optim.batch_size,
-            "optim.batch_size (--batch-size)",
-        )?;
-        if cfg.optim.finetune_epochs > 0 {
-            let full = cfg.net_spec(classes, train_set.height, train_set.width)?;
-            crate::resources::check_training_fits(
-                &full,
-                cfg.optim.finetune_batch_size,
-                "optim.finetune_batch_size",
-            )?;
-        }
-        let ad = self.device.clone().autodiff();
-        ad.seed(cfg.seed);
-        let options = crate::network::NetOptions {
-            dropout: cfg.model.dropout,
-            fused: cfg.model.fused,
-        };
-        let model = SparseDenseNet::new_with(&spec, &options, &ad)?;
-        let precision = crate::fused::set_precision(cfg.model.precision);
-        let (mean, std) = train_set.channel_mean_std();
-        let state = TrainState::fresh(
-            spec.clone(),
-            cfg.seed,
-            mean.clone(),
-            std.clone(),
-            train_set.class_names.clone(),
-        );
-        report::write_atomic(
-            &self.dir.join(SEG_CONFIG_FILE),
-            toml::to_string_pretty(cfg)?.as_bytes(),
-        )?;
-        let mut class_weights = weights.unwrap_or_else(|| vec![1.0; classes]);
-        class_weights.push(0.0);
-        let task = Segment {
-            cfg: cfg.clone(),
-            stages: cfg.optim.stages(),
-            train: SegInMemory::new(train_set),
-            eval: SegInMemory::new(eval_set),
-            crop,
-            classes,
-            mean,
-            std,
-            class_weights: Tensor::<1>::from_data(
-                TensorData::new(class_weights, [classes + 1]),
-                &ad,
-            ),
-            device: self.device.clone(),
-        };
-        let engine = Engine {
-            dir: &self.dir,
-            device: &self.device,
-            seed: cfg.seed,
-            optimizer: cfg.optimizer(),
-            max_train_s: cfg.optim.max_train_s,
-            progress: self.progress,
-            stop_after: None,
-        };
-        let (model, state, rows) = engine.run(&task, model, state, resume)?;
-        let last = rows.last().context("no epoch was trained")?;
-        let summary = SegSummary {
-            mean_iou: last.mean_iou,
-            global_accuracy: last.global_accuracy,
-            per_class_iou: last.per_class_iou.clone(),
-            epochs: state.epochs_done,
-            wall_s: state.wall_s,
-            params: model.trainable_params(),
-            fused: model.valid().fused_active(),
-            precision: precision.of_model(model.valid().fused_active()).name(),
-        };
-        engine::write_summary(&self.dir, &summary)?;
-        Ok((model, summary))
     }
+}
+
+/// The network of a segmentation config for images of `height x width` with `classes` classes.
+pub fn net_spec_for(
+    cfg: &TaskConfig,
+    classes: usize,
+    height: usize,
+    width: usize,
+) -> Result<NetSpec> {
+    let mut spec = cfg.net_spec()?;
+    spec.classes = classes;
+    spec.input = [3, height, width];
+    spec.build()
+        .map_err(|e| invalid(format!("model does not fit the data: {e}")))?;
+    Ok(spec)
+}
+
+/// Loads the data of a segmentation config (SegNet layout) and sets up its task.
+pub fn prepare(cfg: &TaskConfig, device: &Device) -> Result<Prepared<Segment>> {
+    let dir = cfg.dataset()?.dir(cfg.data.dir.as_deref())?;
+    if !dir.exists() {
+        return Err(invalid(format!(
+            "data.dir (--data): {} does not exist (generate a data set with `logdense data fashion-scenes --out {}`, or point --data at CamVid in the SegNet layout)",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let mut train_set = load_camvid(&dir, SegSplit::Train)?;
+    let mut eval_set = load_camvid(&dir, cfg.data.eval_split)?;
+    if let Some(n) = cfg.data.train_subset {
+        train_set = train_set.subset(n, cfg.seed);
+    }
+    if let Some(n) = cfg.data.eval_subset {
+        eval_set = eval_set.subset(n, cfg.seed ^ 0x5eed);
+    }
+    let classes = train_set.classes;
+    let weights = cfg
+        .data
+        .class_weights
+        .resolve(&train_set)
+        .map_err(|e| anyhow::anyhow!("data.class_weights: {e}"))?;
+    let crop = cfg
+        .data
+        .crop
+        .map(|[h, w]| (h.min(train_set.height), w.min(train_set.width)))
+        .unwrap_or((train_set.height, train_set.width));
+    // One network serves both stages: it is fully convolutional; its spec records the crop size.
+    let spec = net_spec_for(cfg, classes, crop.0, crop.1)?;
+    net_spec_for(cfg, classes, eval_set.height, eval_set.width).context("evaluation images")?;
+    if cfg.optim.low_res_epochs > 0 {
+        let f = cfg.optim.low_res_factor;
+        net_spec_for(cfg, classes, crop.0 / f, crop.1 / f)
+            .context("optim.low_res_factor: the shrunk crops")?;
+    }
+    let stages = cfg.stages(spec.build()?.heads().len());
+    let mut fits = vec![(
+        spec.clone(),
+        cfg.optim.batch_size,
+        "optim.batch_size (--batch-size)",
+    )];
+    if stages
+        .iter()
+        .any(|s| s.whole_images && s.name == "finetune")
+    {
+        let full = net_spec_for(cfg, classes, train_set.height, train_set.width)?;
+        fits.push((
+            full,
+            cfg.optim.finetune_batch_size,
+            "optim.finetune_batch_size",
+        ));
+    }
+    let (mean, std) = train_set.channel_mean_std();
+    let class_names = train_set.class_names.clone();
+    let mut class_weights = weights.unwrap_or_else(|| vec![1.0; classes]);
+    class_weights.push(0.0);
+    let ad = device.clone().autodiff();
+    let task = Segment {
+        cfg: cfg.clone(),
+        stages,
+        train: SegInMemory::new(train_set),
+        eval: SegInMemory::new(eval_set),
+        crop,
+        classes,
+        mean: mean.clone(),
+        std: std.clone(),
+        class_weights: Tensor::<1>::from_data(TensorData::new(class_weights, [classes + 1]), &ad),
+        device: device.clone(),
+    };
+    Ok(Prepared {
+        task,
+        spec,
+        fits,
+        mean,
+        std,
+        class_names,
+    })
 }
 
 fn write_reports(dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
@@ -840,14 +440,6 @@ fn write_reports(dir: &Path, rows: &[SegEpochMetrics]) -> Result<()> {
             },
         ],
     )
-}
-
-/// Reads the run's config and model.
-pub fn load_run(dir: &Path, device: &Device) -> Result<(SegConfig, SparseDenseNet, TrainState)> {
-    let cfg = SegConfig::load(&dir.join(SEG_CONFIG_FILE))
-        .with_context(|| format!("{} is not a segmentation run directory", dir.display()))?;
-    let (model, state) = crate::checkpoint::load_trained(dir, device)?;
-    Ok((cfg, model, state))
 }
 
 /// Normalised `[1, 3, H, W]` tensor of an RGB CHW image.
@@ -942,85 +534,99 @@ pub fn palette_of(dir: &Path) -> Vec<[u8; 3]> {
 mod tests {
     use super::*;
 
+    fn seg(text: &str) -> TaskConfig {
+        TaskConfig::from_toml(text, logdense_graph::TaskKind::Segment).unwrap()
+    }
+
+    /// The rate at `epoch` (from 1, crop stage then fine-tune stage), `step` of 10 steps into
+    /// it, `spent_s` seconds into the run.
+    fn lr_at(cfg: &TaskConfig, epoch: usize, step: usize, spent_s: f64) -> f64 {
+        let stages = cfg.stages(3);
+        let (stage, stage_epoch) = if epoch > cfg.optim.epochs {
+            (&stages[1], epoch - cfg.optim.epochs - 1)
+        } else {
+            (&stages[0], epoch - 1)
+        };
+        stage.schedule.lr(
+            stage.lr,
+            crate::engine::Progress {
+                stage_epoch,
+                step,
+                steps: 10,
+                stage_epochs: stage.epochs,
+                spent_s,
+                budget: stage.budget,
+            },
+        )
+    }
+
     #[test]
     fn the_shipped_recipe_loads_and_builds() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/fashion-scenes.toml");
-        let cfg = SegConfig::load(&path).unwrap();
-        assert_eq!(cfg.optim.lr_schedule, LrSchedule::BudgetCosine);
+        let cfg = TaskConfig::load(&path, logdense_graph::TaskKind::Segment).unwrap();
+        assert_eq!(cfg.task, logdense_graph::TaskKind::Segment);
         assert_eq!(cfg.optim.max_train_s, Some(870.0));
-        let spec = cfg.net_spec(11, 64, 64).unwrap();
+        let spec = net_spec_for(&cfg, 11, 64, 64).unwrap();
         assert_eq!(spec.blocks, vec![1, 1, 2, 4, 14, 4, 2, 1, 1]);
         assert_eq!(spec.block_growth, vec![8, 12, 16, 24, 32, 24, 16, 8, 6]);
         assert_eq!((spec.stem.width, spec.aux_min_stride), (16, 2));
+        // The recipe's budget ends its cosine before its 50 epochs would.
+        assert_eq!(cfg.stages(3)[0].budget, Some((0.0, 870.0)));
     }
 
     #[test]
     fn learning_rate_schedules() {
-        let mut o = SegOptimConfig {
-            epochs: 4,
-            lr: 2e-3,
-            lr_decay: 0.5,
-            ..SegOptimConfig::default()
-        };
-        assert_eq!(o.lr_at(1, 7, 10, 0.0), 2e-3);
-        assert_eq!(o.lr_at(3, 0, 10, 0.0), 5e-4);
-        o.lr_schedule = LrSchedule::Cosine;
-        assert_eq!(o.lr_at(1, 0, 10, 0.0), 2e-3);
+        let mut o = seg("[optim]\nepochs = 4\nlr = 2e-3\nlr_decay = 0.5");
+        assert_eq!(lr_at(&o, 1, 7, 0.0), 2e-3);
+        assert_eq!(lr_at(&o, 3, 0, 0.0), 5e-4);
+        o.optim.lr_schedule = crate::config::LrSchedule::Cosine;
+        assert_eq!(lr_at(&o, 1, 0, 0.0), 2e-3);
         assert!(
-            (o.lr_at(3, 0, 10, 0.0) - 1e-3).abs() < 1e-12,
+            (lr_at(&o, 3, 0, 0.0) - 1e-3).abs() < 1e-12,
             "half way: half the rate"
         );
         assert!(
-            o.lr_at(4, 9, 10, 0.0) < 2e-3 * 0.01,
+            lr_at(&o, 4, 9, 0.0) < 2e-3 * 0.01,
             "annealed by the last step"
         );
         assert!(
-            o.lr_at(2, 5, 10, 0.0) < o.lr_at(2, 4, 10, 0.0),
+            lr_at(&o, 2, 5, 0.0) < lr_at(&o, 2, 4, 0.0),
             "falls within an epoch"
         );
         // The fine-tune stage after the 4 crop epochs: its own rate, decayed per epoch.
-        assert_eq!(o.lr_at(5, 3, 10, 0.0), o.finetune_lr);
-        assert_eq!(o.lr_at(6, 0, 10, 0.0), o.finetune_lr * 0.5);
-        let parsed: SegConfig =
-            toml::from_str("[optim]\noptimizer = \"adam\"\nlr_schedule = \"cosine\"").unwrap();
-        assert_eq!(parsed.optim.optimizer, SegOptimizer::Adam);
-        assert_eq!(parsed.optim.lr_schedule, LrSchedule::Cosine);
+        assert_eq!(lr_at(&o, 5, 3, 0.0), o.optim.finetune_lr);
+        assert_eq!(lr_at(&o, 6, 0, 0.0), o.optim.finetune_lr * 0.5);
+        let parsed = seg("[optim]\noptimizer = \"adam\"\nlr_schedule = \"cosine\"");
+        assert_eq!(parsed.optimizer().rule, crate::engine::Rule::Adam);
+        assert_eq!(parsed.optim.lr_schedule, crate::config::LrSchedule::Cosine);
     }
 
     #[test]
-    fn budget_cosine_follows_the_time_spent_and_needs_a_budget() {
-        let o = SegOptimConfig {
-            epochs: 50,
-            lr: 2e-3,
-            lr_schedule: LrSchedule::BudgetCosine,
-            max_train_s: Some(800.0),
-            ..SegOptimConfig::default()
-        };
-        // The epoch and step do not matter, only the seconds spent out of the budget.
-        assert_eq!(o.lr_at(1, 0, 10, 0.0), 2e-3);
-        assert_eq!(o.lr_at(1, 0, 10, 0.0), o.lr_at(7, 3, 10, 0.0));
-        assert!((o.lr_at(3, 0, 10, 400.0) - 1e-3).abs() < 1e-12, "half way");
-        assert!((o.lr_at(3, 0, 10, 200.0) - 1e-3 * (1.0 + 0.5f64.sqrt())).abs() < 1e-12);
-        assert_eq!(o.lr_at(9, 5, 10, 800.0), 0.0);
-        assert_eq!(o.lr_at(9, 5, 10, 950.0), 0.0, "past the budget: still 0");
-        let parsed: SegConfig =
-            toml::from_str("[optim]\nlr_schedule = \"budget-cosine\"\nmax_train_s = 870.0")
-                .unwrap();
-        parsed.validate().unwrap();
-        let mut unbudgeted = parsed;
-        unbudgeted.optim.max_train_s = None;
-        let msg = unbudgeted.validate().unwrap_err().to_string();
-        assert!(msg.contains("max_train_s"), "{msg}");
+    fn a_budget_anneals_over_whichever_ends_first() {
+        let o =
+            seg("[optim]\nepochs = 50\nlr = 2e-3\nlr_schedule = \"cosine\"\nmax_train_s = 800.0");
+        // Early in 50 epochs, the seconds spent out of the budget lead.
+        assert_eq!(lr_at(&o, 1, 0, 0.0), 2e-3);
+        assert!((lr_at(&o, 1, 0, 400.0) - 1e-3).abs() < 1e-12, "half way");
+        assert!((lr_at(&o, 1, 0, 200.0) - 1e-3 * (1.0 + 0.5f64.sqrt())).abs() < 1e-12);
+        assert_eq!(lr_at(&o, 9, 5, 800.0), 0.0);
+        assert_eq!(lr_at(&o, 9, 5, 950.0), 0.0, "past the budget: still 0");
+        // With few epochs, the iterations lead.
+        let short =
+            seg("[optim]\nepochs = 2\nlr = 2e-3\nlr_schedule = \"cosine\"\nmax_train_s = 800.0");
+        assert!((lr_at(&short, 2, 0, 10.0) - 1e-3).abs() < 1e-12);
+        // Earlier configs' budget-cosine is the cosine with its budget.
+        let legacy = seg("[optim]\nlr_schedule = \"budget-cosine\"\nmax_train_s = 870.0");
+        assert_eq!(legacy.optim.lr_schedule, crate::config::LrSchedule::Cosine);
+        assert_eq!(legacy.optim.max_train_s, Some(870.0));
     }
 
     #[test]
     fn new_model_and_schedule_options_parse_and_are_checked() {
-        let parsed: SegConfig = toml::from_str(
+        let parsed = seg(
             "[model]\npreset = \"fc-ld-scenes\"\nstem_stride = 2\nblock_growth = [8, 8, 12, 16, 24, 16, 12, 8, 8]\n[optim]\nepochs = 5\nlow_res_epochs = 2",
-        )
-        .unwrap();
-        parsed.validate().unwrap();
-        let spec = parsed.net_spec(11, 64, 64).unwrap();
+        );
+        let spec = net_spec_for(&parsed, 11, 64, 64).unwrap();
         assert_eq!((spec.stem.stride, spec.block_growth[4]), (2, 24));
         assert_eq!(parsed.optim.low_res_factor, 2);
         let mut bad = parsed.clone();
@@ -1033,16 +639,9 @@ mod tests {
         assert!(msg.contains("optim.low_res_factor"), "{msg}");
         let mut wrong = parsed;
         wrong.model.block_growth = Some(vec![8, 8]);
-        let msg = wrong.net_spec(11, 64, 64).unwrap_err().to_string();
+        let msg = net_spec_for(&wrong, 11, 64, 64).unwrap_err().to_string();
         assert!(msg.contains("block_growth"), "{msg}");
-        let shares: SegConfig = toml::from_str(
-            "[data]
-epoch_images = 12500
-[optim]
-epochs = 6",
-        )
-        .unwrap();
-        shares.validate().unwrap();
+        let shares = seg("[data]\nepoch_images = 12500\n[optim]\nepochs = 6");
         assert_eq!(shares.data.epoch_images, Some(12500));
         let mut none = shares;
         none.data.epoch_images = Some(0);

@@ -112,12 +112,36 @@ fn bad_options_and_config_fields_exit_2_naming_them() {
         "max_train_s",
     );
     refused(&["train", "--lr", "0", "--out", out], 2, "optim.lr");
+    // A segmentation preset makes a segmentation run, which names its missing data.
     refused(
         &["train", "--preset", "fc-ld-103", "--out", out],
         2,
-        "segmentation preset",
+        "data/fashion-scenes does not exist",
+    );
+    refused(
+        &["train", "--dataset", "imagenet-21k", "--out", out],
+        2,
+        "data.dataset (--dataset): unknown data set",
+    );
+    refused(
+        &["train", "--lr-schedule", "budget", "--out", out],
+        2,
+        "--lr-schedule: unknown value 'budget'",
+    );
+    refused(
+        &["train", "--optimizer", "lion", "--out", out],
+        2,
+        "--optimizer",
     );
     for (text, needle) in [
+        (
+            "task = \"classify\"\n[model]\npreset = \"fc-ld-103\"\n",
+            "segmentation preset",
+        ),
+        (
+            "[data]\ndataset = \"camvid\"\n",
+            "'camvid' is a segmentation data set",
+        ),
         ("[optim]\nmomentum = -5.0\n", "optim.momentum"),
         ("[optim]\nweight_decay = -1e-4\n", "optim.weight_decay"),
         (

@@ -58,7 +58,7 @@ fn kill(mut child: Child) {
 }
 
 fn weights(dir: &Path) -> Vec<f32> {
-    logdense::train::Trained::load(dir, &Device::flex())
+    logdense::run::Trained::load(dir, &Device::flex())
         .unwrap()
         .model
         .flat_weights()

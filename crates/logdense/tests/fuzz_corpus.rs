@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use logdense::checkpoint::{Checkpoint, TrainState};
-use logdense::config::TrainConfig;
+use logdense::config::TaskConfig;
 use logdense::fuzzing;
-use logdense::segment::SegConfig;
+use logdense::graph::TaskKind;
 
 fn replay(target: &str, seeds: Vec<(&str, Vec<u8>)>, run: impl Fn(&[u8]) -> Result<(), String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -70,12 +70,84 @@ fn checkpoint() {
     });
 }
 
+/// `logdense train`'s default config as runs wrote it before the task configs were one shape.
+const EARLIER_TRAIN_DEFAULT: &str = "seed = 1
+
+[model]
+preset = \"fashion\"
+dropout = 0.0
+fused = true
+
+[data]
+dataset = \"fashion-mnist\"
+workers = 2
+
+[data.augment]
+flip = true
+
+[optim]
+epochs = 30
+batch_size = 64
+lr = 0.1
+momentum = 0.9
+nesterov = true
+weight_decay = 0.0001
+milestones = [
+    0.5,
+    0.75,
+]
+gamma = 0.1
+final_only_epochs = 1
+lr_schedule = \"budget-cosine\"
+final_only_share = 0.2
+";
+
+/// `logdense segment train`'s default config (`segment.toml`) of the earlier shape.
+const EARLIER_SEG_DEFAULT: &str = "seed = 1
+
+[model]
+preset = \"fc-ld-small\"
+dropout = 0.0
+fused = true
+
+[data]
+dir = \"data/fashion-scenes\"
+eval_split = \"test\"
+crop = [
+    64,
+    64,
+]
+flip = true
+class_weights = \"computed\"
+workers = 2
+
+[optim]
+optimizer = \"rmsprop\"
+epochs = 10
+batch_size = 8
+lr = 0.001
+lr_schedule = \"exponential\"
+lr_decay = 0.995
+weight_decay = 0.0001
+finetune_epochs = 2
+finetune_batch_size = 4
+finetune_lr = 0.0005
+low_res_epochs = 0
+low_res_factor = 2
+";
+
 #[test]
 fn train_config() {
     let seeds = vec![
         (
             "ok-default.toml",
-            TrainConfig::default().to_toml().into_bytes(),
+            TaskConfig::default().to_toml().into_bytes(),
+        ),
+        // The defaults as the configs of the earlier shape wrote them: such run directories
+        // still resume.
+        (
+            "ok-earlier-default.toml",
+            EARLIER_TRAIN_DEFAULT.as_bytes().to_vec(),
         ),
         (
             "ok-small.toml",
@@ -104,9 +176,13 @@ fn seg_config() {
     let seeds = vec![
         (
             "ok-default.toml",
-            toml::to_string_pretty(&SegConfig::default())
-                .unwrap()
+            TaskConfig::defaults(TaskKind::Segment)
+                .to_toml()
                 .into_bytes(),
+        ),
+        (
+            "ok-earlier-default.toml",
+            EARLIER_SEG_DEFAULT.as_bytes().to_vec(),
         ),
         ("ok-fashion-scenes.toml", recipe),
         ("bad-zero-batch.toml", b"[optim]\nbatch_size = 0\n".to_vec()),

@@ -33,7 +33,10 @@ fn classification_presets_match_the_cost_model() {
     check("ld-v2-12-16", preset("ld-v2-12-16").unwrap());
     check("densenet-bc-40-12", preset("densenet-bc-40-12").unwrap());
     check("fashion", preset("fashion").unwrap());
-    check("nhl-6-8", preset("nhl-6-8").unwrap());
+    check(
+        "nearest-half-and-log-6-8",
+        preset("nearest-half-and-log-6-8").unwrap(),
+    );
     let mut loglog = preset("loglog-8-8").unwrap();
     loglog.hub_multiplier = 3;
     check("loglog-8-8 hub x3", loglog);
@@ -202,7 +205,7 @@ fn loss_of(model: &SparseDenseNet, x: Tensor<4>, targets: Tensor<1, Int>) -> Ten
     let mut total: Option<Tensor<1>> = None;
     for h in heads {
         let [n, c, _, _] = h.dims();
-        let term = logdense::train::cross_entropy(h.reshape([n, c]), targets.clone());
+        let term = logdense::classify::cross_entropy(h.reshape([n, c]), targets.clone());
         total = Some(match total {
             Some(t) => t + term,
             None => term,

@@ -1,7 +1,9 @@
 //! Segmentation end to end on generated fashion-scenes (real Fashion-MNIST garments).
 
 use burn::prelude::*;
-use logdense::segment::{SegConfig, SegRun};
+use logdense::config::TaskConfig;
+use logdense::graph::TaskKind;
+use logdense::run::Run;
 use std::path::PathBuf;
 
 fn temp(name: &str) -> PathBuf {
@@ -25,8 +27,8 @@ fn scenes(name: &str, train: usize, test: usize, seed: u64) -> PathBuf {
 #[test]
 fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
     let data = scenes("data", 480, 60, 7);
-    let mut cfg = SegConfig::default();
-    cfg.data.dir = data.clone();
+    let mut cfg = TaskConfig::defaults(TaskKind::Segment);
+    cfg.data.dir = Some(data.clone());
     cfg.data.crop = Some([32, 32]);
     cfg.data.workers = 0;
     cfg.data.class_weights = logdense::data::seg::ClassWeights::None;
@@ -37,15 +39,20 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
     cfg.optim.lr = 3e-3;
     cfg.optim.finetune_lr = 1e-3;
     let dir = temp("run");
-    let (model, summary) = SegRun {
+    let (model, summary) = Run {
         dir: dir.clone(),
         cfg,
         device: Device::flex(),
         progress: false,
+        stop_after: None,
         overwrite: false,
     }
     .train(false)
     .unwrap();
+    let (mean_iou, global_accuracy) = (
+        summary.metrics.mean_iou.unwrap(),
+        summary.metrics.global_accuracy.unwrap(),
+    );
     let rows: Vec<logdense::segment::SegEpochMetrics> =
         serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(rows.len(), 6);
@@ -60,22 +67,23 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
     let counts = test_set.class_pixel_counts();
     let majority = *counts.iter().max().unwrap() as f64 / counts.iter().sum::<u64>() as f64;
     assert!(
-        summary.global_accuracy > majority + 0.05,
-        "global accuracy {} vs majority-class baseline {majority}",
-        summary.global_accuracy
+        global_accuracy > majority + 0.05,
+        "global accuracy {global_accuracy} vs majority-class baseline {majority}"
     );
-    assert!(summary.mean_iou > 0.0 && summary.mean_iou <= 1.0);
+    assert!(mean_iou > 0.0 && mean_iou <= 1.0);
     for f in [
         "metrics.csv",
         "curves.png",
-        "segment.toml",
+        "config.toml",
         "checkpoint.ldck",
         "summary.json",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     // eval from the run directory reproduces the last epoch's numbers.
-    let (_, loaded, state) = logdense::segment::load_run(&dir, &Device::flex()).unwrap();
+    let trained = logdense::run::Trained::load(&dir, &Device::flex()).unwrap();
+    assert_eq!(trained.cfg.task, TaskKind::Segment);
+    let (loaded, state) = (trained.model, trained.state);
     let test =
         logdense::data::seg::load_camvid(&data, logdense::data::seg::SegSplit::Test).unwrap();
     let classes = test.classes;
@@ -88,7 +96,7 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
         &Device::flex(),
     );
     let cm = logdense::segment::evaluate(&loaded, loader, classes).unwrap();
-    assert!((cm.mean_iou() - summary.mean_iou).abs() < 1e-9);
+    assert!((cm.mean_iou() - mean_iou).abs() < 1e-9);
     // Fig. 2 strip: input, truth, one panel per head (4 auxiliary + final), 4 px gaps.
     let heads = model.graph.heads().len();
     assert_eq!(heads, 5);
@@ -110,9 +118,9 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
 }
 
 #[test]
-fn budget_cosine_trains_until_the_budget_is_spent_and_a_resume_adds_nothing() {
+fn a_budget_trains_until_it_is_spent_and_a_resume_adds_nothing() {
     let data = scenes("budget-data", 96, 16, 3);
-    let mut cfg: SegConfig = toml::from_str(
+    let mut cfg = TaskConfig::from_toml(
         "[model]
 growth = 4
 blocks = [1, 1, 1]
@@ -126,17 +134,19 @@ epochs = 100000
 finetune_epochs = 0
 batch_size = 8
 lr = 3e-3
-lr_schedule = \"budget-cosine\"
+lr_schedule = \"cosine\"
 max_train_s = 2.0",
+        TaskKind::Segment,
     )
     .unwrap();
-    cfg.data.dir = data.clone();
+    cfg.data.dir = Some(data.clone());
     let dir = temp("budget-run");
-    let run = SegRun {
+    let run = Run {
         dir: dir.clone(),
         cfg,
         device: Device::flex(),
         progress: false,
+        stop_after: None,
         overwrite: false,
     };
     let (model, summary) = run.train(false).unwrap();
@@ -154,6 +164,7 @@ max_train_s = 2.0",
     );
     assert_eq!(summary.epochs, rows.len());
     assert!(summary.wall_s >= 2.0, "stopped early: {} s", summary.wall_s);
+    assert!(summary.depends_on_clock && summary.max_train_s == Some(2.0));
     assert!(
         summary.wall_s < 2.0 + 10.0,
         "ran on past the budget: {} s",
@@ -167,12 +178,11 @@ max_train_s = 2.0",
     assert_eq!(read_rows().len(), rows.len());
     // The same model and data: the same mean IoU, up to the last bits of a sum whose order
     // the thread pool decides.
-    assert!(
-        (resumed.mean_iou - summary.mean_iou).abs() < 1e-12,
-        "{} against {}",
-        resumed.mean_iou,
-        summary.mean_iou
+    let (before, after) = (
+        summary.metrics.mean_iou.unwrap(),
+        resumed.metrics.mean_iou.unwrap(),
     );
+    assert!((after - before).abs() < 1e-12, "{after} against {before}");
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
 }

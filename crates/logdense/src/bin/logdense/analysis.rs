@@ -437,3 +437,64 @@ pub(crate) fn presets_cmd(a: PresetsArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub(crate) struct DatasetsArgs {
+    /// Only this task's data sets: classification or segmentation.
+    #[arg(long, value_parser = ["classification", "segmentation"])]
+    task: Option<String>,
+    /// One JSON object per data set instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `logdense datasets`: the data-set registry, one line per data set.
+pub(crate) fn datasets_cmd(a: DatasetsArgs) -> Result<()> {
+    use logdense::datasets::DATASETS;
+    use logdense::presets::task_name;
+    if !a.json {
+        println!(
+            "{:<15} {:<15} {:<12} {:<8} {:<15} summary",
+            "name", "task", "images", "classes", "train / test"
+        );
+    }
+    for d in DATASETS {
+        let task = task_name(d.task);
+        if a.task.as_deref().is_some_and(|t| t != task) {
+            continue;
+        }
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "name": d.name, "task": task, "summary": d.summary, "input": d.input,
+                    "classes": d.classes, "train_images": d.train_images,
+                    "test_images": d.test_images, "default_dir": d.default_dir,
+                    "source": d.source,
+                })
+            );
+        } else {
+            let or_dash = |v: Option<usize>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            let shape = d
+                .input
+                .map_or_else(|| "any".to_string(), |[c, h, w]| format!("{c}x{h}x{w}"));
+            println!(
+                "{:<15} {:<15} {:<12} {:<8} {:<15} {}",
+                d.name,
+                task,
+                shape,
+                or_dash(d.classes),
+                format!("{} / {}", or_dash(d.train_images), or_dash(d.test_images)),
+                d.summary
+            );
+            println!(
+                "{:<15} files: {}{}",
+                "",
+                d.source,
+                d.default_dir
+                    .map_or_else(String::new, |dir| format!("; default --data {dir}"))
+            );
+        }
+    }
+    Ok(())
+}

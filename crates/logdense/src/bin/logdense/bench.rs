@@ -22,13 +22,8 @@ pub(crate) struct BenchArgs {
     steps: usize,
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Time plain burn ops instead of the fused CPU kernels.
-    #[arg(long)]
-    no_fused: bool,
-    /// The fused kernels' precision: f32, or bf16 (operands in bf16, sums in f32; needs AMX or
-    /// AVX512-BF16, else f32 runs and a message says so).
-    #[arg(long, default_value = "f32")]
-    precision: logdense::fused::Precision,
+    #[command(flatten)]
+    kernels: crate::run_flags::KernelFlags,
     /// Peak-memory sweep instead: V1 LOG and dense V1 with g = 24 at n = 12, 52, 100, 200
     /// (batch 16), each preset in its own process.
     #[arg(long)]
@@ -63,8 +58,8 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
         warmup: a.warmup,
         steps: a.steps,
         device,
-        fused: !a.no_fused,
-        precision: a.precision,
+        fused: !a.kernels.no_fused,
+        precision: a.kernels.precision.unwrap_or_default(),
         ..BenchOptions::default()
     };
     if !a.preset.is_empty() {

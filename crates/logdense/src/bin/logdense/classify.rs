@@ -1,50 +1,17 @@
-//! `train`, `eval`, `predict`: image classification.
+//! `train` (any task), and `eval` and `predict` of image classification.
 
-use crate::run_flags::{RunFlags, RunKind};
+use crate::run_flags::RunFlags;
 use crate::usage;
 use anyhow::{Context, Result};
 use clap::Args;
-use logdense::config::{ClassSchedule, TrainConfig};
-use logdense::train::{self, Run, Trained};
+use logdense::graph::TaskKind;
+use logdense::run::{Run, Summary, Trained};
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct TrainArgs {
     #[command(flatten)]
-    run: RunFlags,
-    #[arg(long, help = crate::preset_help(logdense::graph::Task::Classify, "fashion"))]
-    preset: Option<String>,
-    /// Data directory (default: /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// fashion-mnist, mnist, cifar10, cifar100, svhn, folder.
-    #[arg(long)]
-    dataset: Option<String>,
-    #[arg(long)]
-    epochs: Option<usize>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
-    #[arg(long)]
-    dropout: Option<f64>,
-    /// Train on a seeded subset of this many training images.
-    #[arg(long)]
-    train_subset: Option<usize>,
-    #[arg(long)]
-    test_subset: Option<usize>,
-    /// Wall-clock training budget in minutes (default 7.5 with `budget-cosine`): the rate
-    /// anneals over it and training stops at the first step past it; with the other schedules
-    /// no epoch starts that would end past it.
-    #[arg(long)]
-    max_minutes: Option<f64>,
-    /// step (the paper's: x0.1 after 1/2 and 3/4 of the epochs), cosine (over the epochs) or
-    /// budget-cosine (over the wall-clock budget; the default).
-    #[arg(long, value_parser = ["step", "cosine", "budget-cosine"])]
-    lr_schedule: Option<String>,
-    /// Run every layer on plain burn ops instead of the fused CPU kernels (`model.fused`).
-    #[arg(long)]
-    no_fused: bool,
+    pub run: RunFlags,
 }
 
 #[derive(Args)]
@@ -67,82 +34,57 @@ pub(crate) struct PredictArgs {
 }
 
 pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
+    train_task(&a.run, TaskKind::Classify)
+}
+
+/// Trains the configured run; `task` is the command's task, for a config that names none.
+pub(crate) fn train_task(flags: &RunFlags, task: TaskKind) -> Result<()> {
     let device =
-        logdense::device::device_from_name(&a.run.device).map_err(|e| usage(e.to_string()))?;
-    let (cfg, dir, resume) = a.run.start(
-        a.preset.as_ref(),
-        RunKind {
-            config_file: train::CONFIG_FILE,
-            what: "a run directory",
-            load: TrainConfig::load,
-            preset: |c| &mut c.model.preset,
-            default_dir: |c| PathBuf::from("runs").join(&c.model.preset),
-        },
-    )?;
-    let cfg = apply_overrides(cfg, &a)?;
-    finish_training(
-        Run {
-            dir,
-            cfg,
-            device,
-            progress: true,
-            stop_after: None,
-            overwrite: a.run.overwrite,
-        },
-        resume,
-    )
-}
-
-/// The command-line flags over the configuration file (or the resumed run's configuration).
-fn apply_overrides(mut cfg: TrainConfig, a: &TrainArgs) -> Result<TrainConfig> {
-    if let Some(d) = &a.data {
-        cfg.data.dir = Some(d.clone());
-    }
-    if let Some(d) = &a.dataset {
-        cfg.data.dataset = d.clone();
-    }
-    cfg.optim.epochs = a.epochs.unwrap_or(cfg.optim.epochs);
-    cfg.optim.batch_size = a.batch_size.unwrap_or(cfg.optim.batch_size);
-    cfg.optim.lr = a.lr.unwrap_or(cfg.optim.lr);
-    cfg.seed = a.run.seed.unwrap_or(cfg.seed);
-    cfg.model.precision = a.run.precision.unwrap_or(cfg.model.precision);
-    cfg.model.dropout = a.dropout.unwrap_or(cfg.model.dropout);
-    cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
-    cfg.data.test_subset = a.test_subset.or(cfg.data.test_subset);
-    cfg.data.workers = a.run.workers.unwrap_or(cfg.data.workers);
-    if let Some(m) = a.max_minutes {
-        cfg.optim.max_train_s = Some(m * 60.0);
-    }
-    if a.no_fused {
-        cfg.model.fused = false;
-    }
-    if let Some(s) = &a.lr_schedule {
-        cfg.optim.lr_schedule = match s.as_str() {
-            "step" => ClassSchedule::Step,
-            "cosine" => ClassSchedule::Cosine,
-            _ => ClassSchedule::BudgetCosine,
-        };
-    }
-    cfg.validate().map_err(|e| usage(format!("{e:#}")))?;
-    Ok(cfg)
-}
-
-fn finish_training(run: Run, resume: bool) -> Result<()> {
-    eprintln!("run directory: {}", run.dir.display());
+        logdense::device::device_from_name(&flags.device).map_err(|e| usage(e.to_string()))?;
+    let (cfg, dir, resume) = flags.start(task)?;
+    eprintln!("run directory: {}", dir.display());
+    let run = Run {
+        dir,
+        cfg,
+        device,
+        progress: true,
+        stop_after: None,
+        overwrite: flags.overwrite,
+    };
     let (_, s) = run.train(resume)?;
-    println!(
-        "final: test_accuracy={:.4} test_error={:.2}% epochs={} wall_s={:.0}",
-        s.test_accuracy,
-        100.0 * (1.0 - s.test_accuracy),
-        s.epochs,
-        s.wall_s
-    );
+    println!("{}", final_line(&s));
     Ok(())
+}
+
+/// The last line a training prints: the task's final metrics, epochs and seconds.
+fn final_line(s: &Summary) -> String {
+    let m = &s.metrics;
+    let metrics = match (m.test_accuracy, m.mean_iou) {
+        (Some(acc), _) => format!(
+            "test_accuracy={acc:.4} test_error={:.2}%",
+            100.0 * (1.0 - acc)
+        ),
+        (None, Some(iou)) => format!(
+            "mean_iou={iou:.4} global_accuracy={:.4}",
+            m.global_accuracy.unwrap_or_default()
+        ),
+        (None, None) => String::new(),
+    };
+    format!(
+        "final: {metrics} epochs={} wall_s={:.0}",
+        s.epochs, s.wall_s
+    )
 }
 
 pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
     let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let mut t = Trained::load(&a.run, &device)?;
+    if t.cfg.task != TaskKind::Classify {
+        return Err(usage(format!(
+            "--run: {} is a segmentation run; evaluate it with `logdense segment eval`",
+            a.run.display()
+        )));
+    }
     if let Some(d) = a.data {
         t.cfg.data.dir = Some(d);
     }
@@ -165,7 +107,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
     );
     let loader =
         logdense::data::loader_on(data.test, batcher, 256, None, t.cfg.data.workers, &device);
-    let (loss, acc) = train::evaluate(&t.model, loader)?;
+    let (loss, acc) = logdense::classify::evaluate(&t.model, loader)?;
     println!(
         "eval: images={n} test_loss={loss:.4} test_accuracy={acc:.4} test_error={:.2}%",
         100.0 * (1.0 - acc)

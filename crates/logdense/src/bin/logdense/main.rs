@@ -12,7 +12,7 @@ mod reproduce;
 mod run_flags;
 mod segment;
 
-use analysis::{CostArgs, DesignArgs, GraphArgs, PresetsArgs};
+use analysis::{CostArgs, DatasetsArgs, DesignArgs, GraphArgs, PresetsArgs};
 use bench::{BenchArgs, CheckDeviceArgs};
 use classify::{EvalArgs, PredictArgs, TrainArgs};
 use segment::{DataCommand, SegmentCommand};
@@ -44,9 +44,13 @@ pub(crate) enum Command {
     Cost(CostArgs),
     /// The model registry: every preset with its task, size and a one-line summary.
     Presets(PresetsArgs),
+    /// The data-set registry: every data set, its task, shape, classes and where its files
+    /// come from.
+    Datasets(DatasetsArgs),
     /// Search for input sets with at most K inputs per layer that minimise the MBD.
     Design(DesignArgs),
-    /// Train a classifier (default: a small Log-DenseNet on Fashion-MNIST, on CPU).
+    /// Train a network (default: a small Log-DenseNet on Fashion-MNIST, on CPU); a
+    /// segmentation config or preset trains a segmentation network.
     Train(TrainArgs),
     /// Evaluate a trained run on its test set.
     Eval(EvalArgs),
@@ -87,11 +91,22 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
-/// The `--preset` help of a command of `task`: its default and the registry's names.
-pub(crate) fn preset_help(task: logdense::graph::Task, default: &str) -> String {
+/// The training commands' `--preset` help: the defaults and the registry's names.
+pub(crate) fn preset_help() -> String {
     format!(
-        "Network preset (default: {default}): {}",
-        logdense::presets::names(Some(task))
+        "Network preset (default: {} for train, {} for segment train); a segmentation preset \
+         makes a segmentation run: {}",
+        logdense::presets::DEFAULT_PRESET,
+        logdense::presets::DEFAULT_SEG_PRESET,
+        logdense::presets::names(None)
+    )
+}
+
+/// The `--dataset` help: the registry's names.
+pub(crate) fn dataset_help() -> String {
+    format!(
+        "Data set (`data.dataset`; `logdense datasets` lists them): {}",
+        logdense::datasets::names(None)
     )
 }
 
@@ -155,6 +170,7 @@ fn main() -> ExitCode {
         Command::Cost(a) => analysis::cost_cmd(a),
         Command::Design(a) => analysis::design_cmd(a),
         Command::Presets(a) => analysis::presets_cmd(a),
+        Command::Datasets(a) => analysis::datasets_cmd(a),
         Command::Train(a) => classify::train_cmd(a),
         Command::Eval(a) => classify::eval_cmd(a),
         Command::Predict(a) => classify::predict_cmd(a),

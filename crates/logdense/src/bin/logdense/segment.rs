@@ -1,6 +1,6 @@
 //! `data fashion-scenes` and `segment train|eval|predict`: semantic segmentation.
 
-use crate::run_flags::{RunFlags, RunKind};
+use crate::run_flags::RunFlags;
 use crate::usage;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -47,42 +47,6 @@ pub(crate) enum SegmentCommand {
 pub(crate) struct SegTrainArgs {
     #[command(flatten)]
     run: RunFlags,
-    #[arg(long, help = crate::preset_help(logdense::graph::Task::Segment, "fc-ld-small"))]
-    preset: Option<String>,
-    /// Data directory in the SegNet layout.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Epochs on random crops.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Epochs on full images after that.
-    #[arg(long)]
-    finetune_epochs: Option<usize>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Random crop side for the first stage.
-    #[arg(long)]
-    crop: Option<usize>,
-    /// computed (median frequency), classic (SegNet's CamVid values) or none.
-    #[arg(long)]
-    class_weights: Option<String>,
-    #[arg(long)]
-    train_subset: Option<usize>,
-    /// Images per crop-stage epoch: each epoch reads the next share of a larger training set.
-    #[arg(long)]
-    epoch_images: Option<usize>,
-    #[arg(long)]
-    eval_subset: Option<usize>,
-    /// Wall-clock training budget in minutes (no epoch starts that would end past it; with
-    /// `optim.lr_schedule = "budget-cosine"` the rate anneals over it and training stops at
-    /// the first step past it).
-    #[arg(long)]
-    max_minutes: Option<f64>,
-    /// Run every layer on plain burn ops instead of the fused CPU kernels (`model.fused`).
-    #[arg(long)]
-    no_fused: bool,
 }
 
 #[derive(Args)]
@@ -146,78 +110,35 @@ fn parse_split(s: &str) -> Result<logdense::data::seg::SegSplit> {
 }
 
 pub(crate) fn seg_train_cmd(a: SegTrainArgs) -> Result<()> {
-    use logdense::segment::{SegConfig, SegRun, SEG_CONFIG_FILE};
-    let device =
-        logdense::device::device_from_name(&a.run.device).map_err(|e| usage(e.to_string()))?;
-    let (mut cfg, dir, resume) = a.run.start(
-        a.preset.as_ref(),
-        RunKind {
-            config_file: SEG_CONFIG_FILE,
-            what: "a segmentation run",
-            load: SegConfig::load,
-            preset: |c| &mut c.model.preset,
-            default_dir: |c| PathBuf::from("runs").join(format!("segment-{}", c.model.preset)),
-        },
-    )?;
-    if let Some(d) = &a.data {
-        cfg.data.dir = d.clone();
-    }
-    cfg.optim.epochs = a.epochs.unwrap_or(cfg.optim.epochs);
-    cfg.optim.finetune_epochs = a.finetune_epochs.unwrap_or(cfg.optim.finetune_epochs);
-    cfg.optim.batch_size = a.batch_size.unwrap_or(cfg.optim.batch_size);
-    cfg.optim.lr = a.lr.unwrap_or(cfg.optim.lr);
-    if let Some(c) = a.crop {
-        cfg.data.crop = Some([c, c]);
-    }
-    if let Some(w) = &a.class_weights {
-        cfg.data.class_weights = serde_json::from_value(serde_json::Value::String(w.clone()))
-            .map_err(|_| {
-                usage(format!(
-                    "--class-weights: unknown value '{w}' (computed, classic, none)"
-                ))
-            })?;
-    }
-    cfg.data.train_subset = a.train_subset.or(cfg.data.train_subset);
-    cfg.data.epoch_images = a.epoch_images.or(cfg.data.epoch_images);
-    cfg.data.eval_subset = a.eval_subset.or(cfg.data.eval_subset);
-    cfg.seed = a.run.seed.unwrap_or(cfg.seed);
-    cfg.model.precision = a.run.precision.unwrap_or(cfg.model.precision);
-    cfg.data.workers = a.run.workers.unwrap_or(cfg.data.workers);
-    if let Some(m) = a.max_minutes {
-        cfg.optim.max_train_s = Some(m * 60.0);
-    }
-    if a.no_fused {
-        cfg.model.fused = false;
-    }
-    cfg.validate().map_err(|e| usage(format!("{e:#}")))?;
-    if !cfg.data.dir.exists() {
+    crate::classify::train_task(&a.run, logdense::graph::TaskKind::Segment)
+}
+
+/// A segmentation run's configuration, model and state, and the directory of its data.
+fn load_seg_run(
+    run: &std::path::Path,
+    device: &burn::prelude::Device,
+) -> Result<(
+    logdense::config::TaskConfig,
+    logdense::run::Trained,
+    PathBuf,
+)> {
+    let t = logdense::run::Trained::load(run, device)?;
+    if t.cfg.task != logdense::graph::TaskKind::Segment {
         return Err(usage(format!(
-            "--data: {} does not exist (generate a data set with `logdense data fashion-scenes --out {}`, or point --data at CamVid in the SegNet layout)",
-            cfg.data.dir.display(),
-            cfg.data.dir.display()
+            "--run: {} is a classification run; evaluate it with `logdense eval`",
+            run.display()
         )));
     }
-    eprintln!("run directory: {}", dir.display());
-    let (_, s) = SegRun {
-        dir,
-        cfg,
-        device,
-        progress: true,
-        overwrite: a.run.overwrite,
-    }
-    .train(resume)?;
-    println!(
-        "final: mean_iou={:.4} global_accuracy={:.4} epochs={} wall_s={:.0}",
-        s.mean_iou, s.global_accuracy, s.epochs, s.wall_s
-    );
-    Ok(())
+    let dir = t.cfg.dataset()?.dir(t.cfg.data.dir.as_deref())?;
+    Ok((t.cfg.clone(), t, dir))
 }
 
 pub(crate) fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
     use logdense::data::seg::{load_camvid, SegBatcher, SegInMemory};
     let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
-    let (cfg, model, state) = logdense::segment::load_run(&a.run, &device)?;
-    let dir = a.data.unwrap_or(cfg.data.dir.clone());
+    let (cfg, t, data_dir) = load_seg_run(&a.run, &device)?;
+    let (model, state) = (t.model, t.state);
+    let dir = a.data.unwrap_or(data_dir);
     let split = match &a.split {
         Some(s) => parse_split(s)?,
         None => cfg.data.eval_split,
@@ -291,7 +212,8 @@ fn confusion_table(cm: &logdense::data::seg::ConfusionMatrix, names: &[String]) 
 
 pub(crate) fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
     let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
-    let (cfg, model, state) = logdense::segment::load_run(&a.run, &device)?;
+    let (_, t, data_dir) = load_seg_run(&a.run, &device)?;
+    let (model, state) = (t.model, t.state);
     let img = image::open(&a.image)
         .with_context(|| format!("cannot read image {}", a.image.display()))?
         .to_rgb8();
@@ -334,7 +256,7 @@ pub(crate) fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
         }
         None => None,
     };
-    let palette = logdense::segment::palette_of(&cfg.data.dir);
+    let palette = logdense::segment::palette_of(&data_dir);
     let strip = logdense::segment::prediction_strip(
         &model,
         &state,
