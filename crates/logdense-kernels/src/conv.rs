@@ -107,16 +107,38 @@ macro_rules! with_tiles {
     };
 }
 
-/// The operands' precision in the fused layer's products.
+/// The operands' precision in the fused layer's products (the networks' `model.precision`
+/// option: one type from the kernels up to the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// f32 operands (`gemm`'s kernels).
+    /// f32 operands (the direct AVX-512 kernels, or `gemm`'s).
     #[default]
     F32,
     /// bf16 operands with f32 accumulation: on AMX tiles where the CPU has them, else with
     /// AVX512-BF16's `vdpbf16ps`, else in plain Rust (correct, but slow).
     /// Batch-norm statistics, the ReLU mask and every sum stay in f32.
     Bf16,
+}
+
+impl Precision {
+    /// Its name in configs, flags and reports: `f32` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision '{other}' (f32 or bf16)")),
+        }
+    }
 }
 
 static BF16: AtomicBool = AtomicBool::new(false);
@@ -266,7 +288,7 @@ impl Affine {
 
 /// Rows `y0..y0 + rows` of one image inside a tile, at padded row `offset` of its band buffer.
 #[derive(Debug, Clone)]
-struct Segment {
+struct ImageRows {
     image: usize,
     y0: usize,
     rows: usize,
@@ -277,7 +299,7 @@ struct Segment {
 /// `pad` halo rows above and below).
 #[derive(Debug, Clone)]
 struct Tile {
-    segments: Vec<Segment>,
+    segments: Vec<ImageRows>,
     padded_rows: usize,
 }
 
@@ -296,7 +318,7 @@ impl Bands {
         let pad = geo.kernel / 2;
         let wp = geo.width + 2 * pad;
         let mut tiles = Vec::new();
-        let mut push = |segments: Vec<Segment>| {
+        let mut push = |segments: Vec<ImageRows>| {
             let padded_rows = segments.iter().map(|s| s.rows + 2 * pad).sum();
             tiles.push(Tile {
                 segments,
@@ -314,7 +336,7 @@ impl Bands {
             for image in 0..geo.batch {
                 for y0 in (0..geo.height).step_by(band) {
                     let rows = band.min(geo.height - y0);
-                    push(vec![Segment {
+                    push(vec![ImageRows {
                         image,
                         y0,
                         rows,
@@ -332,7 +354,7 @@ impl Bands {
             for first in (0..geo.batch).step_by(per_tile) {
                 let segments = (first..(first + per_tile).min(geo.batch))
                     .enumerate()
-                    .map(|(i, image)| Segment {
+                    .map(|(i, image)| ImageRows {
                         image,
                         y0: 0,
                         rows: geo.height,
@@ -559,7 +581,7 @@ impl Bands {
 
     /// Calls `visit(segment, output row within the image, tile column of the row's first pixel)`
     /// for every real output row of a tile.
-    fn rows(&self, tile: &Tile, mut visit: impl FnMut(&Segment, usize, usize)) {
+    fn rows(&self, tile: &Tile, mut visit: impl FnMut(&ImageRows, usize, usize)) {
         for seg in &tile.segments {
             for i in 0..seg.rows {
                 visit(seg, seg.y0 + i, (seg.offset + i) * self.wp);

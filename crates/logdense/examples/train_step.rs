@@ -3,8 +3,8 @@
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use logdense::engine::{self, head_weights, Optimizer, Rule};
 use logdense::graph::{NetSpec, Pattern};
+use logdense::training::engine::{self, head_weights, Optimizer, Rule};
 use logdense::SparseDenseNet;
 
 fn main() -> anyhow::Result<()> {
@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     // Deep supervision: half the loss on the final head, half over the block-end heads.
     let weights = head_weights(model.graph.heads().len(), false);
     let (model, loss) = engine::train_step(model, &mut optim, 0.1, images, |heads| {
-        logdense::classify::classify_loss(heads, &labels, &weights).loss
+        logdense::training::classify::classify_loss(heads, &labels, &weights).loss
     })?;
     println!(
         "loss {loss:.4} after one step of {} parameters",

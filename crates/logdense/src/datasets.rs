@@ -3,8 +3,8 @@
 //! `logdense datasets` read it; adding a data set is one entry here (and its loader in
 //! `logdense-data`).
 
-use crate::config::TaskConfig;
 use crate::error::invalid;
+use crate::training::config::TaskConfig;
 use anyhow::{bail, Result};
 use burn::data::dataset::Dataset;
 use logdense_data::{
@@ -170,8 +170,8 @@ pub fn dataset_for(name: &str, task: TaskKind) -> Result<&'static DatasetInfo, S
     if d.task != task {
         return Err(format!(
             "'{name}' is a {} data set; {} data sets: {}",
-            crate::presets::task_name(d.task),
-            crate::presets::task_name(task),
+            crate::model::presets::task_name(d.task),
+            crate::model::presets::task_name(task),
             names(Some(task))
         ));
     }

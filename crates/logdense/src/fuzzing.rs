@@ -5,8 +5,8 @@
 
 use anyhow::Result;
 
-use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::config::TaskConfig;
+use crate::training::checkpoint::{Checkpoint, CheckpointError};
+use crate::training::config::TaskConfig;
 use logdense_graph::TaskKind;
 
 /// A checkpoint file's bytes.

@@ -1,32 +1,22 @@
 //! # logdense
 //!
-//! Log-DenseNet and its family of sparse-skip networks on burn: layers, networks built from
-//! [`logdense_graph`]'s graphs, presets, configuration, training, checkpoints and reports.
+//! Log-DenseNet and its family of sparse-skip networks on burn, in the design's layers:
+//! [`model`] (layers, fused kernels, the network that executes [`logdense_graph`]'s graphs,
+//! presets), [`datasets`] (the data-set registry over [`logdense_data`]), [`training`] (one
+//! task config, the engine, runs, checkpoints, reports) and [`experiments`] (the paper's grids,
+//! benchmarks, the device check).
 
-pub mod bench;
-pub mod checkpoint;
-pub mod classify;
-pub mod config;
 pub mod datasets;
 pub mod device;
-pub mod engine;
 pub mod error;
-pub mod fused;
+pub mod experiments;
 pub mod fuzzing;
-pub mod layers;
-pub mod network;
-pub mod parity;
-pub mod presets;
-pub mod report;
-pub mod reproduce;
-pub mod resources;
-pub mod run;
-pub mod segment;
-pub mod tensor_ops;
+pub mod model;
+pub mod training;
 
 pub use logdense_data as data;
 pub use logdense_graph as graph;
-pub use network::{NetOptions, SparseDenseNet};
+pub use model::network::{NetOptions, SparseDenseNet};
 
 /// Runs `work` on a thread of rayon's global pool, the one burn's flex backend, gemm and our
 /// fused kernels split their work over. The CLI runs every command through it, and a program

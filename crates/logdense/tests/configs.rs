@@ -1,8 +1,8 @@
 //! Every configuration a user is shown loads: the files under `configs/` and the README's
 //! TOML examples, through the same entry point as `train --config`.
 
-use logdense::config::TaskConfig;
 use logdense::graph::TaskKind;
+use logdense::training::config::TaskConfig;
 use std::path::Path;
 
 fn root() -> &'static Path {

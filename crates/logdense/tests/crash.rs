@@ -58,13 +58,13 @@ fn kill(mut child: Child) {
 }
 
 fn weights(dir: &Path) -> Vec<f32> {
-    logdense::run::Trained::load(dir, &Device::flex())
+    logdense::training::run::Trained::load(dir, &Device::flex())
         .unwrap()
         .model
         .flat_weights()
 }
 
-fn rows(dir: &Path) -> Vec<logdense::report::EpochMetrics> {
+fn rows(dir: &Path) -> Vec<logdense::training::report::EpochMetrics> {
     serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap()
 }
 
@@ -103,7 +103,8 @@ fn killed_and_resumed_training_ends_with_the_uninterrupted_runs_tensors() {
             kills_inside_a_write += 1;
             // The previous checkpoint, if any, is whole: a kill mid-write loses nothing.
             if killed.join("checkpoint.ldck").exists() {
-                logdense::checkpoint::Checkpoint::load(&killed.join("checkpoint.ldck")).unwrap();
+                logdense::training::checkpoint::Checkpoint::load(&killed.join("checkpoint.ldck"))
+                    .unwrap();
             }
         }
     }

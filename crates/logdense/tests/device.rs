@@ -1,10 +1,10 @@
-//! The same networks on the Vulkan GPU and on the CPU agree (see `logdense::parity`). Built only
+//! The same networks on the Vulkan GPU and on the CPU agree (see `logdense::experiments::parity`). Built only
 //! with `--features vulkan`, and it needs a GPU; `logdense check-device --device vulkan` runs the
 //! same comparison from the release binary (bench/gpu_check.sh does so on the device machine).
 #![cfg(feature = "vulkan")]
 
 use burn::prelude::*;
-use logdense::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
+use logdense::experiments::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
 
 #[test]
 fn networks_agree_with_the_cpu_on_vulkan() {

@@ -13,7 +13,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use logdense::fused::{bn_relu_conv, kernel_runs, reference_bn_relu_conv, KernelRuns};
+use logdense::model::fused::{bn_relu_conv, kernel_runs, reference_bn_relu_conv, KernelRuns};
 use logdense_kernels::conv::{set_precision, Precision};
 
 /// Which path a test call takes.
@@ -86,7 +86,7 @@ fn layer(
     };
     (
         bn,
-        logdense::layers::conv(channels, out, kernel, 1, bias, device),
+        logdense::model::layers::conv(channels, out, kernel, 1, bias, device),
     )
 }
 
@@ -153,7 +153,7 @@ fn train_once_in(
     let (bn, conv) = layer(cin, 6, kernel, bias, &device);
     let xs = inputs(channels, &device);
     let probe = Tensor::<4>::random([3, 6, 9, 7], Distribution::Normal(0.0, 1.0), &device);
-    assert!(logdense::fused::conv_supported(&xs, &conv));
+    assert!(logdense::model::fused::conv_supported(&xs, &conv));
     let before = kernel_runs();
     let out = match path {
         Path::Fused => bn_relu_conv(xs.clone(), &bn, &conv, true),
@@ -251,7 +251,7 @@ fn bf16_layer_is_within_two_percent_of_the_reference_with_gradients() {
 
 #[test]
 fn more_inputs_than_one_call_takes_are_grouped() {
-    let channels = vec![1; logdense::fused::MAX_INPUTS + 4];
+    let channels = vec![1; logdense::model::fused::MAX_INPUTS + 4];
     assert_same(
         train_once(9, &channels, 3, false, Path::Fused),
         train_once(9, &channels, 3, false, Path::Reference),
@@ -275,7 +275,7 @@ fn fused_layer_equals_the_reference_in_inference() {
     );
     let (bn, conv) = (bn.valid(), conv.valid());
     let xs: Vec<Tensor<4>> = inputs(&[3, 4], &Device::flex());
-    assert!(logdense::fused::conv_supported(&xs, &conv));
+    assert!(logdense::model::fused::conv_supported(&xs, &conv));
     let before = kernel_runs();
     let fused = bn_relu_conv(xs.clone(), &bn, &conv, true);
     assert_eq!(
@@ -302,7 +302,7 @@ fn fused_layer_equals_the_reference_in_inference() {
 /// BN-ReLU-1x1 convolution to the classes, then the average.
 fn head_once(seed: u64, channels: &[usize], path: Path) -> Outcome {
     use burn::nn::LinearConfig;
-    use logdense::fused::{bn_relu_pool_linear, reference_bn_relu_pool_linear};
+    use logdense::model::fused::{bn_relu_pool_linear, reference_bn_relu_pool_linear};
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     device.seed(seed);
@@ -363,7 +363,7 @@ fn fused_head_equals_the_reference_in_training_with_gradients() {
 /// that the fused kernels ran exactly when they should.
 fn deconv_once(seed: u64, size: (usize, usize), path: Path) -> Outcome {
     use burn::nn::conv::ConvTranspose2dConfig;
-    use logdense::fused::{bn_relu_deconv, reference_bn_relu_deconv};
+    use logdense::model::fused::{bn_relu_deconv, reference_bn_relu_deconv};
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     device.seed(seed);
@@ -386,7 +386,7 @@ fn deconv_once(seed: u64, size: (usize, usize), path: Path) -> Outcome {
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    assert!(logdense::fused::deconv_supported(&x, &deconv));
+    assert!(logdense::model::fused::deconv_supported(&x, &deconv));
     let before = kernel_runs();
     let out = match path {
         Path::Fused => bn_relu_deconv(x.clone(), &bn, &deconv, true),
@@ -458,8 +458,8 @@ fn fused_average_pool_equals_burns_with_its_gradient() {
             let x = x.clone().detach().require_grad();
             let before = kernel_runs();
             let y = match path {
-                Path::Fused => logdense::fused::avg_pool2(x.clone(), true),
-                Path::FlagOff => logdense::fused::avg_pool2(x.clone(), false),
+                Path::Fused => logdense::model::fused::avg_pool2(x.clone(), true),
+                Path::FlagOff => logdense::model::fused::avg_pool2(x.clone(), false),
                 Path::Reference => avg_pool2d(x.clone(), AvgPoolOptions::new([2, 2])),
             };
             let g = (y.clone() * probe.clone()).sum().backward();
@@ -487,7 +487,7 @@ fn fused_average_pool_equals_burns_with_its_gradient() {
 #[test]
 fn the_network_option_chooses_the_path_and_leaves_the_weights_alone() {
     use logdense::graph::{NetSpec, Stem};
-    use logdense::network::NetOptions;
+    use logdense::model::network::NetOptions;
     use logdense::SparseDenseNet;
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();

@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use logdense::checkpoint::{Checkpoint, TrainState};
-use logdense::config::TaskConfig;
 use logdense::fuzzing;
 use logdense::graph::TaskKind;
+use logdense::training::checkpoint::{Checkpoint, TrainState};
+use logdense::training::config::TaskConfig;
 
 fn replay(target: &str, seeds: Vec<(&str, Vec<u8>)>, run: impl Fn(&[u8]) -> Result<(), String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

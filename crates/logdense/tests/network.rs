@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 use logdense::graph::{NetSpec, Pattern, Stem};
-use logdense::presets::preset;
+use logdense::model::presets::preset;
 use logdense::SparseDenseNet;
 
 /// burn's random generator is global to the process: tests that build networks take this lock,
@@ -194,7 +194,7 @@ fn a_strided_stem_predicts_at_the_image_resolution() {
     }
     // Upsampled logits of a constant map stay that constant (bilinear weights sum to 1).
     let flat = Tensor::<4>::ones([1, 11, 4, 4], &device);
-    let up = logdense::network::upsample_logits(flat, (8, 8));
+    let up = logdense::model::network::upsample_logits(flat, (8, 8));
     let values: Vec<f32> = up.into_data().try_to_vec::<f32>().unwrap();
     assert!(values.iter().all(|&v| (v - 1.0).abs() < 1e-6));
 }
@@ -205,7 +205,7 @@ fn loss_of(model: &SparseDenseNet, x: Tensor<4>, targets: Tensor<1, Int>) -> Ten
     let mut total: Option<Tensor<1>> = None;
     for h in heads {
         let [n, c, _, _] = h.dims();
-        let term = logdense::classify::cross_entropy(h.reshape([n, c]), targets.clone());
+        let term = logdense::training::classify::cross_entropy(h.reshape([n, c]), targets.clone());
         total = Some(match total {
             Some(t) => t + term,
             None => term,

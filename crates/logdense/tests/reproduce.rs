@@ -3,7 +3,7 @@
 //! report merges every finished run into runs.csv and table.md.
 
 use burn::prelude::*;
-use logdense::reproduce::{self, Experiment, Options};
+use logdense::experiments::reproduce::{self, Experiment, Options};
 
 #[test]
 fn two_shards_into_one_directory_merge_into_the_table() {

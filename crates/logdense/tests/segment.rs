@@ -1,9 +1,9 @@
 //! Segmentation end to end on generated fashion-scenes (real Fashion-MNIST garments).
 
 use burn::prelude::*;
-use logdense::config::TaskConfig;
 use logdense::graph::TaskKind;
-use logdense::run::Run;
+use logdense::training::config::TaskConfig;
+use logdense::training::run::Run;
 use std::path::PathBuf;
 
 fn temp(name: &str) -> PathBuf {
@@ -53,7 +53,7 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
         summary.metrics.mean_iou.unwrap(),
         summary.metrics.global_accuracy.unwrap(),
     );
-    let rows: Vec<logdense::segment::SegEpochMetrics> =
+    let rows: Vec<logdense::training::segment::SegEpochMetrics> =
         serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(rows.len(), 6);
     assert_eq!(rows[5].stage, "finetune");
@@ -81,7 +81,7 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     // eval from the run directory reproduces the last epoch's numbers.
-    let trained = logdense::run::Trained::load(&dir, &Device::flex()).unwrap();
+    let trained = logdense::training::run::Trained::load(&dir, &Device::flex()).unwrap();
     assert_eq!(trained.cfg.task, TaskKind::Segment);
     let (loaded, state) = (trained.model, trained.state);
     let test =
@@ -95,12 +95,12 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
         0,
         &Device::flex(),
     );
-    let cm = logdense::segment::evaluate(&loaded, loader, classes).unwrap();
+    let cm = logdense::training::segment::evaluate(&loaded, loader, classes).unwrap();
     assert!((cm.mean_iou() - mean_iou).abs() < 1e-9);
     // Fig. 2 strip: input, truth, one panel per head (4 auxiliary + final), 4 px gaps.
     let heads = model.graph.heads().len();
     assert_eq!(heads, 5);
-    let strip = logdense::segment::prediction_strip(
+    let strip = logdense::training::segment::prediction_strip(
         &loaded,
         &state,
         &test.palette,
@@ -152,7 +152,7 @@ max_train_s = 2.0",
     let (model, summary) = run.train(false).unwrap();
     // Heads at 32, 16 and 32 pixels: only the 16-pixel auxiliary head and the final one stay.
     assert_eq!(model.graph.heads().len(), 2);
-    let read_rows = || -> Vec<logdense::segment::SegEpochMetrics> {
+    let read_rows = || -> Vec<logdense::training::segment::SegEpochMetrics> {
         serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap()
     };
     let rows = read_rows();

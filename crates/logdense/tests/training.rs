@@ -3,9 +3,9 @@
 
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use logdense::checkpoint::{Checkpoint, CHECKPOINT_FILE};
-use logdense::config::{LrSchedule, TaskConfig};
-use logdense::run::{Run, Trained};
+use logdense::training::checkpoint::{Checkpoint, CHECKPOINT_FILE};
+use logdense::training::config::{LrSchedule, TaskConfig};
+use logdense::training::run::{Run, Trained};
 use std::path::PathBuf;
 
 /// burn's random generator is global to the process: tests that train must not interleave,
@@ -39,7 +39,7 @@ fn small_config(train: usize, test: usize, epochs: usize) -> TaskConfig {
     cfg
 }
 
-fn accuracy(s: &logdense::run::Summary) -> f64 {
+fn accuracy(s: &logdense::training::run::Summary) -> f64 {
     s.metrics.test_accuracy.expect("a classification summary")
 }
 
@@ -55,7 +55,7 @@ fn fresh_evaluation(run: &std::path::Path, batch: usize) -> (f64, usize) {
         t.cfg.data.augment.clone(),
     );
     let loader = logdense::data::loader_on(data.test, batcher, batch, None, 0, &Device::flex());
-    let (_, acc) = logdense::classify::evaluate(&t.model, loader).unwrap();
+    let (_, acc) = logdense::training::classify::evaluate(&t.model, loader).unwrap();
     (acc, images)
 }
 
@@ -74,7 +74,7 @@ fn ci_sized_training_learns_fashion_mnist() {
         overwrite: false,
     };
     let (_, summary) = run.train(false).unwrap();
-    let rows: Vec<logdense::report::EpochMetrics> =
+    let rows: Vec<logdense::training::report::EpochMetrics> =
         serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(rows.len(), 3);
     assert!(
@@ -182,7 +182,7 @@ fn the_default_config_gives_the_same_weights_on_every_run_and_after_a_resume() {
             .flat_weights()
     };
     let metrics = |dir: &PathBuf| -> Vec<(f64, f64)> {
-        let rows: Vec<logdense::report::EpochMetrics> =
+        let rows: Vec<logdense::training::report::EpochMetrics> =
             serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
         rows.iter().map(|r| (r.lr, r.test_accuracy)).collect()
     };
@@ -326,7 +326,7 @@ fn budgeted_training_stops_at_the_budget_and_runs_both_stages() {
     }
     .train(false)
     .unwrap();
-    let rows: Vec<logdense::report::EpochMetrics> =
+    let rows: Vec<logdense::training::report::EpochMetrics> =
         serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
     let main: Vec<_> = rows.iter().filter(|r| !r.final_only).collect();
     let last_stage: Vec<_> = rows.iter().filter(|r| r.final_only).collect();

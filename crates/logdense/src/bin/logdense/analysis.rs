@@ -121,7 +121,12 @@ pub(crate) fn graph_cmd(a: GraphArgs) -> Result<()> {
             "{pattern}: L = {}, {} block(s), MBD {}, {connections} connections",
             a.layers, a.blocks, summary.mbd
         );
-        logdense::report::plot_connection_matrix(p, &sets, Some(a.layers / a.blocks), &title)?;
+        logdense::training::report::plot_connection_matrix(
+            p,
+            &sets,
+            Some(a.layers / a.blocks),
+            &title,
+        )?;
     }
     if a.json {
         let v = serde_json::json!({
@@ -149,7 +154,7 @@ pub(crate) fn graph_cmd(a: GraphArgs) -> Result<()> {
 
 fn cost_spec(a: &CostArgs) -> Result<NetSpec> {
     let mut spec =
-        logdense::presets::preset(&a.preset).map_err(|e| usage(format!("--preset: {e}")))?;
+        logdense::model::presets::preset(&a.preset).map_err(|e| usage(format!("--preset: {e}")))?;
     if let Some(p) = &a.pattern {
         let pattern = parse_pattern(p)?;
         match &mut spec.arch {
@@ -351,7 +356,7 @@ pub(crate) fn design_cmd(a: DesignArgs) -> Result<()> {
             "designed: L = {}, at most {} inputs, MBD {}, {} connections",
             d.layers, d.max_inputs, d.mbd, d.connections
         );
-        logdense::report::plot_connection_matrix(p, &d.sets, None, &title)?;
+        logdense::training::report::plot_connection_matrix(p, &d.sets, None, &title)?;
     }
     if a.json {
         println!(
@@ -402,7 +407,7 @@ pub(crate) struct PresetsArgs {
 
 /// `logdense presets`: the registry, one line per preset.
 pub(crate) fn presets_cmd(a: PresetsArgs) -> Result<()> {
-    use logdense::presets::{self, Builder, PRESETS};
+    use logdense::model::presets::{self, Builder, PRESETS};
     if !a.json {
         println!(
             "{:<22} {:<15} {:<26} summary",
@@ -451,7 +456,7 @@ pub(crate) struct DatasetsArgs {
 /// `logdense datasets`: the data-set registry, one line per data set.
 pub(crate) fn datasets_cmd(a: DatasetsArgs) -> Result<()> {
     use logdense::datasets::DATASETS;
-    use logdense::presets::task_name;
+    use logdense::model::presets::task_name;
     if !a.json {
         println!(
             "{:<15} {:<15} {:<12} {:<8} {:<15} summary",

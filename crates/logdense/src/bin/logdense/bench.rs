@@ -1,9 +1,12 @@
 //! `bench`: training and inference throughput and peak memory.
 
 use crate::usage;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
 use clap::Args;
+use logdense::experiments::bench::{parse_results, BenchResult};
+use std::path::Path;
+use std::process::Command;
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -33,7 +36,9 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
-    use logdense::bench::{run_and_print, sweep_and_print, BenchOptions, SweepOptions};
+    use logdense::experiments::bench::{
+        memory_sweep, print_sweep, run_and_print, BenchOptions, SweepOptions,
+    };
     const MAX_STEPS: usize = 1_000_000;
     if a.steps == 0 || a.steps > MAX_STEPS || a.warmup > MAX_STEPS {
         return Err(usage(format!(
@@ -50,7 +55,15 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
             steps: a.steps.min(3),
             ..SweepOptions::default()
         };
-        sweep_and_print(&opts, a.json)?;
+        let exe = std::env::current_exe().context("cannot find the current executable")?;
+        let rows = memory_sweep(&opts, |preset, batch, steps| {
+            isolated(&exe, preset, batch, steps, &[])
+        })?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            print_sweep(&rows);
+        }
         return Ok(());
     }
     let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
@@ -64,7 +77,7 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
     };
     if !a.preset.is_empty() {
         for p in &a.preset {
-            logdense::presets::preset(p).map_err(|e| usage(format!("--preset: {e}")))?;
+            logdense::model::presets::preset(p).map_err(|e| usage(format!("--preset: {e}")))?;
         }
         opts.presets = a.preset.clone();
     }
@@ -94,7 +107,7 @@ pub(crate) struct CheckDeviceArgs {
 /// Runs each preset on the CPU and on `--device` with the same weights and batch; fails if any
 /// head or input gradient differs by more than the tolerance.
 pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
-    use logdense::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
+    use logdense::experiments::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
     let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
     let cases: Vec<(String, usize, usize)> = if a.preset.is_empty() {
         DEFAULT_CASES
@@ -145,4 +158,95 @@ pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
         bad.join(", ")
     );
     Ok(())
+}
+
+/// Benchmarks one preset in a fresh process of the `logdense` executable `exe`, so that its
+/// peak resident memory is its own: `exe bench --preset P --batch B --steps S [extra] --json`
+/// (`extra_args`, e.g. `["--warmup", "1", "--device", "cpu"]`).
+fn isolated(
+    exe: &Path,
+    preset: &str,
+    batch: usize,
+    steps: usize,
+    extra_args: &[String],
+) -> Result<BenchResult> {
+    let out = Command::new(exe)
+        .args(["bench", "--preset", preset])
+        .args(["--batch", &batch.to_string(), "--steps", &steps.to_string()])
+        .args(extra_args)
+        .arg("--json")
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        bail!(
+            "'{} bench --preset {preset}' failed ({}){}",
+            exe.display(),
+            out.status,
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )
+            }
+        );
+    }
+    let results = parse_results(&String::from_utf8_lossy(&out.stdout))
+        .with_context(|| format!("output of '{} bench --preset {preset}'", exe.display()))?;
+    results
+        .into_iter()
+        .find(|r| r.preset == preset)
+        .with_context(|| format!("the child printed no result for '{preset}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn isolated_runs_a_child_and_parses_its_json() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("logdense-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A stand-in for `logdense`: checks its arguments, prints a log line and the JSON.
+        let r = BenchResult {
+            preset: "ld-v1-2-4".into(),
+            batch: 16,
+            input: [3, 32, 32],
+            params: 3678,
+            gflops_per_image: 0.0027,
+            train_step_ms_median: 10.0,
+            infer_ms_median: 2.0,
+            train_img_per_s: 1600.0,
+            infer_img_per_s: 8000.0,
+            train_gflop_per_s: 12.96,
+            infer_gflop_per_s: 21.6,
+            peak_rss_bytes: Some(123 << 20),
+            steps: 2,
+            warmup: 1,
+            threads: 2,
+            fused: Some(true),
+            precision: None,
+            f32_kernels: None,
+        };
+        let json = serde_json::to_string(&[&r]).unwrap();
+        let exe = dir.join("fake-logdense");
+        std::fs::write(
+            &exe,
+            format!(
+                "#!/bin/sh\n[ \"$*\" = 'bench --preset ld-v1-2-4 --batch 16 --steps 2 --warmup 1 --json' ] || {{ echo \"bad args: $*\" >&2; exit 3; }}\necho 'starting'\necho '{json}'\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let extra = ["--warmup".to_string(), "1".to_string()];
+        assert_eq!(isolated(&exe, "ld-v1-2-4", 16, 2, &extra).unwrap(), r);
+        let err = isolated(&exe, "ld-v1-2-4", 8, 2, &extra).unwrap_err();
+        assert!(format!("{err:#}").contains("bad args"), "{err:#}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -5,7 +5,7 @@ use crate::usage;
 use anyhow::{Context, Result};
 use clap::Args;
 use logdense::graph::TaskKind;
-use logdense::run::{Run, Summary, Trained};
+use logdense::training::run::{Run, Summary, Trained};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -107,7 +107,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
     );
     let loader =
         logdense::data::loader_on(data.test, batcher, 256, None, t.cfg.data.workers, &device);
-    let (loss, acc) = logdense::classify::evaluate(&t.model, loader)?;
+    let (loss, acc) = logdense::training::classify::evaluate(&t.model, loader)?;
     println!(
         "eval: images={n} test_loss={loss:.4} test_accuracy={acc:.4} test_error={:.2}%",
         100.0 * (1.0 - acc)

@@ -96,9 +96,9 @@ pub(crate) fn preset_help() -> String {
     format!(
         "Network preset (default: {} for train, {} for segment train); a segmentation preset \
          makes a segmentation run: {}",
-        logdense::presets::DEFAULT_PRESET,
-        logdense::presets::DEFAULT_SEG_PRESET,
-        logdense::presets::names(None)
+        logdense::model::presets::DEFAULT_PRESET,
+        logdense::model::presets::DEFAULT_SEG_PRESET,
+        logdense::model::presets::names(None)
     )
 }
 

@@ -3,7 +3,7 @@
 use crate::usage;
 use anyhow::Result;
 use clap::Args;
-use logdense::reproduce::{self, Experiment, Options};
+use logdense::experiments::reproduce::{self, Experiment, Options};
 use std::path::PathBuf;
 
 #[derive(Args)]

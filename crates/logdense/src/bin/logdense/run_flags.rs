@@ -4,8 +4,8 @@
 use crate::usage;
 use anyhow::Result;
 use clap::Args;
-use logdense::config::{LrSchedule, OptimizerKind, TaskConfig};
 use logdense::graph::TaskKind;
+use logdense::training::config::{LrSchedule, OptimizerKind, TaskConfig};
 use std::path::PathBuf;
 
 /// The kernel switches `train`, `segment train` and `bench` share.
@@ -18,7 +18,7 @@ pub(crate) struct KernelFlags {
     /// The fused kernels' precision, f32 or bf16 (`model.precision`): bf16 operands with f32
     /// sums where the CPU has AMX or AVX512-BF16, else f32 with a message.
     #[arg(long)]
-    pub precision: Option<logdense::fused::Precision>,
+    pub precision: Option<logdense::model::fused::Precision>,
 }
 
 #[derive(Args)]
@@ -112,7 +112,7 @@ impl RunFlags {
     /// it, in `--out` (default `runs/PRESET`, `runs/segment-PRESET` for segmentation).
     pub(crate) fn start(&self, task: TaskKind) -> Result<(TaskConfig, PathBuf, bool)> {
         let (cfg, dir, resume) = if let Some(dir) = &self.resume {
-            let cfg = logdense::run::load_run_config(dir)
+            let cfg = logdense::training::run::load_run_config(dir)
                 .map_err(|e| usage(format!("--resume: {e:#}")))?;
             (cfg, dir.clone(), true)
         } else {
@@ -120,7 +120,7 @@ impl RunFlags {
                 (Some(p), _) => TaskConfig::load(p, task)?,
                 // A preset alone picks its task's defaults.
                 (None, Some(p)) => TaskConfig::defaults(
-                    logdense::presets::lookup(p).map_or(task, |entry| entry.task),
+                    logdense::model::presets::lookup(p).map_or(task, |entry| entry.task),
                 ),
                 (None, None) => TaskConfig::defaults(task),
             };

@@ -118,11 +118,11 @@ fn load_seg_run(
     run: &std::path::Path,
     device: &burn::prelude::Device,
 ) -> Result<(
-    logdense::config::TaskConfig,
-    logdense::run::Trained,
+    logdense::training::config::TaskConfig,
+    logdense::training::run::Trained,
     PathBuf,
 )> {
-    let t = logdense::run::Trained::load(run, device)?;
+    let t = logdense::training::run::Trained::load(run, device)?;
     if t.cfg.task != logdense::graph::TaskKind::Segment {
         return Err(usage(format!(
             "--run: {} is a classification run; evaluate it with `logdense eval`",
@@ -163,7 +163,7 @@ pub(crate) fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
         cfg.data.workers,
         &device,
     );
-    let cm = logdense::segment::evaluate_with(&model, loader, classes, a.flip_tta)?;
+    let cm = logdense::training::segment::evaluate_with(&model, loader, classes, a.flip_tta)?;
     let tta = if a.flip_tta { " tta=flip" } else { "" };
     println!("eval: images={n} split={split:?}{tta}");
     for (name, iou) in names.iter().zip(cm.per_class_iou()) {
@@ -256,8 +256,8 @@ pub(crate) fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
         }
         None => None,
     };
-    let palette = logdense::segment::palette_of(&data_dir);
-    let strip = logdense::segment::prediction_strip(
+    let palette = logdense::training::segment::palette_of(&data_dir);
+    let strip = logdense::training::segment::prediction_strip(
         &model,
         &state,
         &palette,

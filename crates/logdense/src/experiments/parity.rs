@@ -29,7 +29,7 @@ pub const DEFAULT_CASES: &[(&str, usize, usize)] = &[
 /// A preset as the check runs it: classification presets at their own input, fully
 /// convolutional ones at `side` x `side` (their 224x224 would only make the check slow).
 pub fn case_spec(name: &str, side: usize) -> Result<NetSpec, String> {
-    let mut spec = crate::presets::preset(name)?;
+    let mut spec = crate::model::presets::preset(name)?;
     if spec.task() == logdense_graph::TaskKind::Segment {
         spec.input = [spec.input[0], side, side];
     }
@@ -175,7 +175,7 @@ mod tests {
         NetSpec {
             input: [1, 8, 8],
             blocks: vec![2, 2],
-            ..crate::presets::preset("ld-v1-12-16").unwrap()
+            ..crate::model::presets::preset("ld-v1-12-16").unwrap()
         }
     }
 

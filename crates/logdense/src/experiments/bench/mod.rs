@@ -4,9 +4,9 @@
 //!
 //! - **Training step**: the step training takes for the preset's task, [`engine::train_step`]
 //!   with that task's loss and optimiser: for classifiers the deep-supervision weighted
-//!   cross-entropy ([`crate::classify::classify_loss`]) and SGD (momentum 0.9, Nesterov, weight
+//!   cross-entropy ([`crate::training::classify::classify_loss`]) and SGD (momentum 0.9, Nesterov, weight
 //!   decay 1e-4); for segmentation networks the class-weighted per-pixel cross-entropy against
-//!   labels subsampled to each head's scale ([`crate::segment::segment_loss`]) and RMSprop
+//!   labels subsampled to each head's scale ([`crate::training::segment::segment_loss`]) and RMSprop
 //!   (weight decay 1e-4), as `segment train` runs them; then a device sync.
 //! - **Inference**: `model.valid().forward(x)` with the output read back (`into_data`), so that
 //!   a lazy backend has finished.
@@ -16,14 +16,20 @@
 //!   [`logdense_graph::cost`]), not from counters.
 //! - **Peak memory** is the process's `VmHWM` (peak resident set size) from
 //!   `/proc/self/status`. That is a process-wide high-water mark: for a number that belongs to
-//!   one preset, run it in a fresh process ([`isolated`] does that by re-running the current
-//!   executable as `bench --preset P --batch B --steps S --json`).
+//!   one preset, run it in a fresh process (`logdense bench --memory-sweep` runs each preset
+//!   as its own `bench --preset P --json` child and hands [`memory_sweep`] the results).
 //!
 //! Inputs and labels are random (fixed seed): throughput does not depend on the data.
 
-use crate::classify::cross_entropy;
-use crate::engine::{self, head_weights};
-use crate::presets;
+mod memory;
+mod table;
+
+pub use memory::*;
+pub use table::*;
+
+use crate::model::presets;
+use crate::training::classify::cross_entropy;
+use crate::training::engine::{self, head_weights};
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
@@ -31,8 +37,6 @@ use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 use logdense_graph::{NetSpec, TaskKind};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 /// The presets `logdense bench` runs when none is named: the paper's CIFAR networks at
@@ -77,7 +81,7 @@ pub struct BenchOptions {
     /// Build the networks with the fused CPU kernels (the model option training uses).
     pub fused: bool,
     /// The fused kernels' precision (set for the process: `fused::set_precision`).
-    pub precision: crate::fused::Precision,
+    pub precision: crate::model::fused::Precision,
 }
 
 impl Default for BenchOptions {
@@ -90,7 +94,7 @@ impl Default for BenchOptions {
             input: None,
             device: Device::flex(),
             fused: true,
-            precision: crate::fused::Precision::F32,
+            precision: crate::model::fused::Precision::F32,
         }
     }
 }
@@ -160,35 +164,6 @@ pub fn threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in bytes.
-/// `None` off Linux.
-pub fn peak_rss_bytes() -> Option<u64> {
-    proc_status_kib("VmHWM").map(|k| k * 1024)
-}
-
-/// Current resident set size (`VmRSS`), in bytes.
-pub fn current_rss_bytes() -> Option<u64> {
-    proc_status_kib("VmRSS").map(|k| k * 1024)
-}
-
-/// Resets the peak to the current resident size (Linux >= 4.0, `5` into
-/// `/proc/self/clear_refs`); returns whether it worked. Memory freed by earlier work but kept
-/// by the allocator still counts, so this does not replace a fresh process.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// Mean per-pixel cross-entropy of logits `[N, C, H, W]` against labels `[N, H, W]` (the mean
-/// over all `N * H * W` positions, as PyTorch's `F.cross_entropy` with `reduction="mean"`).
-/// A classifier's `[N, C, 1, 1]` output with labels `[N, 1, 1]` gives the usual cross-entropy.
 pub fn pixel_cross_entropy(logits: Tensor<4>, labels: Tensor<3, Int>) -> Tensor<1> {
     let [n, c, h, w] = logits.dims();
     let flat = logits.permute([0, 2, 3, 1]).reshape([n * h * w, c]);
@@ -261,19 +236,19 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     } else {
         opts.batch
     };
-    crate::resources::check_training_fits(spec, batch, "--batch")?;
+    crate::training::resources::check_training_fits(spec, batch, "--batch")?;
     reset_peak_rss();
 
     let device = opts.device.clone().inner();
     let ad = device.clone().autodiff();
     ad.seed(SEED);
-    let options = crate::network::NetOptions {
+    let options = crate::model::network::NetOptions {
         dropout: 0.0,
         fused: opts.fused,
     };
     let mut model = SparseDenseNet::new_with(spec, &options, &ad)?;
     let fused = model.valid().fused_active();
-    let precision = crate::fused::set_precision(opts.precision);
+    let precision = crate::model::fused::set_precision(opts.precision);
     let params = model.trainable_params() as u64;
     if params != cost.total.params {
         bail!(
@@ -286,7 +261,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     let heads = graph.heads();
     let weights = head_weights(heads.len(), false);
     // The task's own targets, loss and optimiser: the step its training takes.
-    let task_defaults = crate::config::TaskConfig::defaults(graph.task);
+    let task_defaults = crate::training::config::TaskConfig::defaults(graph.task);
     let (mut optim, lr) = (task_defaults.optimizer().build(), task_defaults.optim.lr);
     let targets = match graph.task {
         TaskKind::Classify => BenchTargets::Classes(
@@ -294,7 +269,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
         ),
         TaskKind::Segment => {
             let labels = random_labels([batch, h, w], spec.classes, 0, &ad);
-            let values = crate::segment::label_values(&labels);
+            let values = crate::training::segment::label_values(&labels);
             // Weights of the real classes 1 (median-frequency weights change values, not
             // work), void last with 0, as training builds them.
             let mut class_weights = vec![1.0f32; spec.classes];
@@ -315,10 +290,16 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
             image.clone(),
             |outputs| match &targets {
                 BenchTargets::Classes(t) => {
-                    crate::classify::classify_loss(outputs, t, &weights).loss
+                    crate::training::classify::classify_loss(outputs, t, &weights).loss
                 }
                 BenchTargets::Pixels(labels, values, class_weights) => {
-                    crate::segment::segment_loss(outputs, labels, values, class_weights, &weights)
+                    crate::training::segment::segment_loss(
+                        outputs,
+                        labels,
+                        values,
+                        class_weights,
+                        &weights,
+                    )
                 }
             },
         )
@@ -368,8 +349,14 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
         warmup: opts.warmup,
         threads: threads(),
         fused: Some(fused),
-        precision: Some(precision.of_model(fused).name().to_string()),
-        f32_kernels: (fused && precision.of_model(fused) == crate::fused::Precision::F32)
+        precision: Some(
+            crate::model::fused::precision_of_model(precision, fused)
+                .name()
+                .to_string(),
+        ),
+        f32_kernels: (fused
+            && crate::model::fused::precision_of_model(precision, fused)
+                == crate::model::fused::Precision::F32)
             .then(|| logdense_kernels::conv::f32_kernels().to_string()),
     })
 }
@@ -396,295 +383,6 @@ pub fn run_and_print(opts: &BenchOptions, json: bool) -> Result<Vec<BenchResult>
     Ok(results)
 }
 
-/// [`memory_sweep`], printed as JSON (`json`) or as [`format_sweep`]'s table.
-pub fn sweep_and_print(opts: &SweepOptions, json: bool) -> Result<Vec<SweepRow>> {
-    let rows = memory_sweep(opts)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print_sweep(&rows);
-    }
-    Ok(rows)
-}
-
-/// Parses what `logdense bench --json` prints: a list of results (or one result object).
-pub fn parse_results(text: &str) -> Result<Vec<BenchResult>> {
-    let text = text.trim();
-    // Tolerate lines printed before the JSON (the JSON starts at the first line that opens it).
-    let start = text
-        .lines()
-        .scan(0usize, |offset, line| {
-            let here = *offset;
-            *offset += line.len() + 1;
-            Some((here, line))
-        })
-        .find(|(_, l)| l.trim_start().starts_with('[') || l.trim_start().starts_with('{'))
-        .map(|(o, _)| o)
-        .context("no JSON in the benchmark's output")?;
-    let json = &text[start..];
-    if json.trim_start().starts_with('{') {
-        Ok(vec![
-            serde_json::from_str(json).context("bad benchmark JSON")?
-        ])
-    } else {
-        serde_json::from_str(json).context("bad benchmark JSON")
-    }
-}
-
-/// Runs one preset in a fresh process of the current executable, so that its peak resident
-/// memory is its own: `<exe> bench --preset P --batch B --steps S --json`.
-pub fn isolated(preset: &str, batch: usize, steps: usize) -> Result<BenchResult> {
-    let exe = std::env::current_exe().context("cannot find the current executable")?;
-    isolated_with(&exe, preset, batch, steps, &[])
-}
-
-/// [`isolated`] with an explicit `logdense` executable and extra arguments for its `bench`
-/// verb (for example `["--warmup", "1", "--device", "cpu"]`).
-pub fn isolated_with(
-    exe: &Path,
-    preset: &str,
-    batch: usize,
-    steps: usize,
-    extra_args: &[String],
-) -> Result<BenchResult> {
-    let out = Command::new(exe)
-        .args(["bench", "--preset", preset])
-        .args(["--batch", &batch.to_string(), "--steps", &steps.to_string()])
-        .args(extra_args)
-        .arg("--json")
-        .output()
-        .with_context(|| format!("cannot run {}", exe.display()))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-        bail!(
-            "'{} bench --preset {preset}' failed ({}){}",
-            exe.display(),
-            out.status,
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ": {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                )
-            }
-        );
-    }
-    let results = parse_results(&String::from_utf8_lossy(&out.stdout))
-        .with_context(|| format!("output of '{} bench --preset {preset}'", exe.display()))?;
-    results
-        .into_iter()
-        .find(|r| r.preset == preset)
-        .with_context(|| format!("the child printed no result for '{preset}'"))
-}
-
-/// Training memory the cost model predicts for `spec` at `batch`, in bytes: the naive
-/// activation memory (what autograd keeps, per image) times the batch, plus weights,
-/// gradients and momentum (3 x 4 bytes per parameter). Used to skip runs that cannot fit.
-pub fn estimated_train_bytes(spec: &NetSpec, batch: usize) -> Result<u64> {
-    let c = spec
-        .build()
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .cost()
-        .total;
-    Ok(c.activation_bytes
-        .saturating_mul(batch as u64)
-        .saturating_add(c.params.saturating_mul(12)))
-}
-
-pub use crate::resources::available_memory_bytes;
-
-/// The memory sweep: V1 LOG (`ld-v1-N-G`) against DenseNet (`dense-N-G`, the V1 dense
-/// pattern) trained at one batch size, each preset in its own process.
-#[derive(Debug, Clone)]
-pub struct SweepOptions {
-    pub ns: Vec<usize>,
-    pub growth: usize,
-    pub batch: usize,
-    pub steps: usize,
-    /// Skip a preset whose [`estimated_train_bytes`] exceeds this; `None`: 3/4 of
-    /// `MemAvailable` at the start of the sweep.
-    pub max_bytes: Option<u64>,
-    /// The `logdense` executable to run (`None`: the current one).
-    pub exe: Option<std::path::PathBuf>,
-    /// Extra arguments for its `bench` verb.
-    pub extra_args: Vec<String>,
-}
-
-impl Default for SweepOptions {
-    fn default() -> Self {
-        SweepOptions {
-            ns: SWEEP_NS.to_vec(),
-            growth: SWEEP_GROWTH,
-            batch: SWEEP_BATCH,
-            steps: 2,
-            max_bytes: None,
-            exe: None,
-            extra_args: Vec::new(),
-        }
-    }
-}
-
-/// One row of the memory sweep.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SweepRow {
-    pub preset: String,
-    /// `ld-v1` or `dense`.
-    pub family: String,
-    pub n: usize,
-    pub growth: usize,
-    pub batch: usize,
-    /// [`estimated_train_bytes`].
-    pub estimated_bytes: u64,
-    /// The isolated run, when it ran and succeeded.
-    pub result: Option<BenchResult>,
-    /// Why there is no result (too large for this machine, or the child failed).
-    pub skipped: Option<String>,
-}
-
-/// Runs the memory sweep (see [`SweepOptions`]); presets that cannot fit are skipped with a
-/// reason rather than run out of memory, and a failed child is recorded, not fatal.
-pub fn memory_sweep(opts: &SweepOptions) -> Result<Vec<SweepRow>> {
-    let exe = match &opts.exe {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find the current executable")?,
-    };
-    let limit = opts
-        .max_bytes
-        .or_else(|| available_memory_bytes().map(|a| a / 4 * 3))
-        .unwrap_or(u64::MAX);
-    let mut rows = Vec::new();
-    for &n in &opts.ns {
-        for family in ["ld-v1", "dense"] {
-            let preset = format!("{family}-{n}-{}", opts.growth);
-            let spec = presets::preset(&preset).map_err(anyhow::Error::msg)?;
-            let estimated_bytes = estimated_train_bytes(&spec, opts.batch)?;
-            let (result, skipped) = if estimated_bytes > limit {
-                (
-                    None,
-                    Some(format!(
-                        "needs about {:.1} GiB (cost model), limit {:.1} GiB",
-                        gib(estimated_bytes),
-                        gib(limit)
-                    )),
-                )
-            } else {
-                match isolated_with(&exe, &preset, opts.batch, opts.steps, &opts.extra_args) {
-                    Ok(r) => (Some(r), None),
-                    Err(e) => (None, Some(format!("{e:#}"))),
-                }
-            };
-            rows.push(SweepRow {
-                preset,
-                family: family.to_string(),
-                n,
-                growth: opts.growth,
-                batch: opts.batch,
-                estimated_bytes,
-                result,
-                skipped,
-            });
-        }
-    }
-    Ok(rows)
-}
-
-fn gib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64
-}
-
-fn mib(bytes: Option<u64>) -> String {
-    bytes.map_or("-".into(), |b| {
-        format!("{:.0}", b as f64 / (1u64 << 20) as f64)
-    })
-}
-
-/// The human-readable table of results.
-pub fn format_table(results: &[BenchResult]) -> String {
-    let mut s = String::new();
-    s.push_str(&format!(
-        "{:<20} {:>5} {:>11} {:>8} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9} {:>8} {:>6}\n",
-        "preset",
-        "batch",
-        "input",
-        "params M",
-        "GFLOP/img",
-        "train ms",
-        "train i/s",
-        "train GF/s",
-        "infer ms",
-        "infer i/s",
-        "peak MiB",
-        "fused"
-    ));
-    for r in results {
-        let [c, h, w] = r.input;
-        s.push_str(&format!(
-            "{:<20} {:>5} {:>11} {:>8.3} {:>9.3} {:>10.1} {:>9.1} {:>9.1} {:>10.1} {:>9.1} {:>8} {:>6}\n",
-            r.preset,
-            r.batch,
-            format!("{c}x{h}x{w}"),
-            r.params as f64 / 1e6,
-            r.gflops_per_image,
-            r.train_step_ms_median,
-            r.train_img_per_s,
-            r.train_gflop_per_s,
-            r.infer_ms_median,
-            r.infer_img_per_s,
-            mib(r.peak_rss_bytes),
-            match r.fused {
-                Some(true) if r.precision.as_deref() == Some("bf16") => "bf16",
-                Some(true) => r.f32_kernels.as_deref().unwrap_or("yes"),
-                Some(false) => "no",
-                None => "-",
-            }
-        ));
-    }
-    if let Some(r) = results.first() {
-        s.push_str(&format!(
-            "median of {} steps after {} warm-up; {} threads; training GFLOP/s count 3x the forward FLOPs; peak = process VmHWM\n",
-            r.steps, r.warmup, r.threads
-        ));
-    }
-    s
-}
-
-/// Prints [`format_table`] to standard output.
-pub fn print_table(results: &[BenchResult]) {
-    print!("{}", format_table(results));
-}
-
-/// The memory sweep as a table: peak RSS of LOG and DenseNet side by side per `n`.
-pub fn format_sweep(rows: &[SweepRow]) -> String {
-    let mut s = format!(
-        "{:<16} {:>5} {:>13} {:>10} {:>11}  note\n",
-        "preset", "batch", "estimate MiB", "peak MiB", "train i/s"
-    );
-    for r in rows {
-        let peak = r.result.as_ref().and_then(|x| x.peak_rss_bytes);
-        let ips = r
-            .result
-            .as_ref()
-            .map_or("-".into(), |x| format!("{:.1}", x.train_img_per_s));
-        s.push_str(&format!(
-            "{:<16} {:>5} {:>13} {:>10} {:>11}  {}\n",
-            r.preset,
-            r.batch,
-            mib(Some(r.estimated_bytes)),
-            mib(peak),
-            ips,
-            r.skipped.as_deref().unwrap_or("")
-        ));
-    }
-    s
-}
-
-/// Prints [`format_sweep`] to standard output.
-pub fn print_sweep(rows: &[SweepRow]) {
-    print!("{}", format_sweep(rows));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -699,7 +397,7 @@ mod tests {
             input: None,
             device: Device::flex(),
             fused: true,
-            precision: crate::fused::Precision::F32,
+            precision: crate::model::fused::Precision::F32,
         }
     }
 
@@ -860,11 +558,14 @@ mod tests {
         let dense = estimated_train_bytes(&presets::preset("dense-200-24").unwrap(), 16).unwrap();
         assert!(small < dense && dense > 64 << 30, "{small} {dense}");
         // A sweep whose limit is 0 skips everything without running a child.
-        let rows = memory_sweep(&SweepOptions {
-            ns: vec![12],
-            max_bytes: Some(0),
-            ..SweepOptions::default()
-        })
+        let rows = memory_sweep(
+            &SweepOptions {
+                ns: vec![12],
+                max_bytes: Some(0),
+                ..SweepOptions::default()
+            },
+            |p, _, _| panic!("{p} was measured past its limit"),
+        )
         .unwrap();
         let names: Vec<&str> = rows.iter().map(|r| r.preset.as_str()).collect();
         assert_eq!(names, ["ld-v1-12-24", "dense-12-24"]);
@@ -872,50 +573,6 @@ mod tests {
             .iter()
             .all(|r| r.result.is_none() && r.skipped.is_some()));
         assert!(format_sweep(&rows).contains("dense-12-24"));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn isolated_runs_a_child_and_parses_its_json() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("logdense-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // A stand-in for `logdense`: checks its arguments, prints a log line and the JSON.
-        let r = BenchResult {
-            preset: "ld-v1-2-4".into(),
-            batch: 16,
-            input: [3, 32, 32],
-            params: 3678,
-            gflops_per_image: 0.0027,
-            train_step_ms_median: 10.0,
-            infer_ms_median: 2.0,
-            train_img_per_s: 1600.0,
-            infer_img_per_s: 8000.0,
-            train_gflop_per_s: 12.96,
-            infer_gflop_per_s: 21.6,
-            peak_rss_bytes: Some(123 << 20),
-            steps: 2,
-            warmup: 1,
-            threads: 2,
-            fused: Some(true),
-            precision: None,
-            f32_kernels: None,
-        };
-        let json = serde_json::to_string(&[&r]).unwrap();
-        let exe = dir.join("fake-logdense");
-        std::fs::write(
-            &exe,
-            format!(
-                "#!/bin/sh\n[ \"$*\" = 'bench --preset ld-v1-2-4 --batch 16 --steps 2 --warmup 1 --json' ] || {{ echo \"bad args: $*\" >&2; exit 3; }}\necho 'starting'\necho '{json}'\n"
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let extra = ["--warmup".to_string(), "1".to_string()];
-        assert_eq!(isolated_with(&exe, "ld-v1-2-4", 16, 2, &extra).unwrap(), r);
-        let err = isolated_with(&exe, "ld-v1-2-4", 8, 2, &extra).unwrap_err();
-        assert!(format!("{err:#}").contains("bad args"), "{err:#}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// A manual run without the CLI, e.g.

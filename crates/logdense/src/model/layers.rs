@@ -15,11 +15,11 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 
-use crate::fused;
-use crate::tensor_ops::fit_spatial;
+use crate::model::fused;
+use crate::model::tensor_ops::fit_spatial;
 
-/// Re-exported from [`crate::tensor_ops`], where it lives.
-pub use crate::tensor_ops::cat_channels;
+/// Re-exported from [`crate::model::tensor_ops`], where it lives.
+pub use crate::model::tensor_ops::cat_channels;
 
 /// He (fan-in) normal initialisation, as DenseNet's reference code uses for convolutions.
 fn he_normal() -> Initializer {

@@ -2,11 +2,11 @@
 //! directory's lock, the memory check, the network, the precision, the saved config), the
 //! engine's loop, and the summary; and a trained run loaded back for eval and predict.
 
-use crate::checkpoint::{load_trained, TrainState};
-use crate::config::{TaskConfig, CONFIG_FILE, LEGACY_SEG_CONFIG_FILE};
-use crate::engine::{self, Engine, Task};
 use crate::error::invalid;
-use crate::report;
+use crate::training::checkpoint::{load_trained, TrainState};
+use crate::training::config::{TaskConfig, CONFIG_FILE, LEGACY_SEG_CONFIG_FILE};
+use crate::training::engine::{self, Engine, Task};
+use crate::training::report;
 use crate::SparseDenseNet;
 use anyhow::{Context, Result};
 use burn::module::Module;
@@ -82,20 +82,26 @@ impl Run {
         cfg.validate().map_err(|e| invalid(format!("{e:#}")))?;
         let _lock = engine::open_run_dir(&self.dir, resume, self.overwrite)?;
         match cfg.task {
-            TaskKind::Classify => self.run(crate::classify::prepare(cfg, &self.device)?, resume),
-            TaskKind::Segment => self.run(crate::segment::prepare(cfg, &self.device)?, resume),
+            TaskKind::Classify => self.run(
+                crate::training::classify::prepare(cfg, &self.device)?,
+                resume,
+            ),
+            TaskKind::Segment => self.run(
+                crate::training::segment::prepare(cfg, &self.device)?,
+                resume,
+            ),
         }
     }
 
     fn run<T: Task>(&self, p: Prepared<T>, resume: bool) -> Result<(SparseDenseNet, Summary)> {
         let cfg = &self.cfg;
         for (spec, batch, field) in &p.fits {
-            crate::resources::check_training_fits(spec, *batch, field)?;
+            crate::training::resources::check_training_fits(spec, *batch, field)?;
         }
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);
         let model = SparseDenseNet::new_with(&p.spec, &cfg.net_options(), &ad)?;
-        let precision = crate::fused::set_precision(cfg.model.precision);
+        let precision = crate::model::fused::set_precision(cfg.model.precision);
         let state = TrainState::fresh(p.spec, cfg.seed, p.mean, p.std, p.class_names);
         report::write_atomic(&self.dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
         let engine = Engine {
@@ -116,7 +122,9 @@ impl Run {
             wall_s: state.wall_s,
             params: model.trainable_params(),
             fused,
-            precision: precision.of_model(fused).name().into(),
+            precision: crate::model::fused::precision_of_model(precision, fused)
+                .name()
+                .into(),
             max_train_s: cfg.optim.max_train_s,
             depends_on_clock: cfg.optim.max_train_s.is_some(),
         };

@@ -3,19 +3,19 @@
 //! LogLog-DenseNet, FC-Log-DenseNet and FC-DenseNet differ only in their graph.
 //!
 //! [`NetOptions`] chooses, per model, whether the layers run through the fused kernels
-//! ([`crate::fused`]); [`SparseDenseNet::fused_active`] says whether they actually do.
+//! ([`crate::model::fused`]); [`SparseDenseNet::fused_active`] says whether they actually do.
 
-use crate::fused;
-use crate::layers::{DenseLayer, DownTransition, Head, StemConv, UpTransition};
-use crate::tensor_ops::cat_channels;
+use crate::model::fused;
+use crate::model::layers::{DenseLayer, DownTransition, Head, StemConv, UpTransition};
+use crate::model::tensor_ops::cat_channels;
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 use burn::tensor::DType;
 use logdense_graph::{NetGraph, NetSpec, Op, Pool};
 
-/// Re-exported from [`crate::tensor_ops`], where they live.
-pub use crate::tensor_ops::{fit_spatial, upsample_logits};
+/// Re-exported from [`crate::model::tensor_ops`], where they live.
+pub use crate::model::tensor_ops::{fit_spatial, upsample_logits};
 
 /// The module computing one graph node (the image input has none). Variants differ in size,
 /// but a network holds one per node in a `Vec`, so boxing would only add indirection.
@@ -43,7 +43,7 @@ pub struct SparseDenseNet {
 pub struct NetOptions {
     /// Dropout rate after every feature-layer convolution and transition convolution.
     pub dropout: f64,
-    /// Whether the layers run through the fused kernels ([`crate::fused`]) where they apply:
+    /// Whether the layers run through the fused kernels ([`crate::model::fused`]) where they apply:
     /// on the flex CPU device in f32. Elsewhere the plain burn path runs whatever this says;
     /// [`SparseDenseNet::fused_active`] reports which one a model takes. The choice is not
     /// part of the weights: checkpoints are the same either way.

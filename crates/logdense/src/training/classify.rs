@@ -1,12 +1,12 @@
 //! Classification: the task the engine trains image classifiers with (deep supervision and the
 //! final-head-only epoch come from the shared stages), its loss, evaluation and metrics.
 
-use crate::config::TaskConfig;
 use crate::datasets::{load_data, Items};
-use crate::engine::{self, BatchLoss, EpochStats, Stage, Task};
 use crate::error::invalid;
-use crate::report::{self, EpochMetrics};
-use crate::run::{FinalMetrics, Prepared};
+use crate::training::config::TaskConfig;
+use crate::training::engine::{self, BatchLoss, EpochStats, Stage, Task};
+use crate::training::report::{self, EpochMetrics};
+use crate::training::run::{FinalMetrics, Prepared};
 use crate::SparseDenseNet;
 use anyhow::Result;
 use burn::data::dataloader::DataLoader;

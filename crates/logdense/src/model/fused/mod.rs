@@ -18,7 +18,7 @@
 //! # When the fused path runs
 //!
 //! Every function takes a `fused` flag: the model's option (`NetOptions::fused` in
-//! [`crate::network`], carried by each layer). With the flag on, the fused kernels run where
+//! [`crate::model::network`], carried by each layer). With the flag on, the fused kernels run where
 //! they apply: on the `flex` CPU backend, in `f32`, for the shapes [`conv_supported`] and
 //! [`deconv_supported`] accept. Everywhere else (flag off, another device, another dtype, other
 //! shapes) the plain burn path runs instead ([`reference_bn_relu_conv`],
@@ -41,7 +41,7 @@ use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d};
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, TensorData};
 
-use crate::tensor_ops::cat_channels;
+use crate::model::tensor_ops::cat_channels;
 
 pub use logdense_kernels::Resample;
 pub use op::MAX_INPUTS;
@@ -88,45 +88,32 @@ fn count(update: impl FnOnce(&mut KernelRuns)) {
     });
 }
 
-/// The operands' precision in the fused layers' products (the `model.precision` option).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// f32 everywhere.
-    #[default]
-    F32,
-    /// Mixed precision: bf16 operands with f32 accumulation in the fused convolutions; master
-    /// weights, optimiser state, batch-norm statistics and every other op stay in f32.
-    Bf16,
-}
+pub use logdense_kernels::conv::Precision;
 
-impl Precision {
-    /// The precision the fused kernels computed a model in: `self` where they ran, f32 where
-    /// the model took the plain path (`fused` off, another device).
-    pub fn of_model(self, fused_active: bool) -> Precision {
-        if fused_active {
-            self
-        } else {
-            Precision::F32
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        }
+/// The precision the fused kernels computed a model in: `requested` where they ran, f32 where
+/// the model took the plain path (`fused` off, another device).
+pub fn precision_of_model(requested: Precision, fused_active: bool) -> Precision {
+    if fused_active {
+        requested
+    } else {
+        Precision::F32
     }
 }
 
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" | "fp32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            other => Err(format!("unknown precision '{other}' (f32 or bf16)")),
-        }
+/// `model.precision` in configs: [`Precision`]'s name (`"f32"` or `"bf16"`).
+pub mod precision_serde {
+    use super::Precision;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the precision's name.
+    pub fn serialize<S: Serializer>(p: &Precision, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.name())
+    }
+
+    /// Reads a precision's name; an unknown one names the choices.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Precision, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -136,7 +123,6 @@ impl std::str::FromStr for Precision {
 /// so (bf16 would be emulated there, far slower than f32).
 pub fn set_precision(requested: Precision) -> Precision {
     use logdense_kernels::bf16::Kernel;
-    use logdense_kernels::conv::{set_precision, Precision as KernelPrecision};
     let effective = match requested {
         // The same choice the kernels make for their tile step: AMX, else AVX512-BF16.
         Precision::Bf16 if logdense_kernels::bf16::kernel() != Kernel::Portable => Precision::Bf16,
@@ -149,10 +135,7 @@ pub fn set_precision(requested: Precision) -> Precision {
         }
         Precision::F32 => Precision::F32,
     };
-    set_precision(match effective {
-        Precision::F32 => KernelPrecision::F32,
-        Precision::Bf16 => KernelPrecision::Bf16,
-    });
+    logdense_kernels::conv::set_precision(effective);
     effective
 }
 

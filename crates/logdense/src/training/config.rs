@@ -61,7 +61,8 @@ pub struct ModelConfig {
     /// sums in the fused convolutions; weights, optimiser state and batch-norm statistics stay
     /// f32). bf16 needs AMX or AVX512-BF16; elsewhere f32 runs and a message says so.
     /// `summary.json` reports the precision that ran.
-    pub precision: crate::fused::Precision,
+    #[serde(with = "crate::model::fused::precision_serde")]
+    pub precision: crate::model::fused::Precision,
     pub growth: Option<usize>,
     pub blocks: Option<Vec<usize>>,
     /// One growth rate per block, in place of `growth` (e.g. wider low-resolution blocks).
@@ -233,13 +234,13 @@ impl TaskConfig {
             seed: 1,
             model: ModelConfig {
                 preset: match task {
-                    TaskKind::Classify => crate::presets::DEFAULT_PRESET,
-                    TaskKind::Segment => crate::presets::DEFAULT_SEG_PRESET,
+                    TaskKind::Classify => crate::model::presets::DEFAULT_PRESET,
+                    TaskKind::Segment => crate::model::presets::DEFAULT_SEG_PRESET,
                 }
                 .into(),
                 dropout: 0.0,
                 fused: true,
-                precision: crate::fused::Precision::F32,
+                precision: crate::model::fused::Precision::F32,
                 growth: None,
                 blocks: None,
                 block_growth: None,
@@ -342,7 +343,7 @@ impl TaskConfig {
             .get("model")
             .and_then(|m| m.get("preset"))
             .and_then(|p| p.as_str());
-        Ok(match preset.map(crate::presets::lookup) {
+        Ok(match preset.map(crate::model::presets::lookup) {
             Some(Ok(p)) => p.task,
             _ => default_task,
         })
@@ -480,8 +481,8 @@ impl TaskConfig {
     }
 
     /// How the network is built (dropout, fused kernels).
-    pub fn net_options(&self) -> crate::network::NetOptions {
-        crate::network::NetOptions {
+    pub fn net_options(&self) -> crate::model::network::NetOptions {
+        crate::model::network::NetOptions {
             dropout: self.model.dropout,
             fused: self.model.fused,
         }
@@ -490,7 +491,7 @@ impl TaskConfig {
     /// The network this config describes, before the data fixes its input shape and classes.
     pub fn net_spec(&self) -> Result<NetSpec> {
         let m = &self.model;
-        let mut spec = crate::presets::preset_for(&m.preset, self.task)
+        let mut spec = crate::model::presets::preset_for(&m.preset, self.task)
             .map_err(anyhow::Error::msg)
             .context("model.preset (--preset)")?;
         if let Some(g) = m.growth {
@@ -535,16 +536,16 @@ impl TaskConfig {
     }
 
     /// The optimiser of this configuration.
-    pub fn optimizer(&self) -> crate::engine::Optimizer {
+    pub fn optimizer(&self) -> crate::training::engine::Optimizer {
         let o = &self.optim;
-        crate::engine::Optimizer {
+        crate::training::engine::Optimizer {
             rule: match o.optimizer {
-                OptimizerKind::Sgd => crate::engine::Rule::Sgd {
+                OptimizerKind::Sgd => crate::training::engine::Rule::Sgd {
                     momentum: o.momentum,
                     nesterov: o.nesterov,
                 },
-                OptimizerKind::Rmsprop => crate::engine::Rule::Rmsprop,
-                OptimizerKind::Adam => crate::engine::Rule::Adam,
+                OptimizerKind::Rmsprop => crate::training::engine::Rule::Rmsprop,
+                OptimizerKind::Adam => crate::training::engine::Rule::Adam,
             },
             weight_decay: o.weight_decay,
         }
@@ -555,8 +556,8 @@ impl TaskConfig {
     /// crops), then the final-head-only stage (`final_only_epochs`, with auxiliary heads), at
     /// the rate the paper's step schedule ends at (`lr x gamma` per milestone). With a budget, the final-head-only stage gets
     /// `final_only_share` of it at the end and the stages before it the rest.
-    pub fn stages(&self, heads: usize) -> Vec<crate::engine::Stage> {
-        use crate::engine::{Schedule, Stage};
+    pub fn stages(&self, heads: usize) -> Vec<crate::training::engine::Stage> {
+        use crate::training::engine::{Schedule, Stage};
         let o = &self.optim;
         let final_only_epochs = if heads > 1 { o.final_only_epochs } else { 0 };
         let budget = o.max_train_s;
@@ -706,7 +707,7 @@ mod tests {
         assert_eq!(TaskConfig::from_toml("seed = 3", seg).unwrap().task, seg);
         // Every optimiser serves every task.
         let adam = parse("[optim]\noptimizer = \"adam\"");
-        assert_eq!(adam.optimizer().rule, crate::engine::Rule::Adam);
+        assert_eq!(adam.optimizer().rule, crate::training::engine::Rule::Adam);
         let e = TaskConfig::from_toml("task = \"segment\"\n[model]\npreset = \"fashion\"", seg)
             .unwrap_err();
         assert!(format!("{e:#}").contains("model.preset"), "{e:#}");
@@ -794,10 +795,10 @@ mod tests {
     #[test]
     fn precision_reads_from_toml_and_a_bad_one_is_named() {
         let c = parse("[model]\nprecision = \"bf16\"\n");
-        assert_eq!(c.model.precision, crate::fused::Precision::Bf16);
+        assert_eq!(c.model.precision, crate::model::fused::Precision::Bf16);
         assert_eq!(
             TaskConfig::default().model.precision,
-            crate::fused::Precision::F32
+            crate::model::fused::Precision::F32
         );
         let e = TaskConfig::from_toml("[model]\nprecision = \"fp8\"\n", TaskKind::Classify)
             .unwrap_err();

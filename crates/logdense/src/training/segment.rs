@@ -7,12 +7,12 @@
 //! rate and batch size. Every head is trained (deep supervision): auxiliary heads compare with
 //! the label map subsampled to their scale (nearest neighbour, which SPEC.md allows).
 
-use crate::checkpoint::TrainState;
-use crate::config::TaskConfig;
-use crate::engine::{self, BatchLoss, EpochStats, Stage, Task};
 use crate::error::invalid;
-use crate::report::{self, Panel};
-use crate::run::{FinalMetrics, Prepared};
+use crate::training::checkpoint::TrainState;
+use crate::training::config::TaskConfig;
+use crate::training::engine::{self, BatchLoss, EpochStats, Stage, Task};
+use crate::training::report::{self, Panel};
+use crate::training::run::{FinalMetrics, Prepared};
 use crate::SparseDenseNet;
 use anyhow::{Context, Result};
 use burn::data::dataloader::DataLoader;
@@ -549,7 +549,7 @@ mod tests {
         };
         stage.schedule.lr(
             stage.lr,
-            crate::engine::Progress {
+            crate::training::engine::Progress {
                 stage_epoch,
                 step,
                 steps: 10,
@@ -579,7 +579,7 @@ mod tests {
         let mut o = seg("[optim]\nepochs = 4\nlr = 2e-3\nlr_decay = 0.5");
         assert_eq!(lr_at(&o, 1, 7, 0.0), 2e-3);
         assert_eq!(lr_at(&o, 3, 0, 0.0), 5e-4);
-        o.optim.lr_schedule = crate::config::LrSchedule::Cosine;
+        o.optim.lr_schedule = crate::training::config::LrSchedule::Cosine;
         assert_eq!(lr_at(&o, 1, 0, 0.0), 2e-3);
         assert!(
             (lr_at(&o, 3, 0, 0.0) - 1e-3).abs() < 1e-12,
@@ -597,8 +597,11 @@ mod tests {
         assert_eq!(lr_at(&o, 5, 3, 0.0), o.optim.finetune_lr);
         assert_eq!(lr_at(&o, 6, 0, 0.0), o.optim.finetune_lr * 0.5);
         let parsed = seg("[optim]\noptimizer = \"adam\"\nlr_schedule = \"cosine\"");
-        assert_eq!(parsed.optimizer().rule, crate::engine::Rule::Adam);
-        assert_eq!(parsed.optim.lr_schedule, crate::config::LrSchedule::Cosine);
+        assert_eq!(parsed.optimizer().rule, crate::training::engine::Rule::Adam);
+        assert_eq!(
+            parsed.optim.lr_schedule,
+            crate::training::config::LrSchedule::Cosine
+        );
     }
 
     #[test]
@@ -617,7 +620,10 @@ mod tests {
         assert!((lr_at(&short, 2, 0, 10.0) - 1e-3).abs() < 1e-12);
         // Earlier configs' budget-cosine is the cosine with its budget.
         let legacy = seg("[optim]\nlr_schedule = \"budget-cosine\"\nmax_train_s = 870.0");
-        assert_eq!(legacy.optim.lr_schedule, crate::config::LrSchedule::Cosine);
+        assert_eq!(
+            legacy.optim.lr_schedule,
+            crate::training::config::LrSchedule::Cosine
+        );
         assert_eq!(legacy.optim.max_train_s, Some(870.0));
     }
 
@@ -656,7 +662,7 @@ mod tests {
             blocks: vec![1, 1, 1],
             growth: 4,
             input: [3, 16, 16],
-            ..crate::presets::preset("fc-ld-small").unwrap()
+            ..crate::model::presets::preset("fc-ld-small").unwrap()
         };
         let model = SparseDenseNet::new(&spec, 0.0, &device).unwrap();
         let x = Tensor::<4>::random([2, 3, 16, 12], burn::tensor::Distribution::Default, &device);

@@ -67,7 +67,7 @@ pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -
 pub fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let font: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        let font: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
         if plotters::style::register_font("sans-serif", FontStyle::Normal, font).is_err() {
             eprintln!("warning: could not register the plot font; plots will lack text");
         }

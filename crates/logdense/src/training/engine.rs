@@ -10,9 +10,9 @@
 //! its per-head loss, its evaluation and its report row. `bench` times [`train_step`] with the
 //! task's own loss and optimiser, so it measures the step training takes.
 
-use crate::checkpoint::CHECKPOINT_FILE;
-use crate::checkpoint::{load_checkpoint, save_checkpoint, TrainState};
-use crate::report;
+use crate::training::checkpoint::CHECKPOINT_FILE;
+use crate::training::checkpoint::{load_checkpoint, save_checkpoint, TrainState};
+use crate::training::report;
 use crate::SparseDenseNet;
 use anyhow::{bail, Context, Result};
 use burn::data::dataloader::DataLoader;
@@ -295,7 +295,7 @@ pub trait Task {
     /// Writes the metric files of `rows` into the run directory.
     fn write_reports(&self, dir: &Path, rows: &[Self::Row]) -> Result<()>;
     /// The metrics of the last epoch's row that the run's summary reports.
-    fn final_metrics(&self, row: &Self::Row) -> crate::run::FinalMetrics;
+    fn final_metrics(&self, row: &Self::Row) -> crate::training::run::FinalMetrics;
 }
 
 /// A run of a task in a directory.

@@ -42,7 +42,7 @@ pub struct TrainState {
     pub class_names: Vec<String>,
     /// Wall time spent in finished epochs, summed over resumes.
     pub wall_s: f64,
-    /// The stage the next epoch belongs to (see [`crate::engine::Stage`]).
+    /// The stage the next epoch belongs to (see [`crate::training::engine::Stage`]).
     #[serde(default)]
     pub stage: usize,
     /// Epochs of that stage already finished.

@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn a_batch_that_cannot_fit_is_refused_with_the_figures() {
-        let spec = crate::presets::preset("fashion").unwrap();
+        let spec = crate::model::presets::preset("fashion").unwrap();
         // The fashion network keeps well under a megabyte per image.
         check_against(&spec, 64, "optim.batch_size (--batch-size)", 1 << 30).unwrap();
         let e = check_against(
