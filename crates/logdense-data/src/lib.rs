@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Image-classification data for logdense: loaders for the real file formats (MNIST IDX,
 //! CIFAR binary, SVHN format-2 MAT v5, class folders of JPEG/PNG), seeded augmentation, and
 //! batching into burn tensors. [`seg`] does the same for semantic segmentation (CamVid in the

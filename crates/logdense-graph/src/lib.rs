@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # logdense-graph
 //!
 //! The tensor-free half of logdense: where skip connections go and what they cost.

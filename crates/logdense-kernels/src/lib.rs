@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # logdense-kernels
 //!
 //! The CPU kernels behind `logdense`'s fused layers, on plain `f32` slices in NCHW order, with

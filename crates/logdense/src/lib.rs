@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # logdense
 //!
 //! Log-DenseNet and its family of sparse-skip networks on burn, in the design's layers:

@@ -17,8 +17,7 @@ pub(crate) struct ReproduceArgs {
     /// paper's grid and schedule.
     #[arg(long)]
     quick: bool,
-    /// fashion-mnist (default), mnist, cifar10, cifar100, svhn.
-    #[arg(long, default_value = "fashion-mnist")]
+    #[arg(long, default_value = "fashion-mnist", help = crate::dataset_help())]
     dataset: String,
     /// Data directory (default: the data set's own).
     #[arg(long)]

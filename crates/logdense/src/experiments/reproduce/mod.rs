@@ -241,7 +241,7 @@ pub struct Cell {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub quick: bool,
-    /// `fashion-mnist` (default), `mnist`, `cifar10`, `cifar100`, `svhn`.
+    /// A classification data set of fixed shape from [`crate::datasets::DATASETS`].
     pub dataset: String,
     pub data: Option<PathBuf>,
     pub seeds: usize,

@@ -93,13 +93,15 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
         .unwrap_or(test_set)
         .min(test_set);
     let final_only = TaskConfig::default().optim.final_only_epochs;
-    let epochs = opts
-        .epochs
-        .unwrap_or(match (opts.quick, opts.dataset.as_str()) {
-            (true, _) => QUICK_EPOCHS,
-            (false, "svhn") => 60,
-            (false, _) => 250,
-        });
+    let paper_epochs = crate::datasets::lookup(&opts.dataset)
+        .ok()
+        .and_then(|d| d.paper_epochs)
+        .unwrap_or(250);
+    let epochs = opts.epochs.unwrap_or(if opts.quick {
+        QUICK_EPOCHS
+    } else {
+        paper_epochs
+    });
     let cells = experiment.grid(opts.quick);
     let mut runs = Vec::new();
     for seed in 1..=opts.seeds as u64 {
@@ -185,10 +187,9 @@ pub fn run_config(run: &PlannedRun, opts: &Options) -> TaskConfig {
     cfg.data.dir = opts.data.clone();
     cfg.data.train_subset = Some(run.images);
     cfg.data.eval_subset = (run.test_images > 0).then_some(run.test_images);
-    cfg.data.augment = match opts.dataset.as_str() {
-        "cifar10" | "cifar100" => logdense_data::Augment::cifar(),
-        _ => cfg.data.augment,
-    };
+    if let Ok(Some(augment)) = crate::datasets::lookup(&opts.dataset).map(|d| d.paper_augment) {
+        cfg.data.augment = augment();
+    }
     // The paper's schedule (Sec. 4): x0.1 after 1/2 and 3/4 of the iterations.
     cfg.optim.lr_schedule = LrSchedule::Step;
     cfg.optim.max_train_s = None;
