@@ -31,18 +31,23 @@ pub enum Loader {
 pub struct DatasetInfo {
     /// The `data.dataset` / `--dataset` name.
     pub name: &'static str,
+    /// The task its labels serve: classification or segmentation.
     pub task: TaskKind,
+    /// One line for `logdense datasets`: what the images are.
     pub summary: &'static str,
     /// Channels, height and width of its images, where the format fixes them.
     pub input: Option<[usize; 3]>,
+    /// Classes of its labels, where the format fixes them.
     pub classes: Option<usize>,
-    /// Training and test images of the full set, where the format fixes them.
+    /// Training images of the full set, where the format fixes them.
     pub train_images: Option<usize>,
+    /// Test images of the full set, where the format fixes them.
     pub test_images: Option<usize>,
     /// `data.dir` when the config gives none.
     pub default_dir: Option<&'static str>,
     /// Where the files come from.
     pub source: &'static str,
+    /// How its files are read.
     pub loader: Loader,
     /// The paper's training epochs on it (Sec. 4), for `reproduce`'s full grids.
     pub paper_epochs: Option<usize>,
@@ -228,13 +233,17 @@ pub type Items = Arc<dyn Dataset<ImageItem>>;
 /// A classification data set ready for training: both splits and what the network and the
 /// normalisation need to know about them.
 pub struct ClassData {
+    /// The training split, as the loaders read it.
     pub train: Items,
+    /// The evaluated split (test, or val for class folders).
     pub test: Items,
     /// Channels, height and width of the images the network sees (after the eval transform).
     pub input: [usize; 3],
+    /// Class names in label order.
     pub class_names: Vec<String>,
     /// Per-channel statistics of the training images, in [0, 1] units.
     pub mean: Vec<f32>,
+    /// Per-channel standard deviation of the training images, in [0, 1] units.
     pub std: Vec<f32>,
 }
 

@@ -35,10 +35,13 @@ pub struct TrainState {
     pub epochs_done: usize,
     /// Optimiser steps taken.
     pub iteration: usize,
+    /// The run's seed, from which every epoch's data order, augmentation and dropout derive.
     pub seed: u64,
     /// Normalisation statistics of the training set, for eval and predict.
     pub mean: Vec<f32>,
+    /// Per-channel standard deviation of the training images, for eval and predict.
     pub std: Vec<f32>,
+    /// Class names in label order.
     pub class_names: Vec<String>,
     /// Wall time spent in finished epochs, summed over resumes.
     pub wall_s: f64,
@@ -77,8 +80,11 @@ impl TrainState {
 /// The pieces of a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
+    /// The training state: spec, progress, statistics, classes.
     pub state: TrainState,
+    /// The model's record, as burn's binary recorder writes it.
     pub model: Vec<u8>,
+    /// The optimiser's record (momentum and other running state).
     pub optimizer: Vec<u8>,
     /// The run's metric rows up to this epoch, as the JSON array `metrics.json` holds (empty in
     /// checkpoints of the first format).
@@ -94,14 +100,24 @@ fn put(out: &mut Vec<u8>, part: &[u8]) {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CheckpointError {
     #[error("not a logdense checkpoint (bad magic)")]
+    /// The file does not start with a logdense checkpoint's magic bytes.
     BadMagic,
     #[error("truncated (in the {0})")]
+    /// The file ends inside the named part.
     Truncated(&'static str),
+    /// The CRC-32 over the file differs from the one it stores: corruption somewhere.
     #[error("corrupt: checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The CRC-32 the file stores.
+        stored: u32,
+        /// The CRC-32 of the bytes read.
+        computed: u32,
+    },
     #[error("corrupt: {0} bytes after the last part")]
+    /// Bytes follow the last part.
     Trailing(usize),
     #[error("bad state: {0}")]
+    /// The state part is not a valid training state.
     State(String),
 }
 

@@ -40,9 +40,13 @@ pub const LEGACY_SEG_CONFIG_FILE: &str = "segment.toml";
 pub struct TaskConfig {
     /// What the run learns: `classify` or `segment`.
     pub task: TaskKind,
+    /// Seeds the weights, data order, augmentation and dropout.
     pub seed: u64,
+    /// The network.
     pub model: ModelConfig,
+    /// The data and how it is read.
     pub data: DataConfig,
+    /// The optimiser, schedule, budget and stages.
     pub optim: OptimConfig,
 }
 
@@ -52,6 +56,7 @@ pub struct TaskConfig {
 pub struct ModelConfig {
     /// A preset of the registry (`logdense presets`).
     pub preset: String,
+    /// Dropout rate after each convolution, in [0, 1).
     pub dropout: f64,
     /// Run the layers through the fused CPU kernels where they apply (`--no-fused`: plain
     /// burn ops, the reference the tests hold the kernels to). `summary.json` reports whether
@@ -63,14 +68,19 @@ pub struct ModelConfig {
     /// `summary.json` reports the precision that ran.
     #[serde(with = "crate::model::fused::precision_serde")]
     pub precision: crate::model::fused::Precision,
+    /// The growth rate `g`: channels each feature layer adds.
     pub growth: Option<usize>,
+    /// Feature layers per block.
     pub blocks: Option<Vec<usize>>,
     /// One growth rate per block, in place of `growth` (e.g. wider low-resolution blocks).
     pub block_growth: Option<Vec<usize>>,
     /// The connection pattern of a V1 preset (`logdense graph --help` lists them).
     pub pattern: Option<String>,
+    /// Bottleneck layers (BN-ReLU-1x1 conv to 4g before the 3x3 conv).
     pub bottleneck: Option<bool>,
+    /// Auxiliary classifiers at block ends (half of the loss, SPEC).
     pub deep_supervision: Option<bool>,
+    /// Channels of the initial convolution `x_0`.
     pub stem_width: Option<usize>,
     /// Stride of the stem convolution: 2 runs every block at half the image's resolution (a
     /// segmentation network upsamples its final logits bilinearly).
@@ -99,6 +109,7 @@ pub struct DataConfig {
     /// read: each epoch reads the next `epoch_images` of a seeded order of the whole set, so
     /// every image is read once before any repeats (segmentation).
     pub epoch_images: Option<usize>,
+    /// Training augmentation (and the eval transform of class folders).
     pub augment: Augment,
     /// Random crop `[height, width]` of the main stage (segmentation; none: whole images).
     pub crop: Option<[usize; 2]>,
@@ -151,19 +162,25 @@ pub enum LrSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimConfig {
+    /// The update rule.
     pub optimizer: OptimizerKind,
     /// Epochs of the main stage.
     pub epochs: usize,
+    /// Images per step of the main stage.
     pub batch_size: usize,
+    /// The main stage's base learning rate.
     pub lr: f64,
     /// SGD's momentum.
     pub momentum: f64,
     /// SGD's Nesterov momentum.
     pub nesterov: bool,
+    /// L2 weight decay of the optimiser.
     pub weight_decay: f64,
+    /// How the main stage's rate moves.
     pub lr_schedule: LrSchedule,
     /// `step`: fractions of the main stage after which the rate is multiplied by `gamma`.
     pub milestones: Vec<f64>,
+    /// `step`: the factor at each milestone.
     pub gamma: f64,
     /// `exponential` and the fine-tuning stage: the rate's factor per epoch.
     pub lr_decay: f64,
@@ -180,11 +197,14 @@ pub struct OptimConfig {
     pub final_only_share: f64,
     /// Epochs on whole images after a main stage on random crops (segmentation).
     pub finetune_epochs: usize,
+    /// Images per step of the fine-tuning stage.
     pub finetune_batch_size: usize,
+    /// The fine-tuning stage's base rate.
     pub finetune_lr: f64,
     /// Progressive resizing: the first `low_res_epochs` main-stage epochs train on crops
     /// shrunk by `low_res_factor` (about `factor^2` times cheaper each).
     pub low_res_epochs: usize,
+    /// How much the low-resolution epochs shrink the crops (2: half the side).
     pub low_res_factor: usize,
 }
 

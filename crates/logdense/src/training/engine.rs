@@ -32,7 +32,12 @@ use std::time::Instant;
 #[serde(rename_all = "lowercase")]
 pub enum Rule {
     /// SGD with momentum (dampening 0), optionally Nesterov: the paper's classification rule.
-    Sgd { momentum: f64, nesterov: bool },
+    Sgd {
+        /// The momentum factor (dampening 0).
+        momentum: f64,
+        /// Nesterov momentum.
+        nesterov: bool,
+    },
     /// RMSprop as Jegou et al. used it (Lasagne/Keras): squared-gradient average 0.9,
     /// epsilon 1e-6, no momentum. The segmentation rule.
     Rmsprop,
@@ -43,7 +48,9 @@ pub enum Rule {
 /// An optimiser: its rule and its (L2) weight decay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Optimizer {
+    /// The update rule and its parameters.
     pub rule: Rule,
+    /// L2 weight decay added to the gradients (0: none).
     pub weight_decay: f64,
 }
 
@@ -80,9 +87,17 @@ pub enum Schedule {
     Constant,
     /// Multiplied by `gamma` after each fraction in `milestones` of the stage (the paper's
     /// classification schedule: 0.1 after 1/2 and 3/4).
-    Step { milestones: Vec<f64>, gamma: f64 },
+    Step {
+        /// Fractions of the stage, in [0, 1].
+        milestones: Vec<f64>,
+        /// The factor at each milestone.
+        gamma: f64,
+    },
     /// Multiplied by `decay` after every epoch (Jegou et al.'s 0.995).
-    Exponential { decay: f64 },
+    Exponential {
+        /// The factor per epoch.
+        decay: f64,
+    },
     /// Half a cosine from the base rate to 0 over the stage.
     Cosine,
 }
@@ -92,8 +107,9 @@ pub enum Schedule {
 pub struct Progress {
     /// Epochs of the stage finished before this one.
     pub stage_epoch: usize,
-    /// Step within the epoch and steps per epoch.
+    /// Step within the epoch, from 0.
     pub step: usize,
+    /// Steps per epoch of the stage.
     pub steps: usize,
     /// Epochs of the stage.
     pub stage_epochs: usize,
@@ -139,9 +155,13 @@ impl Schedule {
 pub struct Stage {
     /// Its name in metrics and messages (`main`, `final-only`, `crops`, `finetune`).
     pub name: &'static str,
+    /// Epochs of the stage (an upper bound under a budget).
     pub epochs: usize,
+    /// Images per step.
     pub batch_size: usize,
+    /// The stage's base learning rate.
     pub lr: f64,
+    /// How the rate moves from the base rate over the stage.
     pub schedule: Schedule,
     /// Optimise the final prediction alone (the paper's epoch after deep supervision).
     pub final_head_only: bool,
@@ -229,6 +249,7 @@ pub fn epoch_bar(batches: usize, prefix: String) -> ProgressBar {
 pub struct EpochStats {
     /// The run's epoch number (from 1, over all stages).
     pub epoch: usize,
+    /// Index of the stage in [`Task::stages`].
     pub stage: usize,
     /// Epochs of the stage finished before this one.
     pub stage_epoch: usize,
@@ -240,6 +261,7 @@ pub struct EpochStats {
     pub train_hits: usize,
     /// Images trained on.
     pub images: usize,
+    /// Training images per second of the epoch (evaluation excluded).
     pub images_per_s: f64,
     /// Training and evaluation.
     pub epoch_s: f64,
@@ -247,7 +269,9 @@ pub struct EpochStats {
 
 /// The loss of one batch, and what the task counts of it (e.g. correct predictions).
 pub struct BatchLoss {
+    /// The weighted loss, a scalar tensor to differentiate.
     pub loss: Tensor<1>,
+    /// What the task counts per batch (correct predictions; 0 for segmentation).
     pub hits: usize,
 }
 
@@ -300,10 +324,13 @@ pub trait Task {
 
 /// A run of a task in a directory.
 pub struct Engine<'a> {
+    /// The run directory (checkpoint, metrics, summary).
     pub dir: &'a Path,
     /// The plain device (autodiff is enabled on a copy for training).
     pub device: &'a Device,
+    /// The run's seed, reseeded per epoch ([`seed_epoch`]).
     pub seed: u64,
+    /// The optimiser, rebuilt from its state on resume.
     pub optimizer: Optimizer,
     /// Show a progress bar and a line per epoch.
     pub progress: bool,

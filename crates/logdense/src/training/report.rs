@@ -8,15 +8,23 @@ use std::path::Path;
 /// One finished epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
+    /// The run's epoch number, from 1 over all stages.
     pub epoch: usize,
+    /// The learning rate of the epoch's last step.
     pub lr: f64,
     /// Whether this epoch optimised the final prediction alone.
     pub final_only: bool,
+    /// Mean training loss per image.
     pub train_loss: f64,
+    /// Fraction of training images the final head predicted correctly.
     pub train_accuracy: f64,
+    /// Mean cross-entropy on the evaluated split.
     pub test_loss: f64,
+    /// Fraction of the evaluated split predicted correctly.
     pub test_accuracy: f64,
+    /// Training images per second.
     pub images_per_s: f64,
+    /// Seconds of the epoch, training and evaluation.
     pub epoch_s: f64,
 }
 
@@ -76,8 +84,11 @@ pub fn register_font() {
 
 /// One chart: a title, a y-axis label and named series of (epoch, value) points.
 pub struct Panel<'a> {
+    /// The panel's title.
     pub title: &'a str,
+    /// The y axis' label.
     pub y_label: &'a str,
+    /// Named series of `(x, y)` points, one line each.
     pub series: Vec<(&'a str, Vec<(f64, f64)>)>,
 }
 
@@ -202,7 +213,9 @@ fn short_number(v: f64) -> String {
 
 /// A named series of points `(x, mean, standard deviation)`.
 pub struct XySeries {
+    /// The series' name in the legend.
     pub label: String,
+    /// Points `(x, mean, standard deviation)`.
     pub points: Vec<(f64, f64, f64)>,
 }
 

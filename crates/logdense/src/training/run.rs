@@ -17,8 +17,11 @@ use std::path::{Path, PathBuf};
 
 /// A training run: a configuration, a directory and a device.
 pub struct Run {
+    /// The run directory (created if missing).
     pub dir: PathBuf,
+    /// The configuration the run trains.
     pub cfg: TaskConfig,
+    /// The plain device (autodiff is enabled on a copy for training).
     pub device: Device,
     /// Show a progress bar and a line per epoch (off in tests).
     pub progress: bool,
@@ -30,6 +33,7 @@ pub struct Run {
 
 /// What a task's set-up hands to the shared part of a run.
 pub struct Prepared<T> {
+    /// The task the engine trains.
     pub task: T,
     /// The network, with the data's input shape and classes.
     pub spec: NetSpec,
@@ -37,7 +41,9 @@ pub struct Prepared<T> {
     pub fits: Vec<(NetSpec, usize, &'static str)>,
     /// Normalisation statistics of the training images, and the class names.
     pub mean: Vec<f32>,
+    /// Per-channel standard deviation of the training images.
     pub std: Vec<f32>,
+    /// Class names in label order.
     pub class_names: Vec<String>,
 }
 
@@ -45,23 +51,32 @@ pub struct Prepared<T> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FinalMetrics {
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Classification: fraction of the evaluated split predicted correctly.
     pub test_accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Segmentation: mean IoU over the classes present, void left out.
     pub mean_iou: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Segmentation: fraction of labelled pixels predicted correctly.
     pub global_accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Segmentation: IoU per class (`None` where a class never occurs).
     pub per_class_iou: Option<Vec<Option<f64>>>,
 }
 
 /// What a finished run reports (`summary.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The task the run trained.
     pub task: TaskKind,
     #[serde(flatten)]
+    /// The task's metrics of the last epoch.
     pub metrics: FinalMetrics,
+    /// Epochs trained, over all stages and resumes.
     pub epochs: usize,
+    /// Seconds of training, summed over resumes.
     pub wall_s: f64,
+    /// Trainable parameters of the network.
     pub params: usize,
     /// Whether the fused CPU kernels ran the layers.
     pub fused: bool,
@@ -149,8 +164,11 @@ pub fn load_run_config(dir: &Path) -> Result<TaskConfig> {
 
 /// A trained model loaded from a run directory, for eval and predict.
 pub struct Trained {
+    /// The run's configuration.
     pub cfg: TaskConfig,
+    /// The model of the last checkpoint, on the device it was loaded to.
     pub model: SparseDenseNet,
+    /// The training state of the last checkpoint (spec, statistics, classes).
     pub state: TrainState,
 }
 

@@ -47,14 +47,23 @@ pub fn seg_loss(logits: Tensor<4>, labels: Tensor<3, Int>, weights: &Tensor<1>) 
 /// One evaluated epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegEpochMetrics {
+    /// The run's epoch number, from 1 over all stages.
     pub epoch: usize,
+    /// The stage's label (`crops`, `low-res crops`, `finetune`, `final-only`).
     pub stage: String,
+    /// The learning rate of the epoch's last step.
     pub lr: f64,
+    /// Mean training loss per image.
     pub train_loss: f64,
+    /// Mean IoU on the evaluated split.
     pub mean_iou: f64,
+    /// Fraction of labelled pixels of the evaluated split predicted correctly.
     pub global_accuracy: f64,
+    /// IoU per class (`None` where a class never occurs).
     pub per_class_iou: Vec<Option<f64>>,
+    /// Training images per second.
     pub images_per_s: f64,
+    /// Seconds of the epoch, training and evaluation.
     pub epoch_s: f64,
 }
 
