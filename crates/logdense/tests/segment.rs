@@ -186,3 +186,51 @@ max_train_s = 2.0",
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
 }
+
+/// A segmentation run directory of the earlier shape (its config in `segment.toml`, with
+/// `data.flip` and no task) resumes, and ends where an uninterrupted run does.
+#[test]
+fn a_segmentation_run_of_the_earlier_shape_resumes() {
+    let data = scenes("legacy-data", 64, 16, 5);
+    let text = format!(
+        "[model]\ngrowth = 4\nblocks = [1, 1, 1]\n[data]\ndir = {:?}\ncrop = [32, 32]\n\
+         flip = false\nclass_weights = \"none\"\nworkers = 0\n[optim]\noptimizer = \"rmsprop\"\n\
+         epochs = 2\nfinetune_epochs = 0\nbatch_size = 8\nlr = 3e-3\n\
+         lr_schedule = \"exponential\"\n",
+        data.display().to_string()
+    );
+    let cfg = TaskConfig::from_toml(&text, TaskKind::Segment).unwrap();
+    assert!(!cfg.data.augment.flip);
+    let run = |dir: &PathBuf, cfg: TaskConfig, stop_after, resume| {
+        Run {
+            dir: dir.clone(),
+            cfg,
+            device: Device::flex(),
+            progress: false,
+            stop_after,
+            overwrite: false,
+        }
+        .train(resume)
+        .unwrap()
+    };
+    let straight = temp("legacy-straight");
+    run(&straight, cfg.clone(), None, false);
+    let legacy = temp("legacy-resumed");
+    run(&legacy, cfg, Some(1), false);
+    // The directory as the earlier release left it: the config in segment.toml.
+    std::fs::remove_file(legacy.join("config.toml")).unwrap();
+    std::fs::write(legacy.join("segment.toml"), &text).unwrap();
+    let loaded = logdense::training::run::load_run_config(&legacy).unwrap();
+    assert_eq!(loaded.task, TaskKind::Segment);
+    let (_, summary) = run(&legacy, loaded, None, true);
+    assert_eq!(summary.epochs, 2);
+    let rows = |dir: &PathBuf| -> Vec<(f64, f64)> {
+        let rows: Vec<logdense::training::segment::SegEpochMetrics> =
+            serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+        rows.iter().map(|r| (r.lr, r.mean_iou)).collect()
+    };
+    assert_eq!(rows(&straight), rows(&legacy));
+    for dir in [&straight, &legacy, &data] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
