@@ -9,12 +9,16 @@ use serde::{Deserialize, Serialize};
 /// The shape of one CHW image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Chw {
+    /// Number of channels (planes).
     pub channels: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// Width in pixels.
     pub width: usize,
 }
 
 impl Chw {
+    /// The shape `channels x height x width`.
     pub fn new(channels: usize, height: usize, width: usize) -> Self {
         Chw {
             channels,
@@ -28,6 +32,7 @@ impl Chw {
         self.channels * self.height * self.width
     }
 
+    /// Whether the shape has no pixels (some dimension is 0).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

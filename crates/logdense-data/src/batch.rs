@@ -14,7 +14,9 @@ use crate::item::ImageItem;
 /// A batch for classification: `images` (N, C, H, W) normalised floats, `targets` (N) labels.
 #[derive(Debug, Clone)]
 pub struct ClassBatch {
+    /// The images, shape (N, C, H, W), each channel normalised with the batcher's mean and std.
     pub images: Tensor<4>,
+    /// The class label of each image, shape (N).
     pub targets: Tensor<1, Int>,
 }
 
@@ -29,8 +31,11 @@ pub struct ClassBatcher {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation in [0, 1] units (or one value for all channels).
     pub std: Vec<f32>,
+    /// The augmentation (train) and resize / centre-crop (eval) settings.
     pub augment: Augment,
+    /// Run seed; with `epoch` and the item's index it seeds each item's augmentation.
     pub seed: u64,
+    /// Current epoch (0-based), so that each epoch draws different augmentations.
     pub epoch: usize,
     /// Random augmentation when true; only the deterministic eval transform when false.
     pub train: bool,

@@ -182,10 +182,15 @@ pub fn load_image_folder(root: &Path, size: Option<(u32, u32)>) -> Result<ImageS
 /// for evaluation.
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
+    /// The folder holding one subfolder per class.
     pub root: PathBuf,
+    /// Class folder names in sorted order (index = label).
     pub class_names: Vec<String>,
+    /// Every image file with its label, sorted by class and then by path.
     pub items: Vec<(PathBuf, usize)>,
+    /// Target length in pixels of the shorter side after decoding; `None` keeps the size.
     pub resize: Option<u32>,
+    /// Side in pixels of the square centre crop taken after resizing; `None` takes no crop.
     pub crop: Option<u32>,
 }
 
@@ -202,6 +207,7 @@ impl ImageFolder {
         })
     }
 
+    /// Number of classes (class folders, empty ones included).
     pub fn classes(&self) -> usize {
         self.class_names.len()
     }

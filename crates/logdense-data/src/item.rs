@@ -13,14 +13,20 @@ use crate::set::ImageSet;
 pub struct ImageItem {
     /// Position in the underlying data set (not in a shuffled order): seeds augmentation.
     pub index: usize,
+    /// Class label, below the data set's number of classes.
     pub label: usize,
+    /// Channels of the image (1 for grey, 3 for RGB).
     pub channels: usize,
+    /// Image height in pixels.
     pub height: usize,
+    /// Image width in pixels.
     pub width: usize,
+    /// The image bytes, CHW row-major, `channels * height * width` of them.
     pub pixels: Vec<u8>,
 }
 
 impl ImageItem {
+    /// The image's shape, as the augmentation functions take it.
     pub fn shape(&self) -> Chw {
         Chw::new(self.channels, self.height, self.width)
     }
@@ -40,10 +46,12 @@ impl std::fmt::Debug for ImageItem {
 /// A shared, cheaply clonable [`Dataset`] over an in-memory [`ImageSet`].
 #[derive(Debug, Clone)]
 pub struct InMemory {
+    /// The shared images and labels the items are read from.
     pub set: Arc<ImageSet>,
 }
 
 impl InMemory {
+    /// Wraps `set` in an [`Arc`] so that clones of the data set share the images.
     pub fn new(set: ImageSet) -> Self {
         InMemory { set: Arc::new(set) }
     }

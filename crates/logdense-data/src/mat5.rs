@@ -34,21 +34,37 @@ const MI_UTF8: u32 = 16;
 /// The MATLAB class of a variable (array flags, low byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatClass {
+    /// `mxCELL_CLASS` (1): a cell array; not decoded.
     Cell,
+    /// `mxSTRUCT_CLASS` (2): a structure; not decoded.
     Struct,
+    /// `mxOBJECT_CLASS` (3): a MATLAB object; not decoded.
     Object,
+    /// `mxCHAR_CLASS` (4): a character array; not decoded.
     Char,
+    /// `mxSPARSE_CLASS` (5): a sparse matrix; not decoded.
     Sparse,
+    /// `mxDOUBLE_CLASS` (6): 64-bit floating point.
     Double,
+    /// `mxSINGLE_CLASS` (7): 32-bit floating point.
     Single,
+    /// `mxINT8_CLASS` (8): signed 8-bit integers.
     Int8,
+    /// `mxUINT8_CLASS` (9): unsigned 8-bit integers.
     UInt8,
+    /// `mxINT16_CLASS` (10): signed 16-bit integers.
     Int16,
+    /// `mxUINT16_CLASS` (11): unsigned 16-bit integers.
     UInt16,
+    /// `mxINT32_CLASS` (12): signed 32-bit integers.
     Int32,
+    /// `mxUINT32_CLASS` (13): unsigned 32-bit integers.
     UInt32,
+    /// `mxINT64_CLASS` (14): signed 64-bit integers.
     Int64,
+    /// `mxUINT64_CLASS` (15): unsigned 64-bit integers.
     UInt64,
+    /// Any other class code (the raw low byte of the array flags); not decoded.
     Other(u8),
 }
 
@@ -97,6 +113,7 @@ pub enum MatData {
 }
 
 impl MatData {
+    /// Number of values (0 for an unsupported variable).
     pub fn len(&self) -> usize {
         match self {
             MatData::U8(v) => v.len(),
@@ -105,6 +122,7 @@ impl MatData {
         }
     }
 
+    /// Whether there are no values (also true for an unsupported variable).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -122,10 +140,13 @@ impl MatData {
 /// One named variable of a MAT-file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatVariable {
+    /// The variable's name in the file (e.g. `X`, `y`).
     pub name: String,
+    /// The MATLAB class from the array flags (which may differ from the stored value type).
     pub class: MatClass,
     /// MATLAB dimensions, at least 2 (column-major: the first index varies fastest).
     pub dims: Vec<usize>,
+    /// The values, column-major, or why they were not decoded.
     pub data: MatData,
 }
 
@@ -134,6 +155,7 @@ pub struct MatVariable {
 pub struct MatFile {
     /// The descriptive text at the start of the header.
     pub header_text: String,
+    /// Every variable of the file (compressed ones inflated), in file order.
     pub variables: Vec<MatVariable>,
 }
 
@@ -566,20 +588,29 @@ pub mod writer {
 
     /// Stored values of one variable.
     pub enum Values<'a> {
+        /// Written as an `miUINT8` element.
         U8(&'a [u8]),
+        /// Written as an `miDOUBLE` element.
         F64(&'a [f64]),
     }
 
+    /// One variable to write.
     pub struct Var<'a> {
+        /// The variable's name.
         pub name: &'a str,
         /// MATLAB class code: 6 double, 9 uint8.
         pub class: u8,
+        /// MATLAB dimensions; their product must equal the number of values.
         pub dims: &'a [usize],
+        /// The values, column-major (the first index varies fastest).
         pub values: Values<'a>,
     }
 
+    /// Options of the writer: byte order and compression.
     pub struct Writer {
+        /// Writes a big-endian file ("MI") instead of a little-endian one ("IM").
         pub big_endian: bool,
+        /// Wraps each variable in an `miCOMPRESSED` (zlib) element, as `save -v7` does.
         pub compress: bool,
     }
 
@@ -638,6 +669,7 @@ pub mod writer {
             out
         }
 
+        /// The bytes of a whole MAT-file (128-byte header, then `vars` in order).
         pub fn file(&self, vars: &[Var]) -> Vec<u8> {
             let mut out = Vec::new();
             let mut text = b"MATLAB 5.0 MAT-file, written by logdense-data tests".to_vec();

@@ -8,7 +8,9 @@ use rand::SeedableRng;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    /// The training images.
     Train,
+    /// The held-out test images.
     Test,
 }
 
@@ -18,12 +20,19 @@ pub enum Split {
 /// (CHW, row-major), bytes 0..=255.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
+    /// Channels per image (1 for grey, 3 for RGB).
     pub channels: usize,
+    /// Image height in pixels.
     pub height: usize,
+    /// Image width in pixels.
     pub width: usize,
+    /// Number of classes; every label is below it.
     pub classes: usize,
+    /// Human-readable name of each class (index = label); `classes` entries.
     pub class_names: Vec<String>,
+    /// All images back to back, CHW row-major, `len() * image_size()` bytes.
     pub pixels: Vec<u8>,
+    /// Class label of each image, in the same order as the images.
     pub labels: Vec<u16>,
 }
 
@@ -38,6 +47,7 @@ impl ImageSet {
         self.labels.len()
     }
 
+    /// Whether the set holds no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }

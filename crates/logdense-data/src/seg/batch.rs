@@ -24,7 +24,9 @@ pub struct SegItem {
     pub image: Vec<u8>,
     /// `height x width` class ids (void = the set's class count).
     pub label: Vec<u8>,
+    /// Image and label-map height in pixels.
     pub height: usize,
+    /// Image and label-map width in pixels.
     pub width: usize,
 }
 
@@ -41,10 +43,12 @@ impl std::fmt::Debug for SegItem {
 /// A shared, cheaply clonable [`Dataset`] over an in-memory [`SegSet`].
 #[derive(Debug, Clone)]
 pub struct SegInMemory {
+    /// The shared images and label maps the items are read from.
     pub set: Arc<SegSet>,
 }
 
 impl SegInMemory {
+    /// Wraps `set` in an [`Arc`] so that clones of the data set share the pixels.
     pub fn new(set: SegSet) -> Self {
         SegInMemory { set: Arc::new(set) }
     }
@@ -161,7 +165,9 @@ pub fn seg_hflip(image: &[u8], label: &[u8], h: usize, w: usize) -> (Vec<u8>, Ve
 /// with void = the set's class count (the loss must ignore that value).
 #[derive(Debug, Clone)]
 pub struct SegBatch {
+    /// The images, shape (N, 3, H, W), each channel normalised with the batcher's mean and std.
     pub images: Tensor<4>,
+    /// The class id of each pixel, shape (N, H, W); void pixels hold the class count.
     pub labels: Tensor<3, Int>,
 }
 
@@ -181,7 +187,9 @@ pub struct SegBatcher {
     pub crop: Option<(usize, usize)>,
     /// Random horizontal flip for training.
     pub flip: bool,
+    /// Run seed; with `epoch` and the item's index it seeds each item's crop and flip.
     pub seed: u64,
+    /// Current epoch, so that each epoch draws different crops and flips.
     pub epoch: usize,
     /// Random augmentation when true; full images unchanged when false.
     pub train: bool,

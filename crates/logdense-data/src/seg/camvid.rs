@@ -54,8 +54,11 @@ or generate a stand-in with the fashion-scenes generator.";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SegSplit {
+    /// The training images (`train/`, `trainannot/`).
     Train,
+    /// The validation images (`val/`, `valannot/`).
     Val,
+    /// The test images (`test/`, `testannot/`).
     Test,
 }
 
@@ -77,9 +80,12 @@ impl SegSplit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassesFile {
+    /// Class names in label order (index = class id); 1 to 254 of them.
     pub names: Vec<String>,
+    /// RGB colour of each class, one per name; evenly spread hues when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub palette: Option<Vec<[u8; 3]>>,
+    /// RGB colour of void; black when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub void: Option<[u8; 3]>,
 }

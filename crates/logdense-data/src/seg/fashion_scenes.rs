@@ -41,9 +41,13 @@ pub const LABEL_THRESHOLD: u8 = 24;
 pub struct ScenesConfig {
     /// Canvas side in pixels (at least 16).
     pub size: usize,
+    /// Number of training scenes to write (`train/`, `trainannot/`).
     pub n_train: usize,
+    /// Number of validation scenes to write (`val/`, `valannot/`).
     pub n_val: usize,
+    /// Number of test scenes to write (`test/`, `testannot/`).
     pub n_test: usize,
+    /// Seed of every random choice; the same seed writes the same images.
     pub seed: u64,
     /// Garments per image are drawn uniformly from 1..=max_garments.
     pub max_garments: usize,
@@ -52,10 +56,15 @@ pub struct ScenesConfig {
 /// How many images of each split were written, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenesWritten {
+    /// The data set root the split folders and `classes.json` were written into.
     pub dir: PathBuf,
+    /// Side of every image in pixels.
     pub size: usize,
+    /// Number of training scenes written.
     pub train: usize,
+    /// Number of validation scenes written.
     pub val: usize,
+    /// Number of test scenes written.
     pub test: usize,
 }
 

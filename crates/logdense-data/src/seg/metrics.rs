@@ -9,11 +9,14 @@ use burn::tensor::{Int, Tensor};
 /// Pixel counts `counts[truth * classes + pred]` over non-void pixels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfusionMatrix {
+    /// Number of real classes (void excluded); the matrix is `classes x classes`.
     pub classes: usize,
+    /// Pixel counts, row-major with the true class as row: `classes * classes` entries.
     pub counts: Vec<u64>,
 }
 
 impl ConfusionMatrix {
+    /// An all-zero matrix for `classes` classes, ready to accumulate an evaluation set.
     pub fn new(classes: usize) -> Self {
         ConfusionMatrix {
             classes,

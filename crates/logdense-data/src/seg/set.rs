@@ -20,14 +20,19 @@ pub const CAMVID_CLASSIC_WEIGHTS: [f32; 11] = [
 /// (ignored pixels). `palette` has `classes + 1` colours: one per class, then void's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegSet {
+    /// Image and label-map height in pixels.
     pub height: usize,
+    /// Image and label-map width in pixels.
     pub width: usize,
     /// Number of real classes; the label value `classes` is void.
     pub classes: usize,
+    /// Name of each real class (index = class id); `classes` entries, void not included.
     pub class_names: Vec<String>,
     /// `classes + 1` RGB colours (the last is void's), for visualising label maps.
     pub palette: Vec<[u8; 3]>,
+    /// All images back to back, CHW RGB row-major, `len() * image_size()` bytes.
     pub images: Vec<u8>,
+    /// All class-id maps back to back, row-major, `len() * plane()` bytes.
     pub labels: Vec<u8>,
 }
 
@@ -47,6 +52,7 @@ impl SegSet {
         self.labels.len() / self.plane().max(1)
     }
 
+    /// Whether the set holds no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
