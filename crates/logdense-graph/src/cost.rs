@@ -18,11 +18,18 @@ use serde::{Deserialize, Serialize};
 /// Costs of one node, block or network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cost {
+    /// Floating-point operations of one forward pass at batch 1: 2 x the multiply-accumulates
+    /// of convolutions and linear layers.
     pub flops: u64,
+    /// Trainable parameters: weights, prediction-head biases and batch norm scales and shifts.
     pub params: u64,
     /// Convolution and linear weights only (no batch norm, no biases).
     pub weight_params: u64,
+    /// Bytes of f32 activations a plain autograd keeps for the backward pass at batch 1
+    /// (concatenated inputs, ReLU outputs, bottleneck intermediates and outputs).
     pub activation_bytes: u64,
+    /// Bytes of f32 activations kept at batch 1 by a concat-free implementation that
+    /// recomputes BN-ReLU in the backward pass: node outputs only.
     pub activation_bytes_shared: u64,
 }
 
@@ -42,6 +49,7 @@ impl Cost {
 }
 
 impl Cost {
+    /// [`Cost::flops`] in units of 10^9, as the paper's tables print them.
     pub fn gflops(&self) -> f64 {
         self.flops as f64 / 1e9
     }
@@ -50,7 +58,9 @@ impl Cost {
 /// A network's cost, in total and by block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostReport {
+    /// The whole network's cost.
     pub total: Cost,
+    /// Cost of each block, in block order; a transition counts towards the block after it.
     pub per_block: Vec<Cost>,
 }
 

@@ -25,10 +25,15 @@ pub const EXACT_NODE_BUDGET: u64 = 20_000_000;
 /// A designed pattern and how it was found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Design {
+    /// Number of feature layers `L` the pattern connects.
     pub layers: usize,
+    /// Most inputs any layer may read (`K`).
     pub max_inputs: usize,
+    /// `sets[i]`: the indices layer `i` reads, for `i` in `0..=L` (`sets[0]` is empty).
     pub sets: Vec<Vec<usize>>,
+    /// Maximum backpropagation distance of `sets`.
     pub mbd: u32,
+    /// Total number of inputs over all layers.
     pub connections: usize,
     /// Where the best set came from: "greedy", "log-truncated" or "exact search".
     pub method: String,
@@ -36,6 +41,7 @@ pub struct Design {
     pub proven_optimal: bool,
     /// The counting lower bound on the MBD.
     pub lower_bound: u32,
+    /// Input sets the exact search tried (0 when it did not run).
     pub search_nodes: u64,
 }
 

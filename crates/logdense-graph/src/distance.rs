@@ -16,6 +16,7 @@ pub const BFS_WORK_LIMIT: u128 = 20_000_000_000;
 /// Marks a pair with no path.
 pub const UNREACHABLE: u32 = u32::MAX;
 
+/// Whether transition nodes on a path count as hops of the backpropagation distance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TransitionHops {
@@ -50,10 +51,12 @@ pub struct DistanceSummary {
     pub unreachable_pairs: u64,
     /// Sum of distances over reachable pairs (for the mean).
     pub total_distance: u64,
+    /// Number of reachable pairs `i > j`.
     pub pairs: u64,
 }
 
 impl DistanceSummary {
+    /// Mean distance over reachable pairs (0 when there are none).
     pub fn mean(&self) -> f64 {
         if self.pairs == 0 {
             0.0
@@ -120,6 +123,7 @@ pub struct GraphDistances<'a> {
 }
 
 impl<'a> GraphDistances<'a> {
+    /// Distances over `graph`, with transitions counted as `hops` says.
     pub fn new(graph: &'a NetGraph, hops: TransitionHops) -> Self {
         GraphDistances { graph, hops }
     }

@@ -6,9 +6,12 @@ use thiserror::Error;
 /// option (as the command line spells it) so that the user knows what to change.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SpecError {
+    /// An option has a value the network or analysis cannot use.
     #[error("--{field}: {message}")]
     Invalid {
+        /// The option at fault, without its leading `--`.
         field: &'static str,
+        /// What is wrong with the value and what is accepted.
         message: String,
     },
 }

@@ -18,11 +18,17 @@ pub type NodeId = usize;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Arch {
     /// Log-DenseNet V1 (independent transitions) driven by any pattern over global indices.
-    V1 { pattern: Pattern },
+    V1 {
+        /// The connection pattern over global layer indices.
+        pattern: Pattern,
+    },
     /// Log-DenseNet V2: LOG inside blocks, block compression between blocks.
     V2,
     /// DenseNet-BC: dense blocks, transitions compress the whole stack by `compression`.
-    DenseNetBc { compression: f64 },
+    DenseNetBc {
+        /// Fraction of the stack's channels a transition keeps (the paper's theta: 0.5).
+        compression: f64,
+    },
     /// FC-Log-DenseNet: LOG over global indices plus the first block's last layer, per-layer
     /// down transitions in the first half and per-layer up transitions in the second.
     FcLog,
@@ -35,7 +41,9 @@ pub enum Arch {
 pub struct Stem {
     /// Output channels of `x_0` (the paper: `2g`).
     pub width: usize,
+    /// Side of the square convolution kernel, in pixels.
     pub kernel: usize,
+    /// Stride of the convolution, in pixels.
     pub stride: usize,
     /// BN-ReLU and a 3x3 stride-2 max pool after the convolution (the ImageNet stem).
     pub max_pool: bool,
@@ -65,6 +73,7 @@ impl Stem {
 /// Everything that fixes a network's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetSpec {
+    /// How the layers are connected and transitioned.
     pub arch: Arch,
     /// Feature layers per block (the paper's `n` for every block of a CIFAR network).
     pub blocks: Vec<usize>,
@@ -72,9 +81,11 @@ pub struct NetSpec {
     pub growth: usize,
     /// `BN-ReLU-1x1conv(4g)-BN-ReLU-3x3conv(g)` layers instead of `BN-ReLU-3x3conv(g)`.
     pub bottleneck: bool,
+    /// The first convolution, producing `x_0`.
     pub stem: Stem,
     /// Input channels, height, width.
     pub input: [usize; 3],
+    /// Number of classes the heads predict.
     pub classes: usize,
     /// Auxiliary predictions at the end of every block but the last.
     pub deep_supervision: bool,
@@ -106,53 +117,81 @@ pub enum Op {
     Input,
     /// `x_0`: see [`Stem`].
     Stem {
+        /// Side of the square convolution kernel, in pixels.
         kernel: usize,
+        /// Stride of the convolution, in pixels.
         stride: usize,
+        /// BN-ReLU and a 3x3 stride-2 max pool follow the convolution.
         max_pool: bool,
     },
     /// A feature layer `x_index`: BN-ReLU-3x3conv, or with `bottleneck: Some(w)`
     /// BN-ReLU-1x1conv(w)-BN-ReLU-3x3conv.
     Layer {
+        /// Global index `i` of the layer (1 to `L`).
         index: usize,
+        /// Width of the bottleneck's 1x1 convolution (`4g`), or `None` without a bottleneck.
         bottleneck: Option<usize>,
     },
     /// BN-ReLU-1x1conv followed by a 2x2 stride-2 pool: V1 per-layer transitions, V2
     /// compression, DenseNet-BC and Tiramisu transitions.
-    Down { pool: Pool },
+    Down {
+        /// The pool after the convolution.
+        pool: Pool,
+    },
     /// A 3x3 stride-2 transposed convolution doubling the resolution; `pre_activation`
     /// puts BN-ReLU before it (FC-Log-DenseNet); Tiramisu's has none. The output is cropped
     /// or padded to the runtime size of node `like` (a layer of the down path at the same
     /// scale), so odd sizes and inputs other than the built one work.
-    Up { pre_activation: bool, like: NodeId },
+    Up {
+        /// BN-ReLU runs before the transposed convolution.
+        pre_activation: bool,
+        /// The node whose runtime spatial size the output is cropped or padded to.
+        like: NodeId,
+    },
     /// A prediction: BN-ReLU-global average pool-Linear (classification) or
     /// BN-ReLU-1x1conv (segmentation, at the node's resolution).
-    Head { task: TaskKind, is_final: bool },
+    Head {
+        /// Classification or segmentation.
+        task: TaskKind,
+        /// The network's final prediction, as opposed to a deep-supervision auxiliary one.
+        is_final: bool,
+    },
 }
 
+/// The 2x2 stride-2 pool of a down transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pool {
+    /// Average pool (Log-DenseNet and DenseNet-BC transitions).
     Avg,
+    /// Max pool (Tiramisu's transitions down).
     Max,
 }
 
+/// What the network predicts, which fixes the form of its heads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskKind {
+    /// One label per image, from globally pooled features.
     Classify,
+    /// One label per pixel.
     Segment,
 }
 
 /// One tensor of the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
+    /// The operation applied to the concatenated inputs.
     pub op: Op,
     /// Nodes concatenated, in this order, to form the input.
     pub inputs: Vec<NodeId>,
+    /// Channels of the concatenated input (the sum of the inputs' channels).
     pub in_channels: usize,
+    /// Channels of the output.
     pub channels: usize,
-    /// Spatial size (height, width) of the input and of the output.
+    /// Spatial size (height, width) of the input.
     pub in_size: (usize, usize),
+    /// Spatial size (height, width) of the output.
     pub size: (usize, usize),
     /// The block whose cost this node counts towards (a transition counts towards the block
     /// after it, the stem towards block 0).
@@ -164,19 +203,26 @@ pub struct Node {
 /// Per-block facts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockInfo {
+    /// Global index of the block's first feature layer.
     pub first_layer: usize,
+    /// Global index of the block's last feature layer (inclusive).
     pub last_layer: usize,
+    /// Spatial size (height, width) of the block's feature maps.
     pub size: (usize, usize),
 }
 
 /// A network as a graph of tensors in execution order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetGraph {
+    /// The description the graph was built from.
     pub spec: NetSpec,
+    /// Every tensor, in execution order (each node's inputs come before it); node 0 is the image.
     pub nodes: Vec<Node>,
     /// `layer_nodes[i]` is the node that first computes `x_i` (`x_0` is the stem).
     pub layer_nodes: Vec<NodeId>,
+    /// Layer range and resolution of every block, in order.
     pub blocks: Vec<BlockInfo>,
+    /// What the network predicts (follows from `spec.arch`).
     pub task: TaskKind,
 }
 

@@ -41,6 +41,7 @@ pub const FIG5B_CLAIM: &str =
 /// Fig. 5a, read off the plot: mean inputs per layer of `lglg_conn(0, L)` lie between 3 and 4
 /// for L in (10, 2000), and the 4-input augmentation adds 1 to 1.5.
 pub const FIG5A_PLAIN_RANGE: (f64, f64) = (3.0, 4.0);
+/// Fig. 5a: range of mean inputs per layer that the 4-input augmentation adds to `lglg_conn`.
 pub const FIG5A_AUGMENTATION_GAIN: (f64, f64) = (1.0, 1.5);
 
 /// A row of an error table: `(n, g)`, then per data set the error rates (%) of four columns.

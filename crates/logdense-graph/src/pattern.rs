@@ -39,7 +39,10 @@ pub enum Pattern {
     NearestHalfAndLogAuthors,
     /// Appendix A's `lglg_conn(0, L)`; `min_inputs` adds LOG inputs nearest-first until a
     /// layer has that many (the paper uses 4; 0 or 1 means no augmentation).
-    LogLog { min_inputs: usize },
+    LogLog {
+        /// Inputs a layer is topped up to with LOG inputs, nearest first (0 or 1: none added).
+        min_inputs: usize,
+    },
 }
 
 impl Pattern {

@@ -179,11 +179,15 @@ const TILE: usize = 512;
 /// convolution has `out_channels` filters of `kernel x kernel` (stride 1, "same" padding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Geometry {
+    /// Images in the batch.
     pub batch: usize,
+    /// Height of every input and of the output, in pixels.
     pub height: usize,
+    /// Width of every input and of the output, in pixels.
     pub width: usize,
     /// Channels of each input, in concatenation order.
     pub channels: Vec<usize>,
+    /// Filters of the convolution: the output's channels.
     pub out_channels: usize,
     /// The (square, odd) kernel size.
     pub kernel: usize,
@@ -258,6 +262,7 @@ pub struct Affine {
     pub scale: Vec<f32>,
     /// `beta - mean * scale`.
     pub shift: Vec<f32>,
+    /// The mean the batch norm normalises with, kept for the backward pass.
     pub mean: Vec<f32>,
     /// `1 / sqrt(var + epsilon)`.
     pub inv_std: Vec<f32>,
@@ -1366,9 +1371,13 @@ fn bn_backward(
 /// Gradients of [`forward`] with respect to each input, gamma, beta and the weight.
 #[derive(Debug, Clone)]
 pub struct Gradients {
+    /// `inputs[j]`: the gradient of input `j`, shaped like it.
     pub inputs: Vec<Vec<f32>>,
+    /// Gradient of the batch norm's scale, one per input channel.
     pub gamma: Vec<f32>,
+    /// Gradient of the batch norm's shift, one per input channel.
     pub beta: Vec<f32>,
+    /// Gradient of the weight, `[out_channels, in_channels, kernel, kernel]`.
     pub weight: Vec<f32>,
 }
 

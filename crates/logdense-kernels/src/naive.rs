@@ -146,15 +146,24 @@ pub enum Stats<'a> {
     /// The batch's own (training mode): they depend on the input, and so do their gradients.
     Batch,
     /// Given constants, such as running averages (inference mode).
-    Given { mean: &'a [f64], var: &'a [f64] },
+    Given {
+        /// Mean per channel.
+        mean: &'a [f64],
+        /// Variance per channel.
+        var: &'a [f64],
+    },
 }
 
 /// The parameters of a BN-ReLU-conv layer.
 #[derive(Debug, Clone, Copy)]
 pub struct Layer<'a> {
+    /// Batch norm scale, one per input channel.
     pub gamma: &'a [f64],
+    /// Batch norm shift, one per input channel.
     pub beta: &'a [f64],
+    /// The statistics the batch norm normalises with.
     pub stats: Stats<'a>,
+    /// Added to the variance before its square root.
     pub epsilon: f64,
     /// `[out_channels, in_channels, k, k]`.
     pub weight: &'a [f64],
@@ -220,9 +229,13 @@ pub fn bn_relu_conv(geo: &Geometry, inputs: &[&[f64]], layer: &Layer) -> Vec<f64
 /// Gradients of [`bn_relu_conv`] with respect to each input, gamma, beta and the weight.
 #[derive(Debug, Clone)]
 pub struct Gradients {
+    /// `inputs[j]`: the gradient of input `j`, shaped like it.
     pub inputs: Vec<Vec<f64>>,
+    /// Gradient of [`Layer::gamma`].
     pub gamma: Vec<f64>,
+    /// Gradient of [`Layer::beta`].
     pub beta: Vec<f64>,
+    /// Gradient of [`Layer::weight`], shaped like it.
     pub weight: Vec<f64>,
 }
 
