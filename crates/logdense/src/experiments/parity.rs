@@ -40,13 +40,16 @@ pub fn case_spec(name: &str, side: usize) -> Result<NetSpec, String> {
 /// over the largest magnitude of the reference tensor.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Agreement {
+    /// The compared preset's name.
     pub preset: String,
     /// The worst over all heads (auxiliary and final).
     pub heads_rel_error: f32,
+    /// The relative error of the loss's gradient with respect to the input image.
     pub input_grad_rel_error: f32,
 }
 
 impl Agreement {
+    /// Whether both the heads and the input gradient agree to below `tolerance`.
     pub fn within(&self, tolerance: f32) -> bool {
         self.heads_rel_error < tolerance && self.input_grad_rel_error < tolerance
     }

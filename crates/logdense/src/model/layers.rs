@@ -63,11 +63,14 @@ fn bn_relu(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 /// `x_0`: a k x k convolution, and for the ImageNet stem BN-ReLU and a 3x3 stride-2 max pool.
 #[derive(Module, Debug)]
 pub struct StemConv {
+    /// The stem's `kernel x kernel` convolution from the image to the first feature width.
     pub conv: Conv2d,
+    /// The BN before the ReLU and max pool (ImageNet stem only; `None`: the conv alone).
     pub bn: Option<BatchNorm>,
 }
 
 impl StemConv {
+    /// Builds a stem from `cin` image channels to `width`; `max_pool` adds BN-ReLU-max pool.
     pub fn new(
         cin: usize,
         width: usize,
@@ -82,6 +85,7 @@ impl StemConv {
         }
     }
 
+    /// Runs the stem on the image batch `[N, C, H, W]`, returning `x_0`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = self.conv.forward(x);
         match &self.bn {
@@ -99,16 +103,22 @@ impl StemConv {
 /// The optional 1x1 bottleneck of a feature layer: 1x1conv(width)-BN(-ReLU follows).
 #[derive(Module, Debug)]
 pub struct Bottleneck {
+    /// The 1x1 convolution from the layer's concatenated input to the bottleneck width.
     pub conv: Conv2d,
+    /// The BN over the bottleneck's output, before the ReLU and the 3x3 convolution.
     pub bn: BatchNorm,
 }
 
 /// A feature layer `f_i`: BN-ReLU-[1x1conv-BN-ReLU]-3x3conv-dropout over its concatenated inputs.
 #[derive(Module, Debug)]
 pub struct DenseLayer {
+    /// The BN over the layer's concatenated inputs.
     pub bn: BatchNorm,
+    /// The 1x1 bottleneck between the input BN-ReLU and the 3x3 conv (`None`: no bottleneck).
     pub bottleneck: Option<Bottleneck>,
+    /// The 3x3 convolution producing the layer's `growth` new channels.
     pub conv: Conv2d,
+    /// The dropout after the 3x3 convolution.
     pub dropout: Dropout,
     /// Whether the BN-ReLU-convs take the fused path where it applies (not a parameter: no
     /// record entry).
@@ -116,6 +126,8 @@ pub struct DenseLayer {
 }
 
 impl DenseLayer {
+    /// Builds a layer from `cin` input channels to `growth`, with a 1x1 bottleneck of the
+    /// given width if any and `dropout` as the rate after the 3x3 conv.
     pub fn new(
         cin: usize,
         growth: usize,
@@ -160,15 +172,21 @@ impl DenseLayer {
 /// BN-ReLU-1x1conv-[dropout]-2x2 pool: a transition down (per layer, compression, or whole stack).
 #[derive(Module, Debug)]
 pub struct DownTransition {
+    /// The BN over the transition's concatenated inputs.
     pub bn: BatchNorm,
+    /// The 1x1 convolution to the transition's output width.
     pub conv: Conv2d,
+    /// The dropout after the 1x1 convolution.
     pub dropout: Dropout,
+    /// Whether the 2x2 pool is a max pool (else an average pool).
     pub max_pool: bool,
     /// Whether the BN-ReLU-conv and the average pool take the fused path where it applies.
     pub fused: bool,
 }
 
 impl DownTransition {
+    /// Builds a transition from `cin` channels to `cout`, halving the resolution with a 2x2
+    /// max pool or average pool; `dropout` is the rate after the 1x1 conv.
     pub fn new(
         cin: usize,
         cout: usize,
@@ -202,13 +220,16 @@ impl DownTransition {
 /// [BN-ReLU-]3x3 stride-2 transposed convolution: doubles the resolution (FC up path).
 #[derive(Module, Debug)]
 pub struct UpTransition {
+    /// The BN before the ReLU and the deconvolution (`None`: the deconvolution alone).
     pub bn: Option<BatchNorm>,
+    /// The 3x3 stride-2 transposed convolution to the output width.
     pub deconv: ConvTranspose2d,
     /// Whether the BN-ReLU-deconv takes the fused path where it applies (only with `bn`).
     pub fused: bool,
 }
 
 impl UpTransition {
+    /// Builds an up transition from `cin` channels to `cout`; `pre_activation` adds BN-ReLU.
     pub fn new(
         cin: usize,
         cout: usize,
@@ -250,8 +271,11 @@ impl UpTransition {
 /// classification).
 #[derive(Module, Debug)]
 pub struct Head {
+    /// The BN over the head's concatenated inputs.
     pub bn: BatchNorm,
+    /// The classifier after global average pooling (classification heads only).
     pub linear: Option<Linear>,
+    /// The 1x1 convolution with bias to per-pixel class scores (segmentation heads only).
     pub conv: Option<Conv2d>,
     /// Whether the BN-ReLU and the classifier or segmentation conv take the fused path where
     /// it applies.
@@ -259,6 +283,7 @@ pub struct Head {
 }
 
 impl Head {
+    /// Builds a head from `cin` channels to `classes`: a 1x1 conv if `segment`, else a linear.
     pub fn new(cin: usize, classes: usize, segment: bool, fused: bool, device: &Device) -> Self {
         Head {
             bn: bn(cin, device),

@@ -22,10 +22,15 @@ pub use crate::model::tensor_ops::{fit_spatial, upsample_logits};
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum NodeModule {
+    /// The stem convolution that computes `x_0` from the image.
     Stem(StemConv),
+    /// A feature layer of a dense block.
     Layer(DenseLayer),
+    /// A transition that halves the resolution.
     Down(DownTransition),
+    /// A transition that doubles the resolution (FC up path).
     Up(UpTransition),
+    /// The prediction head (classifier or segmenter).
     Head(Head),
 }
 
@@ -34,6 +39,7 @@ pub enum NodeModule {
 pub struct SparseDenseNet {
     /// `modules[k]` computes graph node `k + 1` (node 0 is the image).
     pub modules: Vec<NodeModule>,
+    /// The graph the network executes: each node's op and the earlier nodes it reads.
     #[module(skip)]
     pub graph: NetGraph,
 }

@@ -26,8 +26,11 @@ pub enum Builder {
 pub struct Preset {
     /// The name, or for a family its pattern (`ld-v1-N-G`).
     pub name: &'static str,
+    /// What the network predicts: classes of an image or of every pixel.
     pub task: TaskKind,
+    /// A one-line description, as `logdense presets` and the CLI's help list it.
     pub summary: &'static str,
+    /// How the entry builds its network from the name.
     pub builder: Builder,
 }
 

@@ -33,9 +33,6 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Mean per-pixel cross-entropy of logits `[N, C, H, W]` against labels `[N, H, W]` (the mean
-/// over all `N * H * W` positions, as PyTorch's `F.cross_entropy` with `reduction="mean"`).
-/// A classifier's `[N, C, 1, 1]` output with labels `[N, 1, 1]` gives the usual cross-entropy.
 /// Training memory the cost model predicts for `spec` at `batch`, in bytes: the naive
 /// activation memory (what autograd keeps, per image) times the batch, plus weights,
 /// gradients and momentum (3 x 4 bytes per parameter). Used to skip runs that cannot fit.
@@ -56,9 +53,13 @@ pub use crate::training::resources::available_memory_bytes;
 /// pattern) trained at one batch size, each preset measured on its own (see [`memory_sweep`]).
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
+    /// Depths `n` (layers per block) to sweep; each runs as `ld-v1-N-G` and `dense-N-G`.
     pub ns: Vec<usize>,
+    /// Growth rate `G` of every swept network.
     pub growth: usize,
+    /// Images per training step.
     pub batch: usize,
+    /// Timed steps per preset.
     pub steps: usize,
     /// Skip a preset whose [`estimated_train_bytes`] exceeds this; `None`: 3/4 of
     /// `MemAvailable` at the start of the sweep.
@@ -80,11 +81,15 @@ impl Default for SweepOptions {
 /// One row of the memory sweep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SweepRow {
+    /// The preset's name (`ld-v1-N-G` or `dense-N-G`).
     pub preset: String,
     /// `ld-v1` or `dense`.
     pub family: String,
+    /// Layers per block.
     pub n: usize,
+    /// Growth rate.
     pub growth: usize,
+    /// Images per training step.
     pub batch: usize,
     /// [`estimated_train_bytes`].
     pub estimated_bytes: u64,

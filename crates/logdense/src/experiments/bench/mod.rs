@@ -65,6 +65,7 @@ const SEED: u64 = 1;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
+    /// Names of the presets to benchmark, in order.
     pub presets: Vec<String>,
     /// Images per step; 0 picks [`default_batch`] per preset (64 for classification, 1 for
     /// the 224x224 segmentation networks).
@@ -102,7 +103,9 @@ impl Default for BenchOptions {
 /// One preset's measurements. Field names are shared with `bench/pytorch_reference.py`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchResult {
+    /// The preset's name (or the label [`run_spec`] was given).
     pub preset: String,
+    /// Images per step, training and inference.
     pub batch: usize,
     /// Input channels, height, width.
     pub input: [usize; 3],
@@ -114,7 +117,9 @@ pub struct BenchResult {
     pub train_step_ms_median: f64,
     /// Median wall time of one inference forward pass of a batch.
     pub infer_ms_median: f64,
+    /// Training images per second: batch / median training-step time.
     pub train_img_per_s: f64,
+    /// Inference images per second: batch / median inference time.
     pub infer_img_per_s: f64,
     /// Achieved training GFLOP/s, counting a training image as **3 x its forward FLOPs**
     /// (forward, plus backward for the inputs' and the weights' gradients, about 1 x each):
@@ -164,6 +169,9 @@ pub fn threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Mean per-pixel cross-entropy of logits `[N, C, H, W]` against labels `[N, H, W]` (the mean
+/// over all `N * H * W` positions, as PyTorch's `F.cross_entropy` with `reduction="mean"`).
+/// A classifier's `[N, C, 1, 1]` output with labels `[N, 1, 1]` gives the usual cross-entropy.
 pub fn pixel_cross_entropy(logits: Tensor<4>, labels: Tensor<3, Int>) -> Tensor<1> {
     let [n, c, h, w] = logits.dims();
     let flat = logits.permute([0, 2, 3, 1]).reshape([n * h * w, c]);

@@ -9,8 +9,11 @@ use std::path::Path;
 /// (`lglg_conn(0, L)`, at least one input) and augmented with LOG inputs up to four.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fig5aRow {
+    /// The depth `L`: layers in the block.
     pub layers: usize,
+    /// Mean inputs per layer of plain LogLog (at least one input).
     pub plain: f64,
+    /// Mean inputs per layer of LogLog augmented with LOG inputs up to four.
     pub augmented: f64,
 }
 

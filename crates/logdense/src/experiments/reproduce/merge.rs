@@ -11,19 +11,33 @@ use std::path::Path;
 /// One finished run, as `runs.csv` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunRow {
+    /// The column label, as the paper names it ([`Cell::label`]).
     pub label: String,
+    /// The preset that built the network.
     pub preset: String,
+    /// The data set it trained on.
     pub dataset: String,
+    /// Feature layers per block.
     pub n: usize,
+    /// Growth rate.
     pub g: usize,
+    /// The run's seed.
     pub seed: u64,
+    /// Trainable parameters.
     pub params: u64,
+    /// Forward GFLOPs per image at the data's input size (2 x multiply-accumulates).
     pub gflops: f64,
+    /// Maximum backpropagation distance, transitions counted as hops.
     pub mbd: u32,
+    /// Input tensors over all feature layers.
     pub connections: usize,
+    /// Test error (%) after the last epoch.
     pub final_test_error: f64,
+    /// Lowest test error (%) after any epoch.
     pub best_test_error: f64,
+    /// Epochs trained, final-head-only ones included.
     pub epochs: usize,
+    /// Training and evaluation time summed over the epochs, in seconds.
     pub wall_s: f64,
     /// Test error (%) after each epoch, for the training curves.
     #[serde(skip)]
@@ -203,9 +217,13 @@ pub(super) fn group(experiment: Experiment, rows: &[RunRow]) -> (Cells<'_>, Vec<
 /// How one of the paper's comparisons came out at one (n, g).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
+    /// The column the paper claims has the lower error.
     pub better: String,
+    /// The column the paper claims has the higher error.
     pub worse: String,
+    /// Feature layers per block of the compared networks.
     pub n: usize,
+    /// Growth rate of the compared networks.
     pub g: usize,
     /// Mean error of `worse` minus mean error of `better` (percentage points): positive when
     /// the paper's claim holds on average.
@@ -214,6 +232,7 @@ pub struct Verdict {
     pub better_error: f64,
     /// The larger of the two columns' standard deviations over seeds.
     pub spread: f64,
+    /// Finished runs (seeds) of `better` and of `worse`.
     pub seeds: (usize, usize),
     /// Per seed that both columns ran: `worse`'s error minus `better`'s (the two runs of a seed
     /// share their training and test subsets).

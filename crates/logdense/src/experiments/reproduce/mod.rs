@@ -65,6 +65,7 @@ impl Experiment {
         Experiment::Fig8,
     ];
 
+    /// The experiment's name on the command line and its directory under the output.
     pub fn name(self) -> &'static str {
         match self {
             Experiment::Table1 => "table1",
@@ -230,20 +231,28 @@ pub const QUICK_EPOCHS: usize = 2;
 /// One network of a grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
+    /// The column label, as the paper names it (`LD`, `N`, `DenseNet-BC`, ...).
     pub label: String,
+    /// The preset that builds the network (e.g. `ld-v1-24-4`).
     pub preset: String,
+    /// Feature layers per block.
     pub n: usize,
+    /// Growth rate.
     pub g: usize,
+    /// Growth multiplier of LogLog hub layers (Appendix C.4); 1 elsewhere.
     pub hub_multiplier: usize,
 }
 
 /// What to run and where.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Runs the quick grid ([`QUICK_SIZE`]) on subsets for [`QUICK_EPOCHS`] epochs.
     pub quick: bool,
     /// A classification data set of fixed shape from [`crate::datasets::DATASETS`].
     pub dataset: String,
+    /// Where the data set's files are (`None`: the registry's default directory).
     pub data: Option<PathBuf>,
+    /// Runs per cell, one per seed `1..=seeds`.
     pub seeds: usize,
     /// Epochs per run (default: [`QUICK_EPOCHS`] with `quick`, else the paper's: 250, 60 for
     /// SVHN).
@@ -254,10 +263,9 @@ pub struct Options {
     /// Evaluate on a seeded subset of the test set (default: [`QUICK_TEST_IMAGES`] with
     /// `quick`, else all of it).
     pub test_subset: Option<usize>,
+    /// The output root: runs go to `out/EXPERIMENT/RUN/`, reports to `out/EXPERIMENT/`.
     pub out: PathBuf,
 }
-
-/// One run of the plan: its network, seed, directory and estimated cost.
 
 #[cfg(test)]
 mod tests {

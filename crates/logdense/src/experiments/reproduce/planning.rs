@@ -8,20 +8,28 @@ use logdense_graph::{distance, TransitionHops};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// One run of the plan: its network, seed, directory and estimated cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedRun {
+    /// The name of the experiment it belongs to ([`Experiment::name`]).
     pub experiment: String,
     /// The data set it trains on.
     #[serde(default = "default_dataset")]
     pub dataset: String,
+    /// The network of the grid it trains.
     #[serde(flatten)]
     pub cell: Cell,
+    /// The run's seed: of its weights, data order and training and test subsets.
     pub seed: u64,
+    /// The run's directory, `out/EXPERIMENT/RUN/`.
     pub dir: PathBuf,
+    /// Trainable parameters of the network at the data's shape.
     pub params: u64,
     /// Forward GFLOPs per image at the data's input size.
     pub gflops: f64,
+    /// Maximum backpropagation distance of the network, transitions counted as hops.
     pub mbd: u32,
+    /// Input tensors over all feature layers ([`logdense_graph::NetGraph::connections`]).
     pub connections: usize,
     /// Main epochs (with auxiliary heads, [`final_only_epochs`](Self::final_only_epochs) more
     /// follow).
