@@ -268,3 +268,130 @@ fn a_finished_run_is_kept_and_a_corrupt_checkpoint_is_named() {
     refused(&["train", "--resume", out], 1, "checkpoint.ldck");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn cluster_options_that_cannot_work_exit_2_naming_them() {
+    let dir = temp("cluster");
+    let out = dir.join("out");
+    let out = out.to_str().unwrap();
+    let grid = ["reproduce", "table1", "--quick", "--out", out];
+    fn with<'a>(grid: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [grid, extra].concat()
+    }
+    refused(
+        &with(&grid, &["--slurm", "--array-size", "0"]),
+        2,
+        "--array-size must be at least 1",
+    );
+    refused(
+        &with(&grid, &["--slurm", "--array-size", "13"]),
+        2,
+        "the plan has 12 runs",
+    );
+    refused(
+        &with(&grid, &["--slurm", "--shard", "1/2"]),
+        2,
+        "exclude each other",
+    );
+    // Outside a job array, --shard slurm has nothing to read.
+    let out_of_array = Command::new(env!("CARGO_BIN_EXE_logdense"))
+        .args(with(&grid, &["--shard", "slurm"]))
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("SLURM_ARRAY_TASK_MIN")
+        .env_remove("SLURM_ARRAY_TASK_COUNT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out_of_array.stderr);
+    assert_eq!(out_of_array.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SLURM_ARRAY_TASK_ID is not set"),
+        "{stderr}"
+    );
+    // An output directory that cannot be made (under a file).
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_file = file.join("out");
+    let under_file = under_file.to_str().unwrap();
+    refused(
+        &[
+            "reproduce",
+            "table1",
+            "--quick",
+            "--out",
+            under_file,
+            "--slurm",
+        ],
+        2,
+        "--out",
+    );
+    refused(
+        &[
+            "reproduce",
+            "table1",
+            "--quick",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            under_file,
+        ],
+        2,
+        "--out",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two processes given the same shard (as two array tasks given one shard would be): one
+/// trains the run, the other is refused with one error line and exit code 2, and the run is
+/// trained once.
+#[test]
+fn two_processes_racing_for_one_run_train_it_once() {
+    let dir = temp("race");
+    let out = dir.join("out");
+    let args = [
+        "reproduce",
+        "table1",
+        "--quick",
+        "--seeds",
+        "1",
+        "--subset",
+        "1200",
+        "--test-subset",
+        "200",
+        "--epochs",
+        "2",
+        "--workers",
+        "0",
+        "--shard",
+        "1/4",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let first = Command::new(env!("CARGO_BIN_EXE_logdense"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = out.join("table1/ld-n24-g4-s1");
+    let started = std::time::Instant::now();
+    while !logdense::training::engine::lock_is_held(&run) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the first process never took the run's lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    refused(&args, 2, "in use by another training");
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 3, "2 epochs and the final-head-only one, once");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -17,6 +17,7 @@ fn two_shards_into_one_directory_merge_into_the_table() {
         epochs: Some(1),
         subset: Some(128),
         test_subset: Some(64),
+        workers: 0,
         out: out.clone(),
     };
     let plan = reproduce::plan(Experiment::Table1, &opts).unwrap();

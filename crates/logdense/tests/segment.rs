@@ -6,6 +6,10 @@ use logdense::training::config::TaskConfig;
 use logdense::training::run::Run;
 use std::path::PathBuf;
 
+/// burn's random generator is global to the process: tests that train must not interleave,
+/// or one test's per-epoch reseeding would change another's weights and dropout masks.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("logdense-seg-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -26,6 +30,7 @@ fn scenes(name: &str, train: usize, test: usize, seed: u64) -> PathBuf {
 
 #[test]
 fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let data = scenes("data", 480, 60, 7);
     let mut cfg = TaskConfig::defaults(TaskKind::Segment);
     cfg.data.dir = Some(data.clone());
@@ -119,6 +124,7 @@ fn fc_log_densenet_learns_fashion_scenes_and_draws_fig2() {
 
 #[test]
 fn a_budget_trains_until_it_is_spent_and_a_resume_adds_nothing() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let data = scenes("budget-data", 96, 16, 3);
     let mut cfg = TaskConfig::from_toml(
         "[model]
@@ -191,6 +197,7 @@ max_train_s = 2.0",
 /// `data.flip` and no task) resumes, and ends where an uninterrupted run does.
 #[test]
 fn a_segmentation_run_of_the_earlier_shape_resumes() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let data = scenes("legacy-data", 64, 16, 5);
     let text = format!(
         "[model]\ngrowth = 4\nblocks = [1, 1, 1]\n[data]\ndir = {:?}\ncrop = [32, 32]\n\

@@ -628,6 +628,19 @@ pub fn open_run_dir(dir: &Path, resume: bool, overwrite: bool) -> Result<RunLock
     Ok(RunLock { _file: file })
 }
 
+/// Whether another process (or another open of the file) holds `dir`'s run lock, that is,
+/// trains in it now: probed by taking the lock and letting it go at once.
+pub fn lock_is_held(dir: &Path) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+    {
+        Ok(file) => !try_lock(&file),
+        Err(_) => false,
+    }
+}
+
 /// An exclusive, non-blocking lock on `file` (`flock`); where there is no `flock`, no lock.
 fn try_lock(file: &std::fs::File) -> bool {
     #[cfg(unix)]

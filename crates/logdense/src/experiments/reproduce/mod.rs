@@ -11,12 +11,14 @@
 //! runs, [`runner`] trains them, [`merge`] and [`plots`] report them, and [`fig5a`] is an
 //! analysis beside them.
 
+mod cluster;
 mod fig5a;
 mod merge;
 mod planning;
 mod plots;
 mod runner;
 
+pub use cluster::*;
 pub use fig5a::*;
 pub use merge::*;
 pub use planning::*;
@@ -263,6 +265,8 @@ pub struct Options {
     /// Evaluate on a seeded subset of the test set (default: [`QUICK_TEST_IMAGES`] with
     /// `quick`, else all of it).
     pub test_subset: Option<usize>,
+    /// Loader worker threads per run (0: batches on the training thread, bit-exact reruns).
+    pub workers: usize,
     /// The output root: runs go to `out/EXPERIMENT/RUN/`, reports to `out/EXPERIMENT/`.
     pub out: PathBuf,
 }
@@ -280,6 +284,7 @@ mod tests {
             epochs: None,
             subset: None,
             test_subset: None,
+            workers: 2,
             out: PathBuf::from("/tmp/repro"),
         }
     }

@@ -58,6 +58,17 @@ pub(super) fn default_dataset() -> String {
 }
 
 impl PlannedRun {
+    /// The run's network, with its data set's input shape and classes and its hub multiplier.
+    pub fn spec(&self) -> Result<logdense_graph::NetSpec> {
+        let (input, classes, ..) = data_shape(&self.dataset)?;
+        let mut spec =
+            crate::model::presets::preset(&self.cell.preset).map_err(anyhow::Error::msg)?;
+        spec.input = input;
+        spec.classes = classes;
+        spec.hub_multiplier = self.cell.hub_multiplier;
+        Ok(spec)
+    }
+
     /// Estimated work of the whole run, training and evaluation.
     pub fn total_flops(&self) -> f64 {
         self.train_flops + self.eval_flops
@@ -195,6 +206,7 @@ pub fn run_config(run: &PlannedRun, opts: &Options) -> TaskConfig {
     cfg.data.dir = opts.data.clone();
     cfg.data.train_subset = Some(run.images);
     cfg.data.eval_subset = (run.test_images > 0).then_some(run.test_images);
+    cfg.data.workers = opts.workers;
     if let Ok(Some(augment)) = crate::datasets::lookup(&opts.dataset).map(|d| d.paper_augment) {
         cfg.data.augment = augment();
     }
