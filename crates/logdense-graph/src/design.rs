@@ -1,8 +1,10 @@
 //! Designing connection patterns: given at most `K` inputs per layer, place them to minimise
 //! the MBD (the paper's principle, turned into a search).
 //!
-//! Every layer uses all `min(K, i)` inputs it may have (an extra input never lengthens a
-//! path), and `i - 1` is always one of them (no path from `x_i` can reach `x_{i-1}` otherwise).
+//! Each layer gets a number of inputs from an [`InputBudget`]: by default all `min(K, i)` it
+//! may have (an extra input never lengthens a path); at LOG's budget, LOG's own count per
+//! layer (so the design has exactly LOG's connections); or a total connection budget. `i - 1`
+//! is always one of a layer's inputs (no path from `x_i` can reach `x_{i-1}` otherwise).
 //! Distances from layer `i` depend only on the input sets of layers `<= i`, so layers are
 //! chosen in order:
 //! - **greedy** (any `L`): each layer picks its inputs one at a time, each time the candidate
@@ -43,6 +45,69 @@ pub struct Design {
     pub lower_bound: u32,
     /// Input sets the exact search tried (0 when it did not run).
     pub search_nodes: u64,
+    /// How many inputs each layer was given: `full`, `log` or `connections <= C`.
+    #[serde(default)]
+    pub budget: String,
+}
+
+/// How many inputs each layer of a design gets (at most `K` each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputBudget {
+    /// Every layer all `min(K, i)` inputs it may have.
+    Full,
+    /// LOG's count per layer, `1 + floor(log2 i)`, capped at `K`: with `K` at least LOG's
+    /// largest count, exactly LOG's connections.
+    Log,
+    /// At most this many connections in all: layers start from `min(K, i)` and the ones
+    /// furthest above LOG's count give up an input first (the latest first among equals).
+    Connections(usize),
+}
+
+impl InputBudget {
+    /// Its name in a design's `budget` field.
+    pub fn name(self) -> String {
+        match self {
+            InputBudget::Full => "full".into(),
+            InputBudget::Log => "log".into(),
+            InputBudget::Connections(c) => format!("connections <= {c}"),
+        }
+    }
+}
+
+/// The inputs of each layer `0..=L` under a budget (`counts[0] = 0`, every other at least 1).
+pub fn input_counts(
+    layers: usize,
+    max_inputs: usize,
+    budget: InputBudget,
+) -> Result<Vec<usize>, SpecError> {
+    let log_count = |i: usize| 1 + crate::pattern::floor_log2(i);
+    let mut counts: Vec<usize> = (0..=layers)
+        .map(|i| match (i, budget) {
+            (0, _) => 0,
+            (_, InputBudget::Log) => max_inputs.min(log_count(i)).min(i),
+            _ => max_inputs.min(i),
+        })
+        .collect();
+    if let InputBudget::Connections(limit) = budget {
+        if limit < layers {
+            return Err(SpecError::Invalid {
+                field: "max-connections",
+                message: format!(
+                    "{layers} layers need at least {layers} connections (each reads the one before it), got {limit}"
+                ),
+            });
+        }
+        let mut total: usize = counts.iter().sum();
+        while total > limit {
+            let i = (1..=layers)
+                .filter(|&i| counts[i] > 1)
+                .max_by_key(|&i| (counts[i] as isize - log_count(i) as isize, i))
+                .expect("a layer with more than one input while above the limit");
+            counts[i] -= 1;
+            total -= 1;
+        }
+    }
+    Ok(counts)
 }
 
 type Rows = Vec<Vec<u8>>;
@@ -77,13 +142,13 @@ fn mbd_of(rows: &Rows) -> u32 {
 }
 
 /// Greedy input sets: see the module documentation.
-fn greedy(layers: usize, k: usize) -> (Vec<Vec<usize>>, Rows) {
+fn greedy(layers: usize, counts: &[usize]) -> (Vec<Vec<usize>>, Rows) {
     let mut sets = vec![vec![]];
     let mut rows: Rows = vec![vec![]];
     for i in 1..=layers {
         let mut chosen = vec![i - 1];
         let mut row = row_for(&rows, &chosen, i);
-        while chosen.len() < k.min(i) {
+        while chosen.len() < counts[i] {
             let mut best: Option<((u8, u64), usize, Vec<u8>)> = None;
             for cand in 0..i - 1 {
                 if chosen.contains(&cand) {
@@ -121,11 +186,17 @@ fn rows_of(sets: &[Vec<usize>]) -> Rows {
 
 /// LOG with each layer keeping its `k` nearest LOG inputs.
 pub fn log_truncated(layers: usize, k: usize) -> Vec<Vec<usize>> {
+    log_within(layers, &vec![k; layers + 1])
+}
+
+/// LOG with each layer `i` keeping its `counts[i]` nearest LOG inputs.
+fn log_within(layers: usize, counts: &[usize]) -> Vec<Vec<usize>> {
     Pattern::Log
         .input_sets(layers)
         .into_iter()
-        .map(|s| {
-            let keep = s.len().min(k);
+        .enumerate()
+        .map(|(i, s)| {
+            let keep = s.len().min(counts[i]);
             s[s.len() - keep..].to_vec()
         })
         .collect()
@@ -145,7 +216,7 @@ fn counting_lower_bound(layers: usize, k: usize) -> u32 {
 
 struct Exact {
     layers: usize,
-    k: usize,
+    counts: Vec<usize>,
     target: u8,
     nodes: u64,
     sets: Vec<Vec<usize>>,
@@ -158,7 +229,7 @@ impl Exact {
         if i > self.layers {
             return Some(true);
         }
-        let want = self.k.min(i);
+        let want = self.counts[i];
         let mut combo: Vec<usize> = (0..want - 1).collect();
         let pool = i - 1; // candidates 0..i-1 besides i - 1
         loop {
@@ -195,8 +266,20 @@ impl Exact {
     }
 }
 
-/// Searches for input sets with at most `max_inputs` inputs per layer minimising the MBD.
+/// Searches for input sets with at most `max_inputs` inputs per layer minimising the MBD,
+/// every layer using all it may have ([`InputBudget::Full`]).
 pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<Design, SpecError> {
+    design_with(layers, max_inputs, InputBudget::Full, exact_up_to)
+}
+
+/// Searches for input sets minimising the MBD with each layer's inputs from `budget`, at most
+/// `max_inputs` each; exact search up to `exact_up_to` layers, greedy beyond.
+pub fn design_with(
+    layers: usize,
+    max_inputs: usize,
+    budget: InputBudget,
+    exact_up_to: usize,
+) -> Result<Design, SpecError> {
     if layers == 0 || layers > MAX_DESIGN_LAYERS {
         return Err(SpecError::Invalid {
             field: "layers",
@@ -209,8 +292,9 @@ pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<De
             message: "must be at least 1".into(),
         });
     }
-    let (greedy_sets, greedy_rows) = greedy(layers, max_inputs);
-    let truncated = log_truncated(layers, max_inputs);
+    let counts = input_counts(layers, max_inputs, budget)?;
+    let (greedy_sets, greedy_rows) = greedy(layers, &counts);
+    let truncated = log_within(layers, &counts);
     let truncated_rows = rows_of(&truncated);
     let (mut sets, mut mbd, mut method) = (greedy_sets, mbd_of(&greedy_rows), "greedy");
     let truncated_mbd = mbd_of(&truncated_rows);
@@ -219,7 +303,8 @@ pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<De
     {
         (sets, mbd, method) = (truncated, truncated_mbd, "log-truncated");
     }
-    let lower_bound = counting_lower_bound(layers, max_inputs);
+    let widest = counts.iter().copied().max().unwrap_or(1);
+    let lower_bound = counting_lower_bound(layers, widest);
     let mut proven_optimal = mbd == lower_bound;
     let mut search_nodes = 0;
     if !proven_optimal && layers <= exact_up_to {
@@ -229,7 +314,7 @@ pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<De
         for target in lower_bound..best_found {
             let mut ex = Exact {
                 layers,
-                k: max_inputs,
+                counts: counts.clone(),
                 target: target as u8,
                 nodes: 0,
                 sets: vec![vec![]],
@@ -262,6 +347,7 @@ pub fn design(layers: usize, max_inputs: usize, exact_up_to: usize) -> Result<De
         proven_optimal,
         lower_bound,
         search_nodes,
+        budget: budget.name(),
     })
 }
 
@@ -287,6 +373,46 @@ mod tests {
             let log_mbd = summarize_sets(&Pattern::Log.input_sets(l)).unwrap().mbd;
             assert!(design(l, k, 0).unwrap().mbd <= log_mbd);
         }
+    }
+
+    #[test]
+    fn at_logs_budget_a_design_has_logs_connections_and_no_larger_mbd() {
+        for l in [12, 24, 48, 72] {
+            let log = Pattern::Log.input_sets(l);
+            let log_mbd = summarize_sets(&log).unwrap().mbd;
+            let k = 1 + crate::pattern::floor_log2(l);
+            let d = design_with(l, k, InputBudget::Log, 12).unwrap();
+            assert_eq!(d.connections, connection_count(&log), "L={l}");
+            assert!(d.mbd <= log_mbd, "L={l}: {} > {log_mbd}", d.mbd);
+            for (i, s) in d.sets.iter().enumerate() {
+                assert_eq!(s.len(), log[i].len(), "L={l}, layer {i}");
+            }
+            assert_eq!(summarize_sets(&d.sets).unwrap().mbd, d.mbd);
+            assert_eq!(d.budget, "log");
+        }
+    }
+
+    #[test]
+    fn a_connection_budget_is_met_and_trims_above_logs_count_first() {
+        let d = design_with(24, 5, InputBudget::Connections(94), 0).unwrap();
+        assert!(d.connections <= 94 && d.sets.iter().all(|s| s.len() <= 5));
+        assert_eq!(summarize_sets(&d.sets).unwrap().mbd, d.mbd);
+        let counts = input_counts(24, 5, InputBudget::Connections(94)).unwrap();
+        let log: Vec<usize> = Pattern::Log.input_sets(24).iter().map(Vec::len).collect();
+        assert_eq!(
+            counts, log,
+            "LOG's counts are where trimming to LOG's total ends"
+        );
+        assert_eq!(
+            input_counts(24, 5, InputBudget::Connections(23))
+                .unwrap_err()
+                .field(),
+            "max-connections"
+        );
+        assert_eq!(
+            input_counts(24, 5, InputBudget::Connections(24)).unwrap()[1..],
+            [1; 24]
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   of tensors that the burn networks execute.
 //! - [`distance`]: backpropagation distances and the MBD.
 //! - [`cost`]: FLOPs, parameters and activation memory.
-//! - [`design`]: search for input sets that minimise the MBD under an input budget.
+//! - [`design`]: search for input sets that minimise the MBD under an input budget, and
+//!   [`pattern_file`]: such designs as files that every network takes like a pattern.
 //! - [`paper`]: the paper's published figures, for side-by-side reports and tests.
 
 pub mod cost;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod net;
 pub mod paper;
 pub mod pattern;
+pub mod pattern_file;
 
 pub use cost::{Cost, CostReport};
 pub use distance::{DistanceSummary, GraphDistances, TransitionHops};
@@ -27,3 +29,4 @@ pub use net::{
     MAX_LAYERS, MAX_SIDE,
 };
 pub use pattern::Pattern;
+pub use pattern_file::PatternFile;

@@ -103,6 +103,10 @@ pub struct NetSpec {
     /// the heads from a quarter of the input's size down.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub aux_min_stride: usize,
+    /// V1 only: input sets over global indices (`sets[i]` for layers `0..=L`) that replace
+    /// the pattern's, such as a designed pattern read from a file ([`crate::PatternFile`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_sets: Option<Vec<Vec<usize>>>,
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -241,6 +245,7 @@ impl NetSpec {
             hub_multiplier: 1,
             block_growth: Vec::new(),
             aux_min_stride: 0,
+            custom_sets: None,
         }
     }
 
@@ -289,6 +294,7 @@ impl NetSpec {
             hub_multiplier: 1,
             block_growth: Vec::new(),
             aux_min_stride: 0,
+            custom_sets: None,
         }
     }
 
@@ -306,6 +312,7 @@ impl NetSpec {
             hub_multiplier: 1,
             block_growth: Vec::new(),
             aux_min_stride: 0,
+            custom_sets: None,
         }
     }
 
@@ -458,6 +465,20 @@ impl NetSpec {
                 );
             }
         }
+        if let Some(sets) = &self.custom_sets {
+            if !matches!(self.arch, Arch::V1 { .. }) {
+                return bad(
+                    "pattern-file",
+                    "input sets from a file apply to V1 networks only".into(),
+                );
+            }
+            crate::pattern_file::check_sets(sets, self.num_layers()).map_err(|message| {
+                SpecError::Invalid {
+                    field: "pattern-file",
+                    message,
+                }
+            })?;
+        }
         if matches!(self.arch, Arch::FcLog | Arch::FcDenseNet)
             && self.blocks.len().is_multiple_of(2)
         {
@@ -478,6 +499,10 @@ impl NetSpec {
         self.validate()?;
         let mut b = Builder::new(self.clone())?;
         match self.arch {
+            Arch::V1 { .. } if self.custom_sets.is_some() => {
+                let sets = self.custom_sets.clone().expect("checked");
+                b.per_layer_network(sets, Vec::new(), false)?
+            }
             Arch::V1 { pattern } => b.per_layer_network(
                 pattern.input_sets(self.num_layers()),
                 pattern.hub_layers(self.num_layers()),

@@ -1,6 +1,6 @@
 //! Byte-level entry points for the fuzz targets (`fuzz/`, run with `cargo fuzz`) and for the
-//! stable test that replays their corpus (`tests/fuzz_corpus.rs`): a checkpoint file and the
-//! TOML config of either command, fed to the same functions the CLI uses. None may panic. The
+//! stable test that replays their corpus (`tests/fuzz_corpus.rs`): a checkpoint file, the
+//! TOML config of either command and a pattern file, fed to the same functions the CLI uses. None may panic. The
 //! data formats' entry points are in [`logdense_data::fuzzing`].
 
 use anyhow::Result;
@@ -24,4 +24,11 @@ pub fn train_config(data: &[u8]) -> Result<TaskConfig> {
 /// task of a file that names neither a task nor a preset.
 pub fn seg_config(data: &[u8]) -> Result<TaskConfig> {
     TaskConfig::from_toml(&String::from_utf8_lossy(data), TaskKind::Segment)
+}
+
+/// A pattern file (`--pattern-file`): JSON (invalid UTF-8 replaced), parsed and checked as
+/// [`logdense_graph::PatternFile::load`] does.
+pub fn pattern_file(data: &[u8]) -> Result<logdense_graph::PatternFile> {
+    logdense_graph::PatternFile::parse(&String::from_utf8_lossy(data), "input")
+        .map_err(anyhow::Error::msg)
 }

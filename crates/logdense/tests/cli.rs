@@ -395,3 +395,94 @@ fn two_processes_racing_for_one_run_train_it_once() {
     assert_eq!(rows.len(), 3, "2 epochs and the final-head-only one, once");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A designed pattern as a file: `design --out` writes it, `graph`, `cost` and `train` take it
+/// with `--pattern-file`, and a broken or mismatched file is refused naming the file and the
+/// layer, with exit code 2.
+#[test]
+fn pattern_files_are_written_used_and_checked() {
+    let dir = temp("pattern");
+    let file = dir.join("designed.json");
+    let f = file.to_str().unwrap();
+    // ld-v1-6-8: 3 blocks of 6 layers, 18 over global indices.
+    let (code, stderr) = run(&[
+        "design",
+        "--layers",
+        "18",
+        "--max-inputs",
+        "5",
+        "--log-budget",
+        "--out",
+        f,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let parsed = logdense::graph::PatternFile::parse(&text, f).unwrap();
+    assert_eq!(parsed.design.budget, "log");
+    for args in [
+        vec!["graph", "--pattern-file", f],
+        vec!["cost", "--preset", "ld-v1-6-8", "--pattern-file", f],
+    ] {
+        let (code, stderr) = run(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+    }
+    let out = dir.join("run");
+    let (code, stderr) = run(&[
+        "train",
+        "--preset",
+        "ld-v1-6-8",
+        "--pattern-file",
+        f,
+        "--train-subset",
+        "128",
+        "--eval-subset",
+        "64",
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let ck =
+        logdense::training::checkpoint::Checkpoint::load(&out.join("checkpoint.ldck")).unwrap();
+    assert_eq!(
+        ck.state.spec.custom_sets.as_ref(),
+        Some(&parsed.design.sets)
+    );
+    // The wrong number of layers for the network.
+    refused(
+        &["cost", "--preset", "ld-v1-12-16", "--pattern-file", f],
+        2,
+        "connects 18 layers, the network has 36",
+    );
+    // A layer that reads a later one.
+    let mut broken = parsed.clone();
+    broken.design.sets[5] = vec![4, 7];
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, broken.to_json()).unwrap();
+    let b = bad.to_str().unwrap();
+    for args in [
+        vec!["graph", "--pattern-file", b],
+        vec!["cost", "--preset", "ld-v1-6-8", "--pattern-file", b],
+        vec![
+            "train",
+            "--preset",
+            "ld-v1-6-8",
+            "--pattern-file",
+            b,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        refused(&args, 2, "layer 5 reads layer 7");
+        assert!(
+            run(&args).1.contains("bad.json"),
+            "{args:?}: names the file"
+        );
+    }
+    std::fs::write(&bad, b"{\"format\": ").unwrap();
+    refused(&["graph", "--pattern-file", b], 2, "bad.json");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

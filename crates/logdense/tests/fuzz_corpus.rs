@@ -198,3 +198,34 @@ fn seg_config() {
             .map_err(|e| format!("{e:#}"))
     });
 }
+
+#[test]
+fn pattern_file() {
+    let good = logdense::graph::PatternFile::new(
+        logdense::graph::design::design_with(12, 4, logdense::graph::design::InputBudget::Log, 12)
+            .unwrap(),
+    );
+    let mut later = good.clone();
+    later.design.sets[5] = vec![4, 7];
+    let mut mbd = good.clone();
+    mbd.design.mbd += 1;
+    let seeds = vec![
+        ("ok-designed.json", good.to_json().into_bytes()),
+        ("bad-later-layer.json", later.to_json().into_bytes()),
+        ("bad-stated-mbd.json", mbd.to_json().into_bytes()),
+        (
+            "bad-unknown-field.json",
+            good.to_json().replacen('{', "{\"extra\": 1,", 1).into_bytes(),
+        ),
+        ("bad-syntax.json", b"{\"format\": ".to_vec()),
+        (
+            "bad-huge-layers.json",
+            br#"{"format":"logdense-pattern/1","layers":18446744073709551615,"max_inputs":1,"sets":[],"mbd":0,"connections":0,"method":"","proven_optimal":false,"lower_bound":0,"search_nodes":0}"#.to_vec(),
+        ),
+    ];
+    replay("pattern_file", seeds, |d| {
+        fuzzing::pattern_file(d)
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
+    });
+}

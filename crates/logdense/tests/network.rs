@@ -42,6 +42,32 @@ fn classification_presets_match_the_cost_model() {
     check("loglog-8-8 hub x3", loglog);
 }
 
+/// A designed pattern (at LOG's budget, over the network's global indices) runs like a
+/// built-in one: the built network matches the cost model, and its input sets are the file's.
+#[test]
+fn a_designed_pattern_matches_the_cost_model_and_is_the_one_that_runs() {
+    use logdense::graph::design::{design_with, InputBudget};
+    let base = preset("ld-v1-6-8").unwrap();
+    let layers = base.num_layers();
+    let d = design_with(layers, 5, InputBudget::Log, 0).unwrap();
+    let spec = NetSpec {
+        custom_sets: Some(d.sets.clone()),
+        ..base.clone()
+    };
+    let graph = spec.build().unwrap();
+    assert_eq!(
+        graph.layer_input_sets(),
+        d.sets,
+        "the network reads the file's sets"
+    );
+    assert_ne!(
+        graph.layer_input_sets(),
+        base.build().unwrap().layer_input_sets(),
+        "the designed sets replaced LOG's"
+    );
+    check("ld-v1-6-8 designed at LOG's budget", spec);
+}
+
 #[test]
 fn imagenet_stem_and_bottleneck_match_the_cost_model() {
     // ld-v2-169's shape at a small input keeps the test fast.

@@ -76,6 +76,9 @@ pub struct ModelConfig {
     pub block_growth: Option<Vec<usize>>,
     /// The connection pattern of a V1 preset (`logdense graph --help` lists them).
     pub pattern: Option<String>,
+    /// A pattern file (`logdense design --out`) whose input sets replace a V1 preset's
+    /// pattern; its layers must be the network's.
+    pub pattern_file: Option<PathBuf>,
     /// Bottleneck layers (BN-ReLU-1x1 conv to 4g before the 3x3 conv).
     pub bottleneck: Option<bool>,
     /// Auxiliary classifiers at block ends (half of the loss, SPEC).
@@ -265,6 +268,7 @@ impl TaskConfig {
                 blocks: None,
                 block_growth: None,
                 pattern: None,
+                pattern_file: None,
                 bottleneck: None,
                 deep_supervision: None,
                 stem_width: None,
@@ -536,6 +540,14 @@ impl TaskConfig {
         if let Some(b) = m.bottleneck {
             spec.bottleneck = b;
         }
+        if let Some(path) = &m.pattern_file {
+            if m.pattern.is_some() {
+                bail!("model.pattern and model.pattern_file (--pattern, --pattern-file) exclude each other");
+            }
+            spec.custom_sets = Some(
+                load_pattern_sets(path, &spec).context("model.pattern_file (--pattern-file)")?,
+            );
+        }
         if let Some(d) = m.deep_supervision {
             spec.deep_supervision = d;
         }
@@ -633,6 +645,23 @@ impl TaskConfig {
         }
         stages
     }
+}
+
+/// The input sets of a pattern file for `spec`'s network: the file checked (errors name it and
+/// the layer) and its layers matched against the network's.
+pub fn load_pattern_sets(path: &Path, spec: &NetSpec) -> Result<Vec<Vec<usize>>> {
+    let file = logdense_graph::PatternFile::load(path).map_err(anyhow::Error::msg)?;
+    let layers = spec.num_layers();
+    if file.design.layers != layers {
+        bail!(
+            "pattern file {}: it connects {} layers, the network has {layers} ({} blocks of {:?})",
+            path.display(),
+            file.design.layers,
+            spec.blocks.len(),
+            spec.blocks
+        );
+    }
+    Ok(file.design.sets)
 }
 
 /// One line for a TOML error: where (with the line's text, which names the field), then what

@@ -13,6 +13,9 @@ pub(crate) struct GraphArgs {
     /// Connection pattern: dense, log, nearest, evenly-spaced, nearest-half, evenly-spaced-half, nearest-half-and-log, loglog, loglog-plain.
     #[arg(long, default_value = "log")]
     pattern: String,
+    /// A pattern file (`logdense design --out`) instead of --pattern; --layers is the file's.
+    #[arg(long)]
+    pattern_file: Option<PathBuf>,
     /// Number of feature layers L.
     #[arg(long, default_value_t = 24)]
     layers: usize,
@@ -37,8 +40,12 @@ pub(crate) struct CostArgs {
     preset: String,
     /// Connection pattern of a V1 network (dense, log, nearest, evenly-spaced, nearest-half,
     /// evenly-spaced-half, nearest-half-and-log, loglog, loglog-plain).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pattern_file")]
     pattern: Option<String>,
+    /// A pattern file (`logdense design --out`) whose input sets replace a V1 network's
+    /// pattern; its layers must be the network's.
+    #[arg(long)]
+    pattern_file: Option<PathBuf>,
     /// Number of blocks, each as long as the preset's first.
     #[arg(long)]
     blocks: Option<usize>,
@@ -69,6 +76,16 @@ pub(crate) struct DesignArgs {
     layers: usize,
     #[arg(long)]
     max_inputs: usize,
+    /// At most this many connections in all (default: every layer reads all min(K, i) it may).
+    #[arg(long, conflicts_with = "log_budget")]
+    max_connections: Option<usize>,
+    /// LOG's budget: each layer reads as many layers as LOG's does (1 + floor(log2 i), at most
+    /// --max-inputs), so the design has exactly LOG's connections.
+    #[arg(long)]
+    log_budget: bool,
+    /// Write the design as a pattern file (JSON) for --pattern-file and model.pattern_file.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Run the exact search up to this many layers.
     #[arg(long, default_value_t = 12)]
     exact_up_to: usize,
@@ -79,6 +96,9 @@ pub(crate) struct DesignArgs {
 }
 
 pub(crate) fn graph_cmd(a: GraphArgs) -> Result<()> {
+    if let Some(path) = &a.pattern_file {
+        return graph_of_file(&a, path);
+    }
     let pattern = parse_pattern(&a.pattern)?;
     if a.layers == 0 {
         return Err(usage("--layers must be at least 1"));
@@ -152,6 +172,49 @@ pub(crate) fn graph_cmd(a: GraphArgs) -> Result<()> {
     Ok(())
 }
 
+/// `graph --pattern-file`: the file's input sets, one block, their MBD and connections.
+fn graph_of_file(a: &GraphArgs, path: &std::path::Path) -> Result<()> {
+    let file = logdense::graph::PatternFile::load(path).map_err(usage)?;
+    let sets = &file.design.sets;
+    let summary = distance::summarize_sets(sets)?;
+    let connections = logdense::graph::pattern::connection_count(sets);
+    let max_inputs = sets.iter().map(Vec::len).max().unwrap_or(0);
+    let name = path.display();
+    if let Some(p) = &a.png {
+        let title = format!(
+            "{name}: L = {}, MBD {}, {connections} connections",
+            file.design.layers, summary.mbd
+        );
+        logdense::training::report::plot_connection_matrix(p, sets, None, &title)?;
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "pattern_file": name.to_string(), "layers": file.design.layers, "blocks": 1,
+            "mbd": summary.mbd, "mean_distance": summary.mean(),
+            "unreachable_pairs": summary.unreachable_pairs, "connections": connections,
+            "mean_inputs": logdense::graph::pattern::mean_inputs(sets), "max_inputs": max_inputs,
+            "method": file.design.method, "proven_optimal": file.design.proven_optimal,
+        });
+        println!("{v}");
+    } else {
+        println!("pattern file {name}, L = {}, 1 block", file.design.layers);
+        println!("  MBD                {}", summary.mbd);
+        println!("  mean distance      {:.3}", summary.mean());
+        println!("  connections        {connections}");
+        println!("  max inputs         {max_inputs}");
+        println!(
+            "  found by           {} ({})",
+            file.design.method,
+            if file.design.proven_optimal {
+                "proven optimal"
+            } else {
+                "not proven optimal"
+            }
+        );
+    }
+    Ok(())
+}
+
 fn cost_spec(a: &CostArgs) -> Result<NetSpec> {
     let mut spec =
         logdense::model::presets::preset(&a.preset).map_err(|e| usage(format!("--preset: {e}")))?;
@@ -188,6 +251,12 @@ fn cost_spec(a: &CostArgs) -> Result<NetSpec> {
     }
     if let Some(h) = a.hub_multiplier {
         spec.hub_multiplier = h;
+    }
+    if let Some(path) = &a.pattern_file {
+        spec.custom_sets = Some(
+            logdense::training::config::load_pattern_sets(path, &spec)
+                .map_err(|e| usage(format!("--pattern-file: {e:#}")))?,
+        );
     }
     Ok(spec)
 }
@@ -346,7 +415,17 @@ pub(crate) fn paper_table() -> Result<()> {
 }
 
 pub(crate) fn design_cmd(a: DesignArgs) -> Result<()> {
-    let d = design::design(a.layers, a.max_inputs, a.exact_up_to)?;
+    let budget = match (a.max_connections, a.log_budget) {
+        (Some(c), _) => design::InputBudget::Connections(c),
+        (None, true) => design::InputBudget::Log,
+        (None, false) => design::InputBudget::Full,
+    };
+    let d = design::design_with(a.layers, a.max_inputs, budget, a.exact_up_to)?;
+    if let Some(out) = &a.out {
+        let file = logdense::graph::PatternFile::new(d.clone());
+        logdense::training::report::write_atomic(out, file.to_json().as_bytes())
+            .map_err(|e| usage(format!("--out: {e:#}")))?;
+    }
     let log_sets = Pattern::Log.input_sets(a.layers);
     let log_mbd = distance::summarize_sets(&log_sets)?.mbd;
     let log_conn = logdense::graph::pattern::connection_count(&log_sets);
@@ -381,6 +460,10 @@ pub(crate) fn design_cmd(a: DesignArgs) -> Result<()> {
         }
     );
     println!("  lower bound        MBD >= {}", d.lower_bound);
+    println!("  inputs per layer   {}", d.budget);
+    if let Some(out) = &a.out {
+        println!("  pattern file       {}", out.display());
+    }
     println!("  LOG (up to {log_max} inputs)  MBD {log_mbd} with {log_conn} connections");
     for (i, s) in d.sets.iter().enumerate().skip(1).take(40) {
         println!("    x{i:<4} <- {s:?}");

@@ -220,7 +220,9 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             );
         }
         if a.measure {
-            measure_plan(&runs)?;
+            let device =
+                logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+            measure_plan(&runs, device)?;
         }
         return Ok(());
     }
@@ -378,7 +380,7 @@ fn status_cmd(a: &ReproduceArgs) -> Result<()> {
 /// `--dry-run --measure`: times every distinct network of the plan here (one warm-up and one
 /// timed training step at the runs' batch, and an inference pass) and prints what the plan
 /// costs in node-hours and wall time.
-fn measure_plan(runs: &[reproduce::PlannedRun]) -> Result<()> {
+fn measure_plan(runs: &[reproduce::PlannedRun], device: burn::prelude::Device) -> Result<()> {
     use logdense::experiments::bench::{run_spec, BenchOptions};
     let batch = logdense::training::config::TaskConfig::default()
         .optim
@@ -387,6 +389,7 @@ fn measure_plan(runs: &[reproduce::PlannedRun]) -> Result<()> {
         batch,
         warmup: 1,
         steps: 1,
+        device,
         ..BenchOptions::default()
     };
     let mut measured: std::collections::BTreeMap<String, (f64, f64)> = Default::default();

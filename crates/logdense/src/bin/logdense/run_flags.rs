@@ -40,6 +40,13 @@ pub(crate) struct RunFlags {
     pub preset: Option<String>,
     #[arg(long, help = crate::dataset_help())]
     pub dataset: Option<String>,
+    /// Connection pattern of a V1 preset (`model.pattern`; `logdense graph --help` lists them).
+    #[arg(long, conflicts_with = "pattern_file")]
+    pub pattern: Option<String>,
+    /// A pattern file from `logdense design --out` replacing a V1 preset's pattern
+    /// (`model.pattern_file`).
+    #[arg(long)]
+    pub pattern_file: Option<PathBuf>,
     /// Data directory (`data.dir`; default: the data set's, e.g.
     /// /usr/share/datasets/fashion-mnist).
     #[arg(long)]
@@ -145,6 +152,14 @@ impl RunFlags {
         }
         if let Some(d) = &self.dataset {
             cfg.data.dataset = d.clone();
+        }
+        if let Some(p) = &self.pattern {
+            cfg.model.pattern = Some(p.clone());
+            cfg.model.pattern_file = None;
+        }
+        if let Some(p) = &self.pattern_file {
+            cfg.model.pattern_file = Some(p.clone());
+            cfg.model.pattern = None;
         }
         if let Some(d) = &self.data {
             cfg.data.dir = Some(d.clone());

@@ -525,6 +525,7 @@ mod tests {
             hub_multiplier: 1,
             block_growth: Vec::new(),
             aux_min_stride: 0,
+            custom_sets: None,
         };
         let opts = BenchOptions {
             batch: 0,
