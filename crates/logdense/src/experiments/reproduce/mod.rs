@@ -41,6 +41,12 @@ pub enum Experiment {
     Fig3,
     /// Fig. 8: LogLog-DenseNet (hub multiplier 1 and 3) against LOG and DenseNet.
     Fig8,
+    /// Beyond the paper: a pattern designed for the least MBD at LOG's per-layer budget
+    /// ([`designed_sets`]) against LOG, NEAREST and EVENLY-SPACED at the same budget.
+    Designed,
+    /// Beyond the paper: LOG, NEAREST and the designed pattern at growing depth, to see
+    /// whether LOG's lead grows as MBD's `1 + log L` against `L / log L` says it should.
+    Depth,
 }
 
 impl std::str::FromStr for Experiment {
@@ -51,8 +57,10 @@ impl std::str::FromStr for Experiment {
             "table2" => Ok(Experiment::Table2),
             "fig3" => Ok(Experiment::Fig3),
             "fig8" => Ok(Experiment::Fig8),
+            "designed" => Ok(Experiment::Designed),
+            "depth" => Ok(Experiment::Depth),
             other => Err(format!(
-                "unknown experiment '{other}' (table1, table2, fig3, fig8)"
+                "unknown experiment '{other}' (table1, table2, fig3, fig8, designed, depth)"
             )),
         }
     }
@@ -60,11 +68,13 @@ impl std::str::FromStr for Experiment {
 
 impl Experiment {
     /// Every experiment that trains, in the paper's order.
-    pub const ALL: [Experiment; 4] = [
+    pub const ALL: [Experiment; 6] = [
         Experiment::Table1,
         Experiment::Table2,
         Experiment::Fig3,
         Experiment::Fig8,
+        Experiment::Designed,
+        Experiment::Depth,
     ];
 
     /// The experiment's name on the command line and its directory under the output.
@@ -74,6 +84,8 @@ impl Experiment {
             Experiment::Table2 => "table2",
             Experiment::Fig3 => "fig3",
             Experiment::Fig8 => "fig8",
+            Experiment::Designed => "designed",
+            Experiment::Depth => "depth",
         }
     }
 
@@ -82,7 +94,7 @@ impl Experiment {
         match self {
             Experiment::Table1 => Some(1),
             Experiment::Table2 => Some(2),
-            Experiment::Fig3 | Experiment::Fig8 => None,
+            _ => None,
         }
     }
 
@@ -127,6 +139,24 @@ impl Experiment {
                 ("D", "LogLog", "DenseNet beats LogLog"),
                 ("LogLog hub x3", "LogLog", "a hub multiplier of 3 beats 1"),
             ],
+            Experiment::Designed => &[
+                (
+                    "Designed",
+                    "LD",
+                    "the pattern designed for the least MBD at LOG's budget beats LOG",
+                ),
+                ("Designed", "N", "the designed pattern beats NEAREST"),
+                ("LD", "N", "LOG beats NEAREST at the same budget"),
+                ("LD", "E", "LOG beats EVENLY-SPACED at the same budget"),
+            ],
+            Experiment::Depth => &[
+                ("LD", "N", "LOG beats NEAREST at this depth"),
+                (
+                    "Designed",
+                    "LD",
+                    "the designed pattern beats LOG at this depth",
+                ),
+            ],
         }
     }
 
@@ -139,6 +169,8 @@ impl Experiment {
             return fig3_grid(quick);
         }
         let sizes: Vec<(usize, usize)> = match (self, quick) {
+            (Experiment::Depth, true) => DEPTHS.iter().map(|&n| (n, QUICK_SIZE.1)).collect(),
+            (Experiment::Depth, false) => DEPTHS.iter().map(|&n| (n, 12)).collect(),
             (_, true) => vec![QUICK_SIZE],
             (Experiment::Table2, false) => logdense_graph::paper::TABLE2
                 .iter()
@@ -155,6 +187,18 @@ impl Experiment {
                 ("N", "nearest", 1),
                 ("E", "evenly-spaced", 1),
                 ("LD2", "ld-v2", 1),
+            ],
+            // "Designed" is the V1 network of ld-v1 with the designed input sets.
+            Experiment::Designed => &[
+                ("LD", "ld-v1", 1),
+                ("Designed", "ld-v1", 1),
+                ("N", "nearest", 1),
+                ("E", "evenly-spaced", 1),
+            ],
+            Experiment::Depth => &[
+                ("LD", "ld-v1", 1),
+                ("N", "nearest", 1),
+                ("Designed", "ld-v1", 1),
             ],
             // The networks as the authors built them (bottleneck layers; their N+LD; DenseNet
             // without compression): these reproduce Table 2's cost columns.
@@ -181,6 +225,7 @@ impl Experiment {
                     n,
                     g,
                     hub_multiplier: hub,
+                    designed: label == "Designed",
                 })
             })
             .collect()
@@ -205,6 +250,7 @@ fn fig3_grid(quick: bool) -> Vec<Cell> {
                 n,
                 g,
                 hub_multiplier: 1,
+                designed: false,
             });
         }
     }
@@ -215,6 +261,7 @@ fn fig3_grid(quick: bool) -> Vec<Cell> {
             n,
             g,
             hub_multiplier: 1,
+            designed: false,
         });
     }
     cells
@@ -243,6 +290,35 @@ pub struct Cell {
     pub g: usize,
     /// Growth multiplier of LogLog hub layers (Appendix C.4); 1 elsewhere.
     pub hub_multiplier: usize,
+    /// The network reads the designed input sets ([`designed_sets`]) instead of its pattern's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub designed: bool,
+}
+
+/// Layers per block of the depth experiment (3 blocks each).
+pub const DEPTHS: [usize; 3] = [12, 24, 48];
+
+/// The designed input sets of a V1 network: over its global indices, each layer reading as
+/// many layers as LOG's does (so exactly LOG's connections and per-layer limit), placed by
+/// [`logdense_graph::design::design_with`] for the least MBD (exact search up to 12 layers,
+/// greedy beyond, never worse than LOG). Deterministic, so every machine of a grid designs the
+/// same sets.
+pub fn designed_sets(spec: &logdense_graph::NetSpec) -> Result<Vec<Vec<usize>>> {
+    Ok(designed_pattern(spec)?.sets)
+}
+
+/// The design behind [`designed_sets`], with how it was found.
+pub fn designed_pattern(spec: &logdense_graph::NetSpec) -> Result<logdense_graph::design::Design> {
+    use logdense_graph::design::{design_with, InputBudget};
+    let layers = spec.num_layers();
+    let max_inputs = 1 + logdense_graph::pattern::floor_log2(layers);
+    Ok(design_with(layers, max_inputs, InputBudget::Log, 12)?)
+}
+
+/// Where a designed cell's pattern file goes: shared by every experiment under `out`.
+pub fn designed_pattern_path(out: &std::path::Path, cell: &Cell) -> PathBuf {
+    out.join("patterns")
+        .join(format!("{}-designed.json", cell.preset))
 }
 
 /// What to run and where.
@@ -287,6 +363,45 @@ mod tests {
             workers: 2,
             out: PathBuf::from("/tmp/repro"),
         }
+    }
+
+    #[test]
+    fn the_designed_grid_matches_logs_budget_with_a_smaller_mbd() {
+        let runs = plan(Experiment::Designed, &opts(true)).unwrap();
+        assert_eq!(runs.len(), 12, "4 columns x 3 seeds");
+        let by = |label: &str| {
+            runs.iter()
+                .find(|r| r.cell.label == label && r.seed == 1)
+                .unwrap()
+        };
+        let (ld, designed) = (by("LD"), by("Designed"));
+        assert!(designed.cell.designed && !ld.cell.designed);
+        // LOG's connections and per-layer counts, a smaller MBD, FLOPs within 5 %.
+        assert_eq!(designed.connections, ld.connections);
+        assert!(designed.mbd < ld.mbd, "{} against {}", designed.mbd, ld.mbd);
+        assert!((designed.gflops / ld.gflops - 1.0).abs() < 0.05);
+        let sets = designed.spec().unwrap().custom_sets.unwrap();
+        let log = ld.spec().unwrap().build().unwrap().layer_input_sets();
+        assert!(sets.iter().zip(&log).all(|(d, l)| d.len() == l.len()));
+        // The run's config points at the shared pattern file.
+        let cfg = run_config(designed, &opts(true));
+        assert_eq!(
+            cfg.model.pattern_file,
+            Some(PathBuf::from(
+                "/tmp/repro/patterns/ld-v1-24-4-designed.json"
+            ))
+        );
+        assert_eq!(run_config(ld, &opts(true)).model.pattern_file, None);
+        // The depth grid: n = 12, 24, 48 for LOG, NEAREST and the designed pattern.
+        let depth = Experiment::Depth.grid(true);
+        assert_eq!(depth.len(), 9);
+        assert_eq!(
+            depth
+                .iter()
+                .map(|c| c.n)
+                .collect::<std::collections::BTreeSet<_>>(),
+            DEPTHS.into_iter().collect()
+        );
     }
 
     #[test]

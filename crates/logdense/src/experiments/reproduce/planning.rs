@@ -66,6 +66,9 @@ impl PlannedRun {
         spec.input = input;
         spec.classes = classes;
         spec.hub_multiplier = self.cell.hub_multiplier;
+        if self.cell.designed {
+            spec.custom_sets = Some(designed_sets(&spec)?);
+        }
         Ok(spec)
     }
 
@@ -130,6 +133,9 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
             spec.input = input;
             spec.classes = classes;
             spec.hub_multiplier = cell.hub_multiplier;
+            if cell.designed {
+                spec.custom_sets = Some(designed_sets(&spec)?);
+            }
             let graph = spec
                 .build()
                 .with_context(|| format!("{} on {}", cell.preset, opts.dataset))?;
@@ -207,6 +213,9 @@ pub fn run_config(run: &PlannedRun, opts: &Options) -> TaskConfig {
     cfg.data.train_subset = Some(run.images);
     cfg.data.eval_subset = (run.test_images > 0).then_some(run.test_images);
     cfg.data.workers = opts.workers;
+    if run.cell.designed {
+        cfg.model.pattern_file = Some(designed_pattern_path(&opts.out, &run.cell));
+    }
     if let Ok(Some(augment)) = crate::datasets::lookup(&opts.dataset).map(|d| d.paper_augment) {
         cfg.data.augment = augment();
     }

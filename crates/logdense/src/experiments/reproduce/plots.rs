@@ -86,5 +86,54 @@ pub(super) fn plot(root: &Path, experiment: Experiment, rows: &[RunRow]) -> Resu
                 .collect(),
         })
         .collect();
-    plot_panels(&root.join("curves.png"), &panels)
+    plot_panels(&root.join("curves.png"), &panels)?;
+    if experiment == Experiment::Depth {
+        plot_error_bars(
+            &root.join("difference_vs_depth.png"),
+            &format!("depth: test-error differences, seed by seed ({dataset})"),
+            "layers per block (n)",
+            "test-error difference (percentage points)",
+            &[
+                difference_series(rows, "N", "LD", "NEAREST - LOG"),
+                difference_series(rows, "LD", "Designed", "LOG - designed"),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Per `n`, the mean and spread over seeds of `worse`'s test error less `better`'s, each
+/// seed paired with itself.
+fn difference_series(
+    rows: &[RunRow],
+    worse: &str,
+    better: &str,
+    label: &str,
+) -> crate::training::report::XySeries {
+    let mut ns: Vec<usize> = rows.iter().map(|r| r.n).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    let points = ns
+        .into_iter()
+        .filter_map(|n| {
+            let error = |label: &str, seed: u64| {
+                rows.iter()
+                    .find(|r| r.n == n && r.label == label && r.seed == seed)
+                    .map(|r| r.final_test_error)
+            };
+            let diffs: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.n == n && r.label == worse)
+                .filter_map(|r| Some(r.final_test_error - error(better, r.seed)?))
+                .collect();
+            (!diffs.is_empty()).then(|| {
+                let (m, s) = mean_std(&diffs);
+                (n as f64, m, s)
+            })
+        })
+        .collect();
+    crate::training::report::XySeries {
+        label: label.into(),
+        points,
+    }
 }

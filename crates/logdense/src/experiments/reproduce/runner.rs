@@ -98,6 +98,19 @@ pub fn execute(
         std::fs::create_dir_all(&run.dir)
             .with_context(|| format!("cannot create {}", run.dir.display()))?;
         let cfg = run_config(run, opts);
+        if let Some(path) = &cfg.model.pattern_file {
+            // The designed pattern as the run's config names it: written once, the same bytes
+            // from every machine (the design is deterministic).
+            if !path.exists() {
+                let design = designed_pattern(&run.spec()?)?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let file = logdense_graph::PatternFile::new(design);
+                crate::training::report::write_atomic(path, file.to_json().as_bytes())?;
+            }
+        }
         if !resume {
             if let Some(from) = identical_finished_run(&opts.out, &run.experiment, &cfg.to_toml()) {
                 if progress {
