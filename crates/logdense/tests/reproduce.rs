@@ -11,6 +11,7 @@ fn two_shards_into_one_directory_merge_into_the_table() {
     let _ = std::fs::remove_dir_all(&out);
     let opts = Options {
         quick: true,
+        medium: false,
         dataset: "fashion-mnist".into(),
         data: None,
         seeds: 1,

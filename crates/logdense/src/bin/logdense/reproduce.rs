@@ -18,6 +18,10 @@ pub(crate) struct ReproduceArgs {
     /// paper's grid and schedule.
     #[arg(long)]
     quick: bool,
+    /// Between --quick and the paper's grid: the quick grid's networks on the full training
+    /// and test sets for 6 epochs (the paper's step schedule) and the final-head-only one.
+    #[arg(long, conflicts_with = "quick")]
+    medium: bool,
     #[arg(long, default_value = "fashion-mnist", help = crate::dataset_help())]
     dataset: String,
     /// Data directory (default: the data set's own).
@@ -152,6 +156,7 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         .map_err(|e: String| usage(format!("{e}, or fig5a, costs, report, status")))?;
     let opts = Options {
         quick: a.quick,
+        medium: a.medium,
         dataset: a.dataset.clone(),
         data: a.data.clone(),
         seeds: a.seeds,
@@ -245,6 +250,9 @@ fn plan_args(a: &ReproduceArgs) -> Vec<String> {
     let mut args = Vec::new();
     if a.quick {
         args.push("--quick".to_string());
+    }
+    if a.medium {
+        args.push("--medium".to_string());
     }
     args.extend(["--dataset".into(), a.dataset.clone()]);
     if let Some(d) = &a.data {

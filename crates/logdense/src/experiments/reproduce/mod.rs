@@ -276,6 +276,10 @@ pub const QUICK_TRAIN_IMAGES: usize = 7_500;
 pub const QUICK_TEST_IMAGES: usize = 5_000;
 /// Main epochs per run with `--quick` (the final-head-only epoch comes on top).
 pub const QUICK_EPOCHS: usize = 2;
+/// Epochs of a `--medium` run (then the final-head-only one): the paper's step schedule over
+/// the full training set, compressed so that one table (4 columns x 3 seeds at
+/// [`QUICK_SIZE`]) trains in about 4 hours on a 2-core machine.
+pub const MEDIUM_EPOCHS: usize = 6;
 
 /// One network of a grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,6 +328,9 @@ pub fn designed_pattern_path(out: &std::path::Path, cell: &Cell) -> PathBuf {
 /// What to run and where.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The medium profile: the quick grid's networks on the full data sets for
+    /// [`MEDIUM_EPOCHS`] epochs, where differences the quick budget hides can show.
+    pub medium: bool,
     /// Runs the quick grid ([`QUICK_SIZE`]) on subsets for [`QUICK_EPOCHS`] epochs.
     pub quick: bool,
     /// A classification data set of fixed shape from [`crate::datasets::DATASETS`].
@@ -354,6 +361,7 @@ mod tests {
     fn opts(quick: bool) -> Options {
         Options {
             quick,
+            medium: false,
             dataset: "fashion-mnist".into(),
             data: None,
             seeds: 3,
@@ -363,6 +371,22 @@ mod tests {
             workers: 2,
             out: PathBuf::from("/tmp/repro"),
         }
+    }
+
+    #[test]
+    fn the_medium_profile_trains_the_quick_networks_on_the_full_data_for_longer() {
+        let medium = Options {
+            quick: false,
+            medium: true,
+            ..opts(false)
+        };
+        let runs = plan(Experiment::Table1, &medium).unwrap();
+        let quick = plan(Experiment::Table1, &opts(true)).unwrap();
+        assert_eq!(runs.len(), quick.len());
+        assert!(runs.iter().all(|r| r.images == 60_000
+            && r.test_images == 10_000
+            && r.epochs == MEDIUM_EPOCHS
+            && (r.cell.n, r.cell.g) == QUICK_SIZE));
     }
 
     #[test]

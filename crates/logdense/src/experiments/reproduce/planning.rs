@@ -119,12 +119,14 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
         .ok()
         .and_then(|d| d.paper_epochs)
         .unwrap_or(250);
-    let epochs = opts.epochs.unwrap_or(if opts.quick {
+    let epochs = opts.epochs.unwrap_or(if opts.medium {
+        MEDIUM_EPOCHS
+    } else if opts.quick {
         QUICK_EPOCHS
     } else {
         paper_epochs
     });
-    let cells = experiment.grid(opts.quick);
+    let cells = experiment.grid(opts.quick || opts.medium);
     let mut runs = Vec::new();
     for seed in 1..=opts.seeds as u64 {
         for cell in &cells {
