@@ -9,7 +9,7 @@
 
 use logdense_kernels::conv::{
     backward_with, batch_stats, forward_with, with_gemm_f32, with_winograd_f32, Affine, Geometry,
-    Precision,
+    Kernels, Precision,
 };
 use std::time::Instant;
 
@@ -64,11 +64,15 @@ fn main() {
                 let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
                 for _ in 0..repeats {
                     let t = Instant::now();
-                    forward_with(precision, &geo, &refs, &affine, &weight, &mut out);
+                    let kernels = Kernels {
+                        precision,
+                        ..Kernels::ambient()
+                    };
+                    forward_with(kernels, &geo, &refs, &affine, &weight, &mut out);
                     fwd = fwd.min(t.elapsed().as_secs_f64());
                     let t = Instant::now();
                     let g = backward_with(
-                        precision, &geo, &refs, &gamma, &affine, true, &weight, &out_grad,
+                        kernels, &geo, &refs, &gamma, &affine, true, &weight, &out_grad,
                     );
                     bwd = bwd.min(t.elapsed().as_secs_f64());
                     std::hint::black_box(g);

@@ -74,11 +74,19 @@ impl Case {
         Affine::new(&self.gamma, &self.beta, &mean, &var, EPS)
     }
 
+    /// The case's precision on this thread's f32 kernels (the `with_*_f32` hooks).
+    fn kernels(&self) -> logdense_kernels::conv::Kernels {
+        logdense_kernels::conv::Kernels {
+            precision: self.precision,
+            ..logdense_kernels::conv::Kernels::ambient()
+        }
+    }
+
     fn fast_forward(&self, batch_mode: bool) -> Vec<f32> {
         let geo = &self.geo;
         let mut out = vec![0f32; geo.batch * geo.out_channels * geo.height * geo.width];
         forward_with(
-            self.precision,
+            self.kernels(),
             geo,
             &self.refs(),
             &self.affine(batch_mode),
@@ -91,7 +99,7 @@ impl Case {
     fn fast_backward(&self, batch_mode: bool, out_grad: &[f32]) -> logdense_kernels::Gradients {
         let affine = self.affine(batch_mode);
         backward_with(
-            self.precision,
+            self.kernels(),
             &self.geo,
             &self.refs(),
             &self.gamma,
@@ -295,9 +303,9 @@ fn check_forward() {
         let wide = Wide::of(&case);
         for batch_mode in [true, false] {
             let expected = naive::bn_relu_conv(&case.geo, &wide.refs(), &wide.layer(batch_mode));
-            // Into a new, unwritten buffer (this binary never changes the process precision
-            // from f32): every element must be written.
+            // Into a new, unwritten buffer (in f32): every element must be written.
             let new = forward_new(
+                logdense_kernels::conv::Kernels::ambient(),
                 &case.geo,
                 &case.refs(),
                 &case.affine(batch_mode),

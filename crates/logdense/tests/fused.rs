@@ -14,7 +14,7 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use logdense::model::fused::{bn_relu_conv, kernel_runs, reference_bn_relu_conv, KernelRuns};
-use logdense_kernels::conv::{set_precision, Precision};
+use logdense::model::fused::{Fused, Kernels, Precision};
 
 /// Which path a test call takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,25 +117,8 @@ fn train_once(seed: u64, channels: &[usize], kernel: usize, bias: bool, path: Pa
     train_once_in(Precision::F32, seed, channels, kernel, bias, path)
 }
 
-/// Sets the kernels' precision (process-wide) and restores f32 when dropped, even on a panic.
-struct PrecisionGuard;
-
-impl PrecisionGuard {
-    fn set(precision: Precision) -> Self {
-        set_precision(precision);
-        PrecisionGuard
-    }
-}
-
-impl Drop for PrecisionGuard {
-    fn drop(&mut self) {
-        set_precision(Precision::F32);
-    }
-}
-
 /// [`train_once`] with the fused kernels in `precision` (bf16 runs on AMX where the CPU has
-/// it, on the emulated tiles elsewhere). The precision is process-wide, so it is set while
-/// the RNG lock, which every test that runs a fused convolution holds, is held.
+/// it, on the emulated tiles elsewhere): the layer's option, passed with its call.
 fn train_once_in(
     precision: Precision,
     seed: u64,
@@ -146,7 +129,6 @@ fn train_once_in(
 ) -> Outcome {
     // burn's RNG is process-global: tests running in parallel would interleave their draws.
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    let _precision = PrecisionGuard::set(precision);
     let device = Device::flex().autodiff();
     device.seed(seed);
     let cin = channels.iter().sum();
@@ -156,7 +138,18 @@ fn train_once_in(
     assert!(logdense::model::fused::conv_supported(&xs, &conv));
     let before = kernel_runs();
     let out = match path {
-        Path::Fused => bn_relu_conv(xs.clone(), &bn, &conv, true),
+        Path::Fused => bn_relu_conv(
+            xs.clone(),
+            &bn,
+            &conv,
+            Fused {
+                on: true,
+                kernels: Kernels {
+                    precision,
+                    ..Kernels::default()
+                },
+            },
+        ),
         Path::FlagOff => bn_relu_conv(xs.clone(), &bn, &conv, false),
         Path::Reference => reference_bn_relu_conv(xs.clone(), &bn, &conv),
     };
@@ -553,4 +546,55 @@ fn the_network_option_chooses_the_path_and_leaves_the_weights_alone() {
         d < 1e-3 * scale,
         "input gradients differ by {d} (scale {scale})"
     );
+}
+
+/// The kernel choice is a model option: two networks built with different precisions run in
+/// one process, interleaved, and each computes what it would alone (bf16 differs from f32, and
+/// f32 equals the plain burn ops), with no process-wide switch between them.
+#[test]
+fn two_models_with_different_kernels_run_side_by_side() {
+    use logdense::{NetOptions, SparseDenseNet};
+    let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let spec = logdense::model::presets::preset("ld-v1-2-4").unwrap();
+    let device = Device::flex();
+    let options = |precision| NetOptions {
+        precision,
+        ..NetOptions::default()
+    };
+    let f32_model = SparseDenseNet::new_with(&spec, &options(Precision::F32), &device).unwrap();
+    assert_eq!(f32_model.fused.kernels.precision, Precision::F32);
+    // The precision is an option of the built network...
+    let built_bf16 = SparseDenseNet::new_with(&spec, &options(Precision::Bf16), &device).unwrap();
+    let bf16_kernels = built_bf16.fused;
+    assert_eq!(
+        bf16_kernels.kernels.precision,
+        logdense::model::fused::effective_precision(Precision::Bf16)
+    );
+    // ... and the same weights run on either kernels.
+    let bf16_model = f32_model.clone().with_fused(bf16_kernels);
+    device.seed(4);
+    let x = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let alone_f32 = f32_model.forward(x.clone());
+    let alone_bf16 = bf16_model.forward(x.clone());
+    // Interleaved: each model's calls carry its own kernels.
+    let mixed_bf16 = bf16_model.forward(x.clone());
+    let mixed_f32 = f32_model.forward(x.clone());
+    let plain = f32_model.clone().with_fused(false).forward(x);
+    let diff = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
+    assert_eq!(diff(alone_f32.clone(), mixed_f32.clone()), 0.0);
+    assert_eq!(diff(alone_bf16.clone(), mixed_bf16), 0.0);
+    assert!(
+        diff(mixed_f32.clone(), plain) < 1e-4,
+        "f32 fused against plain ops"
+    );
+    if bf16_model.fused.kernels.precision == Precision::Bf16 {
+        let scale = mixed_f32.clone().abs().max().into_scalar::<f32>();
+        let d = diff(alone_bf16, mixed_f32);
+        assert!(
+            d > 0.0 && d < 2e-2 * scale,
+            "bf16 against f32 differs by {d} (scale {scale})"
+        );
+    } else {
+        println!("skipped: bf16 against f32 (this CPU runs bf16 as f32)");
+    }
 }

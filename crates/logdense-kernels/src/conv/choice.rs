@@ -1,15 +1,48 @@
-//! Which kernels run: the f32 kernels (direct, Winograd or `gemm`'s, per thread or by
-//! environment variable), the process-wide precision, and the mixed-precision tile step.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! Which kernels run: [`Kernels`], the choice a network passes with every call (its
+//! precision and its f32 kernel family), the test hooks that set a thread's f32 kernels for
+//! the calls that pass none, and the mixed-precision tile step.
 
 use super::*;
 
+/// The kernels of one call of the fused layer: a network option that travels with the model
+/// (two models with different choices run side by side in one process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kernels {
+    /// The operands' precision in the products.
+    pub precision: Precision,
+    /// The f32 products' kernel family.
+    pub f32: F32Kernels,
+}
+
+impl Kernels {
+    /// The kernels of the calls that pass none ([`forward`], [`backward`], [`forward_new`]):
+    /// f32, on this thread's f32 kernels ([`with_gemm_f32`] and its siblings) or the direct
+    /// ones.
+    pub fn ambient() -> Self {
+        Kernels {
+            precision: Precision::F32,
+            f32: f32_kernel_choice(),
+        }
+    }
+
+    /// The f32 kernels that run a call with this choice on this CPU: `"direct"`, `"winograd"`
+    /// (the 3x3 products of even-sized maps; the direct blocks for the rest) or `"gemm"`
+    /// (where asked, or where the CPU lacks AVX-512).
+    pub fn f32_name(self) -> &'static str {
+        match (direct::chosen(self.f32), self.f32) {
+            (false, _) => "gemm",
+            (true, F32Kernels::Winograd) => "winograd",
+            (true, _) => "direct",
+        }
+    }
+}
+
 /// The f32 kernels of [`forward`] and [`backward`]. Where the CPU lacks AVX-512 only `gemm`'s
 /// run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum F32Kernels {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum F32Kernels {
     /// The direct register blocks for every product (the default).
+    #[default]
     Direct,
     /// Winograd F(2x2, 3x3) for the 3x3 products where the shapes allow, the direct register
     /// blocks for the rest. Opt-in: on the layers of the presets it ran no faster than the
@@ -20,23 +53,40 @@ pub(super) enum F32Kernels {
     Gemm,
 }
 
+impl F32Kernels {
+    /// Its name in options and flags: `direct`, `winograd` or `gemm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            F32Kernels::Direct => "direct",
+            F32Kernels::Winograd => "winograd",
+            F32Kernels::Gemm => "gemm",
+        }
+    }
+}
+
+impl std::str::FromStr for F32Kernels {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "direct" => Ok(F32Kernels::Direct),
+            "winograd" => Ok(F32Kernels::Winograd),
+            "gemm" => Ok(F32Kernels::Gemm),
+            other => Err(format!(
+                "unknown f32 kernels '{other}' (direct, winograd or gemm)"
+            )),
+        }
+    }
+}
+
 thread_local! {
     /// Set by [`with_gemm_f32`], [`with_direct_f32`] and [`with_winograd_f32`]: this thread's
     /// f32 kernels.
     static F32_OVERRIDE: std::cell::Cell<Option<F32Kernels>> = const { std::cell::Cell::new(None) };
 }
 
-/// The f32 kernels asked for: this thread's override, else the environment variable
-/// `LOGDENSE_F32_KERNELS` (`winograd` or `gemm`, to compare the paths), else the direct ones.
-pub(super) fn f32_kernel_choice() -> F32Kernels {
-    static BY_ENV: std::sync::OnceLock<F32Kernels> = std::sync::OnceLock::new();
-    F32_OVERRIDE.with(|o| o.get()).unwrap_or_else(|| {
-        *BY_ENV.get_or_init(|| match std::env::var("LOGDENSE_F32_KERNELS").as_deref() {
-            Ok("gemm") => F32Kernels::Gemm,
-            Ok("winograd") => F32Kernels::Winograd,
-            _ => F32Kernels::Direct,
-        })
-    })
+/// The f32 kernels of the calls that pass none: this thread's override, else the direct ones.
+fn f32_kernel_choice() -> F32Kernels {
+    F32_OVERRIDE.with(|o| o.get()).unwrap_or_default()
 }
 
 /// Runs `f` with this thread's f32 kernels set to `kernels`.
@@ -117,32 +167,8 @@ impl std::str::FromStr for Precision {
     }
 }
 
-static BF16: AtomicBool = AtomicBool::new(false);
-
-/// Sets the precision [`forward`] and [`backward`] compute in, for the whole process (as
-/// PyTorch's `set_float32_matmul_precision` does).
-pub fn set_precision(precision: Precision) {
-    BF16.store(precision == Precision::Bf16, Ordering::Relaxed);
-}
-
-/// The precision [`forward`] and [`backward`] compute in (f32 unless [`set_precision`] said).
-pub fn precision() -> Precision {
-    if BF16.load(Ordering::Relaxed) {
-        Precision::Bf16
-    } else {
-        Precision::F32
-    }
-}
-
-/// Which kernels this thread's f32 calls of [`forward`] and [`backward`] run: `"direct"` (the
-/// AVX-512 register blocks), `"winograd"` (opt-in with `LOGDENSE_F32_KERNELS=winograd`:
-/// Winograd F(2x2, 3x3) for the 3x3 products of even-sized maps, the register blocks for the
-/// rest) or `"gemm"` (`gemm`'s matrix kernels, where the CPU lacks AVX-512 or
-/// `LOGDENSE_F32_KERNELS=gemm`).
+/// Which f32 kernels this thread's calls that pass no [`Kernels`] run (see
+/// [`Kernels::f32_name`]).
 pub fn f32_kernels() -> &'static str {
-    match (direct::chosen(), f32_kernel_choice()) {
-        (false, _) => "gemm",
-        (true, F32Kernels::Winograd) => "winograd",
-        (true, _) => "direct",
-    }
+    Kernels::ambient().f32_name()
 }

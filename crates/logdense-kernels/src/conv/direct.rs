@@ -28,11 +28,10 @@ fn cpu_runs() -> bool {
     }
 }
 
-/// Whether this call of the fused layer uses the direct kernels (else `gemm`'s): where the CPU
-/// runs them, unless [`super::with_gemm_f32`] asked for `gemm` on this thread or the
-/// environment variable `LOGDENSE_F32_KERNELS` is `gemm` (to compare the two paths).
-pub(super) fn chosen() -> bool {
-    cpu_runs() && super::f32_kernel_choice() != super::F32Kernels::Gemm
+/// Whether a call of the fused layer with these f32 kernels uses the direct ones (else
+/// `gemm`'s): where the CPU runs them, unless `gemm`'s were asked for (to compare the paths).
+pub(super) fn chosen(f32: super::F32Kernels) -> bool {
+    cpu_runs() && f32 != super::F32Kernels::Gemm
 }
 
 /// `x` rounded up to a multiple of `m`.

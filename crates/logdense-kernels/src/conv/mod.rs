@@ -40,15 +40,13 @@ use buffers::{
     assume_written, for_tiles, for_tiles_with, unwritten, unwritten_input_gradients, write_row,
     written, DisjointRows,
 };
-use choice::{f32_kernel_choice, F32Kernels};
 use matmul::matmul;
 use relu::relu_tile;
 use stats::bn_backward;
 
 pub(crate) use bands::Act;
 pub use choice::{
-    f32_kernels, precision, set_precision, with_direct_f32, with_gemm_f32, with_winograd_f32,
-    Precision,
+    f32_kernels, with_direct_f32, with_gemm_f32, with_winograd_f32, F32Kernels, Kernels, Precision,
 };
 pub use stats::batch_stats;
 
@@ -152,12 +150,12 @@ pub fn forward(
     weight: &[f32],
     out: &mut [f32],
 ) {
-    forward_with(precision(), geo, inputs, affine, weight, out)
+    forward_with(Kernels::ambient(), geo, inputs, affine, weight, out)
 }
 
-/// [`forward`] in the given precision.
+/// [`forward`] on the given kernels.
 pub fn forward_with(
-    precision: Precision,
+    kernels: Kernels,
     geo: &Geometry,
     inputs: &[&[f32]],
     affine: &Affine,
@@ -167,21 +165,27 @@ pub fn forward_with(
     // SAFETY: MaybeUninit<f32> has f32's layout, and the forward only writes initialised
     // values through this view, so `out` stays initialised.
     let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    forward_unwritten(precision, geo, inputs, affine, weight, out)
+    forward_unwritten(kernels, geo, inputs, affine, weight, out)
 }
 
-/// [`forward`] into a new buffer, in the process's precision, with no pass to zero it first:
-/// every element is written once.
-pub fn forward_new(geo: &Geometry, inputs: &[&[f32]], affine: &Affine, weight: &[f32]) -> Vec<f32> {
+/// [`forward_with`] into a new buffer, with no pass to zero it first: every element is written
+/// once.
+pub fn forward_new(
+    kernels: Kernels,
+    geo: &Geometry,
+    inputs: &[&[f32]],
+    affine: &Affine,
+    weight: &[f32],
+) -> Vec<f32> {
     let mut out = unwritten(geo.batch * geo.out_channels * geo.pixels());
-    forward_unwritten(precision(), geo, inputs, affine, weight, &mut out);
+    forward_unwritten(kernels, geo, inputs, affine, weight, &mut out);
     // SAFETY: the forward wrote every element of the output.
     unsafe { assume_written(out) }
 }
 
 /// [`forward_with`] into a buffer that may be unwritten: every element of `out` is written.
 fn forward_unwritten(
-    precision: Precision,
+    kernels: Kernels,
     geo: &Geometry,
     inputs: &[&[f32]],
     affine: &Affine,
@@ -194,15 +198,15 @@ fn forward_unwritten(
     assert_eq!(out.len(), geo.batch * g * hw, "output shape");
     check_inputs(geo, inputs);
     assert_eq!(affine.scale.len(), channels, "affine shape");
-    if precision == Precision::Bf16 {
+    if kernels.precision == Precision::Bf16 {
         return with_tiles!(mixed::forward, geo, inputs, affine, weight, out);
     }
     let bands = Bands::new(geo);
     let ldr = direct::padded(bands.max_plane);
-    let winograd = winograd::applies(&bands)
+    let winograd = winograd::applies(&bands, kernels.f32)
         .then(|| winograd::pack(g, channels, direct::forward_taps(geo, weight)));
-    let direct =
-        (direct::chosen() && winograd.is_none()).then(|| direct::pack_forward(geo, weight));
+    let direct = (direct::chosen(kernels.f32) && winograd.is_none())
+        .then(|| direct::pack_forward(geo, weight));
     let shifts = tap_shifts(kernel, bands.wp);
     let out = DisjointRows::new(out);
     let act = |c| Act::layer(affine, c);
@@ -295,7 +299,7 @@ pub fn backward(
     out_grad: &[f32],
 ) -> Gradients {
     backward_with(
-        precision(),
+        Kernels::ambient(),
         geo,
         inputs,
         gamma,
@@ -306,10 +310,10 @@ pub fn backward(
     )
 }
 
-/// [`backward`] in the given precision.
+/// [`backward`] on the given kernels.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_with(
-    precision: Precision,
+    kernels: Kernels,
     geo: &Geometry,
     inputs: &[&[f32]],
     gamma: &[f32],
@@ -325,7 +329,7 @@ pub fn backward_with(
     assert_eq!(affine.scale.len(), channels, "affine shape");
     assert_eq!(weight.len(), g * patch, "weight shape");
     assert_eq!(out_grad.len(), geo.batch * g * hw, "output gradient shape");
-    if precision == Precision::Bf16 {
+    if kernels.precision == Precision::Bf16 {
         return with_tiles!(
             mixed::backward,
             geo,
@@ -340,7 +344,7 @@ pub fn backward_with(
     // W' [c, (g, ky, kx)] = W[g, c, k-1-ky, k-1-kx]: the weights seen from the output
     // gradient, whose band reads dOut at +ky where the convolution read its input at -ky.
     // The direct kernels take them packed per tap instead.
-    let direct = direct::chosen().then(|| direct::pack_backward(geo, weight));
+    let direct = direct::chosen(kernels.f32).then(|| direct::pack_backward(geo, weight));
     let weight_t = match direct {
         Some(_) => Vec::new(),
         None => {
@@ -364,7 +368,7 @@ pub fn backward_with(
     let shifts = tap_shifts(kernel, wp);
     // The input gradient as a 3x3 convolution of the output gradient, in Winograd products
     // where they apply.
-    let winograd = winograd::applies(&bands)
+    let winograd = winograd::applies(&bands, kernels.f32)
         .then(|| winograd::pack(channels, g, direct::backward_taps(geo, weight)));
     let act = |c| Act::layer(affine, c);
     // The direct kernels' weight gradient: 16 output channels per vector, [taps][channels][gp].

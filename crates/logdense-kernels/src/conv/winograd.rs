@@ -12,7 +12,7 @@
 //! It applies to 3x3 kernels on bands whose segments have an even number of rows, of an even
 //! width ([`applies`]); the direct kernels take every other shape.
 //!
-//! It is opt-in (`LOGDENSE_F32_KERNELS=winograd`) because on the presets' layers it runs no
+//! It is opt-in (`F32Kernels::Winograd`, the CLI's `--f32-kernels winograd`) because on the presets' layers it runs no
 //! faster than the direct kernels: with 16 to 24 filters, the products shrink to about the
 //! cost of writing `V`, which is 4 times the band (16 values per 2 x 2 outputs and channel) and
 //! goes to L2. With its stores sent to one place (wrong results, for timing) the input
@@ -37,12 +37,12 @@ const G: [[f32; 3]; 4] = [
 
 /// Whether the Winograd products run a call on these bands: a 3x3 kernel (padding 1), an even
 /// width and every segment an even number of rows, on a CPU that runs the direct kernels, where
-/// [`super::with_winograd_f32`] or `LOGDENSE_F32_KERNELS=winograd` asked for them.
-pub(super) fn applies(bands: &Bands) -> bool {
+/// the call's f32 kernels are Winograd's.
+pub(super) fn applies(bands: &Bands, f32: super::F32Kernels) -> bool {
     bands.pad == 1
         && bands.width().is_multiple_of(2)
-        && direct::chosen()
-        && super::f32_kernel_choice() == super::F32Kernels::Winograd
+        && direct::chosen(f32)
+        && f32 == super::F32Kernels::Winograd
         && bands
             .tiles
             .iter()

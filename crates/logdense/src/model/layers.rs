@@ -1,8 +1,9 @@
 //! The building blocks every network node is made of, in pre-activation order (BN-ReLU-conv,
 //! as DenseNet and the paper use). Each maps to one [`logdense_graph::Op`].
 //!
-//! The layers that can run through the [`fused`] kernels carry a `fused` flag (the network's
-//! `NetOptions::fused`): on, they take the fused path wherever it applies (see [`fused`]); off,
+//! The layers that can run through the [`fused`] kernels carry a [`fused::Fused`] (the
+//! network's options: the flag and the kernels): on, they take the fused path wherever it
+//! applies (see [`fused`]), on the kernels it names; off,
 //! plain burn operations.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -122,7 +123,8 @@ pub struct DenseLayer {
     pub dropout: Dropout,
     /// Whether the BN-ReLU-convs take the fused path where it applies (not a parameter: no
     /// record entry).
-    pub fused: bool,
+    #[module(skip)]
+    pub fused: fused::Fused,
 }
 
 impl DenseLayer {
@@ -133,7 +135,7 @@ impl DenseLayer {
         growth: usize,
         bottleneck: Option<usize>,
         dropout: f64,
-        fused: bool,
+        fused: fused::Fused,
         device: &Device,
     ) -> Self {
         let (bottleneck, conv_in) = match bottleneck {
@@ -181,7 +183,8 @@ pub struct DownTransition {
     /// Whether the 2x2 pool is a max pool (else an average pool).
     pub max_pool: bool,
     /// Whether the BN-ReLU-conv and the average pool take the fused path where it applies.
-    pub fused: bool,
+    #[module(skip)]
+    pub fused: fused::Fused,
 }
 
 impl DownTransition {
@@ -192,7 +195,7 @@ impl DownTransition {
         cout: usize,
         max_pool: bool,
         dropout: f64,
-        fused: bool,
+        fused: fused::Fused,
         device: &Device,
     ) -> Self {
         DownTransition {
@@ -225,7 +228,8 @@ pub struct UpTransition {
     /// The 3x3 stride-2 transposed convolution to the output width.
     pub deconv: ConvTranspose2d,
     /// Whether the BN-ReLU-deconv takes the fused path where it applies (only with `bn`).
-    pub fused: bool,
+    #[module(skip)]
+    pub fused: fused::Fused,
 }
 
 impl UpTransition {
@@ -234,7 +238,7 @@ impl UpTransition {
         cin: usize,
         cout: usize,
         pre_activation: bool,
-        fused: bool,
+        fused: fused::Fused,
         device: &Device,
     ) -> Self {
         let deconv = ConvTranspose2dConfig::new([cin, cout], [3, 3])
@@ -279,12 +283,19 @@ pub struct Head {
     pub conv: Option<Conv2d>,
     /// Whether the BN-ReLU and the classifier or segmentation conv take the fused path where
     /// it applies.
-    pub fused: bool,
+    #[module(skip)]
+    pub fused: fused::Fused,
 }
 
 impl Head {
     /// Builds a head from `cin` channels to `classes`: a 1x1 conv if `segment`, else a linear.
-    pub fn new(cin: usize, classes: usize, segment: bool, fused: bool, device: &Device) -> Self {
+    pub fn new(
+        cin: usize,
+        classes: usize,
+        segment: bool,
+        fused: fused::Fused,
+        device: &Device,
+    ) -> Self {
         Head {
             bn: bn(cin, device),
             linear: (!segment).then(|| LinearConfig::new(cin, classes).init(device)),

@@ -42,6 +42,9 @@ pub struct SparseDenseNet {
     /// The graph the network executes: each node's op and the earlier nodes it reads.
     #[module(skip)]
     pub graph: NetGraph,
+    /// How the layers run: the fused path and its kernels (the options it was built with).
+    #[module(skip)]
+    pub fused: fused::Fused,
 }
 
 /// How [`SparseDenseNet::new_with`] builds a network.
@@ -54,14 +57,20 @@ pub struct NetOptions {
     /// [`SparseDenseNet::fused_active`] reports which one a model takes. The choice is not
     /// part of the weights: checkpoints are the same either way.
     pub fused: bool,
+    /// The fused kernels' precision (bf16 where the CPU runs it, else f32 with a message).
+    pub precision: fused::Precision,
+    /// The fused kernels' f32 product family: direct (the default), winograd or gemm.
+    pub f32_kernels: fused::F32Kernels,
 }
 
 impl Default for NetOptions {
-    /// No dropout, fused kernels on.
+    /// No dropout, fused kernels on, in f32 on the direct kernels.
     fn default() -> Self {
         NetOptions {
             dropout: 0.0,
             fused: true,
+            precision: fused::Precision::F32,
+            f32_kernels: fused::F32Kernels::Direct,
         }
     }
 }
@@ -91,7 +100,23 @@ impl SparseDenseNet {
         options: &NetOptions,
         device: &Device,
     ) -> Result<Self, logdense_graph::SpecError> {
-        let NetOptions { dropout, fused } = *options;
+        let NetOptions {
+            dropout,
+            fused,
+            precision,
+            f32_kernels,
+        } = *options;
+        let fused = fused::Fused {
+            on: fused,
+            kernels: fused::Kernels {
+                precision: if fused {
+                    fused::effective_precision(precision)
+                } else {
+                    precision
+                },
+                f32: f32_kernels,
+            },
+        };
         let graph = spec.build()?;
         let segment = graph.task == logdense_graph::TaskKind::Segment;
         let modules = graph
@@ -144,12 +169,19 @@ impl SparseDenseNet {
                 )),
             })
             .collect();
-        Ok(SparseDenseNet { modules, graph })
+        Ok(SparseDenseNet {
+            modules,
+            graph,
+            fused,
+        })
     }
 
-    /// The same network with the fused kernels switched on or off in every layer (for
-    /// instance after loading a checkpoint into a network built with other options).
-    pub fn with_fused(mut self, fused: bool) -> Self {
+    /// The same network with the fused path switched on or off in every layer, on the given
+    /// kernels (`true` and `false` keep f32 on the direct kernels), for instance after loading a
+    /// checkpoint into a network built with other options.
+    pub fn with_fused(mut self, fused: impl Into<fused::Fused>) -> Self {
+        let fused = fused.into();
+        self.fused = fused;
         for module in &mut self.modules {
             match module {
                 NodeModule::Stem(_) => {}
@@ -167,10 +199,10 @@ impl SparseDenseNet {
     pub fn fused_requested(&self) -> bool {
         self.modules.iter().any(|module| match module {
             NodeModule::Stem(_) => false,
-            NodeModule::Layer(m) => m.fused,
-            NodeModule::Down(m) => m.fused,
-            NodeModule::Up(m) => m.fused && m.bn.is_some(),
-            NodeModule::Head(m) => m.fused,
+            NodeModule::Layer(m) => m.fused.on,
+            NodeModule::Down(m) => m.fused.on,
+            NodeModule::Up(m) => m.fused.on && m.bn.is_some(),
+            NodeModule::Head(m) => m.fused.on,
         })
     }
 

@@ -68,6 +68,11 @@ pub struct ModelConfig {
     /// `summary.json` reports the precision that ran.
     #[serde(with = "crate::model::fused::precision_serde")]
     pub precision: crate::model::fused::Precision,
+    /// The fused kernels' f32 product family: `direct` (the default), `winograd` (Winograd
+    /// F(2x2, 3x3) for the 3x3 products of even-sized maps; measured no faster) or `gemm`
+    /// (`gemm`'s matrix kernels, the path of CPUs without AVX-512), to compare the paths.
+    #[serde(with = "crate::model::fused::f32_kernels_serde")]
+    pub f32_kernels: crate::model::fused::F32Kernels,
     /// The growth rate `g`: channels each feature layer adds.
     pub growth: Option<usize>,
     /// Feature layers per block.
@@ -264,6 +269,7 @@ impl TaskConfig {
                 dropout: 0.0,
                 fused: true,
                 precision: crate::model::fused::Precision::F32,
+                f32_kernels: crate::model::fused::F32Kernels::Direct,
                 growth: None,
                 blocks: None,
                 block_growth: None,
@@ -509,6 +515,8 @@ impl TaskConfig {
         crate::model::network::NetOptions {
             dropout: self.model.dropout,
             fused: self.model.fused,
+            precision: self.model.precision,
+            f32_kernels: self.model.f32_kernels,
         }
     }
 

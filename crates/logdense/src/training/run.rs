@@ -116,7 +116,6 @@ impl Run {
         let ad = self.device.clone().autodiff();
         ad.seed(cfg.seed);
         let model = SparseDenseNet::new_with(&p.spec, &cfg.net_options(), &ad)?;
-        let precision = crate::model::fused::set_precision(cfg.model.precision);
         let state = TrainState::fresh(p.spec, cfg.seed, p.mean, p.std, p.class_names);
         report::write_atomic(&self.dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
         let engine = Engine {
@@ -137,9 +136,12 @@ impl Run {
             wall_s: state.wall_s,
             params: model.trainable_params(),
             fused,
-            precision: crate::model::fused::precision_of_model(precision, fused)
-                .name()
-                .into(),
+            precision: crate::model::fused::precision_of_model(
+                model.fused.kernels.precision,
+                fused,
+            )
+            .name()
+            .into(),
             max_train_s: cfg.optim.max_train_s,
             depends_on_clock: cfg.optim.max_train_s.is_some(),
         };

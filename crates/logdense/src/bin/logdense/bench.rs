@@ -73,6 +73,7 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
         device,
         fused: !a.kernels.no_fused,
         precision: a.kernels.precision.unwrap_or_default(),
+        f32_kernels: a.kernels.f32_kernels()?.unwrap_or_default(),
         ..BenchOptions::default()
     };
     if !a.preset.is_empty() {

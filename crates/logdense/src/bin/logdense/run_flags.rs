@@ -19,6 +19,28 @@ pub(crate) struct KernelFlags {
     /// sums where the CPU has AMX or AVX512-BF16, else f32 with a message.
     #[arg(long)]
     pub precision: Option<logdense::model::fused::Precision>,
+    /// The fused kernels' f32 products, to compare the paths (`model.f32_kernels`): direct
+    /// (the default), winograd or gemm. Without the flag, the environment variable
+    /// LOGDENSE_F32_KERNELS is read.
+    #[arg(long)]
+    pub f32_kernels: Option<logdense::model::fused::F32Kernels>,
+}
+
+impl KernelFlags {
+    /// `--f32-kernels`, else `LOGDENSE_F32_KERNELS` (the binary's own reading of the
+    /// environment; the library takes the choice as an option), else none.
+    pub fn f32_kernels(&self) -> anyhow::Result<Option<logdense::model::fused::F32Kernels>> {
+        if let Some(k) = self.f32_kernels {
+            return Ok(Some(k));
+        }
+        match std::env::var("LOGDENSE_F32_KERNELS") {
+            Ok(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e: String| crate::usage(format!("LOGDENSE_F32_KERNELS: {e}"))),
+            Err(_) => Ok(None),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -188,6 +210,9 @@ impl RunFlags {
             cfg.model.fused = false;
         }
         cfg.model.precision = self.kernels.precision.unwrap_or(cfg.model.precision);
+        if let Some(k) = self.kernels.f32_kernels()? {
+            cfg.model.f32_kernels = k;
+        }
         let d = &mut cfg.data;
         d.train_subset = self.train_subset.or(d.train_subset);
         d.eval_subset = self.eval_subset.or(d.eval_subset);

@@ -81,8 +81,10 @@ pub struct BenchOptions {
     pub device: Device,
     /// Build the networks with the fused CPU kernels (the model option training uses).
     pub fused: bool,
-    /// The fused kernels' precision (set for the process: `fused::set_precision`).
+    /// The fused kernels' precision (a model option: `NetOptions::precision`).
     pub precision: crate::model::fused::Precision,
+    /// The fused kernels' f32 product family (`NetOptions::f32_kernels`).
+    pub f32_kernels: crate::model::fused::F32Kernels,
 }
 
 impl Default for BenchOptions {
@@ -96,6 +98,7 @@ impl Default for BenchOptions {
             device: Device::flex(),
             fused: true,
             precision: crate::model::fused::Precision::F32,
+            f32_kernels: crate::model::fused::F32Kernels::Direct,
         }
     }
 }
@@ -253,10 +256,13 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     let options = crate::model::network::NetOptions {
         dropout: 0.0,
         fused: opts.fused,
+        precision: opts.precision,
+        f32_kernels: opts.f32_kernels,
     };
     let mut model = SparseDenseNet::new_with(spec, &options, &ad)?;
     let fused = model.valid().fused_active();
-    let precision = crate::model::fused::set_precision(opts.precision);
+    let kernels = model.fused.kernels;
+    let precision = kernels.precision;
     let params = model.trainable_params() as u64;
     if params != cost.total.params {
         bail!(
@@ -365,7 +371,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
         f32_kernels: (fused
             && crate::model::fused::precision_of_model(precision, fused)
                 == crate::model::fused::Precision::F32)
-            .then(|| logdense_kernels::conv::f32_kernels().to_string()),
+            .then(|| kernels.f32_name().to_string()),
     })
 }
 
@@ -405,7 +411,7 @@ mod tests {
             input: None,
             device: Device::flex(),
             fused: true,
-            precision: crate::model::fused::Precision::F32,
+            ..BenchOptions::default()
         }
     }
 

@@ -17,9 +17,10 @@
 //!
 //! # When the fused path runs
 //!
-//! Every function takes a `fused` flag: the model's option (`NetOptions::fused` in
-//! [`crate::model::network`], carried by each layer). With the flag on, the fused kernels run where
-//! they apply: on the `flex` CPU backend, in `f32`, for the shapes [`conv_supported`] and
+//! Every function takes a [`Fused`]: the model's options (`NetOptions` in
+//! [`crate::model::network`]: the flag, the precision and the f32 kernels, carried by each
+//! layer and passed with every kernel call; `true`/`false` stand for on in f32 and off). With
+//! the flag on, the fused kernels run where they apply: on the `flex` CPU backend, in `f32`, for the shapes [`conv_supported`] and
 //! [`deconv_supported`] accept. Everywhere else (flag off, another device, another dtype, other
 //! shapes) the plain burn path runs instead ([`reference_bn_relu_conv`],
 //! [`reference_bn_relu_deconv`], burn's `avg_pool2d`), silently and with the same result; tests
@@ -88,7 +89,7 @@ fn count(update: impl FnOnce(&mut KernelRuns)) {
     });
 }
 
-pub use logdense_kernels::conv::Precision;
+pub use logdense_kernels::conv::{F32Kernels, Kernels, Precision};
 
 /// The precision the fused kernels computed a model in: `requested` where they ran, f32 where
 /// the model took the plain path (`fused` off, another device).
@@ -97,6 +98,23 @@ pub fn precision_of_model(requested: Precision, fused_active: bool) -> Precision
         requested
     } else {
         Precision::F32
+    }
+}
+
+/// `model.f32_kernels` in configs: [`F32Kernels`]' name (`"direct"`, `"winograd"`, `"gemm"`).
+pub mod f32_kernels_serde {
+    use super::F32Kernels;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the kernels' name.
+    pub fn serialize<S: Serializer>(k: &F32Kernels, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(k.name())
+    }
+
+    /// Reads a kernel family's name; an unknown one names the choices.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<F32Kernels, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -117,13 +135,13 @@ pub mod precision_serde {
     }
 }
 
-/// Sets the precision of the fused kernels for this process and returns the one that will
-/// run: bf16 runs where the CPU has AMX tiles (Intel Sapphire Rapids on) or AVX512-BF16
-/// (Cooper Lake, AMD Zen 4 on); elsewhere the kernels stay in f32 and a one-line message says
-/// so (bf16 would be emulated there, far slower than f32).
-pub fn set_precision(requested: Precision) -> Precision {
+/// The precision the fused kernels will run a `requested` precision in on this CPU: bf16
+/// where it has AMX tiles (Intel Sapphire Rapids on) or AVX512-BF16 (Cooper Lake, AMD Zen 4
+/// on); elsewhere f32, with a one-line message (bf16 would be emulated there, far slower than
+/// f32).
+pub fn effective_precision(requested: Precision) -> Precision {
     use logdense_kernels::bf16::Kernel;
-    let effective = match requested {
+    match requested {
         // The same choice the kernels make for their tile step: AMX, else AVX512-BF16.
         Precision::Bf16 if logdense_kernels::bf16::kernel() != Kernel::Portable => Precision::Bf16,
         Precision::Bf16 => {
@@ -134,9 +152,29 @@ pub fn set_precision(requested: Precision) -> Precision {
             Precision::F32
         }
         Precision::F32 => Precision::F32,
-    };
-    logdense_kernels::conv::set_precision(effective);
-    effective
+    }
+}
+
+/// How a layer runs: through the fused kernels where they apply, and on which
+/// ([`Kernels`]: precision and f32 kernel family), or on plain burn ops. The network's option
+/// (`NetOptions` in [`crate::model::network`]), carried by each of its layers: two models with
+/// different choices run side by side in one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fused {
+    /// Take the fused path where it applies (off: plain burn ops everywhere).
+    pub on: bool,
+    /// The kernels of the fused path.
+    pub kernels: Kernels,
+}
+
+impl From<bool> for Fused {
+    /// On (in f32, on the direct kernels or the calling thread's choice) or off.
+    fn from(on: bool) -> Self {
+        Fused {
+            on,
+            kernels: Kernels::ambient(),
+        }
+    }
 }
 
 /// Whether `device` is the `flex` CPU device (with or without autodiff).
@@ -186,13 +224,14 @@ pub fn bn_relu_conv(
     inputs: Vec<Tensor<4>>,
     bn: &BatchNorm,
     conv: &Conv2d,
-    fused: bool,
+    fused: impl Into<Fused>,
 ) -> Tensor<4> {
     assert!(!inputs.is_empty(), "a layer needs at least one input");
-    if !(fused && conv_supported(&inputs, conv)) {
+    let fused = fused.into();
+    if !(fused.on && conv_supported(&inputs, conv)) {
         return reference_bn_relu_conv(inputs, bn, conv);
     }
-    let out = fused_bn_relu_conv(inputs, bn, conv.weight.val());
+    let out = fused_bn_relu_conv(inputs, bn, conv.weight.val(), fused.kernels);
     match &conv.bias {
         Some(bias) => {
             let c = bias.dims()[0];
@@ -212,17 +251,22 @@ pub fn bn_relu_pool_linear(
     inputs: Vec<Tensor<4>>,
     bn: &BatchNorm,
     linear: &Linear,
-    fused: bool,
+    fused: impl Into<Fused>,
 ) -> Tensor<2> {
     assert!(!inputs.is_empty(), "a head needs at least one input");
     let weight = linear.weight.val();
-    if !(fused && on_flex_f32(&inputs) && flex_f32(&weight)) {
+    let fused = fused.into();
+    if !(fused.on && on_flex_f32(&inputs) && flex_f32(&weight)) {
         return reference_bn_relu_pool_linear(inputs, bn, linear);
     }
     // burn's Linear keeps its weight as [in, out]; the 1x1 convolution takes [out, in, 1, 1].
     let [cin, classes] = weight.dims();
-    let per_pixel =
-        fused_bn_relu_conv(inputs, bn, weight.transpose().reshape([classes, cin, 1, 1]));
+    let per_pixel = fused_bn_relu_conv(
+        inputs,
+        bn,
+        weight.transpose().reshape([classes, cin, 1, 1]),
+        fused.kernels,
+    );
     let [n, _, h, w] = per_pixel.dims();
     let pooled = per_pixel
         .reshape([n, classes, h * w])
@@ -248,7 +292,12 @@ pub fn reference_bn_relu_pool_linear(
 
 /// The fused call with an explicit weight `[out, in, k, k]` (odd k, stride 1, same padding);
 /// callers have checked [`on_flex_f32`].
-fn fused_bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, weight: Tensor<4>) -> Tensor<4> {
+fn fused_bn_relu_conv(
+    mut inputs: Vec<Tensor<4>>,
+    bn: &BatchNorm,
+    weight: Tensor<4>,
+    kernels: Kernels,
+) -> Tensor<4> {
     if inputs.len() > MAX_INPUTS {
         // Beyond the backward step's parent limit, the oldest inputs travel as one block.
         let tail = inputs.split_off(inputs.len() - (MAX_INPUTS - 1));
@@ -269,6 +318,7 @@ fn fused_bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, weight: Tensor
             tracked(weight),
             training,
             bn.epsilon,
+            kernels,
         );
         (Tensor::from_primitive::<Autodiff<Flex>>(out), mean, var)
     } else {
@@ -281,6 +331,7 @@ fn fused_bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, weight: Tensor
             &plain(weight),
             false,
             bn.epsilon,
+            kernels,
         );
         (Tensor::from_primitive::<Flex>(out), mean, var)
     };
@@ -310,8 +361,8 @@ fn fused_bn_relu_conv(mut inputs: Vec<Tensor<4>>, bn: &BatchNorm, weight: Tensor
 
 /// A 2x2 stride-2 average pool: with `fused` on and `x` f32 on flex, one fused step (see
 /// [`Resample`]); otherwise burn's pool.
-pub fn avg_pool2(x: Tensor<4>, fused: bool) -> Tensor<4> {
-    if fused && on_flex_f32(std::slice::from_ref(&x)) {
+pub fn avg_pool2(x: Tensor<4>, fused: impl Into<Fused>) -> Tensor<4> {
+    if fused.into().on && on_flex_f32(std::slice::from_ref(&x)) {
         resample(x, Resample::AvgPool2)
     } else {
         avg_pool2d(x, AvgPoolOptions::new([2, 2]))
@@ -341,9 +392,10 @@ pub fn bn_relu_deconv(
     x: Tensor<4>,
     bn: &BatchNorm,
     deconv: &ConvTranspose2d,
-    fused: bool,
+    fused: impl Into<Fused>,
 ) -> Tensor<4> {
-    if !(fused && deconv_supported(&x, deconv)) {
+    let fused = fused.into();
+    if !(fused.on && deconv_supported(&x, deconv)) {
         return reference_bn_relu_deconv(x, bn, deconv);
     }
     let [cin, cout, _, _] = deconv.weight.dims();
@@ -354,7 +406,7 @@ pub fn bn_relu_deconv(
         .permute([2, 3, 1, 0])
         .reshape([9 * cout, cin, 1, 1]);
     resample(
-        fused_bn_relu_conv(vec![x], bn, weight),
+        fused_bn_relu_conv(vec![x], bn, weight, fused.kernels),
         Resample::OverlapAdd3x3S2,
     )
 }

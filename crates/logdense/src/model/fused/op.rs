@@ -94,6 +94,7 @@ pub(super) fn forward(
     weight: &FlexTensor,
     batch_stats: bool,
     epsilon: f64,
+    kernels: kernel::Kernels,
 ) -> (FlexTensor, Vec<f32>, Vec<f32>) {
     let geo = geometry(inputs, weight);
     count(|runs| runs.conv_forward += 1);
@@ -105,7 +106,7 @@ pub(super) fn forward(
         (values(mean).into_owned(), values(var).into_owned())
     };
     let affine = Affine::new(&values(gamma), &values(beta), &mean, &var, epsilon);
-    let out = kernel::forward_new(&geo, &refs, &affine, &values(weight));
+    let out = kernel::forward_new(kernels, &geo, &refs, &affine, &values(weight));
     let shape = [geo.batch, geo.out_channels, geo.height, geo.width];
     (tensor(out, shape), mean, var)
 }
@@ -122,6 +123,8 @@ struct SavedLayer {
     var: Vec<f32>,
     batch_stats: bool,
     epsilon: f64,
+    /// The kernels the forward ran on: the backward runs on the same.
+    kernels: kernel::Kernels,
 }
 
 /// The backward step; its parents are the `N - 3` inputs, then gamma, beta and the weight.
@@ -140,7 +143,8 @@ impl<const N: usize> Backward<Flex, N> for FusedLayerBackward<N> {
         let refs: Vec<&[f32]> = slices.iter().map(|v| v.as_ref()).collect();
         let gamma = values(&s.gamma);
         let affine = Affine::new(&gamma, &values(&s.beta), &s.mean, &s.var, s.epsilon);
-        let g = kernel::backward(
+        let g = kernel::backward_with(
+            s.kernels,
             &geo,
             &refs,
             &gamma,
@@ -186,6 +190,7 @@ pub(super) fn forward_tracked(
     weight: TrackedTensor,
     batch_stats: bool,
     epsilon: f64,
+    kernels: kernel::Kernels,
 ) -> (TrackedTensor, Vec<f32>, Vec<f32>) {
     assert!(
         (1..=MAX_INPUTS).contains(&inputs.len()),
@@ -214,6 +219,7 @@ pub(super) fn forward_tracked(
         &weight,
         batch_stats,
         epsilon,
+        kernels,
     );
     let saved = SavedLayer {
         inputs: primitives,
@@ -224,6 +230,7 @@ pub(super) fn forward_tracked(
         var: var.clone(),
         batch_stats,
         epsilon,
+        kernels,
     };
     (track(nodes, saved, out), mean, var)
 }
