@@ -145,10 +145,10 @@ fn mbd_of(rows: &Rows) -> u32 {
 fn greedy(layers: usize, counts: &[usize]) -> (Vec<Vec<usize>>, Rows) {
     let mut sets = vec![vec![]];
     let mut rows: Rows = vec![vec![]];
-    for i in 1..=layers {
+    for (i, &count) in counts.iter().enumerate().take(layers + 1).skip(1) {
         let mut chosen = vec![i - 1];
         let mut row = row_for(&rows, &chosen, i);
-        while chosen.len() < counts[i] {
+        while chosen.len() < count {
             let mut best: Option<((u8, u64), usize, Vec<u8>)> = None;
             for cand in 0..i - 1 {
                 if chosen.contains(&cand) {
