@@ -244,7 +244,10 @@ pub fn plot_error_bars(
         let span = if hi > lo { hi - lo } else { hi.abs().max(1.0) };
         (lo - 0.1 * span, hi + 0.1 * span)
     };
+    // Errors never go below 0, so their axis starts there; differences may.
+    let negative = y0 < 0.0;
     let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
+    let y0 = if negative { y0 } else { y0.max(0.0) };
     let tmp = path.with_extension("tmp.png");
     {
         let root = BitMapBackend::new(&tmp, (760, 520)).into_drawing_area();
@@ -254,7 +257,7 @@ pub fn plot_error_bars(
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, y0.max(0.0)..y1)?;
+            .build_cartesian_2d(x0..x1, y0..y1)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
