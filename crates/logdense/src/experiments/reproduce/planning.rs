@@ -61,15 +61,7 @@ impl PlannedRun {
     /// The run's network, with its data set's input shape and classes and its hub multiplier.
     pub fn spec(&self) -> Result<logdense_graph::NetSpec> {
         let (input, classes, ..) = data_shape(&self.dataset)?;
-        let mut spec =
-            crate::model::presets::preset(&self.cell.preset).map_err(anyhow::Error::msg)?;
-        spec.input = input;
-        spec.classes = classes;
-        spec.hub_multiplier = self.cell.hub_multiplier;
-        if self.cell.designed {
-            spec.custom_sets = Some(designed_sets(&spec)?);
-        }
-        Ok(spec)
+        cell_spec(&self.cell, input, classes)
     }
 
     /// Estimated work of the whole run, training and evaluation.
@@ -96,6 +88,23 @@ pub(super) fn data_shape(dataset: &str) -> Result<([usize; 3], usize, usize, usi
                 .join(", ")
         ),
     }
+}
+
+/// A cell's network for images of `input` and `classes` classes: its preset with its hub
+/// multiplier, and for a designed cell the designed input sets.
+pub(super) fn cell_spec(
+    cell: &Cell,
+    input: [usize; 3],
+    classes: usize,
+) -> Result<logdense_graph::NetSpec> {
+    let mut spec = crate::model::presets::preset(&cell.preset).map_err(anyhow::Error::msg)?;
+    spec.input = input;
+    spec.classes = classes;
+    spec.hub_multiplier = cell.hub_multiplier;
+    if cell.designed {
+        spec.custom_sets = Some(designed_sets(&spec)?);
+    }
+    Ok(spec)
 }
 
 /// The runs of `experiment`, in order: every cell of its grid for seed 1, then seed 2, ...
@@ -130,14 +139,7 @@ pub fn plan(experiment: Experiment, opts: &Options) -> Result<Vec<PlannedRun>> {
     let mut runs = Vec::new();
     for seed in 1..=opts.seeds as u64 {
         for cell in &cells {
-            let mut spec =
-                crate::model::presets::preset(&cell.preset).map_err(anyhow::Error::msg)?;
-            spec.input = input;
-            spec.classes = classes;
-            spec.hub_multiplier = cell.hub_multiplier;
-            if cell.designed {
-                spec.custom_sets = Some(designed_sets(&spec)?);
-            }
+            let spec = cell_spec(cell, input, classes)?;
             let graph = spec
                 .build()
                 .with_context(|| format!("{} on {}", cell.preset, opts.dataset))?;

@@ -102,7 +102,10 @@ pub fn execute(
             // The designed pattern as the run's config names it: written once, the same bytes
             // from every machine (the design is deterministic).
             if !path.exists() {
-                let design = designed_pattern(&run.spec()?)?;
+                // The design depends on the network's layers alone: the preset's spec has them.
+                let preset =
+                    crate::model::presets::preset(&run.cell.preset).map_err(anyhow::Error::msg)?;
+                let design = designed_pattern(&preset)?;
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)
                         .with_context(|| format!("cannot create {}", dir.display()))?;
