@@ -23,6 +23,13 @@ Usage:
       [--batch B] [--warmup W] [--steps S] [--threads N] [--logdense target/release/logdense]
       [--device cpu|cuda] [--channels-last] [--bf16] [--expect-params N] [--check-only] [--json]
 
+Exported networks: `load_logdense_safetensors(W)` builds the network of a `logdense export
+--safetensors W` file from its `logdense_graph` metadata (`Graph.from_logdense`: the JSON of
+Rust's NetGraph, any architecture, including the ImageNet stem, max-pool transitions and up
+transitions without BN) and loads W strictly: the state dict's names are this script's
+module names (`mods.{k}.conv.weight`, k = node id - 1). bench/onnx_check.py and
+bench/torchvision_densenet.py use it; bench/test_exchange.py tests it.
+
 Settings: NCHW fp32 (the default), `--channels-last` (model and input in
 torch.channels_last, PyTorch's faster CPU layout for convolutions) and `--bf16` (forward and
 loss under torch.autocast with bfloat16: bf16 convolutions and matrix products, fp32 master
@@ -116,6 +123,17 @@ def input_sets(pattern, num_layers):
 
 
 class Graph:
+    """A network as a list of node dicts in execution order (node 0 is the image).
+
+    Every node has `op` ("input", "stem", "layer", "down", "up", "head"), `inputs` (node ids,
+    concatenated along channels in that order), `in_channels`, `channels`, `in_size`, `size`,
+    `block` and `layer`, plus its op's fields as in Rust's `Op`: stem `kernel`, `stride`,
+    `max_pool`; layer `index`, `bottleneck`; down `pool` ("avg" or "max"); up
+    `pre_activation`, `like` (the node whose runtime size the output is fitted to); head
+    `task`, `is_final`. `Graph(spec)` builds one from a spec of this script's presets;
+    `Graph.from_logdense(json)` reads one that `logdense export` wrote.
+    """
+
     def __init__(self, spec):
         self.spec = spec
         c, h, w = spec["input"]
@@ -123,11 +141,24 @@ class Graph:
         self.layer_nodes = []
         self.inputs_of_layer = []
         self.size = (h, w)
+        # (size before the halving, the last layer computed at that size): an up transition
+        # returns to that size and fits its output to that layer's runtime size (`like`).
         self.size_stack = []
+        self.blocks = []
+        self.block = 0  # the block a pushed node counts towards (net.rs's `block` field)
         self.task = "segment" if spec["arch"] == "fc-log" else "classify"
-        self.nodes.append(dict(op="input", inputs=[], in_channels=c, channels=c, size=(h, w)))
-        # CIFAR stem: 3x3 convolution, stride 1, padding 1 (same size).
-        sid = self.push("stem", [0], spec["stem_width"], (h, w))
+        self.nodes.append(dict(op="input", inputs=[], in_channels=c, channels=c, in_size=(h, w),
+                               size=(h, w), block=0, layer=None))
+        # The stem: the CIFAR one (3x3 convolution, stride 1, padding 1: same size) unless the
+        # spec names another (the ImageNet one: 7x7 stride 2, then BN-ReLU-3x3 stride-2 max
+        # pool), with net.rs's output size.
+        stem = {**dict(kernel=3, stride=1, max_pool=False), **spec.get("stem", {})}
+        k, st = stem["kernel"], stem["stride"]
+        out = tuple((x + 2 * (k // 2) - k) // st + 1 for x in (h, w))
+        if stem["max_pool"]:
+            out = tuple((x - 1) // 2 + 1 for x in out)
+        sid = self.push("stem", [0], spec["stem_width"], out, layer=0, **stem)
+        self.size = out
         self.layer_nodes.append(sid)
         self.inputs_of_layer.append([])
         arch = spec["arch"]
@@ -148,16 +179,22 @@ class Graph:
     def num_layers(self):
         return sum(self.spec["blocks"])
 
-    def push(self, op, inputs, channels, size, **extra):
+    def push(self, op, inputs, channels, size, layer=None, **extra):
         in_channels = sum(self.nodes[i]["channels"] for i in inputs)
         in_size = self.nodes[inputs[0]]["size"] if inputs else size
         self.nodes.append(dict(op=op, inputs=list(inputs), in_channels=in_channels,
-                               channels=channels, in_size=in_size, size=size, **extra))
+                               channels=channels, in_size=in_size, size=size, block=self.block,
+                               layer=layer, **extra))
         return len(self.nodes) - 1
+
+    def start_block(self, first_layer, n):
+        self.blocks.append(dict(first_layer=first_layer, last_layer=first_layer + n - 1,
+                                size=self.size))
 
     def layer(self, index, inputs, width):
         bottleneck = 4 * self.spec["growth"] if self.spec["bottleneck"] else None
-        nid = self.push("layer", inputs, width, self.size, bottleneck=bottleneck)
+        nid = self.push("layer", inputs, width, self.size, layer=index, index=index,
+                        bottleneck=bottleneck)
         assert len(self.layer_nodes) == index
         self.layer_nodes.append(nid)
         self.inputs_of_layer.append(list(inputs))
@@ -166,14 +203,19 @@ class Graph:
     def halve(self):
         h, w = self.size
         assert h >= 2 and w >= 2, "too many blocks for the input size"
-        self.size_stack.append(self.size)
+        self.size_stack.append((self.size, self.layer_nodes[-1]))
         self.size = (h // 2, w // 2)
         return self.size
 
     def head(self, layer, is_final):
         # "x_i and x_i's inputs": x_i first, then its inputs in the order it reads them.
         inputs = [self.layer_nodes[layer]] + self.inputs_of_layer[layer]
-        self.push("head", inputs, self.spec["classes"], self.size, is_final=is_final)
+        # A segmenter's final prediction is at the image's size (net.rs): below it (a strided
+        # stem) its logits are upsampled bilinearly.
+        size = tuple(self.spec["input"][1:]) if is_final and self.task == "segment" \
+            else self.size
+        self.push("head", inputs, self.spec["classes"], size, task=self.task,
+                  is_final=is_final)
 
     def heads_after_block(self, b, last_layer):
         is_final = b + 1 == len(self.spec["blocks"])
@@ -191,6 +233,8 @@ class Graph:
         latest = [self.layer_nodes[0]]
         nxt = 1
         for b, n in enumerate(blocks):
+            self.block = b
+            self.start_block(nxt, n)
             for i in range(nxt, nxt + n):
                 latest.append(self.layer(i, [latest[j] for j in sets[i]], g))
             nxt += n
@@ -199,15 +243,18 @@ class Graph:
                 break
             up = fully_convolutional and b >= downs
             if up:
-                self.size = self.size_stack.pop()
+                self.size, like = self.size_stack.pop()
                 size = self.size
+                extra = dict(pre_activation=True, like=like)
             else:
                 size = self.halve()
+                extra = dict(pool="avg")
+            self.block = b + 1  # transitions count towards the block after them
             for j in range(nxt):
                 if last_reader[j] >= nxt:
                     src = latest[j]
                     latest[j] = self.push("up" if up else "down", [src],
-                                          self.nodes[src]["channels"], size)
+                                          self.nodes[src]["channels"], size, layer=j, **extra)
 
     def densenet_bc(self, compression):
         g = self.spec["growth"]
@@ -215,6 +262,8 @@ class Graph:
         stack = [self.layer_nodes[0]]
         nxt = 1
         for b, n in enumerate(blocks):
+            self.block = b
+            self.start_block(nxt, n)
             for i in range(nxt, nxt + n):
                 stack.append(self.layer(i, list(stack), g))
             nxt += n
@@ -223,7 +272,8 @@ class Graph:
                 break
             size = self.halve()
             width = max(1, int(sum(self.nodes[i]["channels"] for i in stack) * compression))
-            stack = [self.push("down", stack, width, size)]
+            self.block = b + 1
+            stack = [self.push("down", stack, width, size, pool="avg")]
 
     def last_use(self):
         last = list(range(len(self.nodes)))
@@ -231,6 +281,97 @@ class Graph:
             for i in node["inputs"]:
                 last[i] = max(last[i], nid)
         return last
+
+    # The fields of each op in Rust's `Op` (crates/logdense-graph/src/net.rs), serde-tagged
+    # by "op"; the node dicts carry them beside the node's own fields.
+    OP_FIELDS = dict(input=(), stem=("kernel", "stride", "max_pool"),
+                     layer=("index", "bottleneck"), down=("pool",),
+                     up=("pre_activation", "like"), head=("task", "is_final"))
+
+    def to_logdense(self):
+        """The graph as the JSON of Rust's `NetGraph` (serde), as `logdense export` writes it
+        in a safetensors file's `logdense_graph` metadata. The spec is this script's spec put
+        in `NetSpec`'s shape; only the nodes and the task matter to `from_logdense`."""
+        spec = self.spec
+        # serde's kebab-case names of `Arch`'s variants (DenseNetBc: "dense-net-bc").
+        arch = dict(kind={"densenet-bc": "dense-net-bc"}.get(spec["arch"], spec["arch"]))
+        if spec["arch"] == "v1":
+            arch["pattern"] = spec["pattern"]
+        elif spec["arch"] == "densenet-bc":
+            arch["compression"] = spec["compression"]
+        stem = {**dict(width=spec["stem_width"], kernel=3, stride=1, max_pool=False),
+                **spec.get("stem", {})}
+        nodes = []
+        for node in self.nodes:
+            op = dict(op=node["op"], **{f: node[f] for f in self.OP_FIELDS[node["op"]]})
+            nodes.append(dict(op=op, inputs=list(node["inputs"]),
+                              in_channels=node["in_channels"], channels=node["channels"],
+                              in_size=list(node["in_size"]), size=list(node["size"]),
+                              block=node["block"], layer=node["layer"]))
+        return dict(
+            spec=dict(arch=arch, blocks=list(spec["blocks"]), growth=spec["growth"],
+                      bottleneck=spec["bottleneck"], stem=stem, input=list(spec["input"]),
+                      classes=spec["classes"], deep_supervision=spec["deep_supervision"],
+                      hub_multiplier=1),
+            nodes=nodes, layer_nodes=list(self.layer_nodes),
+            blocks=[dict(first_layer=b["first_layer"], last_layer=b["last_layer"],
+                         size=list(b["size"])) for b in self.blocks],
+            task=self.task)
+
+    @classmethod
+    def from_logdense(cls, graph):
+        """A Graph from the JSON (a dict, or its text) of Rust's `NetGraph`, as `logdense
+        export` stores it in the `logdense_graph` metadata. Checks what the modules rely on
+        (node 0 is the image, inputs come first, channel sums, sizes, a final head last) and
+        raises ValueError naming the node otherwise."""
+        if isinstance(graph, (str, bytes)):
+            graph = json.loads(graph)
+        try:
+            raw_nodes, task = graph["nodes"], graph["task"]
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a logdense graph: no {e} field") from None
+        if task not in ("classify", "segment"):
+            raise ValueError(f"unknown task {task!r} (classify or segment)")
+        nodes = []
+        for nid, raw in enumerate(raw_nodes):
+            try:
+                op = raw["op"]["op"]
+                if op not in cls.OP_FIELDS:
+                    raise ValueError(f"node {nid}: unknown op {op!r}")
+                node = dict(op=op, inputs=[int(i) for i in raw["inputs"]],
+                            in_channels=int(raw["in_channels"]), channels=int(raw["channels"]),
+                            in_size=tuple(raw["in_size"]), size=tuple(raw["size"]),
+                            block=raw.get("block", 0), layer=raw.get("layer"))
+                for f in cls.OP_FIELDS[op]:
+                    node[f] = raw["op"][f]
+            except (KeyError, TypeError) as e:
+                raise ValueError(f"node {nid}: missing or malformed field {e}") from None
+            if (nid == 0) != (op == "input"):
+                raise ValueError(f"node {nid}: op {op!r}; node 0, and only node 0, is the input")
+            if nid > 0:
+                if not node["inputs"] or any(not 0 <= i < nid for i in node["inputs"]):
+                    raise ValueError(f"node {nid} ({op}): inputs {node['inputs']} must be "
+                                     f"earlier nodes")
+                want = sum(nodes[i]["channels"] for i in node["inputs"])
+                if node["in_channels"] != want:
+                    raise ValueError(f"node {nid} ({op}): in_channels {node['in_channels']}, "
+                                     f"but its inputs have {want} channels")
+                if op == "up" and not 0 <= node["like"] < nid:
+                    raise ValueError(f"node {nid} (up): like {node['like']} is not an "
+                                     "earlier node")
+                if op == "head" and node["task"] != task:
+                    raise ValueError(f"node {nid}: a {node['task']} head in a {task} graph")
+            nodes.append(node)
+        if len(nodes) < 3 or nodes[-1]["op"] != "head" or not nodes[-1]["is_final"]:
+            raise ValueError("the last node must be the final head")
+        # Not built from a spec: only the fields the modules and the executor read.
+        g = cls.__new__(cls)
+        g.spec = graph.get("spec", {})
+        g.nodes = nodes
+        g.layer_nodes = list(graph.get("layer_nodes", []))
+        g.blocks = list(graph.get("blocks", []))
+        g.task = task
+        return g
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,12 +385,19 @@ def conv(cin, cout, k, stride=1, bias=False):
 
 
 class Stem(nn.Module):
-    def __init__(self, cin, width):
+    """k x k convolution (padding k // 2, no bias); the ImageNet stem adds BN-ReLU and a 3x3
+    stride-2 max pool (padding 1)."""
+
+    def __init__(self, cin, width, kernel=3, stride=1, max_pool=False):
         super().__init__()
-        self.conv = conv(cin, width, 3)
+        self.conv = conv(cin, width, kernel, stride)
+        self.bn = nn.BatchNorm2d(width) if max_pool else None
 
     def forward(self, x, size=None):
-        return self.conv(x)
+        y = self.conv(x)
+        if self.bn is not None:
+            y = F.max_pool2d(F.relu(self.bn(y)), 3, stride=2, padding=1)
+        return y
 
 
 class Layer(nn.Module):
@@ -274,15 +422,19 @@ class Layer(nn.Module):
 
 
 class Down(nn.Module):
-    """BN-ReLU-1x1conv-2x2 average pool."""
+    """BN-ReLU-1x1conv-2x2 stride-2 pool (average, or max for Tiramisu's transitions)."""
 
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, pool="avg"):
         super().__init__()
+        if pool not in ("avg", "max"):
+            raise ValueError(f"down transition: unknown pool {pool!r} (avg or max)")
         self.bn = nn.BatchNorm2d(cin)
         self.conv = conv(cin, cout, 1)
+        self.max_pool = pool == "max"
 
     def forward(self, x, size=None):
-        return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
+        y = self.conv(F.relu(self.bn(x)))
+        return F.max_pool2d(y, 2) if self.max_pool else F.avg_pool2d(y, 2)
 
 
 def fit_spatial(x, size):
@@ -296,23 +448,26 @@ def fit_spatial(x, size):
 
 
 class Up(nn.Module):
-    """BN-ReLU-3x3 stride-2 transposed convolution (padding 1, output padding 1, no bias)."""
+    """[BN-ReLU-]3x3 stride-2 transposed convolution (padding 1, output padding 1, no bias),
+    cropped or zero-padded to `size` (the runtime size of the node the graph names `like`).
+    BN-ReLU comes first with pre-activation (FC-Log-DenseNet), not in Tiramisu."""
 
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, pre_activation=True):
         super().__init__()
-        self.bn = nn.BatchNorm2d(cin)
+        self.bn = nn.BatchNorm2d(cin) if pre_activation else None
         self.deconv = nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1,
                                          bias=False)
 
     def forward(self, x, size=None):
-        y = self.deconv(F.relu(self.bn(x)))
-        if tuple(y.shape[2:]) != tuple(size):
+        y = self.deconv(F.relu(self.bn(x)) if self.bn is not None else x)
+        if size is not None and tuple(y.shape[2:]) != tuple(size):
             y = fit_spatial(y, size)
         return y
 
 
 class Head(nn.Module):
-    """BN-ReLU then global average pool + Linear, or a 1x1 convolution (segmentation)."""
+    """BN-ReLU then global average pool + Linear, or a 1x1 convolution (segmentation) whose
+    logits, given `size`, are resized bilinearly (half-pixel centres) to it."""
 
     def __init__(self, cin, classes, segment):
         super().__init__()
@@ -326,11 +481,18 @@ class Head(nn.Module):
     def forward(self, x, size=None):
         y = F.relu(self.bn(x))
         if self.segment:
-            return self.conv(y)
+            y = self.conv(y)
+            if size is not None and tuple(y.shape[2:]) != tuple(size):
+                y = F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)
+            return y
         return self.linear(F.adaptive_avg_pool2d(y, 1).flatten(1))
 
 
 class SparseDenseNet(nn.Module):
+    """The network of a Graph, executed node by node like network.rs. Module k is node k + 1;
+    its attribute names make the state dict's names (`mods.{k}.conv.weight`, ...), which are
+    the names `logdense export --safetensors` writes."""
+
     def __init__(self, graph):
         super().__init__()
         self.graph = graph
@@ -339,13 +501,14 @@ class SparseDenseNet(nn.Module):
         for node in graph.nodes[1:]:
             op, cin, cout = node["op"], node["in_channels"], node["channels"]
             if op == "stem":
-                mods.append(Stem(cin, cout))
+                mods.append(Stem(cin, cout, node.get("kernel", 3), node.get("stride", 1),
+                                 node.get("max_pool", False)))
             elif op == "layer":
                 mods.append(Layer(cin, cout, node["bottleneck"]))
             elif op == "down":
-                mods.append(Down(cin, cout))
+                mods.append(Down(cin, cout, node.get("pool", "avg")))
             elif op == "up":
-                mods.append(Up(cin, cout))
+                mods.append(Up(cin, cout, node.get("pre_activation", True)))
             elif op == "head":
                 mods.append(Head(cin, cout, seg))
             else:
@@ -358,6 +521,11 @@ class SparseDenseNet(nn.Module):
         nodes = self.graph.nodes
         values = [None] * len(nodes)
         values[0] = image
+        # Runtime spatial sizes (network.rs): an up transition fits its output to node
+        # `like`'s, and a head whose size differs from its input's (a segmenter's final head
+        # behind a strided stem) is resized to the image's, whatever the input size.
+        sizes = [None] * len(nodes)
+        sizes[0] = tuple(image.shape[2:])
         heads = []
         for k, m in enumerate(self.mods):
             nid = k + 1
@@ -368,13 +536,48 @@ class SparseDenseNet(nn.Module):
             for i in node["inputs"]:
                 if self.last[i] == nid:
                     values[i] = None
-            y = m(x, node["size"])
+            target = None
+            if node["op"] == "up":
+                target = sizes[node["like"]] if "like" in node else node["size"]
+            elif node["op"] == "head" and tuple(node["size"]) != tuple(node["in_size"]):
+                target = sizes[0]
+            y = m(x, target)
             del x
+            sizes[nid] = tuple(y.shape[2:])
             if node["op"] == "head":
                 heads.append(y)
             else:
                 values[nid] = y
         return heads
+
+
+def load_logdense_safetensors(path, device="cpu"):
+    """The PyTorch model of a `logdense export --safetensors` file, in eval mode: builds the
+    network from the file's `logdense_graph` metadata and loads every tensor strictly (the
+    names must match this script's modules one to one). Raises ValueError when the file has
+    no graph or its tensors do not fit."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if "logdense_graph" not in meta:
+        raise ValueError(f"{path}: no 'logdense_graph' in the safetensors metadata (keys: "
+                         f"{sorted(meta) or 'none'}); is it a `logdense export --safetensors` "
+                         "file?")
+    try:
+        graph = Graph.from_logdense(json.loads(meta["logdense_graph"]))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: the logdense_graph metadata is not JSON: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: logdense_graph: {e}") from None
+    model = SparseDenseNet(graph)
+    try:
+        model.load_state_dict(load_file(path, device=device), strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the tensors do not fit the graph's network: {e}") from None
+    model.preset = meta.get("logdense_preset")
+    return model.to(device).eval()
 
 
 def count_flops(model, image):
