@@ -5,13 +5,15 @@
 //! [`model`] (layers, fused kernels, the network that executes [`logdense_graph`]'s graphs,
 //! presets), [`datasets`] (the data-set registry over [`logdense_data`]), [`training`] (one
 //! task config, the engine, runs, checkpoints, reports) and [`experiments`] (the paper's grids,
-//! benchmarks, the device check).
+//! benchmarks, the device check); [`interop`] takes models in and out (ONNX, safetensors,
+//! PyTorch and torchvision state dicts).
 
 pub mod datasets;
 pub mod device;
 pub mod error;
 pub mod experiments;
 pub mod fuzzing;
+pub mod interop;
 pub mod model;
 pub mod training;
 

@@ -229,3 +229,58 @@ fn pattern_file() {
             .map_err(|e| format!("{e:#}"))
     });
 }
+
+/// A small safetensors state dict as `logdense export --safetensors` writes them.
+fn safetensors_seed() -> Vec<u8> {
+    use logdense::interop::files::{safetensors_bytes, Stored};
+    use logdense::interop::state_dict::Array;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    safetensors_bytes(
+        vec![
+            ("mods.0.conv.weight".into(), Stored::F32(Array { shape: vec![2, 1, 1, 1], values: vec![0.5, -1.0] })),
+            ("mods.1.bn.num_batches_tracked".into(), Stored::I64Scalar(0)),
+        ],
+        meta,
+    )
+    .unwrap()
+}
+
+#[test]
+fn safetensors_state_dict() {
+    let good = safetensors_seed();
+    let mut huge = good.clone();
+    huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut not_float = good.clone();
+    // The i64 tensor under a name that is not PyTorch bookkeeping.
+    let at = not_float.windows(19).position(|w| w == b"num_batches_tracked").unwrap();
+    not_float[at..at + 19].copy_from_slice(b"not_batches_tracked");
+    let seeds = vec![
+        ("ok-export.safetensors", good.clone()),
+        ("bad-truncated.safetensors", good[..good.len() - 3].to_vec()),
+        ("bad-huge-header.safetensors", huge),
+        ("bad-integer-tensor.safetensors", not_float),
+        ("bad-text.safetensors", b"not a state dict".to_vec()),
+    ];
+    replay("safetensors_state_dict", seeds, |d| {
+        fuzzing::safetensors_state_dict(d).map(drop).map_err(|e| format!("{e:#}"))
+    });
+}
+
+#[test]
+fn pytorch_state_dict() {
+    // torch.save of a small state dict (f32, f16 and a num_batches_tracked), committed.
+    let good = include_bytes!("fixtures/pytorch/tiny.pth").to_vec();
+    let mut corrupt = good.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid..mid + 16].fill(0xff);
+    let seeds = vec![
+        ("ok-tiny.pth", good.clone()),
+        ("bad-truncated.pth", good[..good.len() / 2].to_vec()),
+        ("bad-corrupt.pth", corrupt),
+        ("bad-zip-header-only.pth", good[..30].to_vec()),
+    ];
+    replay("pytorch_state_dict", seeds, |d| {
+        fuzzing::pytorch_state_dict(d).map(drop).map_err(|e| format!("{e:#}"))
+    });
+}

@@ -73,6 +73,25 @@ fn imagenet_v2(blocks: Vec<usize>) -> NetSpec {
     }
 }
 
+/// torchvision's `DenseNet` class as a spec: DenseNet-BC (bottleneck 4g, compression 0.5)
+/// with the ImageNet stem of `stem_width` channels, `blocks` layers per block, growth `growth`.
+/// Its weights load from torchvision's state dicts (`logdense import --pytorch`).
+pub fn torchvision_densenet(
+    blocks: Vec<usize>,
+    growth: usize,
+    stem_width: usize,
+    classes: usize,
+    input: [usize; 3],
+) -> NetSpec {
+    NetSpec {
+        blocks,
+        stem: Stem::imagenet(stem_width),
+        input,
+        classes,
+        ..NetSpec::densenet_bc(1, growth, 1)
+    }
+}
+
 /// Small Log-DenseNet V1 for 28x28 grey images on a CPU budget: a 3x3 stem with BN-ReLU and
 /// a stride-2 max pool (28 -> 14) so no block runs at full resolution, then 3 LOG blocks of 5
 /// layers, g = 16, at 14, 7 and 3 pixels.
@@ -115,6 +134,24 @@ pub const PRESETS: &[Preset] = &[
         task: TaskKind::Classify,
         summary: "ImageNet Log-DenseNet V2, blocks 8,16,80,80, bottleneck, g = 32",
         builder: Builder::Fixed(|| imagenet_v2(vec![8, 16, 80, 80])),
+    },
+    Preset {
+        name: "densenet-121",
+        task: TaskKind::Classify,
+        summary: "torchvision's DenseNet-121 (ImageNet DenseNet-BC, blocks 6,12,24,16, g = 32); loads torchvision state dicts",
+        builder: Builder::Fixed(|| torchvision_densenet(vec![6, 12, 24, 16], 32, 64, 1000, [3, 224, 224])),
+    },
+    Preset {
+        name: "densenet-169",
+        task: TaskKind::Classify,
+        summary: "torchvision's DenseNet-169 (ImageNet DenseNet-BC, blocks 6,12,32,32, g = 32); loads torchvision state dicts",
+        builder: Builder::Fixed(|| torchvision_densenet(vec![6, 12, 32, 32], 32, 64, 1000, [3, 224, 224])),
+    },
+    Preset {
+        name: "densenet-201",
+        task: TaskKind::Classify,
+        summary: "torchvision's DenseNet-201 (ImageNet DenseNet-BC, blocks 6,12,48,32, g = 32); loads torchvision state dicts",
+        builder: Builder::Fixed(|| torchvision_densenet(vec![6, 12, 48, 32], 32, 64, 1000, [3, 224, 224])),
     },
     Preset {
         name: "ld-v1-N-G",

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod analysis;
 mod bench;
 mod classify;
+mod interop;
 mod reproduce;
 mod run_flags;
 mod segment;
@@ -15,6 +16,7 @@ mod segment;
 use analysis::{CostArgs, DatasetsArgs, DesignArgs, GraphArgs, PresetsArgs};
 use bench::{BenchArgs, CheckDeviceArgs};
 use classify::{EvalArgs, PredictArgs, TrainArgs};
+use interop::{ExportArgs, ImportArgs};
 use segment::{DataCommand, SegmentCommand};
 
 #[derive(Parser)]
@@ -56,6 +58,12 @@ pub(crate) enum Command {
     Eval(EvalArgs),
     /// Top-5 predictions of a trained run for an image file.
     Predict(PredictArgs),
+    /// Export a run or a preset: ONNX (for ONNX Runtime, TensorRT), safetensors with PyTorch's
+    /// names, and a sample input with our logits to check them against.
+    Export(ExportArgs),
+    /// Import a safetensors or PyTorch state dict (ours, or torchvision's DenseNet) into a new
+    /// run directory that eval, predict and train --resume read.
+    Import(ImportArgs),
     /// Benchmark training and inference steps: median times, images/s, GFLOP/s, peak memory.
     Bench(BenchArgs),
     /// Check a device against the CPU: the same networks, weights and batch, one training
@@ -174,6 +182,8 @@ fn main() -> ExitCode {
         Command::Train(a) => classify::train_cmd(a),
         Command::Eval(a) => classify::eval_cmd(a),
         Command::Predict(a) => classify::predict_cmd(a),
+        Command::Export(a) => interop::export_cmd(a),
+        Command::Import(a) => interop::import_cmd(a),
         Command::Bench(a) => bench::bench_cmd(a),
         Command::CheckDevice(a) => bench::check_device_cmd(a),
         Command::Reproduce(a) => reproduce::reproduce_cmd(a),
