@@ -271,13 +271,11 @@ fn safetensors_state_dict() {
 fn pytorch_state_dict() {
     // torch.save of a small state dict (f32, f16 and a num_batches_tracked), committed.
     let good = include_bytes!("fixtures/pytorch/tiny.pth").to_vec();
-    let mut corrupt = good.clone();
-    let mid = corrupt.len() / 2;
-    corrupt[mid..mid + 16].fill(0xff);
     let seeds = vec![
         ("ok-tiny.pth", good.clone()),
         ("bad-truncated.pth", good[..good.len() / 2].to_vec()),
-        ("bad-corrupt.pth", corrupt),
+        // A legacy (pickle-stream) file whose pickle breaks off.
+        ("bad-legacy-pickle.pth", b"\x80\x02}q\x00(X\x0b\x00\x00\x00conv.weight".to_vec()),
         ("bad-zip-header-only.pth", good[..30].to_vec()),
     ];
     replay("pytorch_state_dict", seeds, |d| {

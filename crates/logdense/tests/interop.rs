@@ -222,6 +222,12 @@ fn torchvisions_densenet_state_dict_gives_torchvisions_logits() {
     let diff = relative_difference(&ours(&net, &x), &io.tensors["logits"].values);
     println!("torchvision vs logdense: largest relative difference {diff:e}");
     assert!(diff <= 1e-4, "torchvision's logits differ from ours by {diff:e} (relative)");
+    // The published files' older key names load too (renamed as torchvision does on load).
+    assert_eq!(
+        state_dict::current_torchvision_key("features.denseblock2.denselayer3.norm.1.running_var"),
+        "features.denseblock2.denselayer3.norm1.running_var"
+    );
+    assert_eq!(state_dict::current_torchvision_key("features.transition1.norm.weight"), "features.transition1.norm.weight");
     // And back: our torchvision-named export is the file's state dict.
     let back: BTreeMap<String, Array> = state_dict::export(&net, Naming::Torchvision).unwrap().into_iter().collect();
     for (name, a) in &back {

@@ -159,7 +159,14 @@ pub struct Import {
 /// Loads a state dict file into the network it is for: the file's own metadata (a logdense
 /// export) or `preset` names the network; `config`, when given, overrides the metadata's.
 pub fn import_file(path: &Path, preset: Option<&str>, config: Option<TaskConfig>, device: &Device) -> Result<Import> {
-    let file = files::read_state_dict(path).map_err(|e| invalid(e.to_string()))?;
+    let mut file = files::read_state_dict(path).map_err(|e| invalid(e.to_string()))?;
+    let naming = detect_naming(file.tensors.keys());
+    if naming == Naming::Torchvision {
+        file.tensors = std::mem::take(&mut file.tensors)
+            .into_iter()
+            .map(|(k, v)| (state_dict::current_torchvision_key(&k), v))
+            .collect();
+    }
     let meta = &file.metadata;
     let meta_config = match meta.get(META_CONFIG) {
         Some(text) => Some(
@@ -195,7 +202,6 @@ pub fn import_file(path: &Path, preset: Option<&str>, config: Option<TaskConfig>
         }
     };
     config.task = task;
-    let naming = detect_naming(file.tensors.keys());
     let model = SparseDenseNet::new_with(&spec, &config.net_options(), device)?;
     let model = state_dict::import(model, &file.tensors, naming, device)
         .map_err(|e| invalid(format!("{}: {e}", path.display())))?;

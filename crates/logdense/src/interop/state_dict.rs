@@ -155,6 +155,20 @@ fn describe_keys(missing: &[String], unexpected: &[String], total: &usize) -> St
     format!("the state dict is for another network: {}", parts.join("; "))
 }
 
+/// A key of torchvision's published ImageNet DenseNet files under the name the current class
+/// uses: those files say `denselayer1.norm.1.weight` where the class says `norm1.weight`
+/// (torchvision renames them on load, with the same rule).
+pub fn current_torchvision_key(name: &str) -> String {
+    if !name.contains("denselayer") {
+        return name.to_string();
+    }
+    let mut out = name.to_string();
+    for (old, new) in [(".norm.1.", ".norm1."), (".norm.2.", ".norm2."), (".conv.1.", ".conv1."), (".conv.2.", ".conv2.")] {
+        out = out.replace(old, new);
+    }
+    out
+}
+
 /// Whether a key is PyTorch bookkeeping with no counterpart in our modules (a batch norm's
 /// `num_batches_tracked`): written on export so `load_state_dict(strict=True)` accepts the
 /// file, ignored on import.
