@@ -492,34 +492,137 @@ fn export_and_import_round_trip_and_refuse_bad_files_leaving_nothing() {
     let dir = temp("interop");
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let (code, stderr) = run(&[
-        "export", "--preset", "ld-v1-3-4", "--onnx", &p("m.onnx"), "--safetensors", &p("w.safetensors"), "--sample", &p("s.safetensors"),
+        "export",
+        "--preset",
+        "ld-v1-3-4",
+        "--onnx",
+        &p("m.onnx"),
+        "--safetensors",
+        &p("w.safetensors"),
+        "--sample",
+        &p("s.safetensors"),
     ]);
     assert_eq!(code, 0, "{stderr}");
     for f in ["m.onnx", "w.safetensors", "s.safetensors"] {
         assert!(dir.join(f).metadata().unwrap().len() > 1000, "{f}");
     }
     // The export's own metadata names the network: no --preset needed.
-    let (code, stderr) = run(&["import", "--safetensors", &p("w.safetensors"), "--out", &p("run")]);
+    let (code, stderr) = run(&[
+        "import",
+        "--safetensors",
+        &p("w.safetensors"),
+        "--out",
+        &p("run"),
+    ]);
     assert_eq!(code, 0, "{stderr}");
     // Its logits on the sample's input are the sample's.
-    let (code, stderr) = run(&["export", "--run", &p("run"), "--sample", &p("again.safetensors"), "--sample-input", &p("s.safetensors")]);
+    let (code, stderr) = run(&[
+        "export",
+        "--run",
+        &p("run"),
+        "--sample",
+        &p("again.safetensors"),
+        "--sample-input",
+        &p("s.safetensors"),
+    ]);
     assert_eq!(code, 0, "{stderr}");
-    let logits = |f: &str| logdense::interop::files::read_state_dict(&dir.join(f)).unwrap().tensors["logits"].clone();
+    let logits = |f: &str| {
+        logdense::interop::files::read_state_dict(&dir.join(f))
+            .unwrap()
+            .tensors["logits"]
+            .clone()
+    };
     assert_eq!(logits("again.safetensors"), logits("s.safetensors"));
 
     std::fs::write(dir.join("notes.txt"), "not a model").unwrap();
     let w = std::fs::read(dir.join("w.safetensors")).unwrap();
     std::fs::write(dir.join("cut.safetensors"), &w[..w.len() / 3]).unwrap();
-    refused(&["import", "--pytorch", &p("notes.txt"), "--preset", "ld-v1-3-4", "--out", &p("r1")], 2, "notes.txt: neither a safetensors file nor a PyTorch");
-    refused(&["import", "--safetensors", &p("cut.safetensors"), "--out", &p("r2")], 2, "cut.safetensors: not a valid safetensors file");
-    refused(&["import", "--safetensors", &p("w.safetensors"), "--preset", "ld-v1-4-4", "--out", &p("r3")], 2, "mods.");
-    refused(&["import", "--pytorch", &p("w.safetensors"), "--preset", "densenet-121", "--out", &p("r4")], 2, "missing: mods.0.bn.weight");
-    refused(&["import", "--safetensors", &p("w.safetensors"), "--out", &p("run")], 2, "already exists");
-    refused(&["export", "--preset", "ld-v1-3-4", "--onnx", &format!("{}/x.onnx", p("notes.txt"))], 2, "--onnx: cannot write");
-    refused(&["export", "--preset", "ld-v1-3-4"], 2, "--onnx, --safetensors or --sample");
-    let left: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    refused(
+        &[
+            "import",
+            "--pytorch",
+            &p("notes.txt"),
+            "--preset",
+            "ld-v1-3-4",
+            "--out",
+            &p("r1"),
+        ],
+        2,
+        "notes.txt: neither a safetensors file nor a PyTorch",
+    );
+    refused(
+        &[
+            "import",
+            "--safetensors",
+            &p("cut.safetensors"),
+            "--out",
+            &p("r2"),
+        ],
+        2,
+        "cut.safetensors: not a valid safetensors file",
+    );
+    refused(
+        &[
+            "import",
+            "--safetensors",
+            &p("w.safetensors"),
+            "--preset",
+            "ld-v1-4-4",
+            "--out",
+            &p("r3"),
+        ],
+        2,
+        "mods.",
+    );
+    refused(
+        &[
+            "import",
+            "--pytorch",
+            &p("w.safetensors"),
+            "--preset",
+            "densenet-121",
+            "--out",
+            &p("r4"),
+        ],
+        2,
+        "missing: mods.0.bn.weight",
+    );
+    refused(
+        &[
+            "import",
+            "--safetensors",
+            &p("w.safetensors"),
+            "--out",
+            &p("run"),
+        ],
+        2,
+        "already exists",
+    );
+    refused(
+        &[
+            "export",
+            "--preset",
+            "ld-v1-3-4",
+            "--onnx",
+            &format!("{}/x.onnx", p("notes.txt")),
+        ],
+        2,
+        "--onnx: cannot write",
+    );
+    refused(
+        &["export", "--preset", "ld-v1-3-4"],
+        2,
+        "--onnx, --safetensors or --sample",
+    );
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     for name in &left {
-        assert!(!name.starts_with('r') || name == "run", "a refused import left {name}");
+        assert!(
+            !name.starts_with('r') || name == "run",
+            "a refused import left {name}"
+        );
         assert!(!name.contains("tmp"), "a temporary file was left: {name}");
     }
     let _ = std::fs::remove_dir_all(&dir);

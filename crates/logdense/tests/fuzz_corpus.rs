@@ -238,7 +238,13 @@ fn safetensors_seed() -> Vec<u8> {
     meta.insert("format".to_string(), "pt".to_string());
     safetensors_bytes(
         vec![
-            ("mods.0.conv.weight".into(), Stored::F32(Array { shape: vec![2, 1, 1, 1], values: vec![0.5, -1.0] })),
+            (
+                "mods.0.conv.weight".into(),
+                Stored::F32(Array {
+                    shape: vec![2, 1, 1, 1],
+                    values: vec![0.5, -1.0],
+                }),
+            ),
             ("mods.1.bn.num_batches_tracked".into(), Stored::I64Scalar(0)),
         ],
         meta,
@@ -253,7 +259,10 @@ fn safetensors_state_dict() {
     huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
     let mut not_float = good.clone();
     // The i64 tensor under a name that is not PyTorch bookkeeping.
-    let at = not_float.windows(19).position(|w| w == b"num_batches_tracked").unwrap();
+    let at = not_float
+        .windows(19)
+        .position(|w| w == b"num_batches_tracked")
+        .unwrap();
     not_float[at..at + 19].copy_from_slice(b"not_batches_tracked");
     let seeds = vec![
         ("ok-export.safetensors", good.clone()),
@@ -263,7 +272,9 @@ fn safetensors_state_dict() {
         ("bad-text.safetensors", b"not a state dict".to_vec()),
     ];
     replay("safetensors_state_dict", seeds, |d| {
-        fuzzing::safetensors_state_dict(d).map(drop).map_err(|e| format!("{e:#}"))
+        fuzzing::safetensors_state_dict(d)
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
     });
 }
 
@@ -275,10 +286,15 @@ fn pytorch_state_dict() {
         ("ok-tiny.pth", good.clone()),
         ("bad-truncated.pth", good[..good.len() / 2].to_vec()),
         // A legacy (pickle-stream) file whose pickle breaks off.
-        ("bad-legacy-pickle.pth", b"\x80\x02}q\x00(X\x0b\x00\x00\x00conv.weight".to_vec()),
+        (
+            "bad-legacy-pickle.pth",
+            b"\x80\x02}q\x00(X\x0b\x00\x00\x00conv.weight".to_vec(),
+        ),
         ("bad-zip-header-only.pth", good[..30].to_vec()),
     ];
     replay("pytorch_state_dict", seeds, |d| {
-        fuzzing::pytorch_state_dict(d).map(drop).map_err(|e| format!("{e:#}"))
+        fuzzing::pytorch_state_dict(d)
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
     });
 }

@@ -11,7 +11,9 @@ use logdense::model::presets;
 use logdense::SparseDenseNet;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tract_onnx::prelude::{tract_ndarray, tvec, DatumExt, Framework, InferenceModelExt, IntoRunnable};
+use tract_onnx::prelude::{
+    tract_ndarray, tvec, DatumExt, Framework, InferenceModelExt, IntoRunnable,
+};
 
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("logdense-interop-{name}-{}", std::process::id()));
@@ -24,7 +26,10 @@ fn temp(name: &str) -> PathBuf {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32) / (1u64 << 24) as f32
     }
 }
@@ -37,12 +42,21 @@ fn randomized(spec: &NetSpec, seed: u64) -> SparseDenseNet {
     device.seed(seed);
     let net = SparseDenseNet::new(spec, 0.0, &device).unwrap();
     let mut rng = Lcg(seed);
-    let mut tensors: BTreeMap<String, Array> = state_dict::export(&net, Naming::Reference).unwrap().into_iter().collect();
+    let mut tensors: BTreeMap<String, Array> = state_dict::export(&net, Naming::Reference)
+        .unwrap()
+        .into_iter()
+        .collect();
     for (name, a) in tensors.iter_mut() {
         for v in a.values.iter_mut() {
-            if name.ends_with("running_mean") || name.ends_with("bn.bias") || name.ends_with("bbn.bias") {
+            if name.ends_with("running_mean")
+                || name.ends_with("bn.bias")
+                || name.ends_with("bbn.bias")
+            {
                 *v = 0.2 * (rng.next() - 0.5);
-            } else if name.ends_with("running_var") || name.ends_with("bn.weight") || name.ends_with("bbn.weight") {
+            } else if name.ends_with("running_var")
+                || name.ends_with("bn.weight")
+                || name.ends_with("bbn.weight")
+            {
                 *v = 0.5 + rng.next();
             }
         }
@@ -54,7 +68,9 @@ fn input(spec: &NetSpec, batch: usize, seed: u64) -> Tensor<4> {
     let device = Device::flex();
     let [c, h, w] = spec.input;
     let mut rng = Lcg(seed);
-    let values: Vec<f32> = (0..batch * c * h * w).map(|_| 2.0 * rng.next() - 1.0).collect();
+    let values: Vec<f32> = (0..batch * c * h * w)
+        .map(|_| 2.0 * rng.next() - 1.0)
+        .collect();
     Tensor::from_data(TensorData::new(values, [batch, c, h, w]), &device)
 }
 
@@ -63,8 +79,14 @@ fn input(spec: &NetSpec, batch: usize, seed: u64) -> Tensor<4> {
 fn relative_difference(got: &[f32], expected: &[f32]) -> f32 {
     assert_eq!(got.len(), expected.len(), "output sizes differ");
     let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 1e-3, "the expected logits are all near zero ({scale:e})");
-    let diff = got.iter().zip(expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        scale > 1e-3,
+        "the expected logits are all near zero ({scale:e})"
+    );
+    let diff = got
+        .iter()
+        .zip(expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     diff / scale
 }
 
@@ -81,14 +103,27 @@ fn run_tract(onnx: &[u8], x: &Tensor<4>) -> Vec<f32> {
         .into_runnable()
         .unwrap();
     let values = x.clone().into_data().try_to_vec::<f32>().unwrap();
-    let input: tract_onnx::prelude::Tensor = tract_ndarray::Array4::from_shape_vec((n, c, h, w), values).unwrap().into();
-    let out = model.run(tvec!(input.into())).expect("tract runs the model");
-    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    let input: tract_onnx::prelude::Tensor =
+        tract_ndarray::Array4::from_shape_vec((n, c, h, w), values)
+            .unwrap()
+            .into();
+    let out = model
+        .run(tvec!(input.into()))
+        .expect("tract runs the model");
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// Our final head's logits, flattened.
 fn ours(net: &SparseDenseNet, x: &Tensor<4>) -> Vec<f32> {
-    interop::inference_logits(net, x.clone()).into_data().try_to_vec::<f32>().unwrap()
+    interop::inference_logits(net, x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 /// Exports `net` to ONNX and checks tract's logits against ours at batch 2 and batch 1 (the
@@ -99,7 +134,10 @@ fn check_onnx(name: &str, net: &SparseDenseNet) {
         let x = input(&net.graph.spec, batch, 7);
         let diff = relative_difference(&run_tract(&onnx, &x), &ours(net, &x));
         println!("{name}, batch {batch}: tract vs logdense, largest relative difference {diff:e}");
-        assert!(diff <= 1e-4, "{name}, batch {batch}: tract differs from logdense by {diff:e} (relative)");
+        assert!(
+            diff <= 1e-4,
+            "{name}, batch {batch}: tract differs from logdense by {diff:e} (relative)"
+        );
     }
 }
 
@@ -107,14 +145,27 @@ fn check_onnx(name: &str, net: &SparseDenseNet) {
 fn small_families() -> Vec<(String, NetSpec)> {
     let mut out = Vec::new();
     for family in [
-        "ld-v1", "ld-v2", "nearest", "evenly-spaced", "nearest-half", "evenly-spaced-half",
-        "nearest-half-and-log", "dense", "loglog", "t2-nearest-half", "t2-evenly-spaced-half",
-        "t2-nearest-half-and-log", "t2-dense",
+        "ld-v1",
+        "ld-v2",
+        "nearest",
+        "evenly-spaced",
+        "nearest-half",
+        "evenly-spaced-half",
+        "nearest-half-and-log",
+        "dense",
+        "loglog",
+        "t2-nearest-half",
+        "t2-evenly-spaced-half",
+        "t2-nearest-half-and-log",
+        "t2-dense",
     ] {
         let name = format!("{family}-3-4");
         out.push((name.clone(), presets::preset(&name).unwrap()));
     }
-    out.push(("densenet-bc-16-4".into(), presets::preset("densenet-bc-16-4").unwrap()));
+    out.push((
+        "densenet-bc-16-4".into(),
+        presets::preset("densenet-bc-16-4").unwrap(),
+    ));
     out.push((
         "torchvision-densenet-tiny".into(),
         presets::torchvision_densenet(vec![2, 3, 2], 8, 16, 5, [3, 32, 32]),
@@ -144,7 +195,17 @@ fn onnx_exports_run_in_tract_with_our_logits_on_every_preset_family() {
 #[test]
 fn a_designed_pattern_exports_like_a_builtin_one() {
     let mut spec = NetSpec::v1(Pattern::Log, 4, 4, 2);
-    spec.custom_sets = Some(vec![vec![], vec![0], vec![0, 1], vec![1, 2], vec![0, 2, 3], vec![4], vec![3, 5], vec![5, 6], vec![4, 7]]);
+    spec.custom_sets = Some(vec![
+        vec![],
+        vec![0],
+        vec![0, 1],
+        vec![1, 2],
+        vec![0, 2, 3],
+        vec![4],
+        vec![3, 5],
+        vec![5, 6],
+        vec![4, 7],
+    ]);
     check_onnx("designed", &randomized(&spec, 5));
 }
 
@@ -152,7 +213,8 @@ fn a_designed_pattern_exports_like_a_builtin_one() {
 fn safetensors_export_loads_back_to_the_same_weights_and_logits() {
     let spec = presets::preset("t2-nearest-half-and-log-3-4").unwrap();
     let net = randomized(&spec, 11);
-    let bytes = interop::safetensors_export(&net, Some("t2-nearest-half-and-log-3-4"), None, None).unwrap();
+    let bytes =
+        interop::safetensors_export(&net, Some("t2-nearest-half-and-log-3-4"), None, None).unwrap();
     let dir = temp("roundtrip");
     let path = dir.join("model.safetensors");
     std::fs::write(&path, &bytes).unwrap();
@@ -166,7 +228,10 @@ fn safetensors_export_loads_back_to_the_same_weights_and_logits() {
     let file = files::read_state_dict(&path).unwrap();
     let head = net.graph.nodes.len() - 2;
     let w = &file.tensors[&format!("mods.{head}.linear.weight")];
-    assert_eq!(w.shape, vec![10, net.graph.nodes.last().unwrap().in_channels]);
+    assert_eq!(
+        w.shape,
+        vec![10, net.graph.nodes.last().unwrap().in_channels]
+    );
     assert!(file.metadata.contains_key(files::META_GRAPH));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -177,7 +242,11 @@ fn an_imported_run_directory_is_read_by_eval_predict_and_resume() {
     let net = randomized(&spec, 13);
     let dir = temp("rundir");
     let path = dir.join("w.safetensors");
-    std::fs::write(&path, interop::safetensors_export(&net, Some("ld-v1-3-4"), None, None).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        interop::safetensors_export(&net, Some("ld-v1-3-4"), None, None).unwrap(),
+    )
+    .unwrap();
     let import = interop::import_file(&path, None, None, &Device::flex()).unwrap();
     let run = dir.join("run");
     interop::write_run(&import, &run).unwrap();
@@ -187,7 +256,10 @@ fn an_imported_run_directory_is_read_by_eval_predict_and_resume() {
     // A second import into the same directory is refused, naming it, and leaves no temporary.
     let e = interop::write_run(&import, &run).unwrap_err().to_string();
     assert!(e.contains("already exists") && e.contains("run"), "{e}");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -199,8 +271,10 @@ fn fixture_dir() -> PathBuf {
 #[test]
 fn torchvisions_densenet_state_dict_gives_torchvisions_logits() {
     let dir = fixture_dir();
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("densenet-tiny.json")).expect("the committed fixture")).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("densenet-tiny.json")).expect("the committed fixture"),
+    )
+    .unwrap();
     let blocks: Vec<usize> = serde_json::from_value(config["block_config"].clone()).unwrap();
     let input_shape: [usize; 3] = serde_json::from_value(config["input"].clone()).unwrap();
     assert_eq!(config["bn_size"], 4, "our bottleneck is 4 x growth");
@@ -213,23 +287,38 @@ fn torchvisions_densenet_state_dict_gives_torchvisions_logits() {
     );
     let device = Device::flex();
     let pth = files::read_state_dict(&dir.join("densenet-tiny.pth")).unwrap();
-    assert_eq!(interop::detect_naming(pth.tensors.keys()), Naming::Torchvision);
+    assert_eq!(
+        interop::detect_naming(pth.tensors.keys()),
+        Naming::Torchvision
+    );
     let net = SparseDenseNet::new(&spec, 0.0, &device).unwrap();
     let net = state_dict::import(net, &pth.tensors, Naming::Torchvision, &device).unwrap();
-    assert_eq!(net.trainable_params() as u64, config["params"].as_u64().unwrap());
+    assert_eq!(
+        net.trainable_params() as u64,
+        config["params"].as_u64().unwrap()
+    );
     let io = files::read_state_dict(&dir.join("densenet-tiny-io.safetensors")).unwrap();
     let x = interop::read_input(&dir.join("densenet-tiny-io.safetensors"), &spec, &device).unwrap();
     let diff = relative_difference(&ours(&net, &x), &io.tensors["logits"].values);
     println!("torchvision vs logdense: largest relative difference {diff:e}");
-    assert!(diff <= 1e-4, "torchvision's logits differ from ours by {diff:e} (relative)");
+    assert!(
+        diff <= 1e-4,
+        "torchvision's logits differ from ours by {diff:e} (relative)"
+    );
     // The published files' older key names load too (renamed as torchvision does on load).
     assert_eq!(
         state_dict::current_torchvision_key("features.denseblock2.denselayer3.norm.1.running_var"),
         "features.denseblock2.denselayer3.norm1.running_var"
     );
-    assert_eq!(state_dict::current_torchvision_key("features.transition1.norm.weight"), "features.transition1.norm.weight");
+    assert_eq!(
+        state_dict::current_torchvision_key("features.transition1.norm.weight"),
+        "features.transition1.norm.weight"
+    );
     // And back: our torchvision-named export is the file's state dict.
-    let back: BTreeMap<String, Array> = state_dict::export(&net, Naming::Torchvision).unwrap().into_iter().collect();
+    let back: BTreeMap<String, Array> = state_dict::export(&net, Naming::Torchvision)
+        .unwrap()
+        .into_iter()
+        .collect();
     for (name, a) in &back {
         assert_eq!(a, &pth.tensors[name], "{name}");
     }
@@ -238,7 +327,11 @@ fn torchvisions_densenet_state_dict_gives_torchvisions_logits() {
 #[test]
 fn the_densenet_presets_have_torchvisions_parameter_counts() {
     // torchvision.models.densenet121/169/201(): sum(p.numel() for p in m.parameters()).
-    for (name, params) in [("densenet-121", 7_978_856), ("densenet-169", 14_149_480), ("densenet-201", 20_013_928)] {
+    for (name, params) in [
+        ("densenet-121", 7_978_856),
+        ("densenet-169", 14_149_480),
+        ("densenet-201", 20_013_928),
+    ] {
         let spec = presets::preset(name).unwrap();
         let graph = spec.build().unwrap();
         state_dict::torchvision_compatible(&graph).unwrap();
@@ -251,22 +344,54 @@ fn a_state_dict_for_another_network_is_refused_with_the_keys_named() {
     let device = Device::flex();
     let small = presets::preset("ld-v1-3-4").unwrap();
     let other = presets::preset("ld-v1-4-4").unwrap();
-    let tensors: BTreeMap<String, Array> = state_dict::export(&randomized(&other, 1), Naming::Reference).unwrap().into_iter().collect();
+    let tensors: BTreeMap<String, Array> =
+        state_dict::export(&randomized(&other, 1), Naming::Reference)
+            .unwrap()
+            .into_iter()
+            .collect();
     let net = SparseDenseNet::new(&small, 0.0, &device).unwrap();
-    let e = state_dict::import(net.clone(), &tensors, Naming::Reference, &device).unwrap_err().to_string();
-    assert!(e.contains("another network") && e.contains("keys the network does not have") && e.contains("mods."), "{e}");
+    let e = state_dict::import(net.clone(), &tensors, Naming::Reference, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("another network")
+            && e.contains("keys the network does not have")
+            && e.contains("mods."),
+        "{e}"
+    );
     // A missing key and a mis-shaped one.
-    let mut own: BTreeMap<String, Array> = state_dict::export(&net, Naming::Reference).unwrap().into_iter().collect();
+    let mut own: BTreeMap<String, Array> = state_dict::export(&net, Naming::Reference)
+        .unwrap()
+        .into_iter()
+        .collect();
     own.remove("mods.1.bn.running_var");
-    let e = state_dict::import(net.clone(), &own, Naming::Reference, &device).unwrap_err().to_string();
-    assert!(e.contains("missing") && e.contains("mods.1.bn.running_var"), "{e}");
-    let mut own: BTreeMap<String, Array> = state_dict::export(&net, Naming::Reference).unwrap().into_iter().collect();
+    let e = state_dict::import(net.clone(), &own, Naming::Reference, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing") && e.contains("mods.1.bn.running_var"),
+        "{e}"
+    );
+    let mut own: BTreeMap<String, Array> = state_dict::export(&net, Naming::Reference)
+        .unwrap()
+        .into_iter()
+        .collect();
     own.get_mut("mods.0.conv.weight").unwrap().shape.reverse();
-    let e = state_dict::import(net.clone(), &own, Naming::Reference, &device).unwrap_err().to_string();
-    assert!(e.contains("mods.0.conv.weight") && e.contains("shape"), "{e}");
+    let e = state_dict::import(net.clone(), &own, Naming::Reference, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("mods.0.conv.weight") && e.contains("shape"),
+        "{e}"
+    );
     // torchvision's names on a network torchvision does not build.
-    let e = state_dict::entries(&net.graph, Naming::Torchvision).unwrap_err().to_string();
-    assert!(e.contains("torchvision") && e.contains("DenseNet-BC"), "{e}");
+    let e = state_dict::entries(&net.graph, Naming::Torchvision)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("torchvision") && e.contains("DenseNet-BC"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -275,10 +400,22 @@ fn files_that_are_not_state_dicts_are_refused_by_name() {
     let spec = presets::preset("ld-v1-3-4").unwrap();
     let good = interop::safetensors_export(&randomized(&spec, 2), None, None, None).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("text.safetensors", b"hello, this is not a model".to_vec(), "neither a safetensors file nor a PyTorch"),
+        (
+            "text.safetensors",
+            b"hello, this is not a model".to_vec(),
+            "neither a safetensors file nor a PyTorch",
+        ),
         ("empty.pth", Vec::new(), "neither"),
-        ("truncated.safetensors", good[..good.len() / 2].to_vec(), "not a valid safetensors file"),
-        ("truncated.pth", b"PK\x03\x04\x14\x00\x00\x00".to_vec(), "not a readable PyTorch file"),
+        (
+            "truncated.safetensors",
+            good[..good.len() / 2].to_vec(),
+            "not a valid safetensors file",
+        ),
+        (
+            "truncated.pth",
+            b"PK\x03\x04\x14\x00\x00\x00".to_vec(),
+            "not a readable PyTorch file",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let path = dir.join(name);
@@ -300,12 +437,22 @@ fn a_trained_run_exports_to_onnx_with_its_logits() {
     cfg.data.workers = 0;
     cfg.optim.epochs = 1;
     cfg.optim.final_only_epochs = 0;
-    let run = Run { dir: dir.join("run"), cfg, device: Device::flex(), progress: false, stop_after: None, overwrite: false };
-    run.train(false).expect("Fashion-MNIST is installed (the README's set-up and .ci/run install it)");
+    let run = Run {
+        dir: dir.join("run"),
+        cfg,
+        device: Device::flex(),
+        progress: false,
+        stop_after: None,
+        overwrite: false,
+    };
+    run.train(false)
+        .expect("Fashion-MNIST is installed (the README's set-up and .ci/run install it)");
     let t = Trained::load(&dir.join("run"), &Device::flex()).unwrap();
     // Trained batch-norm statistics are not the fresh 0 and 1.
     let means = state_dict::export(&t.model, Naming::Reference).unwrap();
-    assert!(means.iter().any(|(n, a)| n.ends_with("running_mean") && a.values.iter().any(|v| v.abs() > 1e-3)));
+    assert!(means
+        .iter()
+        .any(|(n, a)| n.ends_with("running_mean") && a.values.iter().any(|v| v.abs() > 1e-3)));
     check_onnx("trained fashion run", &t.model);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,7 @@
 //! Cross-device agreement: the same network, weights and batch on two devices, one
-//! training-mode forward and backward, compared head by head and in the input gradient.
+//! training-mode forward and backward and one SGD step, compared head by head, in the input
+//! gradient, in every parameter's gradient and in the weights (and batch-norm statistics)
+//! after the step.
 //!
 //! `logdense check-device --device vulkan` runs it against the CPU. On a GPU every layer runs
 //! burn's plain ops (the fused concat-free kernels are CPU-only), so agreement also holds the
@@ -26,6 +28,24 @@ pub const DEFAULT_CASES: &[(&str, usize, usize)] = &[
     ("fc-densenet-56", 64, 2),
 ];
 
+/// One network per preset family at a small size (16 x 16 images, batch 2): what a software
+/// GPU device (Mesa's lavapipe, which compiles every kernel with LLVM) checks in minutes.
+pub const SMALL_CASES: &[(&str, usize, usize)] = &[
+    ("ld-v1-2-4", 16, 2),
+    ("ld-v2-2-4", 16, 2),
+    ("densenet-bc-10-4", 16, 2),
+    ("loglog-2-4", 16, 2),
+    ("fc-ld-small", 16, 2),
+];
+
+/// A small case as the check runs it: the preset at `side` x `side` whatever its task.
+pub fn small_case_spec(name: &str, side: usize) -> Result<NetSpec, String> {
+    let mut spec = crate::model::presets::preset(name)?;
+    spec.input = [spec.input[0], side, side];
+    spec.build().map_err(|e| e.to_string())?;
+    Ok(spec)
+}
+
 /// A preset as the check runs it: classification presets at their own input, fully
 /// convolutional ones at `side` x `side` (their 224x224 would only make the check slow).
 pub fn case_spec(name: &str, side: usize) -> Result<NetSpec, String> {
@@ -46,12 +66,21 @@ pub struct Agreement {
     pub heads_rel_error: f32,
     /// The relative error of the loss's gradient with respect to the input image.
     pub input_grad_rel_error: f32,
+    /// The relative error of every parameter's gradient, all parameters concatenated in
+    /// visiting order (relative to the largest gradient element).
+    pub param_grads_rel_error: f32,
+    /// The relative error of every weight and batch-norm statistic after one SGD step
+    /// (learning rate 0.1) from those gradients and that forward pass's statistics.
+    pub step_rel_error: f32,
 }
 
 impl Agreement {
     /// Whether both the heads and the input gradient agree to below `tolerance`.
     pub fn within(&self, tolerance: f32) -> bool {
-        self.heads_rel_error < tolerance && self.input_grad_rel_error < tolerance
+        self.heads_rel_error < tolerance
+            && self.input_grad_rel_error < tolerance
+            && self.param_grads_rel_error < tolerance
+            && self.step_rel_error < tolerance
     }
 }
 
@@ -80,13 +109,29 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("f32 data")
 }
 
-/// Every head's output and the input gradient of a fixed, non-uniform weighting of the heads
-/// (so that each gradient element differs), for `net` on `device` (an autodiff device).
-fn forward_backward(
-    net: &SparseDenseNet,
-    input: &TensorData,
-    device: &Device,
-) -> (Vec<Vec<f32>>, Vec<f32>) {
+/// What one training step computes on a device.
+struct Step {
+    heads: Vec<Vec<f32>>,
+    input_grad: Vec<f32>,
+    param_grads: Vec<f32>,
+    stepped: Vec<f32>,
+}
+
+/// Every parameter's gradient, flattened in visiting order.
+struct CollectGrads<'a>(&'a burn::optim::GradientsParams, Vec<f32>);
+
+impl burn::module::ModuleVisitor for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        if let Some(g) = self.0.get::<D>(param.id) {
+            self.1.extend(values(g));
+        }
+    }
+}
+
+/// Every head's output and the gradients of a fixed, non-uniform weighting of the heads (so
+/// that each gradient element differs), then one SGD step, for `net` on `device` (an autodiff
+/// device).
+fn forward_backward(net: &SparseDenseNet, input: &TensorData, device: &Device) -> Step {
     let x = Tensor::<4>::from_data(input.clone(), device).require_grad();
     let heads = net.forward_heads(x.clone());
     let loss = heads
@@ -104,7 +149,18 @@ fn forward_backward(
         .expect("a network has at least one head");
     let grads = loss.backward();
     let gx = x.grad(&grads).expect("the input requires a gradient");
-    (heads.into_iter().map(values).collect(), values(gx))
+    let params = burn::optim::GradientsParams::from_grads(grads, net);
+    let mut collect = CollectGrads(&params, Vec::new());
+    net.visit(&mut collect);
+    let param_grads = collect.1;
+    let mut sgd = burn::optim::SgdConfig::new().init();
+    let stepped = sgd.step(0.1, net.clone(), params).flat_weights();
+    Step {
+        heads: heads.into_iter().map(values).collect(),
+        input_grad: values(gx),
+        param_grads,
+        stepped,
+    }
 }
 
 /// Builds `spec` on `reference` (seeded), copies the same weights to `other`, and compares
@@ -138,23 +194,32 @@ pub fn compare_devices(
     let [c, h, w] = spec.input;
     let input = Tensor::<4>::random([batch, c, h, w], Distribution::Normal(0.0, 1.0), &reference)
         .into_data();
-    let (heads_ref, grad_ref) = forward_backward(&net, &input, &reference);
-    let (heads_other, grad_other) = forward_backward(&copy, &input, &other);
+    let a = forward_backward(&net, &input, &reference);
+    let b = forward_backward(&copy, &input, &other);
     anyhow::ensure!(
-        heads_ref.len() == heads_other.len(),
+        a.heads.len() == b.heads.len(),
         "{name}: {} heads on one device, {} on the other",
-        heads_ref.len(),
-        heads_other.len()
+        a.heads.len(),
+        b.heads.len()
     );
-    let heads_rel_error = heads_ref
+    anyhow::ensure!(
+        a.param_grads.len() == b.param_grads.len() && !a.param_grads.is_empty(),
+        "{name}: {} gradient values on one device, {} on the other",
+        a.param_grads.len(),
+        b.param_grads.len()
+    );
+    let heads_rel_error = a
+        .heads
         .iter()
-        .zip(&heads_other)
+        .zip(&b.heads)
         .map(|(a, b)| relative_error(a, b))
         .fold(0f32, f32::max);
     Ok(Agreement {
         preset: name.to_string(),
         heads_rel_error,
-        input_grad_rel_error: relative_error(&grad_ref, &grad_other),
+        input_grad_rel_error: relative_error(&a.input_grad, &b.input_grad),
+        param_grads_rel_error: relative_error(&a.param_grads, &b.param_grads),
+        step_rel_error: relative_error(&a.stepped, &b.stepped),
     })
 }
 
@@ -188,6 +253,8 @@ mod tests {
         let same = compare_devices("small", &small(), 2, &cpu, &cpu, 0.0).unwrap();
         assert!(same.heads_rel_error < 1e-6, "{same:?}");
         assert!(same.input_grad_rel_error < 1e-6, "{same:?}");
+        assert!(same.param_grads_rel_error < 1e-6, "{same:?}");
+        assert!(same.step_rel_error < 1e-6, "{same:?}");
         let off = compare_devices("small", &small(), 2, &cpu, &cpu, 0.05).unwrap();
         assert!(!off.within(TOLERANCE), "{off:?}");
     }

@@ -65,10 +65,18 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
 fn f32s(dtype: &str, bytes: &[u8]) -> Option<Vec<f32>> {
     let chunks = |n: usize| bytes.chunks_exact(n);
     Some(match dtype {
-        "f32" => chunks(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
-        "f64" => chunks(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
-        "f16" => chunks(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        "bf16" => chunks(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        "f32" => chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect(),
+        "f64" => chunks(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        "f16" => chunks(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        "bf16" => chunks(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         _ => return None,
     })
 }
@@ -104,11 +112,20 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<StateDictFile, Fil
         let dtype = format!("{:?}", view.dtype()).to_lowercase();
         match f32s(&dtype, view.data()) {
             Some(values) => {
-                out.tensors.insert(name, Array { shape: view.shape().to_vec(), values });
+                out.tensors.insert(
+                    name,
+                    Array {
+                        shape: view.shape().to_vec(),
+                        values,
+                    },
+                );
             }
             None if is_bookkeeping(&name) => {}
             None => {
-                return Err(err(path, format!("key {name}: dtype {dtype} is not a floating-point type")))
+                return Err(err(
+                    path,
+                    format!("key {name}: dtype {dtype} is not a floating-point type"),
+                ))
             }
         }
     }
@@ -128,11 +145,24 @@ pub fn read_pytorch(path: &Path) -> Result<StateDictFile, FileError> {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             _ if is_bookkeeping(name) => continue,
-            other => return Err(err(path, format!("key {name}: dtype {other:?} is not a floating-point type"))),
+            other => {
+                return Err(err(
+                    path,
+                    format!("key {name}: dtype {other:?} is not a floating-point type"),
+                ))
+            }
         };
-        let bytes = t.read().map_err(|e| err(path, format!("key {name}: {e}")))?;
+        let bytes = t
+            .read()
+            .map_err(|e| err(path, format!("key {name}: {e}")))?;
         let values = f32s(dtype, &bytes).expect("a floating-point dtype");
-        out.tensors.insert(name.clone(), Array { shape: t.shape().to_vec(), values });
+        out.tensors.insert(
+            name.clone(),
+            Array {
+                shape: t.shape().to_vec(),
+                values,
+            },
+        );
     }
     Ok(out)
 }
@@ -159,13 +189,19 @@ pub fn safetensors_bytes(
                 safetensors::Dtype::F32,
                 a.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ),
-            Stored::I64Scalar(v) => (name, vec![], safetensors::Dtype::I64, v.to_le_bytes().to_vec()),
+            Stored::I64Scalar(v) => (
+                name,
+                vec![],
+                safetensors::Dtype::I64,
+                v.to_le_bytes().to_vec(),
+            ),
         })
         .collect();
     let views = bytes
         .iter()
         .map(|(name, shape, dtype, data)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).map(|v| (name.clone(), v))
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (name.clone(), v))
         })
         .collect::<Result<Vec<_>, _>>()?;
     safetensors::serialize(views, Some(metadata))

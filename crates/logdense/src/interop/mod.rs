@@ -63,7 +63,10 @@ pub fn safetensors_export(
     for e in &entries {
         if let Slot::Bn(_, state_dict::BnPart::Weight) = e.slot {
             let prefix = e.name.trim_end_matches(".weight");
-            tensors.push((format!("{prefix}.num_batches_tracked"), Stored::I64Scalar(0)));
+            tensors.push((
+                format!("{prefix}.num_batches_tracked"),
+                Stored::I64Scalar(0),
+            ));
         }
     }
     let mut meta = HashMap::new();
@@ -90,16 +93,26 @@ pub fn inference_logits(net: &SparseDenseNet, input: Tensor<4>) -> Tensor<4> {
 /// A sample for checking an export elsewhere: safetensors bytes holding `input` and the
 /// network's `logits` on it (classification logits as `[N, classes]`).
 pub fn sample_bytes(net: &SparseDenseNet, input: Tensor<4>) -> Result<Vec<u8>> {
-    let array = |t: Vec<usize>, v: Vec<f32>| state_dict::Array { shape: t, values: v };
+    let array = |t: Vec<usize>, v: Vec<f32>| state_dict::Array {
+        shape: t,
+        values: v,
+    };
     let in_shape = input.dims().to_vec();
-    let in_values = input.clone().into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let in_values = input
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let logits = inference_logits(net, input);
     let [n, c, h, w] = logits.dims();
     let shape = match net.graph.task {
         logdense_graph::TaskKind::Classify => vec![n, c],
         logdense_graph::TaskKind::Segment => vec![n, c, h, w],
     };
-    let values = logits.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let values = logits
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     files::safetensors_bytes(
         vec![
             ("input".into(), Stored::F32(array(in_shape, in_values))),
@@ -126,7 +139,10 @@ pub fn read_input(path: &Path, spec: &NetSpec, device: &Device) -> Result<Tensor
         )));
     }
     let shape = [a.shape[0], c, h, w];
-    Ok(Tensor::from_data(TensorData::new(a.values.clone(), shape), device))
+    Ok(Tensor::from_data(
+        TensorData::new(a.values.clone(), shape),
+        device,
+    ))
 }
 
 /// Which naming a file's keys follow: torchvision's (`features.`/`classifier.`) or ours.
@@ -158,7 +174,12 @@ pub struct Import {
 
 /// Loads a state dict file into the network it is for: the file's own metadata (a logdense
 /// export) or `preset` names the network; `config`, when given, overrides the metadata's.
-pub fn import_file(path: &Path, preset: Option<&str>, config: Option<TaskConfig>, device: &Device) -> Result<Import> {
+pub fn import_file(
+    path: &Path,
+    preset: Option<&str>,
+    config: Option<TaskConfig>,
+    device: &Device,
+) -> Result<Import> {
     let mut file = files::read_state_dict(path).map_err(|e| invalid(e.to_string()))?;
     let naming = detect_naming(file.tensors.keys());
     if naming == Naming::Torchvision {
@@ -230,17 +251,25 @@ pub fn import_file(path: &Path, preset: Option<&str>, config: Option<TaskConfig>
 /// The directory is built under a temporary name and renamed into place, so a failure leaves
 /// nothing behind; an existing non-empty directory is refused.
 pub fn write_run(import: &Import, dir: &Path) -> Result<()> {
-    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         return Err(invalid(format!(
             "--out: {} already exists and is not empty; choose a new directory",
             dir.display()
         )));
     }
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.with_file_name(format!(".{name}.import-tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     let result = (|| -> Result<()> {
-        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        std::fs::create_dir_all(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         write_atomic(&tmp.join(CONFIG_FILE), import.config.to_toml().as_bytes())?;
         let state = TrainState::fresh(
             import.spec.clone(),
@@ -252,9 +281,11 @@ pub fn write_run(import: &Import, dir: &Path) -> Result<()> {
         let optim = import.config.optimizer().build();
         save_checkpoint(&tmp, &import.model, &optim, &state, b"[]".to_vec())?;
         if dir.exists() {
-            std::fs::remove_dir(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+            std::fs::remove_dir(dir)
+                .with_context(|| format!("cannot replace {}", dir.display()))?;
         }
-        std::fs::rename(&tmp, dir).with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))
+        std::fs::rename(&tmp, dir)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

@@ -131,7 +131,11 @@ pub enum StateDictError {
 fn first_few(keys: &[String]) -> String {
     let shown: Vec<&str> = keys.iter().take(4).map(String::as_str).collect();
     match keys.len() > shown.len() {
-        true => format!("{} (and {} more)", shown.join(", "), keys.len() - shown.len()),
+        true => format!(
+            "{} (and {} more)",
+            shown.join(", "),
+            keys.len() - shown.len()
+        ),
         false => shown.join(", "),
     }
 }
@@ -152,7 +156,10 @@ fn describe_keys(missing: &[String], unexpected: &[String], total: &usize) -> St
             first_few(unexpected)
         ));
     }
-    format!("the state dict is for another network: {}", parts.join("; "))
+    format!(
+        "the state dict is for another network: {}",
+        parts.join("; ")
+    )
 }
 
 /// A key of torchvision's published ImageNet DenseNet files under the name the current class
@@ -163,7 +170,12 @@ pub fn current_torchvision_key(name: &str) -> String {
         return name.to_string();
     }
     let mut out = name.to_string();
-    for (old, new) in [(".norm.1.", ".norm1."), (".norm.2.", ".norm2."), (".conv.1.", ".conv1."), (".conv.2.", ".conv2.")] {
+    for (old, new) in [
+        (".norm.1.", ".norm1."),
+        (".norm.2.", ".norm2."),
+        (".conv.1.", ".conv1."),
+        (".conv.2.", ".conv2."),
+    ] {
         out = out.replace(old, new);
     }
     out
@@ -176,7 +188,13 @@ pub fn is_bookkeeping(name: &str) -> bool {
     name.ends_with(".num_batches_tracked")
 }
 
-fn bn_entries(out: &mut Vec<Entry>, prefix: &str, module: usize, site: Site, perm: &Option<Arc<Vec<usize>>>) {
+fn bn_entries(
+    out: &mut Vec<Entry>,
+    prefix: &str,
+    module: usize,
+    site: Site,
+    perm: &Option<Arc<Vec<usize>>>,
+) {
     for (part, suffix) in [
         (BnPart::Weight, "weight"),
         (BnPart::Bias, "bias"),
@@ -254,9 +272,19 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
             Naming::Reference => {
                 let p = format!("mods.{m}");
                 let conv = |out: &mut Vec<Entry>, name: &str, site: Site, bias: bool| {
-                    out.push(Entry { name: format!("{p}.{name}.weight"), module: m, slot: Slot::Conv(site, false), perm: None });
+                    out.push(Entry {
+                        name: format!("{p}.{name}.weight"),
+                        module: m,
+                        slot: Slot::Conv(site, false),
+                        perm: None,
+                    });
                     if bias {
-                        out.push(Entry { name: format!("{p}.{name}.bias"), module: m, slot: Slot::Conv(site, true), perm: None });
+                        out.push(Entry {
+                            name: format!("{p}.{name}.bias"),
+                            module: m,
+                            slot: Slot::Conv(site, true),
+                            perm: None,
+                        });
                     }
                 };
                 match node.op {
@@ -283,7 +311,12 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
                         if pre_activation {
                             bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &same);
                         }
-                        out.push(Entry { name: format!("{p}.deconv.weight"), module: m, slot: Slot::Deconv, perm: None });
+                        out.push(Entry {
+                            name: format!("{p}.deconv.weight"),
+                            module: m,
+                            slot: Slot::Deconv,
+                            perm: None,
+                        });
                     }
                     Op::Head { task, .. } => {
                         bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &same);
@@ -291,7 +324,12 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
                             TaskKind::Classify => {
                                 for bias in [false, true] {
                                     let suffix = if bias { "bias" } else { "weight" };
-                                    out.push(Entry { name: format!("{p}.linear.{suffix}"), module: m, slot: Slot::Linear(bias), perm: None });
+                                    out.push(Entry {
+                                        name: format!("{p}.linear.{suffix}"),
+                                        module: m,
+                                        slot: Slot::Linear(bias),
+                                        perm: None,
+                                    });
                                 }
                             }
                             TaskKind::Segment => conv(&mut out, "conv", Site::Main, true),
@@ -304,7 +342,12 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
                 match node.op {
                     Op::Input => unreachable!("only node 0 is the input"),
                     Op::Stem { .. } => {
-                        out.push(Entry { name: "features.conv0.weight".into(), module: m, slot: Slot::Conv(Site::Main, false), perm: None });
+                        out.push(Entry {
+                            name: "features.conv0.weight".into(),
+                            module: m,
+                            slot: Slot::Conv(Site::Main, false),
+                            perm: None,
+                        });
                         bn_entries(&mut out, "features.norm0", m, Site::Main, &same);
                     }
                     Op::Layer { index, .. } => {
@@ -312,24 +355,51 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
                         let j = index - graph.blocks[block].first_layer + 1;
                         let p = format!("features.denseblock{}.denselayer{j}", block + 1);
                         bn_entries(&mut out, &format!("{p}.norm1"), m, Site::Main, &perm);
-                        out.push(Entry { name: format!("{p}.conv1.weight"), module: m, slot: Slot::Conv(Site::Bottleneck, false), perm: perm.clone() });
+                        out.push(Entry {
+                            name: format!("{p}.conv1.weight"),
+                            module: m,
+                            slot: Slot::Conv(Site::Bottleneck, false),
+                            perm: perm.clone(),
+                        });
                         bn_entries(&mut out, &format!("{p}.norm2"), m, Site::Bottleneck, &same);
-                        out.push(Entry { name: format!("{p}.conv2.weight"), module: m, slot: Slot::Conv(Site::Main, false), perm: None });
+                        out.push(Entry {
+                            name: format!("{p}.conv2.weight"),
+                            module: m,
+                            slot: Slot::Conv(Site::Main, false),
+                            perm: None,
+                        });
                     }
                     Op::Down { .. } => {
                         // A transition counts towards the block it enters (0-based), which is
                         // torchvision's 1-based number of the block it leaves.
                         let p = format!("features.transition{}", node.block);
                         bn_entries(&mut out, &format!("{p}.norm"), m, Site::Main, &perm);
-                        out.push(Entry { name: format!("{p}.conv.weight"), module: m, slot: Slot::Conv(Site::Main, false), perm: perm.clone() });
+                        out.push(Entry {
+                            name: format!("{p}.conv.weight"),
+                            module: m,
+                            slot: Slot::Conv(Site::Main, false),
+                            perm: perm.clone(),
+                        });
                     }
                     Op::Up { .. } => {
-                        return Err(StateDictError::Scheme("torchvision's DenseNet has no up transitions".into()))
+                        return Err(StateDictError::Scheme(
+                            "torchvision's DenseNet has no up transitions".into(),
+                        ))
                     }
                     Op::Head { .. } => {
                         bn_entries(&mut out, "features.norm5", m, Site::Main, &perm);
-                        out.push(Entry { name: "classifier.weight".into(), module: m, slot: Slot::Linear(false), perm: perm.clone() });
-                        out.push(Entry { name: "classifier.bias".into(), module: m, slot: Slot::Linear(true), perm: None });
+                        out.push(Entry {
+                            name: "classifier.weight".into(),
+                            module: m,
+                            slot: Slot::Linear(false),
+                            perm: perm.clone(),
+                        });
+                        out.push(Entry {
+                            name: "classifier.bias".into(),
+                            module: m,
+                            slot: Slot::Linear(true),
+                            perm: None,
+                        });
                     }
                 }
             }
@@ -446,7 +516,10 @@ fn to_torch(entry: &Entry, a: Array) -> Array {
                     v[o * cin + j] = a.values[src * cout + o];
                 }
             }
-            Array { shape: vec![cout, cin], values: v }
+            Array {
+                shape: vec![cout, cin],
+                values: v,
+            }
         }
         Slot::Conv(_, false) if entry.perm.is_some() => {
             // A 1x1 convolution reading the permuted channels: permute its input axis.
@@ -461,11 +534,17 @@ fn to_torch(entry: &Entry, a: Array) -> Array {
                     v[dst..dst + inner].copy_from_slice(&a.values[src..src + inner]);
                 }
             }
-            Array { shape: a.shape, values: v }
+            Array {
+                shape: a.shape,
+                values: v,
+            }
         }
         Slot::Bn(..) if entry.perm.is_some() => {
             let p = entry.perm.as_ref().expect("checked");
-            Array { shape: a.shape, values: p.iter().map(|&s| a.values[s]).collect() }
+            Array {
+                shape: a.shape,
+                values: p.iter().map(|&s| a.values[s]).collect(),
+            }
         }
         _ => a,
     }
@@ -483,7 +562,10 @@ fn from_torch(entry: &Entry, a: &Array) -> Array {
                     v[dst * cout + o] = a.values[o * cin + j];
                 }
             }
-            Array { shape: vec![cin, cout], values: v }
+            Array {
+                shape: vec![cin, cout],
+                values: v,
+            }
         }
         Slot::Conv(_, false) if entry.perm.is_some() => {
             let p = entry.perm.as_ref().expect("checked");
@@ -497,7 +579,10 @@ fn from_torch(entry: &Entry, a: &Array) -> Array {
                     v[dst..dst + inner].copy_from_slice(&a.values[src..src + inner]);
                 }
             }
-            Array { shape: a.shape.clone(), values: v }
+            Array {
+                shape: a.shape.clone(),
+                values: v,
+            }
         }
         Slot::Bn(..) if entry.perm.is_some() => {
             let p = entry.perm.as_ref().expect("checked");
@@ -505,7 +590,10 @@ fn from_torch(entry: &Entry, a: &Array) -> Array {
             for (j, &s) in p.iter().enumerate() {
                 v[s] = a.values[j];
             }
-            Array { shape: a.shape.clone(), values: v }
+            Array {
+                shape: a.shape.clone(),
+                values: v,
+            }
         }
         _ => a.clone(),
     }
@@ -513,7 +601,10 @@ fn from_torch(entry: &Entry, a: &Array) -> Array {
 
 /// The network's state dict under `naming`: every tensor with its PyTorch name, shape and
 /// values, in module order.
-pub fn export(net: &SparseDenseNet, naming: Naming) -> Result<Vec<(String, Array)>, StateDictError> {
+pub fn export(
+    net: &SparseDenseNet,
+    naming: Naming,
+) -> Result<Vec<(String, Array)>, StateDictError> {
     Ok(entries(&net.graph, naming)?
         .into_iter()
         .map(|e| {
@@ -524,7 +615,10 @@ pub fn export(net: &SparseDenseNet, naming: Naming) -> Result<Vec<(String, Array
 }
 
 fn tensor<const D: usize>(a: Array, device: &Device) -> Tensor<D> {
-    let shape: [usize; D] = a.shape.try_into().expect("shapes are checked before loading");
+    let shape: [usize; D] = a
+        .shape
+        .try_into()
+        .expect("shapes are checked before loading");
     Tensor::from_data(TensorData::new(a.values, shape), device)
 }
 

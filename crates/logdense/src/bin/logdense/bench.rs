@@ -93,14 +93,19 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
 
 #[derive(Args)]
 pub(crate) struct CheckDeviceArgs {
-    /// The device to check against the CPU: vulkan (with the vulkan feature), or cpu (which
-    /// only checks the comparison itself).
+    /// The device to check against the CPU: vulkan (with the vulkan feature), wgpu (with the
+    /// wgpu feature: a GPU, or the CPU through Mesa's lavapipe), or cpu (which only checks the
+    /// comparison itself).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Presets to compare (repeatable; default: ld-v1-12-16, ld-v2-12-16, densenet-bc-40-12,
     /// and fc-ld-scenes and fc-densenet-56 at 64x64; segmentation presets run at 64x64).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "small")]
     preset: Vec<String>,
+    /// One small network per family instead (ld-v1, ld-v2, densenet-bc, loglog, fc-ld at 16x16,
+    /// batch 2): the check a software GPU device (lavapipe) finishes in minutes.
+    #[arg(long)]
+    small: bool,
     #[arg(long)]
     json: bool,
 }
@@ -108,9 +113,16 @@ pub(crate) struct CheckDeviceArgs {
 /// Runs each preset on the CPU and on `--device` with the same weights and batch; fails if any
 /// head or input gradient differs by more than the tolerance.
 pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
-    use logdense::experiments::parity::{case_spec, compare_devices, DEFAULT_CASES, TOLERANCE};
+    use logdense::experiments::parity::{
+        case_spec, compare_devices, small_case_spec, DEFAULT_CASES, SMALL_CASES, TOLERANCE,
+    };
     let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
-    let cases: Vec<(String, usize, usize)> = if a.preset.is_empty() {
+    let cases: Vec<(String, usize, usize)> = if a.small {
+        SMALL_CASES
+            .iter()
+            .map(|&(p, side, batch)| (p.to_string(), side, batch))
+            .collect()
+    } else if a.preset.is_empty() {
         DEFAULT_CASES
             .iter()
             .map(|&(p, side, batch)| (p.to_string(), side, batch))
@@ -122,19 +134,27 @@ pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
     let cases = cases
         .into_iter()
         .map(|(name, side, batch)| {
-            let spec = case_spec(&name, side).map_err(|e| usage(format!("--preset: {e}")))?;
+            let spec = match a.small {
+                true => small_case_spec(&name, side),
+                false => case_spec(&name, side),
+            }
+            .map_err(|e| usage(format!("--preset: {e}")))?;
             Ok((name, spec, batch))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut results = Vec::new();
     for (name, spec, batch) in cases {
+        let started = std::time::Instant::now();
         let agreement = compare_devices(&name, &spec, batch, &Device::flex(), &device, 0.0)?;
         if !a.json {
             println!(
-                "{:<20} heads {:.2e}  input gradient {:.2e}  {}",
+                "{:<20} heads {:.2e}  input gradient {:.2e}  parameter gradients {:.2e}  after a step {:.2e}  {:>6.1} s  {}",
                 agreement.preset,
                 agreement.heads_rel_error,
                 agreement.input_grad_rel_error,
+                agreement.param_grads_rel_error,
+                agreement.step_rel_error,
+                started.elapsed().as_secs_f64(),
                 if agreement.within(TOLERANCE) {
                     "ok"
                 } else {

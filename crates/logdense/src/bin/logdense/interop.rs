@@ -70,7 +70,9 @@ fn write_output(option: &str, path: &Path, bytes: &[u8]) -> Result<()> {
 
 pub(crate) fn export_cmd(a: ExportArgs) -> Result<()> {
     if a.onnx.is_none() && a.safetensors.is_none() && a.sample.is_none() {
-        return Err(usage("export: name at least one output: --onnx, --safetensors or --sample"));
+        return Err(usage(
+            "export: name at least one output: --onnx, --safetensors or --sample",
+        ));
     }
     let device = Device::flex();
     let (net, preset, config, data): (SparseDenseNet, String, _, _) = match (&a.run, &a.preset) {
@@ -84,14 +86,21 @@ pub(crate) fn export_cmd(a: ExportArgs) -> Result<()> {
             (t.model, t.cfg.model.preset.clone(), Some(t.cfg), Some(data))
         }
         (None, Some(p)) => {
-            let spec = logdense::model::presets::preset(p).map_err(|e| usage(format!("--preset: {e}")))?;
+            let spec =
+                logdense::model::presets::preset(p).map_err(|e| usage(format!("--preset: {e}")))?;
             device.seed(a.seed);
-            (SparseDenseNet::new(&spec, 0.0, &device)?, p.clone(), None, None)
+            (
+                SparseDenseNet::new(&spec, 0.0, &device)?,
+                p.clone(),
+                None,
+                None,
+            )
         }
         (None, None) => unreachable!("clap requires --run or --preset"),
     };
     if let Some(path) = &a.safetensors {
-        let bytes = interop::safetensors_export(&net, Some(&preset), config.as_ref(), data.as_ref())?;
+        let bytes =
+            interop::safetensors_export(&net, Some(&preset), config.as_ref(), data.as_ref())?;
         write_output("--safetensors", path, &bytes)?;
     }
     if let Some(path) = &a.onnx {
@@ -101,7 +110,8 @@ pub(crate) fn export_cmd(a: ExportArgs) -> Result<()> {
     if let Some(path) = &a.sample {
         let spec = &net.graph.spec;
         let input = match &a.sample_input {
-            Some(p) => interop::read_input(p, spec, &device).map_err(|e| invalid(format!("--sample-input: {e:#}")))?,
+            Some(p) => interop::read_input(p, spec, &device)
+                .map_err(|e| invalid(format!("--sample-input: {e:#}")))?,
             None => {
                 device.seed(a.seed);
                 let [c, h, w] = spec.input;

@@ -18,8 +18,8 @@ pub mod proto;
 use crate::interop::state_dict::{self, Array, Naming, StateDictError};
 use crate::SparseDenseNet;
 use logdense_graph::{Op, Pool, TaskKind};
-use proto::*;
 use prost::Message;
+use proto::*;
 use std::collections::HashMap;
 
 /// The operator set the export targets.
@@ -106,7 +106,13 @@ struct Graph {
 
 impl Graph {
     /// Adds `op_type(inputs)` and returns its output's name (`{prefix}/{op_type}{n}`).
-    fn op(&mut self, prefix: &str, op_type: &str, inputs: Vec<String>, attrs: Vec<AttributeProto>) -> String {
+    fn op(
+        &mut self,
+        prefix: &str,
+        op_type: &str,
+        inputs: Vec<String>,
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         self.counter += 1;
         let output = format!("{prefix}/{}{}", op_type.to_lowercase(), self.counter);
         self.nodes.push(NodeProto {
@@ -151,12 +157,25 @@ impl Graph {
             self.weight(&format!("{bn}.running_mean")),
             self.weight(&format!("{bn}.running_var")),
         ];
-        let y = self.op(prefix, "BatchNormalization", inputs, vec![attr_float("epsilon", BN_EPSILON)]);
+        let y = self.op(
+            prefix,
+            "BatchNormalization",
+            inputs,
+            vec![attr_float("epsilon", BN_EPSILON)],
+        );
         self.op(prefix, "Relu", vec![y], vec![])
     }
 
     /// A `k x k` convolution with padding `k / 2` and the given stride.
-    fn conv(&mut self, prefix: &str, x: String, conv: &str, k: usize, stride: usize, bias: bool) -> String {
+    fn conv(
+        &mut self,
+        prefix: &str,
+        x: String,
+        conv: &str,
+        k: usize,
+        stride: usize,
+        bias: bool,
+    ) -> String {
         let mut inputs = vec![x, self.weight(&format!("{conv}.weight"))];
         if bias {
             inputs.push(self.weight(&format!("{conv}.bias")));
@@ -175,7 +194,9 @@ impl Graph {
 /// known, is recorded in the model's metadata.
 pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>, StateDictError> {
     let graph = &net.graph;
-    let weights: HashMap<String, Array> = state_dict::export(net, Naming::Reference)?.into_iter().collect();
+    let weights: HashMap<String, Array> = state_dict::export(net, Naming::Reference)?
+        .into_iter()
+        .collect();
     let mut g = Graph {
         nodes: Vec::new(),
         initializers: Vec::new(),
@@ -188,7 +209,10 @@ pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>
     for (k, node) in graph.nodes.iter().enumerate().skip(1) {
         let m = k - 1;
         let p = format!("mods.{m}");
-        if let Op::Head { is_final: false, .. } = node.op {
+        if let Op::Head {
+            is_final: false, ..
+        } = node.op
+        {
             continue;
         }
         let parts: Vec<String> = node
@@ -202,7 +226,11 @@ pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>
         };
         let y = match node.op {
             Op::Input => unreachable!("only node 0 is the input"),
-            Op::Stem { kernel, stride, max_pool } => {
+            Op::Stem {
+                kernel,
+                stride,
+                max_pool,
+            } => {
                 let y = g.conv(&p, x, &format!("{p}.conv"), kernel, stride, false);
                 match max_pool {
                     true => {
@@ -232,7 +260,15 @@ pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>
                     Pool::Avg => "AveragePool",
                     Pool::Max => "MaxPool",
                 };
-                g.op(&p, op, vec![y], vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])])
+                g.op(
+                    &p,
+                    op,
+                    vec![y],
+                    vec![
+                        attr_ints("kernel_shape", &[2, 2]),
+                        attr_ints("strides", &[2, 2]),
+                    ],
+                )
             }
             Op::Up { pre_activation, .. } => {
                 let y = match pre_activation {
@@ -256,14 +292,22 @@ pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>
                 let mut y = y;
                 if oh > th || ow > tw {
                     let starts = g.const_i64(&format!("{p}.crop_starts"), &[0, 0]);
-                    let ends = g.const_i64(&format!("{p}.crop_ends"), &[th.min(oh) as i64, tw.min(ow) as i64]);
+                    let ends = g.const_i64(
+                        &format!("{p}.crop_ends"),
+                        &[th.min(oh) as i64, tw.min(ow) as i64],
+                    );
                     let axes = g.const_i64(&format!("{p}.crop_axes"), &[2, 3]);
                     y = g.op(&p, "Slice", vec![y, starts, ends, axes], vec![]);
                 }
                 if oh < th || ow < tw {
                     let (dh, dw) = (th.saturating_sub(oh) as i64, tw.saturating_sub(ow) as i64);
                     let pads = g.const_i64(&format!("{p}.pads"), &[0, 0, 0, 0, 0, 0, dh, dw]);
-                    y = g.op(&p, "Pad", vec![y, pads], vec![attr_string("mode", "constant")]);
+                    y = g.op(
+                        &p,
+                        "Pad",
+                        vec![y, pads],
+                        vec![attr_string("mode", "constant")],
+                    );
                 }
                 y
             }
@@ -289,13 +333,21 @@ pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>
                             let s0 = g.const_i64(&format!("{p}.nc_starts"), &[0]);
                             let s1 = g.const_i64(&format!("{p}.nc_ends"), &[2]);
                             let nc = g.op(&p, "Slice", vec![shape, s0, s1], vec![]);
-                            let hw = g.const_i64(&format!("{p}.hw"), &[node.size.0 as i64, node.size.1 as i64]);
+                            let hw = g.const_i64(
+                                &format!("{p}.hw"),
+                                &[node.size.0 as i64, node.size.1 as i64],
+                            );
                             let sizes = g.op(&p, "Concat", vec![nc, hw], vec![attr_int("axis", 0)]);
                             let attrs = vec![
                                 attr_string("mode", "linear"),
                                 attr_string("coordinate_transformation_mode", "half_pixel"),
                             ];
-                            g.op(&p, "Resize", vec![y, String::new(), String::new(), sizes], attrs)
+                            g.op(
+                                &p,
+                                "Resize",
+                                vec![y, String::new(), String::new(), sizes],
+                                attrs,
+                            )
                         }
                     }
                 }
@@ -304,7 +356,9 @@ pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>
         values[k] = Some(y);
     }
     // The final prediction under the output's name.
-    let last = values[final_head].take().expect("the final head is computed");
+    let last = values[final_head]
+        .take()
+        .expect("the final head is computed");
     g.nodes
         .iter_mut()
         .rev()
@@ -316,7 +370,12 @@ pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>
     let head = &graph.nodes[final_head];
     let out_dims = match graph.task {
         TaskKind::Classify => vec![batch(), fixed(head.channels)],
-        TaskKind::Segment => vec![batch(), fixed(head.channels), fixed(head.size.0), fixed(head.size.1)],
+        TaskKind::Segment => vec![
+            batch(),
+            fixed(head.channels),
+            fixed(head.size.0),
+            fixed(head.size.1),
+        ],
     };
     let mut metadata = vec![StringStringEntryProto {
         key: Some("logdense_spec".into()),
@@ -341,7 +400,10 @@ pub fn export_onnx(net: &SparseDenseNet, preset: Option<&str>) -> Result<Vec<u8>
             node: g.nodes,
             name: Some(preset.unwrap_or("logdense").into()),
             initializer: g.initializers,
-            input: vec![value_info(INPUT_NAME, vec![batch(), fixed(c), fixed(h), fixed(w)])],
+            input: vec![value_info(
+                INPUT_NAME,
+                vec![batch(), fixed(c), fixed(h), fixed(w)],
+            )],
             output: vec![value_info(OUTPUT_NAME, out_dims)],
         }),
         metadata_props: metadata,
