@@ -231,7 +231,8 @@ impl burn::module::ModuleMapper for Perturb {
         &mut self,
         param: burn::module::Param<Tensor<D>>,
     ) -> burn::module::Param<Tensor<D>> {
-        param.map(|t| t.add_scalar(self.0))
+        // A new leaf that requires a gradient, as a loaded weight is.
+        param.map(|t| t.add_scalar(self.0).detach().require_grad())
     }
 }
 
