@@ -503,100 +503,64 @@ fn ours(net: &SparseDenseNet, entry: &Entry) -> Array {
     }
 }
 
-/// Our layout to PyTorch's: the linear weight transposed, channels permuted.
-fn to_torch(entry: &Entry, a: Array) -> Array {
-    match entry.slot {
-        Slot::Linear(false) => {
-            // Ours [in, out] -> PyTorch [out, in], PyTorch's input j = ours perm[j].
-            let (cin, cout) = (a.shape[0], a.shape[1]);
-            let mut v = vec![0f32; cin * cout];
-            for o in 0..cout {
-                for j in 0..cin {
-                    let src = entry.perm.as_ref().map_or(j, |p| p[j]);
-                    v[o * cin + j] = a.values[src * cout + o];
-                }
-            }
-            Array {
-                shape: vec![cout, cin],
-                values: v,
-            }
-        }
-        Slot::Conv(_, false) if entry.perm.is_some() => {
-            // A 1x1 convolution reading the permuted channels: permute its input axis.
-            let p = entry.perm.as_ref().expect("checked");
-            let [o, i, kh, kw] = [a.shape[0], a.shape[1], a.shape[2], a.shape[3]];
-            let inner = kh * kw;
-            let mut v = vec![0f32; a.values.len()];
-            for oc in 0..o {
-                for j in 0..i {
-                    let src = (oc * i + p[j]) * inner;
-                    let dst = (oc * i + j) * inner;
-                    v[dst..dst + inner].copy_from_slice(&a.values[src..src + inner]);
-                }
-            }
-            Array {
-                shape: a.shape,
-                values: v,
-            }
-        }
-        Slot::Bn(..) if entry.perm.is_some() => {
-            let p = entry.perm.as_ref().expect("checked");
-            Array {
-                shape: a.shape,
-                values: p.iter().map(|&s| a.values[s]).collect(),
-            }
-        }
-        _ => a,
-    }
+/// Which way [`relayout`] converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Our layout to PyTorch's.
+    ToTorch,
+    /// PyTorch's layout to ours.
+    FromTorch,
 }
 
-/// PyTorch's layout back to ours (the inverse of [`to_torch`]).
-fn from_torch(entry: &Entry, a: &Array) -> Array {
-    match entry.slot {
+/// Converts a tensor between our layout and PyTorch's: the linear weight transposed (ours
+/// `[in, out]`, PyTorch's `[out, in]`), and where the entry has a channel permutation, the
+/// input channels of 1x1 convolutions and classifiers and the per-channel BN tensors permuted
+/// (PyTorch's channel `j` is ours `perm[j]`). One table of (ours, PyTorch's) offsets serves
+/// both directions, so they cannot disagree.
+fn relayout(entry: &Entry, a: &Array, direction: Direction) -> Array {
+    let perm = |j: usize| entry.perm.as_ref().map_or(j, |p| p[j]);
+    // (our offset, PyTorch's offset) of each run of `run` values, and the output's shape.
+    let (pairs, run, shape): (Vec<(usize, usize)>, usize, Vec<usize>) = match entry.slot {
         Slot::Linear(false) => {
-            let (cout, cin) = (a.shape[0], a.shape[1]);
-            let mut v = vec![0f32; cin * cout];
-            for o in 0..cout {
-                for j in 0..cin {
-                    let dst = entry.perm.as_ref().map_or(j, |p| p[j]);
-                    v[dst * cout + o] = a.values[o * cin + j];
-                }
-            }
-            Array {
-                shape: vec![cin, cout],
-                values: v,
-            }
+            let (cin, cout) = match direction {
+                Direction::ToTorch => (a.shape[0], a.shape[1]),
+                Direction::FromTorch => (a.shape[1], a.shape[0]),
+            };
+            let pairs = (0..cout)
+                .flat_map(|o| (0..cin).map(move |j| (perm(j) * cout + o, o * cin + j)))
+                .collect();
+            let shape = match direction {
+                Direction::ToTorch => vec![cout, cin],
+                Direction::FromTorch => vec![cin, cout],
+            };
+            (pairs, 1, shape)
         }
         Slot::Conv(_, false) if entry.perm.is_some() => {
-            let p = entry.perm.as_ref().expect("checked");
-            let [o, i, kh, kw] = [a.shape[0], a.shape[1], a.shape[2], a.shape[3]];
-            let inner = kh * kw;
-            let mut v = vec![0f32; a.values.len()];
-            for oc in 0..o {
-                for j in 0..i {
-                    let src = (oc * i + j) * inner;
-                    let dst = (oc * i + p[j]) * inner;
-                    v[dst..dst + inner].copy_from_slice(&a.values[src..src + inner]);
-                }
-            }
-            Array {
-                shape: a.shape.clone(),
-                values: v,
-            }
+            let (o, i) = (a.shape[0], a.shape[1]);
+            let inner: usize = a.shape[2..].iter().product();
+            let pairs = (0..o)
+                .flat_map(|oc| {
+                    (0..i).map(move |j| ((oc * i + perm(j)) * inner, (oc * i + j) * inner))
+                })
+                .collect();
+            (pairs, inner, a.shape.clone())
         }
-        Slot::Bn(..) if entry.perm.is_some() => {
-            let p = entry.perm.as_ref().expect("checked");
-            let mut v = vec![0f32; a.values.len()];
-            for (j, &s) in p.iter().enumerate() {
-                v[s] = a.values[j];
-            }
-            Array {
-                shape: a.shape.clone(),
-                values: v,
-            }
-        }
-        _ => a.clone(),
+        Slot::Bn(..) if entry.perm.is_some() => (
+            (0..a.values.len()).map(|j| (perm(j), j)).collect(),
+            1,
+            a.shape.clone(),
+        ),
+        _ => return a.clone(),
+    };
+    let mut values = vec![0f32; a.values.len()];
+    for (ours, torch) in pairs {
+        let (src, dst) = match direction {
+            Direction::ToTorch => (ours, torch),
+            Direction::FromTorch => (torch, ours),
+        };
+        values[dst..dst + run].copy_from_slice(&a.values[src..src + run]);
     }
+    Array { shape, values }
 }
 
 /// The network's state dict under `naming`: every tensor with its PyTorch name, shape and
@@ -608,7 +572,7 @@ pub fn export(
     Ok(entries(&net.graph, naming)?
         .into_iter()
         .map(|e| {
-            let a = to_torch(&e, ours(net, &e));
+            let a = relayout(&e, &ours(net, &e), Direction::ToTorch);
             (e.name, a)
         })
         .collect())
@@ -689,7 +653,7 @@ pub fn import(
     }
     let mut converted = Vec::with_capacity(entries.len());
     for e in &entries {
-        let expected = to_torch(e, ours(&net, e)).shape;
+        let expected = relayout(e, &ours(&net, e), Direction::ToTorch).shape;
         let found = &tensors[&e.name];
         if found.shape != expected {
             return Err(StateDictError::Shape {
@@ -698,7 +662,7 @@ pub fn import(
                 expected,
             });
         }
-        converted.push(from_torch(e, found));
+        converted.push(relayout(e, found, Direction::FromTorch));
     }
     for (e, a) in entries.iter().zip(converted) {
         set(&mut net, e, a, device);
