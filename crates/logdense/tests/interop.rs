@@ -120,7 +120,7 @@ fn run_tract(onnx: &[u8], x: &Tensor<4>) -> Vec<f32> {
 
 /// Our final head's logits, flattened.
 fn ours(net: &SparseDenseNet, x: &Tensor<4>) -> Vec<f32> {
-    interop::inference_logits(net, x.clone())
+    net.forward(x.clone())
         .into_data()
         .try_to_vec::<f32>()
         .unwrap()
@@ -218,9 +218,9 @@ fn safetensors_export_loads_back_to_the_same_weights_and_logits() {
     let dir = temp("roundtrip");
     let path = dir.join("model.safetensors");
     std::fs::write(&path, &bytes).unwrap();
-    let import = interop::import_file(&path, None, None, &Device::flex()).unwrap();
+    let import = interop::import_file(&path, None, &Device::flex()).unwrap();
     assert_eq!(import.naming, Naming::Reference);
-    assert_eq!(import.spec, spec);
+    assert_eq!(import.model.graph.spec, spec);
     assert_eq!(import.model.flat_weights(), net.flat_weights());
     let x = input(&spec, 2, 1);
     assert_eq!(ours(&import.model, &x), ours(&net, &x));
@@ -247,7 +247,7 @@ fn an_imported_run_directory_is_read_by_eval_predict_and_resume() {
         interop::safetensors_export(&net, Some("ld-v1-3-4"), None, None).unwrap(),
     )
     .unwrap();
-    let import = interop::import_file(&path, None, None, &Device::flex()).unwrap();
+    let import = interop::import_file(&path, None, &Device::flex()).unwrap();
     let run = dir.join("run");
     interop::write_run(&import, &run).unwrap();
     let t = logdense::training::run::Trained::load(&run, &Device::flex()).unwrap();

@@ -84,14 +84,9 @@ pub fn safetensors_export(
     files::safetensors_bytes(tensors, meta).context("cannot encode the safetensors file")
 }
 
-/// The final head's logits of `net` on `input` in inference mode: `[N, classes]` for a
-/// classifier, `[N, classes, H, W]` for a segmenter (what the ONNX export's output holds).
-pub fn inference_logits(net: &SparseDenseNet, input: Tensor<4>) -> Tensor<4> {
-    net.forward(input)
-}
-
 /// A sample for checking an export elsewhere: safetensors bytes holding `input` and the
-/// network's `logits` on it (classification logits as `[N, classes]`).
+/// network's final-head `logits` on it in inference mode (what the ONNX export's output holds:
+/// `[N, classes]` for a classifier, `[N, classes, H, W]` for a segmenter).
 pub fn sample_bytes(net: &SparseDenseNet, input: Tensor<4>) -> Result<Vec<u8>> {
     let array = |t: Vec<usize>, v: Vec<f32>| state_dict::Array {
         shape: t,
@@ -103,7 +98,7 @@ pub fn sample_bytes(net: &SparseDenseNet, input: Tensor<4>) -> Result<Vec<u8>> {
         .into_data()
         .try_to_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let logits = inference_logits(net, input);
+    let logits = net.forward(input);
     let [n, c, h, w] = logits.dims();
     let shape = match net.graph.task {
         logdense_graph::TaskKind::Classify => vec![n, c],
@@ -160,9 +155,7 @@ pub fn detect_naming(keys: impl IntoIterator<Item = impl AsRef<str>>) -> Naming 
 pub struct Import {
     /// The configuration the run directory gets.
     pub config: TaskConfig,
-    /// The network the weights are for.
-    pub spec: NetSpec,
-    /// The model with the imported weights.
+    /// The model with the imported weights (its graph's spec is the network they are for).
     pub model: SparseDenseNet,
     /// The normalisation and class names the run directory records.
     pub data: DataInfo,
@@ -173,13 +166,9 @@ pub struct Import {
 }
 
 /// Loads a state dict file into the network it is for: the file's own metadata (a logdense
-/// export) or `preset` names the network; `config`, when given, overrides the metadata's.
-pub fn import_file(
-    path: &Path,
-    preset: Option<&str>,
-    config: Option<TaskConfig>,
-    device: &Device,
-) -> Result<Import> {
+/// export) or `preset` names the network; the run's config is the metadata's, else the
+/// preset's task defaults.
+pub fn import_file(path: &Path, preset: Option<&str>, device: &Device) -> Result<Import> {
     let mut file = files::read_state_dict(path).map_err(|e| invalid(e.to_string()))?;
     let naming = detect_naming(file.tensors.keys());
     if naming == Naming::Torchvision {
@@ -214,7 +203,7 @@ pub fn import_file(
         }
     };
     let task = spec.task();
-    let mut config = match config.or(meta_config) {
+    let mut config = match meta_config {
         Some(c) => c,
         None => {
             let mut c = TaskConfig::defaults(task);
@@ -238,7 +227,6 @@ pub fn import_file(
     };
     Ok(Import {
         config,
-        spec,
         model,
         data,
         naming,
@@ -272,7 +260,7 @@ pub fn write_run(import: &Import, dir: &Path) -> Result<()> {
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         write_atomic(&tmp.join(CONFIG_FILE), import.config.to_toml().as_bytes())?;
         let state = TrainState::fresh(
-            import.spec.clone(),
+            import.model.graph.spec.clone(),
             import.config.seed,
             import.data.mean.clone(),
             import.data.std.clone(),

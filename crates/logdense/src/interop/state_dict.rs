@@ -188,6 +188,21 @@ pub fn is_bookkeeping(name: &str) -> bool {
     name.ends_with(".num_batches_tracked")
 }
 
+/// One entry of the table.
+fn entry(
+    name: impl Into<String>,
+    module: usize,
+    slot: Slot,
+    perm: &Option<Arc<Vec<usize>>>,
+) -> Entry {
+    Entry {
+        name: name.into(),
+        module,
+        slot,
+        perm: perm.clone(),
+    }
+}
+
 fn bn_entries(
     out: &mut Vec<Entry>,
     prefix: &str,
@@ -201,12 +216,12 @@ fn bn_entries(
         (BnPart::RunningMean, "running_mean"),
         (BnPart::RunningVar, "running_var"),
     ] {
-        out.push(Entry {
-            name: format!("{prefix}.{suffix}"),
+        out.push(entry(
+            format!("{prefix}.{suffix}"),
             module,
-            slot: Slot::Bn(site, part),
-            perm: perm.clone(),
-        });
+            Slot::Bn(site, part),
+            perm,
+        ));
     }
 }
 
@@ -267,24 +282,23 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
     let mut out = Vec::new();
     for (k, node) in graph.nodes.iter().enumerate().skip(1) {
         let m = k - 1;
-        let same: Option<Arc<Vec<usize>>> = None;
         match naming {
             Naming::Reference => {
                 let p = format!("mods.{m}");
                 let conv = |out: &mut Vec<Entry>, name: &str, site: Site, bias: bool| {
-                    out.push(Entry {
-                        name: format!("{p}.{name}.weight"),
-                        module: m,
-                        slot: Slot::Conv(site, false),
-                        perm: None,
-                    });
+                    out.push(entry(
+                        format!("{p}.{name}.weight"),
+                        m,
+                        Slot::Conv(site, false),
+                        &None,
+                    ));
                     if bias {
-                        out.push(Entry {
-                            name: format!("{p}.{name}.bias"),
-                            module: m,
-                            slot: Slot::Conv(site, true),
-                            perm: None,
-                        });
+                        out.push(entry(
+                            format!("{p}.{name}.bias"),
+                            m,
+                            Slot::Conv(site, true),
+                            &None,
+                        ));
                     }
                 };
                 match node.op {
@@ -292,44 +306,39 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
                     Op::Stem { max_pool, .. } => {
                         conv(&mut out, "conv", Site::Main, false);
                         if max_pool {
-                            bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &same);
+                            bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &None);
                         }
                     }
                     Op::Layer { bottleneck, .. } => {
-                        bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &same);
+                        bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &None);
                         if bottleneck.is_some() {
                             conv(&mut out, "bconv", Site::Bottleneck, false);
-                            bn_entries(&mut out, &format!("{p}.bbn"), m, Site::Bottleneck, &same);
+                            bn_entries(&mut out, &format!("{p}.bbn"), m, Site::Bottleneck, &None);
                         }
                         conv(&mut out, "conv", Site::Main, false);
                     }
                     Op::Down { .. } => {
-                        bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &same);
+                        bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &None);
                         conv(&mut out, "conv", Site::Main, false);
                     }
                     Op::Up { pre_activation, .. } => {
                         if pre_activation {
-                            bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &same);
+                            bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &None);
                         }
-                        out.push(Entry {
-                            name: format!("{p}.deconv.weight"),
-                            module: m,
-                            slot: Slot::Deconv,
-                            perm: None,
-                        });
+                        out.push(entry(format!("{p}.deconv.weight"), m, Slot::Deconv, &None));
                     }
                     Op::Head { task, .. } => {
-                        bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &same);
+                        bn_entries(&mut out, &format!("{p}.bn"), m, Site::Main, &None);
                         match task {
                             TaskKind::Classify => {
                                 for bias in [false, true] {
                                     let suffix = if bias { "bias" } else { "weight" };
-                                    out.push(Entry {
-                                        name: format!("{p}.linear.{suffix}"),
-                                        module: m,
-                                        slot: Slot::Linear(bias),
-                                        perm: None,
-                                    });
+                                    out.push(entry(
+                                        format!("{p}.linear.{suffix}"),
+                                        m,
+                                        Slot::Linear(bias),
+                                        &None,
+                                    ));
                                 }
                             }
                             TaskKind::Segment => conv(&mut out, "conv", Site::Main, true),
@@ -342,44 +351,44 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
                 match node.op {
                     Op::Input => unreachable!("only node 0 is the input"),
                     Op::Stem { .. } => {
-                        out.push(Entry {
-                            name: "features.conv0.weight".into(),
-                            module: m,
-                            slot: Slot::Conv(Site::Main, false),
-                            perm: None,
-                        });
-                        bn_entries(&mut out, "features.norm0", m, Site::Main, &same);
+                        out.push(entry(
+                            "features.conv0.weight",
+                            m,
+                            Slot::Conv(Site::Main, false),
+                            &None,
+                        ));
+                        bn_entries(&mut out, "features.norm0", m, Site::Main, &None);
                     }
                     Op::Layer { index, .. } => {
                         let block = node.block;
                         let j = index - graph.blocks[block].first_layer + 1;
                         let p = format!("features.denseblock{}.denselayer{j}", block + 1);
                         bn_entries(&mut out, &format!("{p}.norm1"), m, Site::Main, &perm);
-                        out.push(Entry {
-                            name: format!("{p}.conv1.weight"),
-                            module: m,
-                            slot: Slot::Conv(Site::Bottleneck, false),
-                            perm: perm.clone(),
-                        });
-                        bn_entries(&mut out, &format!("{p}.norm2"), m, Site::Bottleneck, &same);
-                        out.push(Entry {
-                            name: format!("{p}.conv2.weight"),
-                            module: m,
-                            slot: Slot::Conv(Site::Main, false),
-                            perm: None,
-                        });
+                        out.push(entry(
+                            format!("{p}.conv1.weight"),
+                            m,
+                            Slot::Conv(Site::Bottleneck, false),
+                            &perm,
+                        ));
+                        bn_entries(&mut out, &format!("{p}.norm2"), m, Site::Bottleneck, &None);
+                        out.push(entry(
+                            format!("{p}.conv2.weight"),
+                            m,
+                            Slot::Conv(Site::Main, false),
+                            &None,
+                        ));
                     }
                     Op::Down { .. } => {
                         // A transition counts towards the block it enters (0-based), which is
                         // torchvision's 1-based number of the block it leaves.
                         let p = format!("features.transition{}", node.block);
                         bn_entries(&mut out, &format!("{p}.norm"), m, Site::Main, &perm);
-                        out.push(Entry {
-                            name: format!("{p}.conv.weight"),
-                            module: m,
-                            slot: Slot::Conv(Site::Main, false),
-                            perm: perm.clone(),
-                        });
+                        out.push(entry(
+                            format!("{p}.conv.weight"),
+                            m,
+                            Slot::Conv(Site::Main, false),
+                            &perm,
+                        ));
                     }
                     Op::Up { .. } => {
                         return Err(StateDictError::Scheme(
@@ -388,18 +397,8 @@ pub fn entries(graph: &NetGraph, naming: Naming) -> Result<Vec<Entry>, StateDict
                     }
                     Op::Head { .. } => {
                         bn_entries(&mut out, "features.norm5", m, Site::Main, &perm);
-                        out.push(Entry {
-                            name: "classifier.weight".into(),
-                            module: m,
-                            slot: Slot::Linear(false),
-                            perm: perm.clone(),
-                        });
-                        out.push(Entry {
-                            name: "classifier.bias".into(),
-                            module: m,
-                            slot: Slot::Linear(true),
-                            perm: None,
-                        });
+                        out.push(entry("classifier.weight", m, Slot::Linear(false), &perm));
+                        out.push(entry("classifier.bias", m, Slot::Linear(true), &None));
                     }
                 }
             }

@@ -117,13 +117,9 @@ pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
         case_spec, compare_devices, small_case_spec, DEFAULT_CASES, SMALL_CASES, TOLERANCE,
     };
     let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
-    let cases: Vec<(String, usize, usize)> = if a.small {
-        SMALL_CASES
-            .iter()
-            .map(|&(p, side, batch)| (p.to_string(), side, batch))
-            .collect()
-    } else if a.preset.is_empty() {
-        DEFAULT_CASES
+    let table = if a.small { SMALL_CASES } else { DEFAULT_CASES };
+    let cases: Vec<(String, usize, usize)> = if a.small || a.preset.is_empty() {
+        table
             .iter()
             .map(|&(p, side, batch)| (p.to_string(), side, batch))
             .collect()

@@ -135,7 +135,7 @@ pub(crate) fn import_cmd(a: ImportArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires --safetensors or --pytorch"),
     };
     let device = Device::flex();
-    let import = interop::import_file(path, a.preset.as_deref(), None, &device)
+    let import = interop::import_file(path, a.preset.as_deref(), &device)
         .map_err(|e| invalid(format!("{option}: {e:#}")))?;
     interop::write_run(&import, &a.out)?;
     println!(
