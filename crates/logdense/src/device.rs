@@ -24,12 +24,18 @@ pub fn device_from_name(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "vulkan")]
-        "vulkan" | "gpu" => probed(
-            "vulkan",
-            Device::vulkan(burn::tensor::DeviceKind::default()),
-        ),
+        "vulkan" | "gpu" => {
+            compilations::start_counting();
+            probed(
+                "vulkan",
+                Device::vulkan(burn::tensor::DeviceKind::default()),
+            )
+        }
         #[cfg(feature = "wgpu")]
-        "wgpu" => probed("wgpu", Device::wgpu(burn::tensor::DeviceKind::default())),
+        "wgpu" => {
+            compilations::start_counting();
+            probed("wgpu", Device::wgpu(burn::tensor::DeviceKind::default()))
+        }
         other => bail!(
             "--device: unknown device '{other}' ({}{})",
             device_names(),
@@ -44,8 +50,8 @@ pub fn device_from_name(name: &str) -> Result<Device> {
 
 /// The device, probed with one tiny tensor: without an adapter burn panics in its device
 /// thread, and a user should get an error that says what is missing instead. The process's
-/// panic hook is left alone (a library does not change process-wide state), so burn's own
-/// panic message is printed before the error.
+/// panic hook is left alone (a library does not change process-wide state): the `logdense`
+/// binary silences it around this call, so that its user sees the error line alone.
 #[cfg(any(feature = "vulkan", feature = "wgpu"))]
 fn probed(name: &str, device: Device) -> Result<Device> {
     let probe = device.clone();
@@ -60,4 +66,86 @@ fn probed(name: &str, device: Device) -> Result<Device> {
         );
     }
     Ok(device)
+}
+
+/// The bytes the device's allocator holds, `None` where the backend keeps no pools (the CPU).
+/// cubecl's allocators keep every page they reserved until [`release_unused_memory`], so
+/// read after a training step this is the step's peak plus the pools' slack: the figure a
+/// GPU runs out of.
+pub fn allocator_reserved_bytes(device: &Device) -> Option<u64> {
+    device.memory_pool_usage().map(|u| u.bytes_reserved)
+}
+
+/// Returns the pages the device's allocator holds but does not use, so that a measurement
+/// with [`allocator_reserved_bytes`] starts from what is live.
+pub fn release_unused_memory(device: &Device) {
+    device.memory_cleanup();
+}
+
+/// Kernels the GPU runtime compiled in this process so far: `None` in a CPU-only build, or
+/// when counting could not start (cubecl's configuration had been read before the first GPU
+/// device was made). Counts compilations, not launches: a kernel compiled once and launched
+/// a thousand times counts once, and a kernel Mesa or the driver finds in its own shader
+/// cache still counts (cubecl generated it).
+pub fn kernel_compilations() -> Option<u64> {
+    #[cfg(any(feature = "vulkan", feature = "wgpu"))]
+    return compilations::count();
+    #[cfg(not(any(feature = "vulkan", feature = "wgpu")))]
+    None
+}
+
+/// Counting cubecl's kernel compilations: its compilation log, at its basic level, routed to
+/// the `log` facade and counted there by a logger that ignores everything else.
+#[cfg(any(feature = "vulkan", feature = "wgpu"))]
+mod compilations {
+    use cubecl_environment::config::logger::LogCrateLevel;
+    use cubecl_runtime::config::compilation::CompilationLogLevel;
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// The target cubecl logs compilations under.
+    const TARGET: &str = "cubecl::compilation";
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static COUNTING: AtomicBool = AtomicBool::new(false);
+
+    struct Counter;
+
+    impl log::Log for Counter {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.target() == TARGET
+        }
+        fn log(&self, record: &log::Record) {
+            if record.target() == TARGET {
+                COUNT.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    /// Installs the counter, once, before the first GPU device reads cubecl's configuration:
+    /// the configuration a `cubecl.toml` and `CUBECL_*` variables give, with the compilation
+    /// log also sent to the counter. Does nothing where a `log` logger is already installed
+    /// or cubecl's configuration was already read.
+    pub(super) fn start_counting() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            if log::set_logger(&Counter).is_err() {
+                return;
+            }
+            log::set_max_level(log::LevelFilter::Info);
+            let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+            let logger = &mut config.compilation.logger;
+            logger.log = Some(LogCrateLevel::Info);
+            if matches!(logger.level, CompilationLogLevel::Disabled) {
+                logger.level = CompilationLogLevel::Basic;
+            }
+            COUNTING.store(CubeClRuntimeConfig::try_set(config), Ordering::Relaxed);
+        });
+    }
+
+    pub(super) fn count() -> Option<u64> {
+        COUNTING
+            .load(Ordering::Relaxed)
+            .then(|| COUNT.load(Ordering::Relaxed))
+    }
 }

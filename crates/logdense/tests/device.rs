@@ -7,7 +7,9 @@
 #![cfg(any(feature = "vulkan", feature = "wgpu"))]
 
 use burn::prelude::*;
-use logdense::experiments::parity::{compare_devices, small_case_spec, SMALL_CASES, TOLERANCE};
+use logdense::experiments::parity::{
+    compare_devices, small_case_spec, CopyOptions, SMALL_CASES, TOLERANCE,
+};
 
 /// The device the feature builds: wgpu's WGSL where that feature is on (the CPU test
 /// device), else Vulkan.
@@ -24,8 +26,46 @@ fn networks_agree_with_the_cpu_on_the_gpu_device() {
     let gpu = logdense::device::device_from_name(device_name()).unwrap();
     for &(name, side, batch) in SMALL_CASES {
         let spec = small_case_spec(name, side).unwrap();
-        let agreement = compare_devices(name, &spec, batch, &Device::flex(), &gpu, 0.0).unwrap();
+        let agreement = compare_devices(
+            name,
+            &spec,
+            batch,
+            &Device::flex(),
+            &gpu,
+            &CopyOptions::default(),
+        )
+        .unwrap();
         println!("{agreement:?}");
         assert!(agreement.within(TOLERANCE), "{agreement:?}");
     }
+}
+
+#[test]
+fn gradient_checkpointing_agrees_with_the_cpu_on_the_gpu_device() {
+    let gpu = logdense::device::device_from_name(device_name()).unwrap();
+    let checkpointed = CopyOptions {
+        checkpointing: true,
+        ..CopyOptions::default()
+    };
+    for &(name, side, batch) in &SMALL_CASES[..2] {
+        let spec = small_case_spec(name, side).unwrap();
+        let agreement =
+            compare_devices(name, &spec, batch, &Device::flex(), &gpu, &checkpointed).unwrap();
+        println!("{agreement:?}");
+        assert!(agreement.within(TOLERANCE), "{agreement:?}");
+    }
+}
+
+#[test]
+fn the_gpu_device_reports_its_memory_and_compilations() {
+    let gpu = logdense::device::device_from_name(device_name()).unwrap();
+    let before = logdense::device::kernel_compilations().expect("compilations are counted");
+    let x = Tensor::<2>::ones([64, 64], &gpu);
+    let y = (x.clone().matmul(x) + 1.0).into_data();
+    assert_eq!(y.shape().to_vec(), vec![64, 64]);
+    let after = logdense::device::kernel_compilations().unwrap();
+    assert!(after > before, "a matmul compiled no kernel ({before} -> {after})");
+    let reserved = logdense::device::allocator_reserved_bytes(&gpu).expect("a pooled allocator");
+    assert!(reserved >= 64 * 64 * 4, "{reserved} bytes reserved");
+    assert_eq!(logdense::device::allocator_reserved_bytes(&Device::flex()), None);
 }

@@ -163,19 +163,43 @@ fn forward_backward(net: &SparseDenseNet, input: &TensorData, device: &Device) -
     }
 }
 
+/// How the copy [`compare_devices`] checks runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CopyOptions {
+    /// Added to every weight of the copy: 0 for a real comparison; tests use it to show the
+    /// measure sees a difference.
+    pub perturb: f32,
+    /// Whether the copy may take the fused CPU layers (on the CPU; other devices run plain
+    /// ops whatever this says). The reference always may.
+    pub fused: bool,
+    /// Whether the copy trains with gradient checkpointing
+    /// ([`crate::training::engine::autodiff_device`]).
+    pub checkpointing: bool,
+}
+
+impl Default for CopyOptions {
+    /// An exact copy, fused where it can be, without checkpointing.
+    fn default() -> Self {
+        CopyOptions {
+            perturb: 0.0,
+            fused: true,
+            checkpointing: false,
+        }
+    }
+}
+
 /// Builds `spec` on `reference` (seeded), copies the same weights to `other`, and compares
-/// one training-mode step on a seeded batch. `perturb` is added to every weight of the copy
-/// (0 for a real comparison; tests use it to show the measure sees a difference).
+/// one training-mode step on a seeded batch.
 pub fn compare_devices(
     name: &str,
     spec: &NetSpec,
     batch: usize,
     reference: &Device,
     other: &Device,
-    perturb: f32,
+    copy_options: &CopyOptions,
 ) -> anyhow::Result<Agreement> {
     let reference = reference.clone().autodiff();
-    let other = other.clone().autodiff();
+    let other = crate::training::engine::autodiff_device(other, copy_options.checkpointing);
     reference.seed(11);
     let net = SparseDenseNet::new(spec, 0.0, &reference)?;
     // The weights travel as a checkpoint's do (record bytes, loaded into a network built on
@@ -187,9 +211,13 @@ pub fn compare_devices(
         .map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?;
     let record = burn::store::ModuleRecord::from_bytes(bytes)
         .map_err(|e| anyhow::anyhow!("cannot read the model back: {e}"))?;
-    let mut copy = SparseDenseNet::new(spec, 0.0, &other)?.load_record(record);
-    if perturb != 0.0 {
-        copy = copy.map(&mut Perturb(perturb));
+    let options = crate::model::network::NetOptions {
+        fused: copy_options.fused,
+        ..Default::default()
+    };
+    let mut copy = SparseDenseNet::new_with(spec, &options, &other)?.load_record(record);
+    if copy_options.perturb != 0.0 {
+        copy = copy.map(&mut Perturb(copy_options.perturb));
     }
     let [c, h, w] = spec.input;
     let input = Tensor::<4>::random([batch, c, h, w], Distribution::Normal(0.0, 1.0), &reference)
@@ -251,13 +279,53 @@ mod tests {
     #[test]
     fn a_device_agrees_with_itself_and_a_perturbed_copy_does_not() {
         let cpu = Device::flex();
-        let same = compare_devices("small", &small(), 2, &cpu, &cpu, 0.0).unwrap();
+        let same =
+            compare_devices("small", &small(), 2, &cpu, &cpu, &CopyOptions::default()).unwrap();
         assert!(same.heads_rel_error < 1e-6, "{same:?}");
         assert!(same.input_grad_rel_error < 1e-6, "{same:?}");
         assert!(same.param_grads_rel_error < 1e-6, "{same:?}");
         assert!(same.step_rel_error < 1e-6, "{same:?}");
-        let off = compare_devices("small", &small(), 2, &cpu, &cpu, 0.05).unwrap();
+        let perturbed = CopyOptions {
+            perturb: 0.05,
+            ..CopyOptions::default()
+        };
+        let off = compare_devices("small", &small(), 2, &cpu, &cpu, &perturbed).unwrap();
         assert!(!off.within(TOLERANCE), "{off:?}");
+    }
+
+    /// burn's gradient checkpointing recomputes the plain path's memory-bound ops in the
+    /// backward pass: the same values as keeping them, and the fused layers' within tolerance.
+    #[test]
+    fn gradient_checkpointing_changes_no_value() {
+        let cpu = Device::flex();
+        let plain = CopyOptions {
+            fused: false,
+            ..CopyOptions::default()
+        };
+        let checkpointed = CopyOptions {
+            checkpointing: true,
+            ..plain
+        };
+        for (name, side) in [("ld-v1-2-4", 16), ("ld-v2-2-4", 16), ("fc-ld-small", 16)] {
+            let spec = small_case_spec(name, side).unwrap();
+            let kept = compare_devices(name, &spec, 2, &cpu, &cpu, &plain).unwrap();
+            let recomputed = compare_devices(name, &spec, 2, &cpu, &cpu, &checkpointed).unwrap();
+            assert!(recomputed.within(1e-4), "{recomputed:?}");
+            // Against the same fused reference, recomputing gives exactly what keeping gave.
+            assert_eq!(
+                (
+                    kept.heads_rel_error,
+                    kept.param_grads_rel_error,
+                    kept.step_rel_error
+                ),
+                (
+                    recomputed.heads_rel_error,
+                    recomputed.param_grads_rel_error,
+                    recomputed.step_rel_error
+                ),
+                "{name}"
+            );
+        }
     }
 
     #[test]

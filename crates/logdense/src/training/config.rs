@@ -73,6 +73,11 @@ pub struct ModelConfig {
     /// (`gemm`'s matrix kernels, the path of CPUs without AVX-512), to compare the paths.
     #[serde(with = "crate::model::fused::f32_kernels_serde")]
     pub f32_kernels: crate::model::fused::F32Kernels,
+    /// Train with burn's gradient checkpointing: memory-bound ops (a layer's concatenation,
+    /// batch norm and ReLU) are recomputed in the backward pass instead of kept. The memory
+    /// saver of the plain-ops path (a GPU device, or `fused = false`); the fused CPU layers
+    /// keep only their outputs anyway. Not part of the weights.
+    pub gradient_checkpointing: bool,
     /// The growth rate `g`: channels each feature layer adds.
     pub growth: Option<usize>,
     /// Feature layers per block.
@@ -270,6 +275,7 @@ impl TaskConfig {
                 fused: true,
                 precision: crate::model::fused::Precision::F32,
                 f32_kernels: crate::model::fused::F32Kernels::Direct,
+                gradient_checkpointing: false,
                 growth: None,
                 blocks: None,
                 block_growth: None,

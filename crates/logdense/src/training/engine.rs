@@ -322,6 +322,20 @@ pub trait Task {
     fn final_metrics(&self, row: &Self::Row) -> crate::training::run::FinalMetrics;
 }
 
+/// The autodiff copy of `device` that training steps run on. With `checkpointing`, burn's
+/// gradient checkpointing: the outputs of memory-bound operations (a layer's concatenation,
+/// batch norm and ReLU) are recomputed in the backward pass from the kept outputs of the
+/// compute-bound ones (the convolutions), so that a plain-ops network keeps about one tensor
+/// per layer instead of its concatenated input too, as the fused CPU layers do by design.
+pub fn autodiff_device(device: &Device, checkpointing: bool) -> Device {
+    let ad = device.clone().autodiff();
+    if checkpointing {
+        ad.gradient_checkpointing()
+    } else {
+        ad
+    }
+}
+
 /// A run of a task in a directory.
 pub struct Engine<'a> {
     /// The run directory (checkpoint, metrics, summary).
@@ -336,6 +350,8 @@ pub struct Engine<'a> {
     pub progress: bool,
     /// Stop after this many epochs in total, as a crash would (for resume tests).
     pub stop_after: Option<usize>,
+    /// Train with gradient checkpointing ([`autodiff_device`]).
+    pub checkpointing: bool,
 }
 
 impl Engine<'_> {
@@ -349,7 +365,7 @@ impl Engine<'_> {
         mut state: TrainState,
         resume: bool,
     ) -> Result<(SparseDenseNet, TrainState, Vec<T::Row>)> {
-        let ad = self.device.clone().autodiff();
+        let ad = autodiff_device(self.device, self.checkpointing);
         let mut optim = self.optimizer.build();
         let mut rows: Vec<T::Row> = Vec::new();
         if resume {

@@ -113,7 +113,7 @@ impl Run {
         for (spec, batch, field) in &p.fits {
             crate::training::resources::check_training_fits(spec, *batch, field)?;
         }
-        let ad = self.device.clone().autodiff();
+        let ad = engine::autodiff_device(&self.device, cfg.model.gradient_checkpointing);
         ad.seed(cfg.seed);
         let model = SparseDenseNet::new_with(&p.spec, &cfg.net_options(), &ad)?;
         let state = TrainState::fresh(p.spec, cfg.seed, p.mean, p.std, p.class_names);
@@ -125,6 +125,7 @@ impl Run {
             optimizer: cfg.optimizer(),
             progress: self.progress,
             stop_after: self.stop_after,
+            checkpointing: cfg.model.gradient_checkpointing,
         };
         let (model, state, rows) = engine.run(&p.task, model, state, resume)?;
         let last = rows.last().context("no epoch was trained")?;

@@ -383,7 +383,7 @@ pub fn prepare(cfg: &TaskConfig, device: &Device) -> Result<Prepared<Segment>> {
     let class_names = train_set.class_names.clone();
     let mut class_weights = weights.unwrap_or_else(|| vec![1.0; classes]);
     class_weights.push(0.0);
-    let ad = device.clone().autodiff();
+    let ad = crate::training::engine::autodiff_device(device, cfg.model.gradient_checkpointing);
     let task = Segment {
         cfg: cfg.clone(),
         stages,

@@ -28,9 +28,12 @@ pub(crate) struct BenchArgs {
     #[command(flatten)]
     kernels: crate::run_flags::KernelFlags,
     /// Peak-memory sweep instead: V1 LOG and dense V1 with g = 24 at n = 12, 52, 100, 200
-    /// (batch 16), each preset in its own process.
+    /// (batch 16), each preset in its own process (on a GPU device the allocator's peak).
     #[arg(long)]
     memory_sweep: bool,
+    /// The sweep's depths n (repeatable; default 12, 52, 100, 200).
+    #[arg(long = "sweep-n", requires = "memory_sweep")]
+    sweep_n: Vec<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -51,13 +54,34 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
         ));
     }
     if a.memory_sweep {
-        let opts = SweepOptions {
+        if a.sweep_n.iter().any(|&n| n == 0 || n > 1000) {
+            return Err(usage("--sweep-n: each depth must lie in 1..=1000"));
+        }
+        let mut opts = SweepOptions {
             steps: a.steps.min(3),
             ..SweepOptions::default()
         };
+        if !a.sweep_n.is_empty() {
+            opts.ns = a.sweep_n.clone();
+        }
+        if a.batch.is_some() {
+            opts.batch = a.batch.unwrap_or(opts.batch);
+        }
+        // The children run on this command's device, kernels and checkpointing.
+        let mut extra = vec![
+            "--warmup".to_string(),
+            a.warmup.min(1).to_string(),
+            "--device".into(),
+            a.device.clone(),
+        ];
+        extra.extend(a.kernels.to_args());
+        if a.device != "cpu" {
+            // Fail here, once, rather than in every child.
+            crate::open_device(&a.device)?;
+        }
         let exe = std::env::current_exe().context("cannot find the current executable")?;
         let rows = memory_sweep(&opts, |preset, batch, steps| {
-            isolated(&exe, preset, batch, steps, &[])
+            isolated(&exe, preset, batch, steps, &extra)
         })?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -66,7 +90,7 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = crate::open_device(&a.device)?;
     let mut opts = BenchOptions {
         warmup: a.warmup,
         steps: a.steps,
@@ -74,6 +98,7 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
         fused: !a.kernels.no_fused,
         precision: a.kernels.precision.unwrap_or_default(),
         f32_kernels: a.kernels.f32_kernels()?.unwrap_or_default(),
+        checkpointing: a.kernels.checkpointing,
         ..BenchOptions::default()
     };
     if !a.preset.is_empty() {
@@ -106,6 +131,9 @@ pub(crate) struct CheckDeviceArgs {
     /// batch 2): the check a software GPU device (lavapipe) finishes in minutes.
     #[arg(long)]
     small: bool,
+    /// Train the device's copy with gradient checkpointing (see `bench --checkpointing`).
+    #[arg(long)]
+    checkpointing: bool,
     #[arg(long)]
     json: bool,
 }
@@ -114,9 +142,14 @@ pub(crate) struct CheckDeviceArgs {
 /// head or input gradient differs by more than the tolerance.
 pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
     use logdense::experiments::parity::{
-        case_spec, compare_devices, small_case_spec, DEFAULT_CASES, SMALL_CASES, TOLERANCE,
+        case_spec, compare_devices, small_case_spec, CopyOptions, DEFAULT_CASES, SMALL_CASES,
+        TOLERANCE,
     };
-    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let copy_options = CopyOptions {
+        checkpointing: a.checkpointing,
+        ..CopyOptions::default()
+    };
+    let device = crate::open_device(&a.device)?;
     let table = if a.small { SMALL_CASES } else { DEFAULT_CASES };
     let cases: Vec<(String, usize, usize)> = if a.small || a.preset.is_empty() {
         table
@@ -141,7 +174,8 @@ pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
     let mut results = Vec::new();
     for (name, spec, batch) in cases {
         let started = std::time::Instant::now();
-        let agreement = compare_devices(&name, &spec, batch, &Device::flex(), &device, 0.0)?;
+        let agreement =
+            compare_devices(&name, &spec, batch, &Device::flex(), &device, &copy_options)?;
         if !a.json {
             println!(
                 "{:<20} heads {:.2e}  input gradient {:.2e}  parameter gradients {:.2e}  after a step {:.2e}  {:>6.1} s  {}",
@@ -249,6 +283,11 @@ mod tests {
             fused: Some(true),
             precision: None,
             f32_kernels: None,
+            checkpointing: None,
+            first_step_ms: None,
+            device_peak_bytes: None,
+            compilations_first_step: None,
+            compilations_per_step: None,
         };
         let json = serde_json::to_string(&[&r]).unwrap();
         let exe = dir.join("fake-logdense");

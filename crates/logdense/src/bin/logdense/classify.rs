@@ -39,8 +39,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
 
 /// Trains the configured run; `task` is the command's task, for a config that names none.
 pub(crate) fn train_task(flags: &RunFlags, task: TaskKind) -> Result<()> {
-    let device =
-        logdense::device::device_from_name(&flags.device).map_err(|e| usage(e.to_string()))?;
+    let device = crate::open_device(&flags.device)?;
     let (cfg, dir, resume) = flags.start(task)?;
     eprintln!("run directory: {}", dir.display());
     let run = Run {
@@ -77,7 +76,7 @@ fn final_line(s: &Summary) -> String {
 }
 
 pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
-    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = crate::open_device(&a.device)?;
     let mut t = Trained::load(&a.run, &device)?;
     if t.cfg.task != TaskKind::Classify {
         return Err(usage(format!(
@@ -117,7 +116,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<()> {
 
 pub(crate) fn predict_cmd(a: PredictArgs) -> Result<()> {
     use burn::prelude::*;
-    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = crate::open_device(&a.device)?;
     let t = Trained::load(&a.run, &device)?;
     let [c, h, w] = t.state.spec.input;
     let img = image::open(&a.image)

@@ -99,6 +99,17 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
+/// `--device NAME`: the device, or a usage error (exit code 2) saying what is missing. burn
+/// panics in its device thread when no adapter is found; the panic message is kept off the
+/// terminal while the device is probed, so that the error line stands alone.
+pub(crate) fn open_device(name: &str) -> anyhow::Result<burn::prelude::Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let device = logdense::device::device_from_name(name);
+    std::panic::set_hook(hook);
+    device.map_err(|e| usage(e.to_string()))
+}
+
 /// The training commands' `--preset` help: the defaults and the registry's names.
 pub(crate) fn preset_help() -> String {
     format!(

@@ -225,13 +225,12 @@ pub(crate) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             );
         }
         if a.measure {
-            let device =
-                logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+            let device = crate::open_device(&a.device)?;
             measure_plan(&runs, device)?;
         }
         return Ok(());
     }
-    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = crate::open_device(&a.device)?;
     reproduce::write_grid(&a.out, experiment, &grid).map_err(|e| usage(format!("{e:#}")))?;
     let trained = reproduce::execute(&runs, &opts, &device, true)?;
     let rows = reproduce::report(&a.out, experiment)?;

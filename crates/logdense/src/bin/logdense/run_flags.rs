@@ -24,6 +24,12 @@ pub(crate) struct KernelFlags {
     /// LOGDENSE_F32_KERNELS is read.
     #[arg(long)]
     pub f32_kernels: Option<logdense::model::fused::F32Kernels>,
+    /// Train with gradient checkpointing (`model.gradient_checkpointing`): memory-bound ops
+    /// (concatenation, batch norm, ReLU) are recomputed in the backward pass instead of kept.
+    /// The plain-ops path's memory saver, on a GPU above all; the fused CPU layers keep only
+    /// their outputs anyway.
+    #[arg(long)]
+    pub checkpointing: bool,
 }
 
 impl KernelFlags {
@@ -40,6 +46,24 @@ impl KernelFlags {
                 .map_err(|e: String| crate::usage(format!("LOGDENSE_F32_KERNELS: {e}"))),
             Err(_) => Ok(None),
         }
+    }
+
+    /// The flags again, as a child `logdense` process takes them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.no_fused {
+            args.push("--no-fused".into());
+        }
+        if let Some(p) = self.precision {
+            args.extend(["--precision".into(), p.name().into()]);
+        }
+        if let Some(k) = self.f32_kernels {
+            args.extend(["--f32-kernels".into(), k.name().into()]);
+        }
+        if self.checkpointing {
+            args.push("--checkpointing".into());
+        }
+        args
     }
 }
 
@@ -212,6 +236,9 @@ impl RunFlags {
         cfg.model.precision = self.kernels.precision.unwrap_or(cfg.model.precision);
         if let Some(k) = self.kernels.f32_kernels()? {
             cfg.model.f32_kernels = k;
+        }
+        if self.kernels.checkpointing {
+            cfg.model.gradient_checkpointing = true;
         }
         let d = &mut cfg.data;
         d.train_subset = self.train_subset.or(d.train_subset);

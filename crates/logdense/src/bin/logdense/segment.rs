@@ -135,7 +135,7 @@ fn load_seg_run(
 
 pub(crate) fn seg_eval_cmd(a: SegEvalArgs) -> Result<()> {
     use logdense::data::seg::{load_camvid, SegBatcher, SegInMemory};
-    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = crate::open_device(&a.device)?;
     let (cfg, t, data_dir) = load_seg_run(&a.run, &device)?;
     let (model, state) = (t.model, t.state);
     let dir = a.data.unwrap_or(data_dir);
@@ -211,7 +211,7 @@ fn confusion_table(cm: &logdense::data::seg::ConfusionMatrix, names: &[String]) 
 }
 
 pub(crate) fn seg_predict_cmd(a: SegPredictArgs) -> Result<()> {
-    let device = logdense::device::device_from_name(&a.device).map_err(|e| usage(e.to_string()))?;
+    let device = crate::open_device(&a.device)?;
     let (_, t, data_dir) = load_seg_run(&a.run, &device)?;
     let (model, state) = (t.model, t.state);
     let img = image::open(&a.image)

@@ -85,6 +85,10 @@ pub struct BenchOptions {
     pub precision: crate::model::fused::Precision,
     /// The fused kernels' f32 product family (`NetOptions::f32_kernels`).
     pub f32_kernels: crate::model::fused::F32Kernels,
+    /// Train with burn's gradient checkpointing: memory-bound operations (the concatenation,
+    /// batch norm, ReLU) are recomputed in the backward pass instead of kept, so that a step
+    /// keeps the layers' outputs alone (see [`crate::training::engine::autodiff_device`]).
+    pub checkpointing: bool,
 }
 
 impl Default for BenchOptions {
@@ -99,6 +103,7 @@ impl Default for BenchOptions {
             fused: true,
             precision: crate::model::fused::Precision::F32,
             f32_kernels: crate::model::fused::F32Kernels::Direct,
+            checkpointing: false,
         }
     }
 }
@@ -153,6 +158,26 @@ pub struct BenchResult {
     /// `gemm`'s; `None` otherwise, and in results from before it was recorded).
     #[serde(default)]
     pub f32_kernels: Option<String>,
+    /// Whether the training steps ran with gradient checkpointing (`None` in results from
+    /// before it was recorded).
+    #[serde(default)]
+    pub checkpointing: Option<bool>,
+    /// Wall time of the first training step (untimed warm-up included or not): on a GPU it
+    /// holds the kernels' compilation, the cost a user waits through before the first batch.
+    #[serde(default)]
+    pub first_step_ms: Option<f64>,
+    /// The device allocator's reserved bytes at their highest after a training step
+    /// ([`crate::device::allocator_reserved_bytes`]): the GPU memory a step needs, pool slack
+    /// included. `None` on the CPU, whose figure is `peak_rss_bytes`.
+    #[serde(default)]
+    pub device_peak_bytes: Option<u64>,
+    /// Kernels the GPU runtime compiled during the first training step (`None` on the CPU).
+    #[serde(default)]
+    pub compilations_first_step: Option<u64>,
+    /// Kernels compiled during the timed training steps, per step: 0 once every shape has
+    /// been seen (`None` on the CPU).
+    #[serde(default)]
+    pub compilations_per_step: Option<f64>,
 }
 
 /// The batch [`run_bench`] uses for `spec` when [`BenchOptions::batch`] is 0.
@@ -251,7 +276,8 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     reset_peak_rss();
 
     let device = opts.device.clone().inner();
-    let ad = device.clone().autodiff();
+    crate::device::release_unused_memory(&device);
+    let ad = engine::autodiff_device(&device, opts.checkpointing);
     ad.seed(SEED);
     let options = crate::model::network::NetOptions {
         dropout: 0.0,
@@ -295,7 +321,15 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     };
 
     let mut train_ms = Vec::with_capacity(opts.steps);
+    let mut first_step_ms = None;
+    let mut device_peak_bytes: Option<u64> = None;
+    let compilations_before = crate::device::kernel_compilations();
+    let mut compilations_first_step = None;
+    let mut compilations_timed_from = None;
     for step in 0..opts.warmup + opts.steps {
+        if step == opts.warmup {
+            compilations_timed_from = crate::device::kernel_compilations();
+        }
         let t0 = Instant::now();
         let (next, loss_value) = engine::train_step(
             model,
@@ -322,10 +356,23 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
         debug_assert!(loss_value.is_finite());
         ad.sync()
             .map_err(|e| anyhow::anyhow!("device error in a training step: {e:?}"))?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        if step == 0 {
+            first_step_ms = Some(ms);
+            compilations_first_step = crate::device::kernel_compilations()
+                .zip(compilations_before)
+                .map(|(now, before)| now - before);
+        }
         if step >= opts.warmup {
-            train_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            train_ms.push(ms);
+        }
+        if let Some(bytes) = crate::device::allocator_reserved_bytes(&device) {
+            device_peak_bytes = Some(device_peak_bytes.unwrap_or(0).max(bytes));
         }
     }
+    let compilations_per_step = crate::device::kernel_compilations()
+        .zip(compilations_timed_from)
+        .map(|(now, from)| (now - from) as f64 / opts.steps as f64);
     drop(optim);
 
     let valid = model.valid();
@@ -372,6 +419,11 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
             && crate::model::fused::precision_of_model(precision, fused)
                 == crate::model::fused::Precision::F32)
             .then(|| kernels.f32_name().to_string()),
+        checkpointing: Some(opts.checkpointing),
+        first_step_ms,
+        device_peak_bytes,
+        compilations_first_step,
+        compilations_per_step,
     })
 }
 

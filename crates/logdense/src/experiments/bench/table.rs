@@ -69,7 +69,7 @@ pub fn format_table(results: &[BenchResult]) -> String {
             r.train_gflop_per_s,
             r.infer_ms_median,
             r.infer_img_per_s,
-            mib(r.peak_rss_bytes),
+            mib(r.device_peak_bytes.or(r.peak_rss_bytes)),
             match r.fused {
                 Some(true) if r.precision.as_deref() == Some("bf16") => "bf16",
                 Some(true) => r.f32_kernels.as_deref().unwrap_or("yes"),
@@ -78,10 +78,41 @@ pub fn format_table(results: &[BenchResult]) -> String {
             }
         ));
     }
+    let on_device = results.iter().any(|r| r.device_peak_bytes.is_some());
+    if on_device {
+        s.push_str(&format!(
+            "{:<20} {:>12} {:>16} {:>14} {:>13}\n",
+            "preset", "1st step s", "compiled 1st", "compiled/step", "checkpointing"
+        ));
+        for r in results {
+            s.push_str(&format!(
+                "{:<20} {:>12} {:>16} {:>14} {:>13}\n",
+                r.preset,
+                r.first_step_ms
+                    .map_or("-".into(), |ms| format!("{:.1}", ms / 1e3)),
+                r.compilations_first_step
+                    .map_or("-".into(), |n| n.to_string()),
+                r.compilations_per_step
+                    .map_or("-".into(), |n| format!("{n:.1}")),
+                match r.checkpointing {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "-",
+                }
+            ));
+        }
+    }
     if let Some(r) = results.first() {
         s.push_str(&format!(
-            "median of {} steps after {} warm-up; {} threads; training GFLOP/s count 3x the forward FLOPs; peak = process VmHWM\n",
-            r.steps, r.warmup, r.threads
+            "median of {} steps after {} warm-up; {} threads; training GFLOP/s count 3x the forward FLOPs; peak = {}\n",
+            r.steps,
+            r.warmup,
+            r.threads,
+            if on_device {
+                "the device allocator's reserved bytes at their highest after a training step"
+            } else {
+                "process VmHWM"
+            }
         ));
     }
     s
@@ -99,7 +130,10 @@ pub fn format_sweep(rows: &[SweepRow]) -> String {
         "preset", "batch", "estimate MiB", "peak MiB", "train i/s"
     );
     for r in rows {
-        let peak = r.result.as_ref().and_then(|x| x.peak_rss_bytes);
+        let peak = r
+            .result
+            .as_ref()
+            .and_then(|x| x.device_peak_bytes.or(x.peak_rss_bytes));
         let ips = r
             .result
             .as_ref()
