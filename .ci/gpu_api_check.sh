@@ -9,9 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-cargo build --release --features wgpu -p logdense --target-dir target/wgpu
+cargo build --release --features wgpu -p logdense -p logdense-gpu-tests --target-dir target/wgpu
 echo "gpu_api_check: build $(( $(date +%s) - start )) s"
-cargo test --release --features wgpu -p logdense --target-dir target/wgpu --test device -- --nocapture
+cargo test --release --features wgpu -p logdense-gpu-tests --target-dir target/wgpu -- --nocapture
 target/wgpu/release/logdense check-device --device wgpu --small
 target/wgpu/release/logdense check-device --device wgpu --small --checkpointing
 echo "gpu_api_check: $(( $(date +%s) - start )) s"

@@ -64,8 +64,14 @@ fn the_gpu_device_reports_its_memory_and_compilations() {
     let y = (x.clone().matmul(x) + 1.0).into_data();
     assert_eq!(y.shape().to_vec(), vec![64, 64]);
     let after = logdense::device::kernel_compilations().unwrap();
-    assert!(after > before, "a matmul compiled no kernel ({before} -> {after})");
+    assert!(
+        after > before,
+        "a matmul compiled no kernel ({before} -> {after})"
+    );
     let reserved = logdense::device::allocator_reserved_bytes(&gpu).expect("a pooled allocator");
     assert!(reserved >= 64 * 64 * 4, "{reserved} bytes reserved");
-    assert_eq!(logdense::device::allocator_reserved_bytes(&Device::flex()), None);
+    assert_eq!(
+        logdense::device::allocator_reserved_bytes(&Device::flex()),
+        None
+    );
 }
