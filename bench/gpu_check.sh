@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, in one go on a machine with an NVIDIA GPU and no Rust toolchain: the GPU device
-# against the CPU (`logdense check-device`: forward, every gradient, one optimiser step),
-# `logdense bench` beside PyTorch on CUDA (fp32 and AMP bf16, peak GPU memory on PyTorch's
-# side), and a fashion-scenes training on the GPU. Every stage has its own time limit and
+# against the CPU (`logdense check-device`: forward, every gradient, one optimiser step, plain
+# and with gradient checkpointing), `logdense bench` (plain and checkpointed: the allocator's
+# peak, the first step's time, kernels compiled) beside PyTorch on CUDA (fp32 and AMP bf16,
+# torch.cuda.max_memory_allocated), the LOG-against-DENSE memory sweep on the GPU, and a
+# fashion-scenes training on the GPU. Every stage has its own time limit and
 # writes its log under $OUT as it goes, so a stage that hangs costs only its own limit.
 #
 # Prepare on the build machine (from the repository root):
@@ -10,12 +12,12 @@
 # and put the Debian packages of the Vulkan loader and the GL dispatch libraries in .gl/ (also
 # git-ignored): `apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0
 # libgles2` there; the script unpacks them. Then, on the GPU machine, with .gpu/ and .gl/:
-#   OUT=/some/dir bench/gpu_check.sh [parity] [bench] [torch] [seg]    # default: all four
+#   OUT=/some/dir bench/gpu_check.sh [parity] [bench] [torch] [sweep] [seg]  # default: all
 #
 # The dry run, on any machine, before a GPU's minutes are spent on it: the same stages end to
 # end on the CPU, through Mesa's lavapipe (a software Vulkan driver; it runs burn's WGSL
-# kernels, not its SPIR-V) with a `--features wgpu` build, PyTorch on the CPU, and small
-# networks and step counts (lavapipe compiles every kernel with LLVM):
+# kernels, not its SPIR-V) with a `--features wgpu` build (no autotune, no fusion), PyTorch on
+# the CPU, and small networks and step counts (lavapipe compiles every kernel with LLVM):
 #   apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1   # see .ci/run
 #   bench/gpu_check.sh --prepare-dry     # builds target/wgpu/release/logdense
 #   OUT=/tmp/dry bench/gpu_check.sh --dry-run [stages]
@@ -57,18 +59,17 @@ if [ $DRY = 1 ]; then
     PY=${PYTHON:-bench/.venv/bin/python}
     FASHION=/usr/share/datasets/fashion-mnist
     [ -x "$B" ] || { echo "no $B: run bench/gpu_check.sh --prepare-dry first" >&2; exit 2; }
-    # Small networks: what lavapipe compiles and runs in minutes. Autotune at its lowest level
-    # (cubecl reads CUBECL_AUTOTUNE_LEVEL; cubecl.toml can set it too).
-    export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
+    # Small networks: what lavapipe compiles and runs in minutes.
     PARITY_ARGS="--small"
     BENCH_PRESETS=("ld-v1-2-4 --batch 2" "densenet-bc-10-4 --batch 2" "fc-ld-small --input 16 --batch 2")
     BENCH_STEPS="--warmup 1 --steps 2"
     TORCH_PRESETS=(--preset ld-v1-2-4 --preset densenet-bc-10-4 --preset fc-ld-small)
     TORCH_STEPS="--warmup 1 --steps 2 --batch 2"
+    SWEEP_ARGS="--sweep-n 4 --sweep-n 8 --batch 2 --steps 1"
     SEG_ARGS="--size 32 --train 64 --test 16"
     SEG_TRAIN="--crop 16 --batch-size 4 --finetune-epochs 0"
     : "${SEG_EPOCHS:=1}" "${SEG_SECONDS:=120}"
-    LIMIT_PARITY=1500 LIMIT_BENCH=900 LIMIT_TORCH=300
+    LIMIT_PARITY=300 LIMIT_BENCH=300 LIMIT_TORCH=300 LIMIT_SWEEP=600
 else
     DEVICE=vulkan
     TORCH_DEVICE=cuda
@@ -89,16 +90,17 @@ else
     BENCH_STEPS="--warmup 2 --steps 5"
     TORCH_PRESETS=(--preset ld-v1-12-16 --preset ld-v1-32-24 --preset densenet-bc-100-12 --preset fc-ld-103)
     TORCH_STEPS="--warmup 3 --steps 10"
+    SWEEP_ARGS="--sweep-n 12 --sweep-n 52 --sweep-n 100 --steps 2"
     SEG_ARGS="--size 64 --train 12500 --test 500"
     SEG_TRAIN=""
     : "${SEG_EPOCHS:=6}" "${SEG_SECONDS:=150}"
-    LIMIT_PARITY=100 LIMIT_BENCH=120 LIMIT_TORCH=75
+    LIMIT_PARITY=100 LIMIT_BENCH=120 LIMIT_TORCH=75 LIMIT_SWEEP=150
 fi
 nproc | tee -a "$OUT/summary.txt"
 echo "device $DEVICE, PyTorch on $TORCH_DEVICE, binary $B" | tee -a "$OUT/summary.txt"
 
 # Stages to run (default: all), e.g. `bench/gpu_check.sh parity bench`.
-STAGES=" ${*:-parity bench torch seg} "
+STAGES=" ${*:-parity bench torch sweep seg} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
 
 if want parity; then
@@ -106,19 +108,26 @@ if want parity; then
     # shellcheck disable=SC2086
     timeout $LIMIT_PARITY $B check-device --device $DEVICE $PARITY_ARGS 2>&1 | tee "$OUT/parity.log"
     echo "parity exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
+    stage "device parity with gradient checkpointing"
+    # shellcheck disable=SC2086
+    timeout $LIMIT_PARITY $B check-device --device $DEVICE $PARITY_ARGS --checkpointing 2>&1 |
+        tee -a "$OUT/parity.log"
+    echo "parity (checkpointing) exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
 fi
 
 if want bench; then
     # One preset per process, so that a slow one (the first steps compile every kernel) costs
     # only its own limit; one JSON array per line.
-    for args in "${BENCH_PRESETS[@]}"; do
-        stage "logdense bench --device $DEVICE --preset $args"
-        # shellcheck disable=SC2086
-        timeout $LIMIT_BENCH $B bench --device $DEVICE $BENCH_STEPS --json --preset $args \
-            2>>"$OUT/errors.log" | tr -d '\n' >>"$OUT/bench-$DEVICE.jsonl"
-        status=${PIPESTATUS[0]}
-        echo >>"$OUT/bench-$DEVICE.jsonl"
-        echo "exit $status (124: over the time limit)" | tee -a "$OUT/summary.txt"
+    for checkpointing in "" "--checkpointing"; do
+        for args in "${BENCH_PRESETS[@]}"; do
+            stage "logdense bench --device $DEVICE $checkpointing --preset $args"
+            # shellcheck disable=SC2086
+            timeout $LIMIT_BENCH $B bench --device $DEVICE $BENCH_STEPS $checkpointing --json \
+                --preset $args 2>>"$OUT/errors.log" | tr -d '\n' >>"$OUT/bench-$DEVICE.jsonl"
+            status=${PIPESTATUS[0]}
+            echo >>"$OUT/bench-$DEVICE.jsonl"
+            echo "exit $status (124: over the time limit)" | tee -a "$OUT/summary.txt"
+        done
     done
 fi
 
@@ -131,6 +140,14 @@ if want torch; then
             >"$OUT/bench-torch${setting/--/-}.json" 2>>"$OUT/errors.log"
         echo "torch ${setting:-fp32} exit $?" | tee -a "$OUT/summary.txt"
     done
+fi
+
+if want sweep; then
+    stage "memory sweep on $DEVICE: LOG against DENSE V1, g = 24, with gradient checkpointing"
+    # shellcheck disable=SC2086
+    timeout $LIMIT_SWEEP $B bench --memory-sweep --device $DEVICE --checkpointing $SWEEP_ARGS \
+        >"$OUT/sweep-$DEVICE.txt" 2>>"$OUT/errors.log"
+    echo "sweep exit $?" | tee -a "$OUT/summary.txt"
 fi
 
 if want seg; then

@@ -75,3 +75,15 @@ fn the_gpu_device_reports_its_memory_and_compilations() {
         None
     );
 }
+
+/// The documented cubecl configuration (configs/cubecl.toml) is one cubecl reads.
+#[test]
+fn the_documented_cubecl_config_parses() {
+    use cubecl_runtime::config::cache::CacheConfig;
+    use cubecl_runtime::config::CubeClRuntimeConfig;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/cubecl.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let config: CubeClRuntimeConfig = toml::from_str(&text).unwrap();
+    assert_eq!(format!("{:?}", config.autotune.level), "Balanced");
+    assert!(matches!(config.environment.path, CacheConfig::Global));
+}
