@@ -24,18 +24,12 @@ pub fn device_from_name(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "vulkan")]
-        "vulkan" | "gpu" => {
-            compilations::start_counting();
-            probed(
-                "vulkan",
-                Device::vulkan(burn::tensor::DeviceKind::default()),
-            )
-        }
+        "vulkan" | "gpu" => probed(
+            "vulkan",
+            Device::vulkan(burn::tensor::DeviceKind::default()),
+        ),
         #[cfg(feature = "wgpu")]
-        "wgpu" => {
-            compilations::start_counting();
-            probed("wgpu", Device::wgpu(burn::tensor::DeviceKind::default()))
-        }
+        "wgpu" => probed("wgpu", Device::wgpu(burn::tensor::DeviceKind::default())),
         other => bail!(
             "--device: unknown device '{other}' ({}{})",
             device_names(),
@@ -82,9 +76,22 @@ pub fn release_unused_memory(device: &Device) {
     device.memory_cleanup();
 }
 
-/// Kernels the GPU runtime compiled in this process so far: `None` in a CPU-only build, or
-/// when counting could not start (cubecl's configuration had been read before the first GPU
-/// device was made). Counts compilations, not launches: a kernel compiled once and launched
+/// Starts counting the GPU runtime's kernel compilations ([`kernel_compilations`]): call it
+/// before the first GPU device is made. It changes process-wide state, which is the
+/// application's to decide: it installs a `log` logger (unless one is installed already) and
+/// sets cubecl's configuration (what `cubecl.toml` and the `CUBECL_*` variables give, with the
+/// compilation log also sent to that logger). Returns whether counting runs; `false` in a
+/// CPU-only build, where a logger was installed, or where cubecl had read its configuration.
+/// The `logdense` binary calls it for every GPU device.
+pub fn count_kernel_compilations() -> bool {
+    #[cfg(any(feature = "vulkan", feature = "wgpu"))]
+    return compilations::start_counting();
+    #[cfg(not(any(feature = "vulkan", feature = "wgpu")))]
+    false
+}
+
+/// Kernels the GPU runtime compiled in this process since [`count_kernel_compilations`]:
+/// `None` where that did not start counting. Counts compilations, not launches: a kernel compiled once and launched
 /// a thousand times counts once, and a kernel Mesa or the driver finds in its own shader
 /// cache still counts (cubecl generated it).
 pub fn kernel_compilations() -> Option<u64> {
@@ -122,11 +129,8 @@ mod compilations {
         fn flush(&self) {}
     }
 
-    /// Installs the counter, once, before the first GPU device reads cubecl's configuration:
-    /// the configuration a `cubecl.toml` and `CUBECL_*` variables give, with the compilation
-    /// log also sent to the counter. Does nothing where a `log` logger is already installed
-    /// or cubecl's configuration was already read.
-    pub(super) fn start_counting() {
+    /// Installs the counter, once (see [`super::count_kernel_compilations`]).
+    pub(super) fn start_counting() -> bool {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             if log::set_logger(&Counter).is_err() {
@@ -141,6 +145,7 @@ mod compilations {
             }
             COUNTING.store(CubeClRuntimeConfig::try_set(config), Ordering::Relaxed);
         });
+        COUNTING.load(Ordering::Relaxed)
     }
 
     pub(super) fn count() -> Option<u64> {

@@ -64,8 +64,8 @@ pub(crate) fn bench_cmd(a: BenchArgs) -> Result<()> {
         if !a.sweep_n.is_empty() {
             opts.ns = a.sweep_n.clone();
         }
-        if a.batch.is_some() {
-            opts.batch = a.batch.unwrap_or(opts.batch);
+        if let Some(batch) = a.batch {
+            opts.batch = batch;
         }
         // The children run on this command's device, kernels and checkpointing.
         let mut extra = vec![

@@ -101,8 +101,12 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 /// `--device NAME`: the device, or a usage error (exit code 2) saying what is missing. burn
 /// panics in its device thread when no adapter is found; the panic message is kept off the
-/// terminal while the device is probed, so that the error line stands alone.
+/// terminal while the device is probed, so that the error line stands alone. On a GPU device
+/// the kernel compilations are counted (`bench` reports them).
 pub(crate) fn open_device(name: &str) -> anyhow::Result<burn::prelude::Device> {
+    if name != "cpu" && name != "flex" {
+        logdense::device::count_kernel_compilations();
+    }
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let device = logdense::device::device_from_name(name);
