@@ -91,9 +91,9 @@ pub fn count_kernel_compilations() -> bool {
 }
 
 /// Kernels the GPU runtime compiled in this process since [`count_kernel_compilations`]:
-/// `None` where that did not start counting. Counts compilations, not launches: a kernel compiled once and launched
-/// a thousand times counts once, and a kernel Mesa or the driver finds in its own shader
-/// cache still counts (cubecl generated it).
+/// `None` where that did not start counting. Counts compilations, not launches: a kernel
+/// compiled once and launched a thousand times counts once, and a kernel Mesa or the driver
+/// finds in its own shader cache still counts (cubecl generated it).
 pub fn kernel_compilations() -> Option<u64> {
     #[cfg(any(feature = "vulkan", feature = "wgpu"))]
     return compilations::count();

@@ -73,10 +73,10 @@ pub struct ModelConfig {
     /// (`gemm`'s matrix kernels, the path of CPUs without AVX-512), to compare the paths.
     #[serde(with = "crate::model::fused::f32_kernels_serde")]
     pub f32_kernels: crate::model::fused::F32Kernels,
-    /// Train with burn's gradient checkpointing: memory-bound ops (a layer's concatenation,
-    /// batch norm and ReLU) are recomputed in the backward pass instead of kept. The memory
-    /// saver of the plain-ops path (a GPU device, or `fused = false`); the fused CPU layers
-    /// keep only their outputs anyway. Not part of the weights.
+    /// Train with burn's gradient checkpointing, which recomputes some of a layer's
+    /// memory-bound ops in the backward pass (see `training::engine::autodiff_device`): a
+    /// partial memory saver for the plain-ops path (a GPU device, or `fused = false`); the
+    /// fused CPU layers keep only their outputs anyway. Not part of the weights.
     pub gradient_checkpointing: bool,
     /// The growth rate `g`: channels each feature layer adds.
     pub growth: Option<usize>,

@@ -24,10 +24,10 @@ pub(crate) struct KernelFlags {
     /// LOGDENSE_F32_KERNELS is read.
     #[arg(long)]
     pub f32_kernels: Option<logdense::model::fused::F32Kernels>,
-    /// Train with gradient checkpointing (`model.gradient_checkpointing`): memory-bound ops
-    /// (concatenation, batch norm, ReLU) are recomputed in the backward pass instead of kept.
-    /// The plain-ops path's memory saver, on a GPU above all; the fused CPU layers keep only
-    /// their outputs anyway.
+    /// Train with burn's gradient checkpointing (`model.gradient_checkpointing`): some
+    /// memory-bound ops (concatenation, batch norm, ReLU) are recomputed in the backward pass
+    /// instead of kept. A partial memory saver for the plain-ops path (26-32 % less on a GPU
+    /// allocator); the fused CPU layers keep only their outputs anyway.
     #[arg(long)]
     pub checkpointing: bool,
 }

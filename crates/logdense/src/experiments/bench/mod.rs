@@ -85,9 +85,8 @@ pub struct BenchOptions {
     pub precision: crate::model::fused::Precision,
     /// The fused kernels' f32 product family (`NetOptions::f32_kernels`).
     pub f32_kernels: crate::model::fused::F32Kernels,
-    /// Train with burn's gradient checkpointing: memory-bound operations (the concatenation,
-    /// batch norm, ReLU) are recomputed in the backward pass instead of kept, so that a step
-    /// keeps the layers' outputs alone (see [`crate::training::engine::autodiff_device`]).
+    /// Train with burn's gradient checkpointing
+    /// ([`crate::training::engine::autodiff_device`]).
     pub checkpointing: bool,
 }
 
