@@ -21,11 +21,30 @@ fn device_name() -> &'static str {
     }
 }
 
+/// The recomputing layers and transitions that ran on this thread since `before`: forwards
+/// and backward steps.
+fn recompute_runs_since(before: logdense::model::fused::KernelRuns) -> (u64, u64) {
+    let now = logdense::model::fused::kernel_runs();
+    (
+        now.recompute_forward - before.recompute_forward,
+        now.recompute_backward - before.recompute_backward,
+    )
+}
+
+/// The recomputing layer's CubeCL kernel launches on this thread since `before`.
+fn cube_kernels_since(before: logdense::model::fused::KernelRuns) -> u64 {
+    logdense::model::fused::kernel_runs().cube_kernels - before.cube_kernels
+}
+
+/// With the fused option on (the default), a GPU device takes the recomputing layer: every
+/// family agrees with the CPU's fused kernels, and the counters show the layer ran, forward
+/// and backward, and (without burn's fusion) that its CubeCL kernels did.
 #[test]
 fn networks_agree_with_the_cpu_on_the_gpu_device() {
     let gpu = logdense::device::device_from_name(device_name()).unwrap();
     for &(name, side, batch) in SMALL_CASES {
         let spec = small_case_spec(name, side).unwrap();
+        let before = logdense::model::fused::kernel_runs();
         let agreement = compare_devices(
             name,
             &spec,
@@ -37,6 +56,41 @@ fn networks_agree_with_the_cpu_on_the_gpu_device() {
         .unwrap();
         println!("{agreement:?}");
         assert!(agreement.within(TOLERANCE), "{agreement:?}");
+        let (forward, backward) = recompute_runs_since(before);
+        assert!(
+            forward > 0 && backward > 0,
+            "{name}: the recomputing layer ran {forward} forwards and {backward} backward steps"
+        );
+        // Per input of every layer: one packing launch in the forward, one in the backward
+        // step's recomputation, one input-gradient launch.
+        let launches = cube_kernels_since(before);
+        if cfg!(feature = "fusion") {
+            assert_eq!(launches, 0, "{name}: CubeCL kernels under fusion");
+        } else {
+            assert!(
+                launches >= 3 * forward,
+                "{name}: {launches} CubeCL kernel launches"
+            );
+        }
+    }
+}
+
+/// With the fused option off the GPU runs burn's plain ops, which agree with the CPU too.
+#[test]
+fn plain_ops_agree_with_the_cpu_on_the_gpu_device() {
+    let gpu = logdense::device::device_from_name(device_name()).unwrap();
+    let plain = CopyOptions {
+        fused: false,
+        ..CopyOptions::default()
+    };
+    for &(name, side, batch) in &SMALL_CASES[..2] {
+        let spec = small_case_spec(name, side).unwrap();
+        let before = logdense::model::fused::kernel_runs();
+        let agreement = compare_devices(name, &spec, batch, &Device::flex(), &gpu, &plain).unwrap();
+        println!("{agreement:?}");
+        assert!(agreement.within(TOLERANCE), "{agreement:?}");
+        assert_eq!(recompute_runs_since(before), (0, 0), "{name}: plain ops");
+        assert_eq!(cube_kernels_since(before), 0, "{name}: plain ops");
     }
 }
 

@@ -13,6 +13,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use logdense::model::fused::recompute_bn_relu_conv;
 use logdense::model::fused::{bn_relu_conv, kernel_runs, reference_bn_relu_conv, KernelRuns};
 use logdense::model::fused::{Fused, Kernels, Precision};
 
@@ -25,6 +26,26 @@ enum Path {
     FlagOff,
     /// The plain burn reference itself.
     Reference,
+    /// The fused function with the flag on, on a device with burn's gradient checkpointing:
+    /// the kernels must run there too.
+    FusedCheckpointed,
+    /// The recomputing layer of GPU devices (`recompute_bn_relu_conv`), here on flex.
+    Recompute,
+    /// The recomputing layer on a device with gradient checkpointing.
+    RecomputeCheckpointed,
+}
+
+impl Path {
+    /// The autodiff device the path trains on.
+    fn device(self) -> Device {
+        let device = Device::flex().autodiff();
+        match self {
+            Path::FusedCheckpointed | Path::RecomputeCheckpointed => {
+                device.gradient_checkpointing()
+            }
+            _ => device,
+        }
+    }
 }
 
 /// The kernel runs on this thread since `before`.
@@ -35,6 +56,9 @@ fn runs_since(before: KernelRuns) -> KernelRuns {
         conv_backward: now.conv_backward - before.conv_backward,
         resample_forward: now.resample_forward - before.resample_forward,
         resample_backward: now.resample_backward - before.resample_backward,
+        recompute_forward: now.recompute_forward - before.recompute_forward,
+        recompute_backward: now.recompute_backward - before.recompute_backward,
+        cube_kernels: now.cube_kernels - before.cube_kernels,
     }
 }
 
@@ -44,14 +68,29 @@ const CONV_RUN: KernelRuns = KernelRuns {
     conv_backward: 1,
     resample_forward: 0,
     resample_backward: 0,
+    recompute_forward: 0,
+    recompute_backward: 0,
+    cube_kernels: 0,
+};
+
+/// One forward and backward step of the recomputing layer.
+const RECOMPUTE_RUN: KernelRuns = KernelRuns {
+    conv_forward: 0,
+    conv_backward: 0,
+    resample_forward: 0,
+    resample_backward: 0,
+    recompute_forward: 1,
+    recompute_backward: 1,
+    cube_kernels: 0,
 };
 
 /// Asserts that since `before` the fused kernels ran `fused` times on this thread if `path` is
 /// the fused one, and not at all otherwise.
 fn assert_runs(before: KernelRuns, path: Path, fused: KernelRuns) {
     let expected = match path {
-        Path::Fused => fused,
-        _ => KernelRuns::default(),
+        Path::Fused | Path::FusedCheckpointed => fused,
+        Path::Recompute | Path::RecomputeCheckpointed => RECOMPUTE_RUN,
+        Path::FlagOff | Path::Reference => KernelRuns::default(),
     };
     assert_eq!(runs_since(before), expected, "{path:?}: fused kernel runs");
 }
@@ -129,7 +168,7 @@ fn train_once_in(
 ) -> Outcome {
     // burn's RNG is process-global: tests running in parallel would interleave their draws.
     let _lock = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    let device = Device::flex().autodiff();
+    let device = path.device();
     device.seed(seed);
     let cin = channels.iter().sum();
     let (bn, conv) = layer(cin, 6, kernel, bias, &device);
@@ -138,7 +177,7 @@ fn train_once_in(
     assert!(logdense::model::fused::conv_supported(&xs, &conv));
     let before = kernel_runs();
     let out = match path {
-        Path::Fused => bn_relu_conv(
+        Path::Fused | Path::FusedCheckpointed => bn_relu_conv(
             xs.clone(),
             &bn,
             &conv,
@@ -152,6 +191,9 @@ fn train_once_in(
         ),
         Path::FlagOff => bn_relu_conv(xs.clone(), &bn, &conv, false),
         Path::Reference => reference_bn_relu_conv(xs.clone(), &bn, &conv),
+        Path::Recompute | Path::RecomputeCheckpointed => {
+            recompute_bn_relu_conv(xs.clone(), &bn, &conv).expect("the layer fits")
+        }
     };
     let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
     let grads = (out.clone() * probe).sum().backward();
@@ -206,6 +248,31 @@ fn fused_layer_equals_the_reference_in_training_with_gradients() {
             train_once(7, &channels, kernel, bias, Path::Reference),
             &format!("flag off: kernel {kernel}, bias {bias}"),
         );
+    }
+}
+
+/// The recomputing layer that GPU devices take, run here on flex: the same outputs, gradients
+/// and running statistics as the plain ops, with and without burn's gradient checkpointing;
+/// and the CPU kernels under checkpointing too.
+#[test]
+fn recomputing_layer_equals_the_reference_in_training_with_gradients() {
+    for (channels, kernel, bias) in [
+        (&[4, 2, 5][..], 3, false),
+        (&[4, 2, 5][..], 1, true),
+        (&[6][..], 3, false),
+    ] {
+        let reference = || train_once(7, channels, kernel, bias, Path::Reference);
+        for path in [
+            Path::Recompute,
+            Path::RecomputeCheckpointed,
+            Path::FusedCheckpointed,
+        ] {
+            assert_same(
+                train_once(7, channels, kernel, bias, path),
+                reference(),
+                &format!("{path:?}: {channels:?}, kernel {kernel}, bias {bias}"),
+            );
+        }
     }
 }
 
@@ -309,6 +376,7 @@ fn head_once(seed: u64, channels: &[usize], path: Path) -> Outcome {
         Path::Fused => bn_relu_pool_linear(xs.clone(), &bn, &linear, true),
         Path::FlagOff => bn_relu_pool_linear(xs.clone(), &bn, &linear, false),
         Path::Reference => reference_bn_relu_pool_linear(xs.clone(), &bn, &linear),
+        other => panic!("{other:?} is not a path of the head test"),
     };
     let grads = (out.clone() * probe).sum().backward();
     assert_runs(before, path, CONV_RUN);
@@ -385,6 +453,7 @@ fn deconv_once(seed: u64, size: (usize, usize), path: Path) -> Outcome {
         Path::Fused => bn_relu_deconv(x.clone(), &bn, &deconv, true),
         Path::FlagOff => bn_relu_deconv(x.clone(), &bn, &deconv, false),
         Path::Reference => reference_bn_relu_deconv(x.clone(), &bn, &deconv),
+        other => panic!("{other:?} is not a path of the transposed-convolution test"),
     };
     assert_eq!(out.dims(), [2, cout, 2 * size.0, 2 * size.1]);
     let flat = |t: Tensor<4>| t.clone().reshape([t.shape().num_elements()]).inner();
@@ -454,6 +523,7 @@ fn fused_average_pool_equals_burns_with_its_gradient() {
                 Path::Fused => logdense::model::fused::avg_pool2(x.clone(), true),
                 Path::FlagOff => logdense::model::fused::avg_pool2(x.clone(), false),
                 Path::Reference => avg_pool2d(x.clone(), AvgPoolOptions::new([2, 2])),
+                other => panic!("{other:?} is not a path of the pool test"),
             };
             let g = (y.clone() * probe.clone()).sum().backward();
             let pool = KernelRuns {

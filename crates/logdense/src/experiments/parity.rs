@@ -311,6 +311,13 @@ mod tests {
             let kept = compare_devices(name, &spec, 2, &cpu, &cpu, &plain).unwrap();
             let recomputed = compare_devices(name, &spec, 2, &cpu, &cpu, &checkpointed).unwrap();
             assert!(recomputed.within(1e-4), "{recomputed:?}");
+            // The fused CPU kernels run under checkpointing too, and agree.
+            let fused_checkpointed = CopyOptions {
+                fused: true,
+                ..checkpointed
+            };
+            let fused = compare_devices(name, &spec, 2, &cpu, &cpu, &fused_checkpointed).unwrap();
+            assert!(fused.within(1e-4), "{fused:?}");
             // Against the same fused reference, recomputing gives exactly what keeping gave.
             assert_eq!(
                 (

@@ -206,23 +206,39 @@ impl SparseDenseNet {
         })
     }
 
-    /// Whether the fused kernels run for this model: the option is on
-    /// ([`Self::fused_requested`]) and every weight is f32 on the flex CPU device. Inputs on
-    /// that device in f32 then take the fused path; on any other device or dtype, the plain
-    /// burn path runs, and this says `false`.
-    pub fn fused_active(&self) -> bool {
-        struct OnFlexF32(bool);
-        impl burn::module::ModuleVisitor for OnFlexF32 {
+    /// Where this model's fused path runs: `None` when the option is off
+    /// ([`Self::fused_requested`]) or its weights are not all f32 on one device with a fused
+    /// path; otherwise the CPU kernels on the flex device, or the recomputing layer on a GPU
+    /// ([`fused::FusedBackend`]). Inputs on that device in f32 then take it; elsewhere the plain
+    /// burn path runs.
+    pub fn fused_backend(&self) -> Option<fused::FusedBackend> {
+        struct AllF32On(Option<Device>, bool);
+        impl burn::module::ModuleVisitor for AllF32On {
             fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-                self.0 &= param.val().dtype() == DType::F32 && fused::is_flex(&param.lazy_device());
+                let device = param.lazy_device();
+                self.1 &= param.val().dtype() == DType::F32
+                    && *self.0.get_or_insert_with(|| device.clone()) == device;
             }
         }
         if !self.fused_requested() {
-            return false;
+            return None;
         }
-        let mut check = OnFlexF32(true);
+        let mut check = AllF32On(None, true);
         self.visit(&mut check);
-        check.0
+        match check {
+            AllF32On(Some(device), true) => fused::FusedBackend::of(&device),
+            _ => None,
+        }
+    }
+
+    /// Whether a fused path runs for this model ([`Self::fused_backend`]).
+    pub fn fused_active(&self) -> bool {
+        self.fused_backend().is_some()
+    }
+
+    /// Whether the fused CPU kernels run for this model (the only path with a bf16 mode).
+    pub fn cpu_kernels_active(&self) -> bool {
+        self.fused_backend() == Some(fused::FusedBackend::CpuKernels)
     }
 
     /// Runs the network; returns every head's output `[N, classes, H, W]` in graph order

@@ -139,7 +139,7 @@ impl Run {
             fused,
             precision: crate::model::fused::precision_of_model(
                 model.fused.kernels.precision,
-                fused,
+                model.valid().cpu_kernels_active(),
             )
             .name()
             .into(),

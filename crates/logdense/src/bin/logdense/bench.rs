@@ -134,6 +134,10 @@ pub(crate) struct CheckDeviceArgs {
     /// Train the device's copy with gradient checkpointing (see `bench --checkpointing`).
     #[arg(long)]
     checkpointing: bool,
+    /// Run the device's copy on burn's plain ops instead of its fused path (on a GPU, the
+    /// recomputing layer; on the CPU, the fused kernels).
+    #[arg(long)]
+    plain: bool,
     #[arg(long)]
     json: bool,
 }
@@ -147,6 +151,7 @@ pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
     };
     let copy_options = CopyOptions {
         checkpointing: a.checkpointing,
+        fused: !a.plain,
         ..CopyOptions::default()
     };
     let device = crate::open_device(&a.device)?;
@@ -174,12 +179,20 @@ pub(crate) fn check_device_cmd(a: CheckDeviceArgs) -> Result<()> {
     let mut results = Vec::new();
     for (name, spec, batch) in cases {
         let started = std::time::Instant::now();
+        let before = logdense::model::fused::kernel_runs();
         let agreement =
             compare_devices(&name, &spec, batch, &Device::flex(), &device, &copy_options)?;
+        let recomputed =
+            logdense::model::fused::kernel_runs().recompute_backward > before.recompute_backward;
         if !a.json {
             println!(
-                "{:<20} heads {:.2e}  input gradient {:.2e}  parameter gradients {:.2e}  after a step {:.2e}  {:>6.1} s  {}",
+                "{:<20} {:<10} heads {:.2e}  input gradient {:.2e}  parameter gradients {:.2e}  after a step {:.2e}  {:>6.1} s  {}",
                 agreement.preset,
+                match (recomputed, a.plain) {
+                    (true, _) => "recompute",
+                    (false, true) => "plain",
+                    (false, false) => "fused",
+                },
                 agreement.heads_rel_error,
                 agreement.input_grad_rel_error,
                 agreement.param_grads_rel_error,

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 /// The kernel switches `train`, `segment train` and `bench` share.
 #[derive(Args)]
 pub(crate) struct KernelFlags {
-    /// Run every layer on plain burn ops instead of the fused CPU kernels (`model.fused =
-    /// false`): the reference the tests hold the kernels to; slower, and more memory.
+    /// Run every layer on plain burn ops instead of the fused path (`model.fused = false`;
+    /// the fused path is the CPU kernels on the CPU, the recomputing layer on a GPU): the
+    /// reference the tests hold the fused path to; more memory, and on the CPU slower.
     #[arg(long)]
     pub no_fused: bool,
     /// The fused kernels' precision, f32 or bf16 (`model.precision`): bf16 operands with f32
@@ -27,7 +28,8 @@ pub(crate) struct KernelFlags {
     /// Train with burn's gradient checkpointing (`model.gradient_checkpointing`): some
     /// memory-bound ops (concatenation, batch norm, ReLU) are recomputed in the backward pass
     /// instead of kept. A partial memory saver for the plain-ops path (26-32 % less on a GPU
-    /// allocator); the fused CPU layers keep only their outputs anyway.
+    /// allocator); the fused path (CPU kernels, or the recomputing layer on a GPU) keeps
+    /// only the layers' outputs anyway.
     #[arg(long)]
     pub checkpointing: bool,
 }

@@ -286,6 +286,7 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
     };
     let mut model = SparseDenseNet::new_with(spec, &options, &ad)?;
     let fused = model.valid().fused_active();
+    let cpu_kernels = model.valid().cpu_kernels_active();
     let kernels = model.fused.kernels;
     let precision = kernels.precision;
     let params = model.trainable_params() as u64;
@@ -410,12 +411,12 @@ pub fn run_spec(name: &str, spec: &NetSpec, opts: &BenchOptions) -> Result<Bench
         threads: threads(),
         fused: Some(fused),
         precision: Some(
-            crate::model::fused::precision_of_model(precision, fused)
+            crate::model::fused::precision_of_model(precision, cpu_kernels)
                 .name()
                 .to_string(),
         ),
-        f32_kernels: (fused
-            && crate::model::fused::precision_of_model(precision, fused)
+        f32_kernels: (cpu_kernels
+            && crate::model::fused::precision_of_model(precision, cpu_kernels)
                 == crate::model::fused::Precision::F32)
             .then(|| kernels.f32_name().to_string()),
         checkpointing: Some(opts.checkpointing),

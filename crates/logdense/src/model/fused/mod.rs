@@ -20,20 +20,34 @@
 //! Every function takes a [`Fused`]: the model's options (`NetOptions` in
 //! [`crate::model::network`]: the flag, the precision and the f32 kernels, carried by each
 //! layer and passed with every kernel call; `true`/`false` stand for on in f32 and off). With
-//! the flag on, the fused kernels run where they apply: on the `flex` CPU backend, in `f32`, for the shapes [`conv_supported`] and
-//! [`deconv_supported`] accept. Everywhere else (flag off, another device, another dtype, other
-//! shapes) the plain burn path runs instead ([`reference_bn_relu_conv`],
-//! [`reference_bn_relu_deconv`], burn's `avg_pool2d`), silently and with the same result; tests
-//! hold the two equal. `SparseDenseNet::fused_active` reports whether a model's layers take
-//! the fused path, and [`kernel_runs`] counts the fused kernels that actually ran.
+//! the flag on, the fused path runs where it applies, in `f32`, for the shapes
+//! [`conv_backend`] and [`deconv_supported`] accept, on one of two backends
+//! ([`FusedBackend`]):
+//! - on the `flex` CPU device, the CPU kernels: nothing concatenated, normalised or rectified
+//!   is ever stored;
+//! - on a cubecl device (a GPU through wgpu or Vulkan), the recomputing layer of the
+//!   `recompute` module: burn's own ops, keeping only each layer's inputs and statistics for
+//!   the backward pass and recomputing one layer's concatenation, BN and ReLU there, so that
+//!   memory grows with the layers' outputs as on the CPU. Layers and heads take it; the FC
+//!   networks' transitions run on plain ops on a GPU.
+//!
+//! Everywhere else (flag off, another device, another dtype, other shapes) the plain burn path
+//! runs instead ([`reference_bn_relu_conv`], [`reference_bn_relu_deconv`], burn's
+//! `avg_pool2d`), silently and with the same result; tests hold them equal. Both backends run
+//! under burn's gradient checkpointing too. `SparseDenseNet::fused_backend` reports which
+//! path a model's layers take, and [`kernel_runs`] counts the fused steps that actually ran.
 
+#[cfg(all(any(feature = "wgpu", feature = "vulkan"), not(feature = "fusion")))]
+mod cube_kernels;
 mod op;
+mod recompute;
 mod resample;
+mod tracking;
 
 use std::cell::Cell;
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, DispatchDevice, Flex};
+use burn::backend::{DispatchDevice, Flex};
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
@@ -43,6 +57,7 @@ use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, TensorData};
 
 use crate::model::tensor_ops::cat_channels;
+use tracking::{Routed, Strategy};
 
 pub use logdense_kernels::Resample;
 pub use op::MAX_INPUTS;
@@ -59,6 +74,13 @@ pub struct KernelRuns {
     pub resample_forward: u64,
     /// Their backward steps.
     pub resample_backward: u64,
+    /// Forwards of the recomputing layer from the backend's own ops (GPU devices).
+    pub recompute_forward: u64,
+    /// Their backward steps.
+    pub recompute_backward: u64,
+    /// The recomputing layer's CubeCL kernel launches (packing the activation, the inputs'
+    /// gradients) on burn's unfused cubecl backend.
+    pub cube_kernels: u64,
 }
 
 thread_local! {
@@ -68,6 +90,9 @@ thread_local! {
             conv_backward: 0,
             resample_forward: 0,
             resample_backward: 0,
+            recompute_forward: 0,
+            recompute_backward: 0,
+            cube_kernels: 0,
         })
     };
 }
@@ -91,10 +116,10 @@ fn count(update: impl FnOnce(&mut KernelRuns)) {
 
 pub use logdense_kernels::conv::{F32Kernels, Kernels, Precision};
 
-/// The precision the fused kernels computed a model in: `requested` where they ran, f32 where
-/// the model took the plain path (`fused` off, another device).
-pub fn precision_of_model(requested: Precision, fused_active: bool) -> Precision {
-    if fused_active {
+/// The precision a model computed in: `requested` where the fused CPU kernels ran, f32
+/// elsewhere (the plain path, the recomputing GPU layer).
+pub fn precision_of_model(requested: Precision, cpu_kernels_active: bool) -> Precision {
+    if cpu_kernels_active {
         requested
     } else {
         Precision::F32
@@ -185,6 +210,56 @@ pub fn is_flex(device: &Device) -> bool {
     )
 }
 
+/// Whether `device` is one of burn's cubecl devices (a GPU through wgpu or Vulkan, with or
+/// without autodiff).
+pub fn is_cube(device: &Device) -> bool {
+    #[cfg(any(feature = "wgpu", feature = "vulkan"))]
+    {
+        matches!(
+            device.clone().without_autodiff().as_dispatch(),
+            DispatchDevice::Cube(_)
+        )
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "vulkan")))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Where a call's fused path runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FusedBackend {
+    /// The CPU kernels (`logdense_kernels`), on the flex device: nothing concatenated, only
+    /// the inputs kept.
+    CpuKernels,
+    /// The recomputing layer from the backend's own ops, on a cubecl (GPU) device: one layer's
+    /// concatenation formed at a time and dropped, only the inputs kept.
+    Recompute,
+}
+
+impl FusedBackend {
+    /// Where the fused path of a device runs, if it has one.
+    pub fn of(device: &Device) -> Option<Self> {
+        if is_flex(device) {
+            Some(FusedBackend::CpuKernels)
+        } else if is_cube(device) {
+            Some(FusedBackend::Recompute)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where the fused path can run on these tensors: all f32 on one device that has a fused path
+/// (a tensor elsewhere goes to the plain ops, which report a device mismatch as burn does).
+fn fused_backend_of(inputs: &[Tensor<4>], weight: &Tensor<4>) -> Option<FusedBackend> {
+    let device = weight.device();
+    let backend = FusedBackend::of(&device)?;
+    let same = |t: &Tensor<4>| t.dtype() == DType::F32 && t.device() == device;
+    (same(weight) && inputs.iter().all(same)).then_some(backend)
+}
+
 /// Whether the fused kernels can run on these tensors: f32, all on the flex device (a tensor
 /// elsewhere goes to the plain ops, which report a device mismatch as burn does).
 pub fn on_flex_f32(inputs: &[Tensor<4>]) -> bool {
@@ -196,23 +271,33 @@ fn flex_f32<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32 && is_flex(&t.device())
 }
 
-/// Whether the fused kernels can run this convolution: a square odd kernel with "same"
-/// padding, stride 1, no dilation or groups, its weight and every input f32 on the flex device.
-pub fn conv_supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
+/// Whether the fused path can run this convolution, and where: a square odd kernel with
+/// "same" padding, stride 1, no dilation or groups, its weight and every input f32 on one
+/// device with a fused path ([`FusedBackend`]).
+pub fn conv_backend(inputs: &[Tensor<4>], conv: &Conv2d) -> Option<FusedBackend> {
     let [k, kw] = conv.kernel_size;
     let same_padding = match conv.padding {
         PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r] == [k / 2; 4],
         PaddingConfig2d::Same => true,
         PaddingConfig2d::Valid => k == 1,
     };
-    on_flex_f32(inputs)
-        && flex_f32(&conv.weight)
-        && k == kw
+    let geometry = k == kw
         && k % 2 == 1
         && same_padding
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
-        && conv.groups == 1
+        && conv.groups == 1;
+    if geometry {
+        fused_backend_of(inputs, &conv.weight.val())
+    } else {
+        None
+    }
+}
+
+/// Whether the fused CPU kernels can run this convolution ([`conv_backend`] on the flex
+/// device).
+pub fn conv_supported(inputs: &[Tensor<4>], conv: &Conv2d) -> bool {
+    conv_backend(inputs, conv) == Some(FusedBackend::CpuKernels)
 }
 
 /// `conv(relu(bn(cat(inputs, 1))))`: with `fused` on and where [`conv_supported`], through the
@@ -228,10 +313,10 @@ pub fn bn_relu_conv(
 ) -> Tensor<4> {
     assert!(!inputs.is_empty(), "a layer needs at least one input");
     let fused = fused.into();
-    if !(fused.on && conv_supported(&inputs, conv)) {
+    let Some(backend) = conv_backend(&inputs, conv).filter(|_| fused.on) else {
         return reference_bn_relu_conv(inputs, bn, conv);
-    }
-    let out = fused_bn_relu_conv(inputs, bn, conv.weight.val(), fused.kernels);
+    };
+    let out = fused_bn_relu_conv(backend, inputs, bn, conv.weight.val(), fused.kernels);
     match &conv.bias {
         Some(bias) => {
             let c = bias.dims()[0];
@@ -254,19 +339,15 @@ pub fn bn_relu_pool_linear(
     fused: impl Into<Fused>,
 ) -> Tensor<2> {
     assert!(!inputs.is_empty(), "a head needs at least one input");
-    let weight = linear.weight.val();
     let fused = fused.into();
-    if !(fused.on && on_flex_f32(&inputs) && flex_f32(&weight)) {
-        return reference_bn_relu_pool_linear(inputs, bn, linear);
-    }
     // burn's Linear keeps its weight as [in, out]; the 1x1 convolution takes [out, in, 1, 1].
+    let weight = linear.weight.val();
     let [cin, classes] = weight.dims();
-    let per_pixel = fused_bn_relu_conv(
-        inputs,
-        bn,
-        weight.transpose().reshape([classes, cin, 1, 1]),
-        fused.kernels,
-    );
+    let weight = weight.transpose().reshape([classes, cin, 1, 1]);
+    let Some(backend) = fused_backend_of(&inputs, &weight).filter(|_| fused.on) else {
+        return reference_bn_relu_pool_linear(inputs, bn, linear);
+    };
+    let per_pixel = fused_bn_relu_conv(backend, inputs, bn, weight, fused.kernels);
     let [n, _, h, w] = per_pixel.dims();
     let pooled = per_pixel
         .reshape([n, classes, h * w])
@@ -290,9 +371,10 @@ pub fn reference_bn_relu_pool_linear(
     linear.forward(adaptive_avg_pool2d(y, [1, 1]).reshape([n, c]))
 }
 
-/// The fused call with an explicit weight `[out, in, k, k]` (odd k, stride 1, same padding);
-/// callers have checked [`on_flex_f32`].
+/// The fused call with an explicit weight `[out, in, k, k]` (odd k, stride 1, same padding), on
+/// `backend`, which the caller found for these tensors.
 fn fused_bn_relu_conv(
+    backend: FusedBackend,
     mut inputs: Vec<Tensor<4>>,
     bn: &BatchNorm,
     weight: Tensor<4>,
@@ -305,58 +387,210 @@ fn fused_bn_relu_conv(
         inputs = std::iter::once(head).chain(tail).collect();
     }
     let device = inputs[0].device();
-    let training = device.is_autodiff() && bn.training.is_enabled();
-    let (mean, var) = (bn.running_mean.value(), bn.running_var.value());
-    let (out, mean, var) = if device.is_autodiff() {
-        let stat = |t: Tensor<1>| tracked(t).into_primitive();
-        let (out, mean, var) = op::forward_tracked(
-            inputs.into_iter().map(tracked).collect(),
-            tracked(bn.gamma.val()),
-            tracked(bn.beta.val()),
-            &stat(mean),
-            &stat(var),
-            tracked(weight),
-            training,
-            bn.epsilon,
-            kernels,
-        );
-        (Tensor::from_primitive::<Autodiff<Flex>>(out), mean, var)
-    } else {
-        let (out, mean, var) = op::forward(
-            &inputs.into_iter().map(plain).collect::<Vec<_>>(),
-            &plain(bn.gamma.val()),
-            &plain(bn.beta.val()),
-            &plain(mean),
-            &plain(var),
-            &plain(weight),
-            false,
-            bn.epsilon,
-            kernels,
-        );
-        (Tensor::from_primitive::<Flex>(out), mean, var)
+    let strategy = Strategy::of(&device);
+    let training = strategy.is_some() && bn.training.is_enabled();
+    let (out, stats) = match backend {
+        FusedBackend::CpuKernels => cpu_bn_relu_conv(inputs, bn, weight, kernels, training),
+        FusedBackend::Recompute => recompute_on_cube(inputs, bn, weight, training),
     };
     if training {
-        let stat = |v: Vec<f32>| {
-            let n = v.len();
-            Tensor::<1>::from_data(TensorData::new(v, [n]), &device)
-        };
         let m = bn.momentum;
-        let running_mean = bn.running_mean.value_sync().to_device(&device);
-        let running_var = bn.running_var.value_sync().to_device(&device);
-        bn.running_mean.update(
-            running_mean
+        let [mean, var] = stats;
+        // The batch statistics come without autodiff: constants beside the running averages.
+        let update = |running: Tensor<1>, batch: Tensor<1>| {
+            running
+                .to_device(&device)
                 .mul_scalar(1.0 - m)
-                .add(stat(mean).mul_scalar(m))
-                .detach(),
-        );
-        bn.running_var.update(
-            running_var
-                .mul_scalar(1.0 - m)
-                .add(stat(var).mul_scalar(m))
-                .detach(),
-        );
+                .add(batch.mul_scalar(m))
+                .detach()
+        };
+        bn.running_mean
+            .update(update(bn.running_mean.value_sync(), mean));
+        bn.running_var
+            .update(update(bn.running_var.value_sync(), var));
     }
     out
+}
+
+/// [`fused_bn_relu_conv`] on the CPU kernels; returns the output and the statistics used, the
+/// latter without autodiff.
+fn cpu_bn_relu_conv(
+    inputs: Vec<Tensor<4>>,
+    bn: &BatchNorm,
+    weight: Tensor<4>,
+    kernels: Kernels,
+    training: bool,
+) -> (Tensor<4>, [Tensor<1>; 2]) {
+    let device = inputs[0].device();
+    let stat = |t: Tensor<1>| plain(t.without_autodiff());
+    let (mean, var) = (stat(bn.running_mean.value()), stat(bn.running_var.value()));
+    let (out, mean, var) = match Strategy::of(&device) {
+        Some(strategy) => {
+            let tracked = |t: Tensor<4>| tracked(t, strategy);
+            let (out, mean, var) = op::forward_tracked(
+                inputs.into_iter().map(tracked).collect(),
+                tracked_vector(bn.gamma.val(), strategy),
+                tracked_vector(bn.beta.val(), strategy),
+                &mean,
+                &var,
+                tracked(weight),
+                training,
+                bn.epsilon,
+                kernels,
+                strategy,
+            );
+            (Flex::from_tracked(out, strategy), mean, var)
+        }
+        None => {
+            let (out, mean, var) = op::forward(
+                &inputs.into_iter().map(plain).collect::<Vec<_>>(),
+                &plain(bn.gamma.val()),
+                &plain(bn.beta.val()),
+                &mean,
+                &var,
+                &plain(weight),
+                false,
+                bn.epsilon,
+                kernels,
+            );
+            (Flex::from_plain(out), mean, var)
+        }
+    };
+    let inner = device.without_autodiff();
+    let vector = |v: Vec<f32>| {
+        let n = v.len();
+        Tensor::<1>::from_data(TensorData::new(v, [n]), &inner)
+    };
+    (out, [vector(mean), vector(var)])
+}
+
+/// [`fused_bn_relu_conv`] on a cubecl device: the recomputing layer.
+#[cfg(any(feature = "wgpu", feature = "vulkan"))]
+fn recompute_on_cube(
+    inputs: Vec<Tensor<4>>,
+    bn: &BatchNorm,
+    weight: Tensor<4>,
+    training: bool,
+) -> (Tensor<4>, [Tensor<1>; 2]) {
+    // With fusion, burn fuses the elementwise ops itself and its tensors are not the CubeCL
+    // kernels' (`CubeTensor`); without, the kernels pack the activation.
+    #[cfg(feature = "fusion")]
+    type P = recompute::BurnOps;
+    #[cfg(not(feature = "fusion"))]
+    type P = cube_kernels::CubeKernels;
+    recompute_bn_relu_conv_on::<burn::backend::Cube, P>(inputs, bn, weight, training)
+}
+
+/// Without a GPU feature no device is a cubecl one, and [`FusedBackend::of`] never says
+/// `Recompute`.
+#[cfg(not(any(feature = "wgpu", feature = "vulkan")))]
+fn recompute_on_cube(
+    _: Vec<Tensor<4>>,
+    _: &BatchNorm,
+    _: Tensor<4>,
+    _: bool,
+) -> (Tensor<4>, [Tensor<1>; 2]) {
+    unreachable!("no cubecl device exists without a GPU feature")
+}
+
+/// The recomputing layer on backend `B` ([`recompute`]); returns the output and the statistics
+/// used, the latter without autodiff.
+fn recompute_bn_relu_conv_on<B: Routed, P: recompute::Packing<B>>(
+    inputs: Vec<Tensor<4>>,
+    bn: &BatchNorm,
+    weight: Tensor<4>,
+    training: bool,
+) -> (Tensor<4>, [Tensor<1>; 2]) {
+    let on_b =
+        |t: Tensor<1>| B::plain(t.without_autodiff()).expect("a tensor of the layer's backend");
+    let running = (on_b(bn.running_mean.value()), on_b(bn.running_var.value()));
+    let (out, mean, var) = match Strategy::of(&inputs[0].device()) {
+        Some(strategy) => {
+            let tracked = |t: Tensor<4>| {
+                B::tracked(t, strategy).expect("an autodiff tensor of the layer's backend")
+            };
+            let vector = |t: Tensor<1>| {
+                B::tracked(t, strategy).expect("an autodiff tensor of the layer's backend")
+            };
+            let r = recompute::forward_tracked::<B, P>(
+                inputs.into_iter().map(tracked).collect(),
+                vector(bn.gamma.val()),
+                vector(bn.beta.val()),
+                tracked(weight),
+                running,
+                training,
+                bn.epsilon,
+                strategy,
+            );
+            (B::from_tracked(r.output, strategy), r.mean, r.var)
+        }
+        None => {
+            let plain4 = |t: Tensor<4>| B::plain(t).expect("a tensor of the layer's backend");
+            let params = recompute::Params {
+                gamma: on_b(bn.gamma.val()),
+                beta: on_b(bn.beta.val()),
+                weight: plain4(weight),
+                mean: running.0,
+                var: running.1,
+                batch_stats: false,
+                epsilon: bn.epsilon,
+            };
+            let inputs: Vec<_> = inputs.into_iter().map(plain4).collect();
+            let r = recompute::forward::<B, P>(&inputs, &params);
+            (B::from_plain(r.output), r.mean, r.var)
+        }
+    };
+    (out, [B::from_plain(mean), B::from_plain(var)])
+}
+
+/// `conv(relu(bn(cat(inputs, 1))))` through the recomputing layer ([`FusedBackend::Recompute`])
+/// on whichever backend the tensors are, the flex CPU device included, where GPU devices take
+/// it: the check that it equals the plain ops runs on the CPU too. `None` where the convolution
+/// or the tensors do not fit ([`conv_backend`]). Updates BN's running averages in training as
+/// [`bn_relu_conv`] does.
+pub fn recompute_bn_relu_conv(
+    inputs: Vec<Tensor<4>>,
+    bn: &BatchNorm,
+    conv: &Conv2d,
+) -> Option<Tensor<4>> {
+    let backend = conv_backend(&inputs, conv)?;
+    let out = match backend {
+        FusedBackend::Recompute => {
+            fused_bn_relu_conv(backend, inputs, bn, conv.weight.val(), Kernels::default())
+        }
+        FusedBackend::CpuKernels => {
+            let device = inputs[0].device();
+            let training = device.is_autodiff() && bn.training.is_enabled();
+            let (out, [mean, var]) = recompute_bn_relu_conv_on::<Flex, recompute::BurnOps>(
+                inputs,
+                bn,
+                conv.weight.val(),
+                training,
+            );
+            if training {
+                let m = bn.momentum;
+                let update = |running: Tensor<1>, batch: Tensor<1>| {
+                    running
+                        .to_device(&device)
+                        .mul_scalar(1.0 - m)
+                        .add(batch.mul_scalar(m))
+                        .detach()
+                };
+                bn.running_mean
+                    .update(update(bn.running_mean.value_sync(), mean));
+                bn.running_var
+                    .update(update(bn.running_var.value_sync(), var));
+            }
+            out
+        }
+    };
+    Some(match &conv.bias {
+        Some(bias) => {
+            let c = bias.dims()[0];
+            out + bias.val().reshape([1, c, 1, 1])
+        }
+        None => out,
+    })
 }
 
 /// A 2x2 stride-2 average pool: with `fused` on and `x` f32 on flex, one fused step (see
@@ -406,7 +640,7 @@ pub fn bn_relu_deconv(
         .permute([2, 3, 1, 0])
         .reshape([9 * cout, cin, 1, 1]);
     resample(
-        fused_bn_relu_conv(vec![x], bn, weight, fused.kernels),
+        fused_bn_relu_conv(FusedBackend::CpuKernels, vec![x], bn, weight, fused.kernels),
         Resample::OverlapAdd3x3S2,
     )
 }
@@ -422,22 +656,28 @@ pub fn reference_bn_relu_deconv(
 
 /// A [`Resample`] of a flex f32 tensor, tracked when the tensor is.
 fn resample(x: Tensor<4>, kind: Resample) -> Tensor<4> {
-    if x.device().is_autodiff() {
-        Tensor::from_primitive::<Autodiff<Flex>>(resample::apply_tracked(kind, tracked(x)))
-    } else {
-        Tensor::from_primitive::<Flex>(resample::apply(kind, &plain(x)))
+    match Strategy::of(&x.device()) {
+        Some(strategy) => Flex::from_tracked(
+            resample::apply_tracked(kind, tracked(x, strategy), strategy),
+            strategy,
+        ),
+        None => Flex::from_plain(resample::apply(kind, &plain(x))),
     }
 }
 
-/// A float tensor's `Autodiff<Flex>` primitive ([`conv_supported`] checked the device).
-fn tracked<const D: usize>(t: Tensor<D>) -> op::TrackedTensor {
-    t.try_into_primitive::<Autodiff<Flex>>()
-        .expect("an autodiff flex tensor")
+/// A float tensor's `Autodiff<Flex>` primitive under `strategy` (the caller checked the device).
+fn tracked(t: Tensor<4>, strategy: Strategy) -> op::TrackedTensor {
+    Flex::tracked(t, strategy).expect("an autodiff flex tensor")
 }
 
-/// A float tensor's `Flex` primitive ([`conv_supported`] checked the device).
+/// [`tracked`] for a vector (BN's parameters).
+fn tracked_vector(t: Tensor<1>, strategy: Strategy) -> op::TrackedTensor {
+    Flex::tracked(t, strategy).expect("an autodiff flex tensor")
+}
+
+/// A float tensor's `Flex` primitive (the caller checked the device).
 fn plain<const D: usize>(t: Tensor<D>) -> FlexTensor {
-    t.try_into_primitive::<Flex>().expect("a flex tensor")
+    Flex::plain(t).expect("a flex tensor")
 }
 
 /// The same computation with plain burn operations: concatenate, normalise, rectify, convolve.

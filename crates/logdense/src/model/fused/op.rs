@@ -4,9 +4,9 @@
 //! burn's `#[backend_extension]` macro does not route `Vec` tensor arguments, and a layer takes
 //! a list of inputs, so the routing is done here by hand with `Tensor::try_into_primitive`.
 
-use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::TensorMetadata;
@@ -16,6 +16,7 @@ use burn::tensor::{DType, Shape, TensorData};
 use logdense_kernels::conv::{self as kernel, Affine, Geometry};
 
 use super::count;
+use super::tracking::{self, Strategy};
 
 /// The most layer inputs one fused call takes (the backward step's parent count is a const
 /// generic; callers concatenate groups beyond this).
@@ -191,6 +192,7 @@ pub(super) fn forward_tracked(
     batch_stats: bool,
     epsilon: f64,
     kernels: kernel::Kernels,
+    strategy: Strategy,
 ) -> (TrackedTensor, Vec<f32>, Vec<f32>) {
     assert!(
         (1..=MAX_INPUTS).contains(&inputs.len()),
@@ -232,32 +234,31 @@ pub(super) fn forward_tracked(
         epsilon,
         kernels,
     };
-    (track(nodes, saved, out), mean, var)
+    (track(nodes, saved, out, strategy), mean, var)
 }
 
 /// Registers the backward step with as many parents as the call has (a const generic).
-fn track(nodes: Vec<NodeGuard>, saved: SavedLayer, out: FlexTensor) -> TrackedTensor {
+fn track(
+    nodes: Vec<NodeGuard>,
+    saved: SavedLayer,
+    out: FlexTensor,
+    strategy: Strategy,
+) -> TrackedTensor {
     fn run<const N: usize>(
         nodes: Vec<NodeGuard>,
         saved: SavedLayer,
         out: FlexTensor,
+        strategy: Strategy,
     ) -> TrackedTensor {
         let Ok(nodes) = <[NodeGuard; N]>::try_from(nodes) else {
             unreachable!("the parent count is N")
         };
-        match FusedLayerBackward::<N>
-            .prepare::<NoCheckpointing>(nodes)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(saved, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        tracking::register(FusedLayerBackward::<N>, nodes, saved, out, strategy)
     }
     macro_rules! arity {
         ($($n:literal)*) => {
             match nodes.len() {
-                $($n => run::<$n>(nodes, saved, out),)*
+                $($n => run::<$n>(nodes, saved, out, strategy),)*
                 n => unreachable!("{n} parents exceed the fused layer's maximum"),
             }
         };

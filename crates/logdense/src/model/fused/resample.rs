@@ -3,9 +3,9 @@
 //! the stride-2 overlap-add (col2im) that turns a 1x1 convolution to `9 x cout` channels into a
 //! 3x3 stride-2 transposed convolution.
 
-use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::backend::TensorMetadata;
@@ -13,6 +13,7 @@ use logdense_kernels::Resample;
 
 use super::count;
 use super::op::{contiguous, tensor, values, TrackedTensor};
+use super::tracking::{self, Strategy};
 
 /// The forward on a `Flex` tensor.
 pub(super) fn apply(kind: Resample, x: &FlexTensor) -> FlexTensor {
@@ -22,18 +23,11 @@ pub(super) fn apply(kind: Resample, x: &FlexTensor) -> FlexTensor {
 }
 
 /// The forward on an `Autodiff<Flex>` tensor, registering [`ResampleBackward`].
-pub(super) fn apply_tracked(kind: Resample, x: TrackedTensor) -> TrackedTensor {
+pub(super) fn apply_tracked(kind: Resample, x: TrackedTensor, strategy: Strategy) -> TrackedTensor {
     let node = x.node();
     let dims = x.primitive().shape().dims::<4>();
     let out = apply(kind, &contiguous(x.primitive().clone()));
-    match ResampleBackward
-        .prepare::<NoCheckpointing>([node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((kind, dims), out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    }
+    tracking::register(ResampleBackward, [node], (kind, dims), out, strategy)
 }
 
 /// The backward step of a [`Resample`]; it keeps only the kind and the input shape.
