@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check, in one go on a machine with an NVIDIA GPU and no Rust toolchain: the GPU device
-# against the CPU (`logdense check-device`: forward, every gradient, one optimiser step, plain
-# and with gradient checkpointing), `logdense bench` (plain and checkpointed: the allocator's
-# peak, the first step's time, kernels compiled) beside PyTorch on CUDA (fp32 and AMP bf16,
-# torch.cuda.max_memory_allocated), the LOG-against-DENSE memory sweep on the GPU, and a
-# fashion-scenes training on the GPU. Every stage has its own time limit and
-# writes its log under $OUT as it goes, so a stage that hangs costs only its own limit.
+# against the CPU (`logdense check-device`: forward, every gradient, one optimiser step, on the
+# fused path, which is the recomputing layer on a GPU, and on plain ops), `logdense bench`
+# (fused and plain: the allocator's peak, the first step's time, kernels compiled) beside
+# PyTorch on CUDA (fp32 and AMP bf16, torch.cuda.max_memory_allocated), the LOG-against-DENSE
+# memory sweep on the GPU (fused and plain), and a fashion-scenes training on the GPU. Every
+# stage has its own time limit and writes its log under $OUT as it goes, so a stage that hangs
+# costs only its own limit.
 #
 # Prepare on the build machine (from the repository root):
 #   bench/gpu_check.sh --prepare    # builds with --features vulkan, fills .gpu/ (git-ignored)
@@ -108,21 +109,21 @@ if want parity; then
     # shellcheck disable=SC2086
     timeout $LIMIT_PARITY $B check-device --device $DEVICE $PARITY_ARGS 2>&1 | tee "$OUT/parity.log"
     echo "parity exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
-    stage "device parity with gradient checkpointing"
+    stage "device parity on plain ops"
     # shellcheck disable=SC2086
-    timeout $LIMIT_PARITY $B check-device --device $DEVICE $PARITY_ARGS --checkpointing 2>&1 |
+    timeout $LIMIT_PARITY $B check-device --device $DEVICE $PARITY_ARGS --plain 2>&1 |
         tee -a "$OUT/parity.log"
-    echo "parity (checkpointing) exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
+    echo "parity (plain) exit ${PIPESTATUS[0]}" | tee -a "$OUT/summary.txt"
 fi
 
 if want bench; then
     # One preset per process, so that a slow one (the first steps compile every kernel) costs
     # only its own limit; one JSON array per line.
-    for checkpointing in "" "--checkpointing"; do
+    for path in "" "--no-fused"; do
         for args in "${BENCH_PRESETS[@]}"; do
-            stage "logdense bench --device $DEVICE $checkpointing --preset $args"
+            stage "logdense bench --device $DEVICE $path --preset $args"
             # shellcheck disable=SC2086
-            timeout $LIMIT_BENCH $B bench --device $DEVICE $BENCH_STEPS $checkpointing --json \
+            timeout $LIMIT_BENCH $B bench --device $DEVICE $BENCH_STEPS $path --json \
                 --preset $args 2>>"$OUT/errors.log" | tr -d '\n' >>"$OUT/bench-$DEVICE.jsonl"
             status=${PIPESTATUS[0]}
             echo >>"$OUT/bench-$DEVICE.jsonl"
@@ -143,11 +144,13 @@ if want torch; then
 fi
 
 if want sweep; then
-    stage "memory sweep on $DEVICE: LOG against DENSE V1, g = 24, with gradient checkpointing"
-    # shellcheck disable=SC2086
-    timeout $LIMIT_SWEEP $B bench --memory-sweep --device $DEVICE --checkpointing $SWEEP_ARGS \
-        >"$OUT/sweep-$DEVICE.txt" 2>>"$OUT/errors.log"
-    echo "sweep exit $?" | tee -a "$OUT/summary.txt"
+    for path in "" "--no-fused"; do
+        stage "memory sweep on $DEVICE $path: LOG against DENSE V1, g = 24"
+        # shellcheck disable=SC2086
+        timeout $LIMIT_SWEEP $B bench --memory-sweep --device $DEVICE $path $SWEEP_ARGS \
+            >>"$OUT/sweep-$DEVICE.txt" 2>>"$OUT/errors.log"
+        echo "sweep $path exit $?" | tee -a "$OUT/summary.txt"
+    done
 fi
 
 if want seg; then
