@@ -26,6 +26,20 @@ fn offset4(t: &Tensor<f32>, image: usize, channel: usize, row: usize, column: us
     image * t.stride(0) + channel * t.stride(1) + row * t.stride(2) + column * t.stride(3)
 }
 
+/// The `(image, channel, row, column)` of element `index` of a 4-D tensor in row-major order.
+#[cube]
+fn position(t: &Tensor<f32>, index: usize) -> (usize, usize, usize, usize) {
+    let width = t.shape(3);
+    let plane = t.shape(2) * width;
+    let per_image = t.shape(1) * plane;
+    (
+        index / per_image,
+        (index % per_image) / plane,
+        (index % plane) / width,
+        index % width,
+    )
+}
+
 /// One thread per element of `input` (`[N, C_j, H, W]`): writes
 /// `relu(input * scale[c] + shift[c])` at channel `c = channel_offset + c_j` of `output`
 /// (`[N, C, H, W]`).
@@ -40,13 +54,7 @@ fn pack_kernel(
     if ABSOLUTE_POS >= input.len() {
         terminate!();
     }
-    let width = input.shape(3);
-    let plane = input.shape(2) * width;
-    let per_image = input.shape(1) * plane;
-    let image = ABSOLUTE_POS / per_image;
-    let channel = (ABSOLUTE_POS % per_image) / plane;
-    let row = (ABSOLUTE_POS % plane) / width;
-    let column = ABSOLUTE_POS % width;
+    let (image, channel, row, column) = position(input, ABSOLUTE_POS);
     let c = channel + channel_offset as usize;
     let value = input[offset4(input, image, channel, row, column)] * scale[c * scale.stride(0)]
         + shift[c * shift.stride(0)];
@@ -74,13 +82,7 @@ fn input_grad_kernel(
     if ABSOLUTE_POS >= input.len() {
         terminate!();
     }
-    let width = input.shape(3);
-    let plane = input.shape(2) * width;
-    let per_image = input.shape(1) * plane;
-    let image = ABSOLUTE_POS / per_image;
-    let channel = (ABSOLUTE_POS % per_image) / plane;
-    let row = (ABSOLUTE_POS % plane) / width;
-    let column = ABSOLUTE_POS % width;
+    let (image, channel, row, column) = position(input, ABSOLUTE_POS);
     let c = channel + channel_offset as usize;
     let g = grad[offset4(grad, image, c, row, column)];
     let x = input[offset4(input, image, channel, row, column)];

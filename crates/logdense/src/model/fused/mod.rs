@@ -394,22 +394,27 @@ fn fused_bn_relu_conv(
         FusedBackend::Recompute => recompute_on_cube(inputs, bn, weight, training),
     };
     if training {
-        let m = bn.momentum;
-        let [mean, var] = stats;
-        // The batch statistics come without autodiff: constants beside the running averages.
-        let update = |running: Tensor<1>, batch: Tensor<1>| {
-            running
-                .to_device(&device)
-                .mul_scalar(1.0 - m)
-                .add(batch.mul_scalar(m))
-                .detach()
-        };
-        bn.running_mean
-            .update(update(bn.running_mean.value_sync(), mean));
-        bn.running_var
-            .update(update(bn.running_var.value_sync(), var));
+        update_running_stats(bn, &device, stats);
     }
     out
+}
+
+/// Moves BN's running averages towards a training step's batch statistics, as
+/// [`BatchNorm::forward`] does. The statistics come without autodiff: constants beside the
+/// running averages, which stay on `device`.
+fn update_running_stats(bn: &BatchNorm, device: &Device, [mean, var]: [Tensor<1>; 2]) {
+    let m = bn.momentum;
+    let update = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(device)
+            .mul_scalar(1.0 - m)
+            .add(batch.mul_scalar(m))
+            .detach()
+    };
+    bn.running_mean
+        .update(update(bn.running_mean.value_sync(), mean));
+    bn.running_var
+        .update(update(bn.running_var.value_sync(), var));
 }
 
 /// [`fused_bn_relu_conv`] on the CPU kernels; returns the output and the statistics used, the
@@ -561,25 +566,14 @@ pub fn recompute_bn_relu_conv(
         FusedBackend::CpuKernels => {
             let device = inputs[0].device();
             let training = device.is_autodiff() && bn.training.is_enabled();
-            let (out, [mean, var]) = recompute_bn_relu_conv_on::<Flex, recompute::BurnOps>(
+            let (out, stats) = recompute_bn_relu_conv_on::<Flex, recompute::BurnOps>(
                 inputs,
                 bn,
                 conv.weight.val(),
                 training,
             );
             if training {
-                let m = bn.momentum;
-                let update = |running: Tensor<1>, batch: Tensor<1>| {
-                    running
-                        .to_device(&device)
-                        .mul_scalar(1.0 - m)
-                        .add(batch.mul_scalar(m))
-                        .detach()
-                };
-                bn.running_mean
-                    .update(update(bn.running_mean.value_sync(), mean));
-                bn.running_var
-                    .update(update(bn.running_var.value_sync(), var));
+                update_running_stats(bn, &device, stats);
             }
             out
         }
