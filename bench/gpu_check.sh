@@ -12,8 +12,9 @@
 #   bench/gpu_check.sh --prepare    # builds with --features vulkan, fills .gpu/ (git-ignored)
 # and put the Debian packages of the Vulkan loader and the GL dispatch libraries in .gl/ (also
 # git-ignored): `apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0
-# libgles2` there; the script unpacks them. Then, on the GPU machine, with .gpu/ and .gl/:
-#   OUT=/some/dir bench/gpu_check.sh [parity] [bench] [torch] [sweep] [seg]  # default: all
+# libgles2` there; the script unpacks them. Then, on the GPU machine, with .gpu/ and .gl/
+# (the device tool's `run` with `carry: [".gpu", ".gl"]`, since .gitignore leaves them out):
+#   OUT=$OUT bench/gpu_check.sh [parity] [bench] [torch] [sweep] [seg]  # default: all
 #
 # The dry run, on any machine, before a GPU's minutes are spent on it: the same stages end to
 # end on the CPU, through Mesa's lavapipe (a software Vulkan driver; it runs burn's WGSL
