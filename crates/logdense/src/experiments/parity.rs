@@ -3,9 +3,9 @@
 //! gradient, in every parameter's gradient and in the weights (and batch-norm statistics)
 //! after the step.
 //!
-//! `logdense check-device --device vulkan` runs it against the CPU. On a GPU every layer runs
-//! burn's plain ops (the fused concat-free kernels are CPU-only), so agreement also holds the
-//! fused CPU path against burn's GPU kernels.
+//! `logdense check-device --device vulkan` runs it against the CPU. The CPU reference takes the
+//! fused CPU kernels; the GPU copy takes its own fused path (the recomputing layer) or, with
+//! `fused` off, burn's plain ops, so agreement holds each against the other.
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -169,8 +169,8 @@ pub struct CopyOptions {
     /// Added to every weight of the copy: 0 for a real comparison; tests use it to show the
     /// measure sees a difference.
     pub perturb: f32,
-    /// Whether the copy may take the fused CPU layers (on the CPU; other devices run plain
-    /// ops whatever this says). The reference always may.
+    /// Whether the copy may take its device's fused path (the CPU kernels on the CPU, the
+    /// recomputing layer on a GPU); off, it runs burn's plain ops. The reference always may.
     pub fused: bool,
     /// Whether the copy trains with gradient checkpointing
     /// ([`crate::training::engine::autodiff_device`]).

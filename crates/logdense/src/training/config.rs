@@ -75,8 +75,9 @@ pub struct ModelConfig {
     pub f32_kernels: crate::model::fused::F32Kernels,
     /// Train with burn's gradient checkpointing, which recomputes some of a layer's
     /// memory-bound ops in the backward pass (see `training::engine::autodiff_device`): a
-    /// partial memory saver for the plain-ops path (a GPU device, or `fused = false`); the
-    /// fused CPU layers keep only their outputs anyway. Not part of the weights.
+    /// partial memory saver for the plain-ops path (`fused = false`); the fused paths (the CPU
+    /// kernels, the recomputing GPU layer) keep only the layers' outputs anyway. Not part of
+    /// the weights.
     pub gradient_checkpointing: bool,
     /// The growth rate `g`: channels each feature layer adds.
     pub growth: Option<usize>,

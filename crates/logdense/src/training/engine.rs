@@ -327,7 +327,8 @@ pub trait Task {
 /// layers (concatenation, batch norm, ReLU) in the backward pass instead of keeping their
 /// outputs. On cubecl's allocator that measured 26-32 % less memory for V1 LOG and DENSE, but
 /// DENSE still grows quadratically with depth: burn keeps tensors the size of each layer's
-/// concatenated input, which the fused CPU layers never form (BENCHMARKS.md).
+/// concatenated input, which the fused paths (CPU kernels, the recomputing GPU layer) never
+/// keep (BENCHMARKS.md).
 pub fn autodiff_device(device: &Device, checkpointing: bool) -> Device {
     let ad = device.clone().autodiff();
     if checkpointing {
