@@ -57,10 +57,11 @@ use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, TensorData};
 
 use crate::model::tensor_ops::cat_channels;
-use tracking::{Routed, Strategy};
+use burn::backend::tensor::FloatTensor;
+use tracking::{Routed, Strategy, TrackedOf};
 
 pub use logdense_kernels::Resample;
-pub use op::MAX_INPUTS;
+pub use tracking::MAX_INPUTS;
 
 /// How many times each fused kernel ran on one thread (see [`kernel_runs`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -317,6 +318,11 @@ pub fn bn_relu_conv(
         return reference_bn_relu_conv(inputs, bn, conv);
     };
     let out = fused_bn_relu_conv(backend, inputs, bn, conv.weight.val(), fused.kernels);
+    add_bias(out, conv)
+}
+
+/// `out` plus the convolution's bias, where it has one (the fused paths convolve without it).
+fn add_bias(out: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
     match &conv.bias {
         Some(bias) => {
             let c = bias.dims()[0];
@@ -390,8 +396,8 @@ fn fused_bn_relu_conv(
     let strategy = Strategy::of(&device);
     let training = strategy.is_some() && bn.training.is_enabled();
     let (out, stats) = match backend {
-        FusedBackend::CpuKernels => cpu_bn_relu_conv(inputs, bn, weight, kernels, training),
-        FusedBackend::Recompute => recompute_on_cube(inputs, bn, weight, training),
+        FusedBackend::CpuKernels => cpu_bn_relu_conv(inputs, bn, weight, kernels, strategy),
+        FusedBackend::Recompute => recompute_on_device(inputs, bn, weight, strategy),
     };
     if training {
         update_running_stats(bn, &device, stats);
@@ -417,29 +423,28 @@ fn update_running_stats(bn: &BatchNorm, device: &Device, [mean, var]: [Tensor<1>
         .update(update(bn.running_var.value_sync(), var));
 }
 
-/// [`fused_bn_relu_conv`] on the CPU kernels; returns the output and the statistics used, the
-/// latter without autodiff.
+/// [`fused_bn_relu_conv`] on the CPU kernels, tracked under `strategy` (in training when BN's
+/// flag says so); returns the output and the statistics used, the latter without autodiff.
 fn cpu_bn_relu_conv(
     inputs: Vec<Tensor<4>>,
     bn: &BatchNorm,
     weight: Tensor<4>,
     kernels: Kernels,
-    training: bool,
+    strategy: Option<Strategy>,
 ) -> (Tensor<4>, [Tensor<1>; 2]) {
-    let device = inputs[0].device();
+    let inner = inputs[0].device().without_autodiff();
     let stat = |t: Tensor<1>| plain(t.without_autodiff());
     let (mean, var) = (stat(bn.running_mean.value()), stat(bn.running_var.value()));
-    let (out, mean, var) = match Strategy::of(&device) {
+    let (out, mean, var) = match strategy {
         Some(strategy) => {
-            let tracked = |t: Tensor<4>| tracked(t, strategy);
             let (out, mean, var) = op::forward_tracked(
-                inputs.into_iter().map(tracked).collect(),
-                tracked_vector(bn.gamma.val(), strategy),
-                tracked_vector(bn.beta.val(), strategy),
+                inputs.into_iter().map(|t| tracked(t, strategy)).collect(),
+                tracked(bn.gamma.val(), strategy),
+                tracked(bn.beta.val(), strategy),
                 &mean,
                 &var,
-                tracked(weight),
-                training,
+                tracked(weight, strategy),
+                bn.training.is_enabled(),
                 bn.epsilon,
                 kernels,
                 strategy,
@@ -461,7 +466,6 @@ fn cpu_bn_relu_conv(
             (Flex::from_plain(out), mean, var)
         }
     };
-    let inner = device.without_autodiff();
     let vector = |v: Vec<f32>| {
         let n = v.len();
         Tensor::<1>::from_data(TensorData::new(v, [n]), &inner)
@@ -469,33 +473,25 @@ fn cpu_bn_relu_conv(
     (out, [vector(mean), vector(var)])
 }
 
-/// [`fused_bn_relu_conv`] on a cubecl device: the recomputing layer.
-#[cfg(any(feature = "wgpu", feature = "vulkan"))]
-fn recompute_on_cube(
+/// [`fused_bn_relu_conv`] through the recomputing layer on the tensors' device: burn's ops on
+/// flex (where GPU devices' layer is checked), and on a cubecl device its CubeCL kernels, or
+/// burn's ops under fusion (which fuses them itself, and whose tensors are not the kernels'
+/// `CubeTensor`).
+fn recompute_on_device(
     inputs: Vec<Tensor<4>>,
     bn: &BatchNorm,
     weight: Tensor<4>,
-    training: bool,
+    strategy: Option<Strategy>,
 ) -> (Tensor<4>, [Tensor<1>; 2]) {
-    // With fusion, burn fuses the elementwise ops itself and its tensors are not the CubeCL
-    // kernels' (`CubeTensor`); without, the kernels pack the activation.
-    #[cfg(feature = "fusion")]
-    type P = recompute::BurnOps;
-    #[cfg(not(feature = "fusion"))]
-    type P = cube_kernels::CubeKernels;
-    recompute_bn_relu_conv_on::<burn::backend::Cube, P>(inputs, bn, weight, training)
-}
-
-/// Without a GPU feature no device is a cubecl one, and [`FusedBackend::of`] never says
-/// `Recompute`.
-#[cfg(not(any(feature = "wgpu", feature = "vulkan")))]
-fn recompute_on_cube(
-    _: Vec<Tensor<4>>,
-    _: &BatchNorm,
-    _: Tensor<4>,
-    _: bool,
-) -> (Tensor<4>, [Tensor<1>; 2]) {
-    unreachable!("no cubecl device exists without a GPU feature")
+    #[cfg(any(feature = "wgpu", feature = "vulkan"))]
+    if is_cube(&weight.device()) {
+        #[cfg(feature = "fusion")]
+        type P = recompute::BurnOps;
+        #[cfg(not(feature = "fusion"))]
+        type P = cube_kernels::CubeKernels;
+        return recompute_bn_relu_conv_on::<burn::backend::Cube, P>(inputs, bn, weight, strategy);
+    }
+    recompute_bn_relu_conv_on::<Flex, recompute::BurnOps>(inputs, bn, weight, strategy)
 }
 
 /// The recomputing layer on backend `B` ([`recompute`]); returns the output and the statistics
@@ -504,43 +500,46 @@ fn recompute_bn_relu_conv_on<B: Routed, P: recompute::Packing<B>>(
     inputs: Vec<Tensor<4>>,
     bn: &BatchNorm,
     weight: Tensor<4>,
-    training: bool,
+    strategy: Option<Strategy>,
 ) -> (Tensor<4>, [Tensor<1>; 2]) {
-    let on_b =
-        |t: Tensor<1>| B::plain(t.without_autodiff()).expect("a tensor of the layer's backend");
-    let running = (on_b(bn.running_mean.value()), on_b(bn.running_var.value()));
-    let (out, mean, var) = match Strategy::of(&inputs[0].device()) {
+    fn on_b<B: Routed, const D: usize>(t: Tensor<D>) -> FloatTensor<B> {
+        B::plain(t.without_autodiff()).expect("a tensor of the layer's backend")
+    }
+    fn tracked_on<B: Routed, const D: usize>(t: Tensor<D>, s: Strategy) -> TrackedOf<B> {
+        B::tracked(t, s).expect("an autodiff tensor of the layer's backend")
+    }
+    let running = (
+        on_b::<B, 1>(bn.running_mean.value()),
+        on_b::<B, 1>(bn.running_var.value()),
+    );
+    let (out, mean, var) = match strategy {
         Some(strategy) => {
-            let tracked = |t: Tensor<4>| {
-                B::tracked(t, strategy).expect("an autodiff tensor of the layer's backend")
-            };
-            let vector = |t: Tensor<1>| {
-                B::tracked(t, strategy).expect("an autodiff tensor of the layer's backend")
-            };
             let r = recompute::forward_tracked::<B, P>(
-                inputs.into_iter().map(tracked).collect(),
-                vector(bn.gamma.val()),
-                vector(bn.beta.val()),
-                tracked(weight),
+                inputs
+                    .into_iter()
+                    .map(|t| tracked_on::<B, 4>(t, strategy))
+                    .collect(),
+                tracked_on::<B, 1>(bn.gamma.val(), strategy),
+                tracked_on::<B, 1>(bn.beta.val(), strategy),
+                tracked_on::<B, 4>(weight, strategy),
                 running,
-                training,
+                bn.training.is_enabled(),
                 bn.epsilon,
                 strategy,
             );
             (B::from_tracked(r.output, strategy), r.mean, r.var)
         }
         None => {
-            let plain4 = |t: Tensor<4>| B::plain(t).expect("a tensor of the layer's backend");
             let params = recompute::Params {
-                gamma: on_b(bn.gamma.val()),
-                beta: on_b(bn.beta.val()),
-                weight: plain4(weight),
+                gamma: on_b::<B, 1>(bn.gamma.val()),
+                beta: on_b::<B, 1>(bn.beta.val()),
+                weight: on_b::<B, 4>(weight),
                 mean: running.0,
                 var: running.1,
                 batch_stats: false,
                 epsilon: bn.epsilon,
             };
-            let inputs: Vec<_> = inputs.into_iter().map(plain4).collect();
+            let inputs: Vec<_> = inputs.into_iter().map(on_b::<B, 4>).collect();
             let r = recompute::forward::<B, P>(&inputs, &params);
             (B::from_plain(r.output), r.mean, r.var)
         }
@@ -558,33 +557,15 @@ pub fn recompute_bn_relu_conv(
     bn: &BatchNorm,
     conv: &Conv2d,
 ) -> Option<Tensor<4>> {
-    let backend = conv_backend(&inputs, conv)?;
-    let out = match backend {
-        FusedBackend::Recompute => {
-            fused_bn_relu_conv(backend, inputs, bn, conv.weight.val(), Kernels::default())
-        }
-        FusedBackend::CpuKernels => {
-            let device = inputs[0].device();
-            let training = device.is_autodiff() && bn.training.is_enabled();
-            let (out, stats) = recompute_bn_relu_conv_on::<Flex, recompute::BurnOps>(
-                inputs,
-                bn,
-                conv.weight.val(),
-                training,
-            );
-            if training {
-                update_running_stats(bn, &device, stats);
-            }
-            out
-        }
-    };
-    Some(match &conv.bias {
-        Some(bias) => {
-            let c = bias.dims()[0];
-            out + bias.val().reshape([1, c, 1, 1])
-        }
-        None => out,
-    })
+    conv_backend(&inputs, conv)?;
+    let out = fused_bn_relu_conv(
+        FusedBackend::Recompute,
+        inputs,
+        bn,
+        conv.weight.val(),
+        Kernels::default(),
+    );
+    Some(add_bias(out, conv))
 }
 
 /// A 2x2 stride-2 average pool: with `fused` on and `x` f32 on flex, one fused step (see
@@ -660,12 +641,7 @@ fn resample(x: Tensor<4>, kind: Resample) -> Tensor<4> {
 }
 
 /// A float tensor's `Autodiff<Flex>` primitive under `strategy` (the caller checked the device).
-fn tracked(t: Tensor<4>, strategy: Strategy) -> op::TrackedTensor {
-    Flex::tracked(t, strategy).expect("an autodiff flex tensor")
-}
-
-/// [`tracked`] for a vector (BN's parameters).
-fn tracked_vector(t: Tensor<1>, strategy: Strategy) -> op::TrackedTensor {
+fn tracked<const D: usize>(t: Tensor<D>, strategy: Strategy) -> op::TrackedTensor {
     Flex::tracked(t, strategy).expect("an autodiff flex tensor")
 }
 

@@ -6,7 +6,7 @@
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::TensorMetadata;
@@ -17,10 +17,6 @@ use logdense_kernels::conv::{self as kernel, Affine, Geometry};
 
 use super::count;
 use super::tracking::{self, Strategy};
-
-/// The most layer inputs one fused call takes (the backward step's parent count is a const
-/// generic; callers concatenate groups beyond this).
-pub const MAX_INPUTS: usize = 29;
 
 /// An `Autodiff<Flex>` float tensor.
 pub type TrackedTensor = FloatTensor<Autodiff<Flex>>;
@@ -132,6 +128,18 @@ struct SavedLayer {
 #[derive(Debug)]
 struct FusedLayerBackward<const N: usize>;
 
+/// [`FusedLayerBackward`] for every parent count.
+struct FusedLayerSteps;
+
+impl tracking::LayerStep<Flex> for FusedLayerSteps {
+    type State = SavedLayer;
+    type Step<const N: usize> = FusedLayerBackward<N>;
+
+    fn step<const N: usize>() -> FusedLayerBackward<N> {
+        FusedLayerBackward
+    }
+}
+
 impl<const N: usize> Backward<Flex, N> for FusedLayerBackward<N> {
     type State = SavedLayer;
 
@@ -194,15 +202,7 @@ pub(super) fn forward_tracked(
     kernels: kernel::Kernels,
     strategy: Strategy,
 ) -> (TrackedTensor, Vec<f32>, Vec<f32>) {
-    assert!(
-        (1..=MAX_INPUTS).contains(&inputs.len()),
-        "a fused call takes 1 to {MAX_INPUTS} inputs"
-    );
-    let nodes: Vec<NodeGuard> = inputs
-        .iter()
-        .chain([&gamma, &beta, &weight])
-        .map(|t| t.node())
-        .collect();
+    let parents = tracking::layer_parents(&inputs, [&gamma, &beta, &weight]);
     let primitives: Vec<FlexTensor> = inputs
         .iter()
         .map(|t| contiguous(t.primitive().clone()))
@@ -234,34 +234,9 @@ pub(super) fn forward_tracked(
         epsilon,
         kernels,
     };
-    (track(nodes, saved, out, strategy), mean, var)
-}
-
-/// Registers the backward step with as many parents as the call has (a const generic).
-fn track(
-    nodes: Vec<NodeGuard>,
-    saved: SavedLayer,
-    out: FlexTensor,
-    strategy: Strategy,
-) -> TrackedTensor {
-    fn run<const N: usize>(
-        nodes: Vec<NodeGuard>,
-        saved: SavedLayer,
-        out: FlexTensor,
-        strategy: Strategy,
-    ) -> TrackedTensor {
-        let Ok(nodes) = <[NodeGuard; N]>::try_from(nodes) else {
-            unreachable!("the parent count is N")
-        };
-        tracking::register(FusedLayerBackward::<N>, nodes, saved, out, strategy)
-    }
-    macro_rules! arity {
-        ($($n:literal)*) => {
-            match nodes.len() {
-                $($n => run::<$n>(nodes, saved, out, strategy),)*
-                n => unreachable!("{n} parents exceed the fused layer's maximum"),
-            }
-        };
-    }
-    arity!(4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
+    (
+        tracking::register_layer::<Flex, FusedLayerSteps>(parents, saved, out, strategy),
+        mean,
+        var,
+    )
 }

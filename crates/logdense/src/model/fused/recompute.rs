@@ -18,7 +18,7 @@
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::ops::ConvOptions;
@@ -26,9 +26,6 @@ use burn::tensor::{Shape, Slice};
 
 use super::count;
 use super::tracking::{self, Strategy, TrackedOf};
-
-/// The most inputs one call takes (the backward step's parent count is a const generic).
-pub const MAX_INPUTS: usize = super::op::MAX_INPUTS;
 
 /// A layer's parameters and statistics as primitives of `B`: BN's `gamma` and `beta`, the
 /// convolution's `weight` `[out, in, k, k]` (odd k, stride 1, "same" padding), and the mean and
@@ -262,6 +259,18 @@ struct Saved<B: Backend> {
 #[derive(Debug)]
 struct RecomputeBackward<P, const N: usize>(std::marker::PhantomData<P>);
 
+/// [`RecomputeBackward`] for every parent count.
+struct RecomputeSteps<P>(std::marker::PhantomData<P>);
+
+impl<B: Backend, P: Packing<B>> tracking::LayerStep<B> for RecomputeSteps<P> {
+    type State = Saved<B>;
+    type Step<const N: usize> = RecomputeBackward<P, N>;
+
+    fn step<const N: usize>() -> RecomputeBackward<P, N> {
+        RecomputeBackward(std::marker::PhantomData)
+    }
+}
+
 impl<B: Backend, P: Packing<B>, const N: usize> Backward<B, N> for RecomputeBackward<P, N> {
     type State = Saved<B>;
 
@@ -340,15 +349,7 @@ pub fn forward_tracked<B: Backend, P: Packing<B>>(
     epsilon: f64,
     strategy: Strategy,
 ) -> Output<TrackedOf<B>, B> {
-    assert!(
-        (1..=MAX_INPUTS).contains(&inputs.len()),
-        "a fused call takes 1 to {MAX_INPUTS} inputs"
-    );
-    let nodes: Vec<NodeGuard> = inputs
-        .iter()
-        .chain([&gamma, &beta, &weight])
-        .map(|t| t.node())
-        .collect();
+    let parents = tracking::layer_parents(&inputs, [&gamma, &beta, &weight]);
     let inputs: Vec<FloatTensor<B>> = inputs.iter().map(|t| t.primitive().clone()).collect();
     let params = Params {
         gamma: gamma.primitive().clone(),
@@ -366,41 +367,11 @@ pub fn forward_tracked<B: Backend, P: Packing<B>>(
         var: var.clone(),
         ..params
     };
-    let output = register::<B, P>(nodes, Saved { inputs, params }, output, strategy);
+    let output = tracking::register_layer::<B, RecomputeSteps<P>>(
+        parents,
+        Saved { inputs, params },
+        output,
+        strategy,
+    );
     Output { output, mean, var }
-}
-
-/// Registers the backward step with as many parents as the call has (a const generic).
-fn register<B: Backend, P: Packing<B>>(
-    nodes: Vec<NodeGuard>,
-    saved: Saved<B>,
-    output: FloatTensor<B>,
-    strategy: Strategy,
-) -> TrackedOf<B> {
-    fn run<B: Backend, P: Packing<B>, const N: usize>(
-        nodes: Vec<NodeGuard>,
-        saved: Saved<B>,
-        output: FloatTensor<B>,
-        strategy: Strategy,
-    ) -> TrackedOf<B> {
-        let Ok(nodes) = <[NodeGuard; N]>::try_from(nodes) else {
-            unreachable!("the parent count is N")
-        };
-        tracking::register(
-            RecomputeBackward::<P, N>(std::marker::PhantomData),
-            nodes,
-            saved,
-            output,
-            strategy,
-        )
-    }
-    macro_rules! arity {
-        ($($n:literal)*) => {
-            match nodes.len() {
-                $($n => run::<B, P, $n>(nodes, saved, output, strategy),)*
-                n => unreachable!("{n} parents exceed the fused layer's maximum"),
-            }
-        };
-    }
-    arity!(4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
 }

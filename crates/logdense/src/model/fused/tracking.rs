@@ -16,6 +16,7 @@ use burn::backend::{
     Autodiff, Backend, DispatchKindConversion, DispatchTensor, GradientCheckpointingStrategy,
 };
 use burn::prelude::*;
+use std::fmt::Debug;
 
 /// The autodiff primitive of a backend `B` (the same type under every checkpoint strategy).
 pub type TrackedOf<B> = FloatTensor<Autodiff<B>>;
@@ -107,4 +108,65 @@ pub fn register<B: Backend, S: Backward<B, N>, const N: usize>(
         Strategy::Keep => with::<NoCheckpointing, B, S, N>(step, parents, state, output),
         Strategy::Balanced => with::<BalancedCheckpointing, B, S, N>(step, parents, state, output),
     }
+}
+
+/// The most layer inputs one fused call takes: its backward step's parents (the inputs, then
+/// gamma, beta and the weight) are a const generic, dispatched up to 32 (callers concatenate
+/// groups beyond this).
+pub const MAX_INPUTS: usize = 29;
+
+/// A fused layer's backward step, for every parent count `N`.
+pub trait LayerStep<B: Backend>: 'static {
+    /// What the step keeps from the forward.
+    type State: Clone + Send + Debug + 'static;
+    /// The step with `N` parents.
+    type Step<const N: usize>: Backward<B, N, State = Self::State>;
+    /// The step with `N` parents.
+    fn step<const N: usize>() -> Self::Step<N>;
+}
+
+/// A layer call's parents in the order its backward step registers their gradients: the
+/// inputs, then gamma, beta and the weight.
+pub fn layer_parents<B: Backend>(
+    inputs: &[TrackedOf<B>],
+    [gamma, beta, weight]: [&TrackedOf<B>; 3],
+) -> Vec<NodeGuard> {
+    assert!(
+        (1..=MAX_INPUTS).contains(&inputs.len()),
+        "a fused call takes 1 to {MAX_INPUTS} inputs"
+    );
+    inputs
+        .iter()
+        .chain([gamma, beta, weight])
+        .map(|t| t.node())
+        .collect()
+}
+
+/// [`register`]s `L`'s step with as many parents as [`layer_parents`] gave.
+pub fn register_layer<B: Backend, L: LayerStep<B>>(
+    parents: Vec<NodeGuard>,
+    state: L::State,
+    output: FloatTensor<B>,
+    strategy: Strategy,
+) -> TrackedOf<B> {
+    fn run<B: Backend, L: LayerStep<B>, const N: usize>(
+        parents: Vec<NodeGuard>,
+        state: L::State,
+        output: FloatTensor<B>,
+        strategy: Strategy,
+    ) -> TrackedOf<B> {
+        let Ok(parents) = <[NodeGuard; N]>::try_from(parents) else {
+            unreachable!("the parent count is N")
+        };
+        register(L::step::<N>(), parents, state, output, strategy)
+    }
+    macro_rules! arity {
+        ($($n:literal)*) => {
+            match parents.len() {
+                $($n => run::<B, L, $n>(parents, state, output, strategy),)*
+                n => unreachable!("{n} parents exceed the fused layer's maximum"),
+            }
+        };
+    }
+    arity!(4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
 }
